@@ -1,0 +1,511 @@
+//! The record types of an image and their payloads.
+//!
+//! Metadata records come first in a stream, in this order: `HEADER`, then per
+//! process `PROCESS`, `THREAD`s, `MM`, `FDTABLE`; shared objects (`FILE`,
+//! `PIPE`, `SOCKET`, `PTY`, `SHMEM`, `MSGQ`, `SEMSET`, `SYSV_SHM`) before the
+//! first record that refers to them; then bulk data (`PAGES`, `ZERO`, `BLOB`);
+//! then `END`. See `man/cr-image.5`.
+
+use super::wire::List;
+use crate::wire_struct;
+
+/// A record type. `0` is never valid, so zeroed memory never parses as a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind(pub u16);
+
+impl Kind {
+    pub const HEADER: Kind = Kind(1);
+    pub const END: Kind = Kind(2);
+    pub const PROCESS: Kind = Kind(0x10);
+    pub const THREAD: Kind = Kind(0x11);
+    pub const MM: Kind = Kind(0x12);
+    pub const FDTABLE: Kind = Kind(0x13);
+    pub const FILE: Kind = Kind(0x14);
+    pub const PIPE: Kind = Kind(0x15);
+    pub const SOCKET: Kind = Kind(0x16);
+    pub const PTY: Kind = Kind(0x17);
+    pub const SHMEM: Kind = Kind(0x18);
+    pub const MSGQ: Kind = Kind(0x19);
+    pub const SEMSET: Kind = Kind(0x1a);
+    pub const SYSV_SHM: Kind = Kind(0x1b);
+    pub const PAGES: Kind = Kind(0x20);
+    pub const ZERO: Kind = Kind(0x21);
+    pub const BLOB: Kind = Kind(0x22);
+    /// Kinds from here up may be skipped by a reader that does not know them.
+    pub const FIRST_OPTIONAL: u16 = 0x8000;
+
+    pub fn is_optional(self) -> bool {
+        self.0 >= Self::FIRST_OPTIONAL
+    }
+    /// Bulk kinds carry memory or file contents; `cr-zstd` compresses these
+    /// and leaves metadata readable.
+    pub fn is_bulk(self) -> bool {
+        matches!(self, Kind::PAGES | Kind::BLOB)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::HEADER => "header",
+            Kind::END => "end",
+            Kind::PROCESS => "process",
+            Kind::THREAD => "thread",
+            Kind::MM => "mm",
+            Kind::FDTABLE => "fdtable",
+            Kind::FILE => "file",
+            Kind::PIPE => "pipe",
+            Kind::SOCKET => "socket",
+            Kind::PTY => "pty",
+            Kind::SHMEM => "shmem",
+            Kind::MSGQ => "msgq",
+            Kind::SEMSET => "semset",
+            Kind::SYSV_SHM => "sysv-shm",
+            Kind::PAGES => "pages",
+            Kind::ZERO => "zero",
+            Kind::BLOB => "blob",
+            _ => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:#06x})", self.name(), self.0)
+    }
+}
+
+/// Current format version. A reader refuses another major version; a newer
+/// minor version only appends fields and optional kinds.
+pub const FORMAT_MAJOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 0;
+
+wire_struct! {
+    /// `HEADER`: what made the stream and where it can be restored.
+    pub struct StreamHeader {
+        pub format_major: u16,
+        pub format_minor: u16,
+        /// `uname -m` of the checkpointed machine, e.g. `x86_64`.
+        pub arch: String,
+        pub page_size: u32,
+        /// `uname -r` of the checkpointed machine.
+        pub kernel: String,
+        /// `crtools X.Y.Z`.
+        pub tool: String,
+        /// Random identity of this stream; `cr-split` parts name it.
+        pub stream_id: [u8; 16],
+        /// Seconds since the epoch when the checkpoint began.
+        pub created: u64,
+        /// The pid the tree was rooted at.
+        pub root_pid: u32,
+        /// `HDR_*` bits.
+        pub flags: u32,
+        /// Bytes of one `NT_X86_XSTATE` register set on the checkpointed CPU.
+        pub xstate_size: u32,
+    }
+}
+
+/// The root is the init of its own pid namespace.
+pub const HDR_PIDNS_INIT: u32 = 1;
+
+wire_struct! {
+    /// `END`: closes the stream. A stream without it is truncated.
+    pub struct EndRecord {
+        /// Records before this one, the header included.
+        pub records: u64,
+        /// Bytes before this record, the preamble included.
+        pub bytes: u64,
+        /// SHA-256 over the digests of all records before this one, in order,
+        /// present when every one of them carries a digest.
+        pub stream_digest: Option<[u8; 32]>,
+    }
+}
+
+wire_struct! {
+    /// Credentials of a process: real, effective, saved and filesystem ids.
+    pub struct Creds {
+        pub uid: u32,
+        pub euid: u32,
+        pub suid: u32,
+        pub fsuid: u32,
+        pub gid: u32,
+        pub egid: u32,
+        pub sgid: u32,
+        pub fsgid: u32,
+        pub groups: List<u32>,
+        pub cap_inh: u64,
+        pub cap_prm: u64,
+        pub cap_eff: u64,
+        pub cap_bnd: u64,
+        pub cap_amb: u64,
+        pub securebits: u32,
+        pub no_new_privs: bool,
+    }
+}
+
+wire_struct! {
+    pub struct Rlimit { pub resource: u32, pub cur: u64, pub max: u64 }
+}
+
+wire_struct! {
+    /// One `rt_sigaction` entry (kernel `struct sigaction` layout on x86_64).
+    pub struct SigAction { pub signo: u32, pub handler: u64, pub flags: u64, pub restorer: u64, pub mask: u64 }
+}
+
+wire_struct! {
+    /// An interval timer; `which` is `ITIMER_REAL`, `_VIRTUAL` or `_PROF`.
+    pub struct ITimer { pub which: u32, pub interval_us: u64, pub value_us: u64 }
+}
+
+wire_struct! {
+    /// A POSIX timer (`timer_create`).
+    pub struct PosixTimer {
+        pub id: u32,
+        pub clock: u32,
+        /// `SIGEV_*` notification.
+        pub notify: u32,
+        pub signo: u32,
+        pub sigval: u64,
+        /// Target thread for `SIGEV_THREAD_ID`.
+        pub notify_tid: u32,
+        pub interval_ns: u64,
+        pub value_ns: u64,
+        pub overrun: u32,
+    }
+}
+
+/// Process states in [`Process::state`].
+pub const STATE_RUNNING: u8 = 0;
+pub const STATE_STOPPED: u8 = 1;
+pub const STATE_ZOMBIE: u8 = 2;
+
+wire_struct! {
+    /// `PROCESS`: one process (thread group) of the tree.
+    pub struct Process {
+        pub pid: u32,
+        /// Parent pid; `0` for the root of the tree.
+        pub ppid: u32,
+        pub pgid: u32,
+        pub sid: u32,
+        /// `STATE_*`.
+        pub state: u8,
+        /// For a zombie, the wait status its parent will collect.
+        pub exit_status: i32,
+        /// Signal sent to the parent on exit (normally `SIGCHLD`).
+        pub exit_signal: u32,
+        pub comm: Vec<u8>,
+        pub exe: Vec<u8>,
+        pub cwd: Vec<u8>,
+        pub root: Vec<u8>,
+        /// For information; the real arguments travel in memory.
+        pub cmdline: Vec<u8>,
+        pub umask: u32,
+        pub creds: Creds,
+        pub rlimits: List<Rlimit>,
+        pub sigactions: List<SigAction>,
+        pub itimers: List<ITimer>,
+        pub posix_timers: List<PosixTimer>,
+        /// Shared (process-wide) pending signals, raw 128-byte `siginfo_t`s.
+        pub shared_pending: List<Vec<u8>>,
+        pub personality: u32,
+        pub pdeathsig: u32,
+        pub child_subreaper: bool,
+        pub dumpable: u32,
+        /// Thread ids, the leader first.
+        pub tids: List<u32>,
+        /// File id of the controlling terminal, `0` when none.
+        pub ctty: u64,
+        /// CPU affinity mask bytes (`sched_getaffinity`).
+        pub affinity: Vec<u8>,
+        pub nice: i32,
+    }
+}
+
+wire_struct! {
+    pub struct AltStack { pub sp: u64, pub flags: u32, pub size: u64 }
+}
+
+wire_struct! {
+    /// An rseq registration (`PTRACE_GET_RSEQ_CONFIGURATION`).
+    pub struct Rseq { pub addr: u64, pub len: u32, pub flags: u32, pub sig: u32 }
+}
+
+wire_struct! {
+    /// `THREAD`: one thread of a process.
+    pub struct Thread {
+        pub pid: u32,
+        pub tid: u32,
+        /// `struct user_regs_struct` as `NT_PRSTATUS` returns it.
+        pub regs: Vec<u8>,
+        /// The `NT_X86_XSTATE` register set (FPU, SSE, AVX, AVX-512...).
+        pub xstate: Vec<u8>,
+        pub sigmask: u64,
+        pub altstack: AltStack,
+        pub clear_child_tid: u64,
+        pub robust_list: u64,
+        pub robust_len: u64,
+        pub rseq: Option<Rseq>,
+        /// Pending signals of this thread, raw 128-byte `siginfo_t`s.
+        pub pending: List<Vec<u8>>,
+        pub comm: Vec<u8>,
+        /// The thread was stopped in a job-control stop.
+        pub stopped: bool,
+    }
+}
+
+/// What backs a mapping, in [`Vma::backing`].
+pub const VMA_ANON: u8 = 0;
+/// Mapped from the file at `path` (with a [`Vma::file_id`] when the file is
+/// held in the image, e.g. deleted or memfd).
+pub const VMA_FILE: u8 = 1;
+/// Shared anonymous memory; contents in `SHMEM` object [`Vma::shmem_id`].
+pub const VMA_SHARED_ANON: u8 = 2;
+pub const VMA_VDSO: u8 = 3;
+pub const VMA_VVAR: u8 = 4;
+pub const VMA_VVAR_VCLOCK: u8 = 5;
+pub const VMA_VSYSCALL: u8 = 6;
+/// A SysV shared memory attachment of `SYSV_SHM` segment [`Vma::shmem_id`].
+pub const VMA_SYSV_SHM: u8 = 7;
+
+/// `Vma::flags` bits.
+pub const VMA_F_SHARED: u32 = 1;
+pub const VMA_F_GROWSDOWN: u32 = 2;
+pub const VMA_F_HEAP: u32 = 4;
+pub const VMA_F_STACK: u32 = 8;
+pub const VMA_F_HUGEPAGE: u32 = 16;
+pub const VMA_F_NOHUGEPAGE: u32 = 32;
+pub const VMA_F_DONTFORK: u32 = 64;
+pub const VMA_F_LOCKED: u32 = 128;
+pub const VMA_F_DONTDUMP: u32 = 256;
+
+wire_struct! {
+    /// One mapping of an address space.
+    pub struct Vma {
+        pub start: u64,
+        pub end: u64,
+        /// `PROT_*` bits.
+        pub prot: u32,
+        /// `VMA_F_*` bits.
+        pub flags: u32,
+        /// `VMA_*` backing.
+        pub backing: u8,
+        /// File offset in bytes.
+        pub pgoff: u64,
+        pub path: Vec<u8>,
+        pub file_id: u64,
+        pub shmem_id: u64,
+        /// Device and inode of the mapped file, to check it is the same file.
+        pub dev: u64,
+        pub ino: u64,
+        /// Pages of this mapping whose contents are in the image.
+        pub dumped_pages: u64,
+    }
+}
+
+wire_struct! {
+    /// `MM`: a process's address space layout and `mm` fields.
+    pub struct Mm {
+        pub pid: u32,
+        pub start_code: u64,
+        pub end_code: u64,
+        pub start_data: u64,
+        pub end_data: u64,
+        pub start_brk: u64,
+        pub brk: u64,
+        pub start_stack: u64,
+        pub arg_start: u64,
+        pub arg_end: u64,
+        pub env_start: u64,
+        pub env_end: u64,
+        /// The auxiliary vector as `/proc/PID/auxv` shows it.
+        pub auxv: Vec<u8>,
+        pub vmas: List<Vma>,
+        /// Whether transparent huge pages are disabled (`PR_GET_THP_DISABLE`).
+        pub thp_disabled: bool,
+    }
+}
+
+wire_struct! {
+    pub struct Fd { pub fd: u32, pub cloexec: bool, pub file_id: u64 }
+}
+
+wire_struct! {
+    /// `FDTABLE`: the descriptors of one process.
+    pub struct FdTable { pub pid: u32, pub fds: List<Fd> }
+}
+
+/// What an open file is, in [`File::ftype`].
+pub const FT_REGULAR: u8 = 1;
+pub const FT_DIRECTORY: u8 = 2;
+pub const FT_CHARDEV: u8 = 3;
+pub const FT_BLOCKDEV: u8 = 4;
+pub const FT_PIPE: u8 = 5;
+pub const FT_FIFO: u8 = 6;
+pub const FT_SOCKET: u8 = 7;
+pub const FT_PTY_MASTER: u8 = 8;
+pub const FT_PTY_SLAVE: u8 = 9;
+pub const FT_MEMFD: u8 = 10;
+pub const FT_EVENTFD: u8 = 11;
+pub const FT_EPOLL: u8 = 12;
+pub const FT_SIGNALFD: u8 = 13;
+pub const FT_TIMERFD: u8 = 14;
+pub const FT_INOTIFY: u8 = 15;
+/// Leads outside what the image holds (a terminal the tree was started
+/// from, a pipe or socket whose other end is not in the tree): reconnected at
+/// restore time, see `cr-restart(1)`.
+pub const FT_EXTERNAL: u8 = 16;
+
+wire_struct! {
+    /// `FILE`: an open file description, shared by every descriptor that refers to it.
+    pub struct File {
+        pub id: u64,
+        /// `FT_*`.
+        pub ftype: u8,
+        /// `O_*` status flags and access mode, as `fdinfo` shows them.
+        pub flags: u32,
+        pub pos: u64,
+        pub path: Vec<u8>,
+        /// `st_mode`, `st_rdev`, `st_size`, `st_dev`, `st_ino`.
+        pub mode: u32,
+        pub rdev: u64,
+        pub size: u64,
+        pub dev: u64,
+        pub ino: u64,
+        /// The file was unlinked while open: its contents follow in `BLOB`s.
+        pub deleted: bool,
+        /// For pipes, FIFOs, sockets and ptys: the id of that object's record.
+        pub object_id: u64,
+        /// For an external file, which descriptor it was found at (the
+        /// lowest), to pick a default reconnection.
+        pub external_fd: u32,
+        /// A readable description of the object, e.g. `pipe:[1234]`.
+        pub link: Vec<u8>,
+    }
+}
+
+wire_struct! {
+    /// `PIPE`: a pipe or FIFO buffer. Data follows in `BLOB`s of space
+    /// [`SPACE_PIPE`].
+    pub struct Pipe { pub id: u64, pub capacity: u32, pub data_len: u64, pub fifo_path: Vec<u8> }
+}
+
+wire_struct! {
+    /// `SOCKET`: a Unix socket in the tree.
+    pub struct Socket {
+        pub id: u64,
+        pub family: u32,
+        pub stype: u32,
+        pub peer: u64,
+        pub state: u32,
+        pub path: Vec<u8>,
+        pub peer_path: Vec<u8>,
+        pub data_len: u64,
+        pub shutdown: u32,
+    }
+}
+
+wire_struct! {
+    /// `PTY`: a pseudo-terminal pair.
+    pub struct Pty {
+        pub id: u64,
+        pub index: u32,
+        /// `struct termios2` bytes of the slave side.
+        pub termios: Vec<u8>,
+        /// `struct winsize` bytes.
+        pub winsize: Vec<u8>,
+        pub locked: bool,
+        pub packet: bool,
+        /// Data waiting to be read on the master (written by the slave).
+        pub to_master: Vec<u8>,
+        /// Data waiting to be read on the slave (written by the master).
+        pub to_slave: Vec<u8>,
+    }
+}
+
+wire_struct! {
+    /// `SHMEM`: a shared memory object (shared anonymous mapping, memfd);
+    /// contents in `PAGES` of space [`SPACE_SHMEM`].
+    pub struct Shmem { pub id: u64, pub size: u64, pub ino: u64 }
+}
+
+wire_struct! {
+    pub struct IpcPerm {
+        pub key: i32,
+        pub uid: u32,
+        pub gid: u32,
+        pub cuid: u32,
+        pub cgid: u32,
+        pub mode: u32,
+    }
+}
+
+wire_struct! {
+    pub struct Message { pub mtype: i64, pub data: Vec<u8> }
+}
+
+wire_struct! {
+    /// `MSGQ`: a SysV message queue with its messages in order.
+    pub struct MsgQueue { pub id: i32, pub perm: IpcPerm, pub qbytes: u64, pub messages: List<Message> }
+}
+
+wire_struct! {
+    /// `SEMSET`: a SysV semaphore set.
+    pub struct SemSet { pub id: i32, pub perm: IpcPerm, pub values: List<u16> }
+}
+
+wire_struct! {
+    /// `SYSV_SHM`: a SysV shared memory segment; contents in `PAGES` of
+    /// space [`SPACE_SYSV_SHM`].
+    pub struct SysvShm { pub id: i32, pub perm: IpcPerm, pub size: u64, pub removed: bool }
+}
+
+/// Address spaces of `PAGES`, `ZERO` and `BLOB` records.
+pub const SPACE_PROCESS: u32 = 0;
+pub const SPACE_SHMEM: u32 = 1;
+pub const SPACE_SYSV_SHM: u32 = 2;
+/// Contents of a file held in the image (deleted, memfd).
+pub const SPACE_FILE: u32 = 3;
+pub const SPACE_PIPE: u32 = 4;
+pub const SPACE_SOCKET: u32 = 5;
+
+/// Size of the fixed prefix of `PAGES`, `ZERO` and `BLOB` payloads.
+pub const DATA_PREFIX: usize = 24;
+
+/// The fixed prefix of a bulk record: which space, which object, where.
+/// For `PAGES` and `BLOB` the data follows; for `ZERO`, `len` says how
+/// many bytes of zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DataPrefix {
+    pub space: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// A pid for [`SPACE_PROCESS`], an object id otherwise.
+    pub id: u64,
+    /// A virtual address for [`SPACE_PROCESS`], an offset otherwise.
+    pub addr: u64,
+}
+
+impl DataPrefix {
+    pub fn to_bytes(&self) -> [u8; DATA_PREFIX] {
+        let mut b = [0u8; DATA_PREFIX];
+        b[0..4].copy_from_slice(&self.space.to_le_bytes());
+        b[4..8].copy_from_slice(&self.flags.to_le_bytes());
+        b[8..16].copy_from_slice(&self.id.to_le_bytes());
+        b[16..24].copy_from_slice(&self.addr.to_le_bytes());
+        b
+    }
+    /// Splits a bulk payload into its prefix and data.
+    pub fn parse(payload: &[u8]) -> Option<(DataPrefix, &[u8])> {
+        if payload.len() < DATA_PREFIX {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(payload[i..i + 4].try_into().unwrap());
+        let u64_at = |i: usize| u64::from_le_bytes(payload[i..i + 8].try_into().unwrap());
+        Some((
+            DataPrefix {
+                space: u32_at(0),
+                flags: u32_at(4),
+                id: u64_at(8),
+                addr: u64_at(16),
+            },
+            &payload[DATA_PREFIX..],
+        ))
+    }
+}

@@ -1,0 +1,583 @@
+//! Framing: the preamble, record headers, and the sequential [`Reader`] and
+//! [`Writer`].
+//!
+//! ```text
+//! stream  := PREAMBLE record(HEADER) record* record(END)
+//! record  := head(24 bytes) stored[stored_len] digest[32 if F_DIGEST]
+//! head    := kind:u16 flags:u16 seq:u32 stored_len:u32 raw_len:u32 reserved:u32 crc:u32
+//! ```
+//!
+//! `crc` is CRC32C over the head (with `crc` zero), the stored payload and
+//! the digest. The digest is SHA-256 over `kind:u16 seq:u32 raw payload`,
+//! so compressing a record does not change it.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+
+use super::records::{EndRecord, FORMAT_MAJOR, Kind, StreamHeader};
+use super::wire::{self, Wire};
+use super::{ImageError, Result};
+
+/// The first bytes of every stream. The high byte and the CR LF catch
+/// 7-bit and line-ending mangling, as PNG's signature does.
+pub const PREAMBLE: [u8; 8] = *b"\x89CRI\r\n\x1a\n";
+pub const HEAD_LEN: usize = 24;
+pub const DIGEST_LEN: usize = 32;
+/// The largest payload a record may carry, raw or stored. Readers refuse
+/// larger lengths before allocating.
+pub const MAX_PAYLOAD: usize = 16 << 20;
+/// Page data is cut into records of at most this many bytes of data.
+pub const CHUNK: usize = 1 << 20;
+
+/// Payload is a zstd frame; `raw_len` is its decompressed size.
+pub const F_ZSTD: u16 = 1;
+/// A SHA-256 digest of the raw payload follows the stored payload.
+pub const F_DIGEST: u16 = 2;
+const KNOWN_FLAGS: u16 = F_ZSTD | F_DIGEST;
+
+/// A decoded record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub kind: Kind,
+    pub flags: u16,
+    pub seq: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+impl Head {
+    fn encode(&self, crc: u32) -> [u8; HEAD_LEN] {
+        let mut b = [0u8; HEAD_LEN];
+        b[0..2].copy_from_slice(&self.kind.0.to_le_bytes());
+        b[2..4].copy_from_slice(&self.flags.to_le_bytes());
+        b[4..8].copy_from_slice(&self.seq.to_le_bytes());
+        b[8..12].copy_from_slice(&self.stored_len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[20..24].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+    fn decode(b: &[u8; HEAD_LEN]) -> (Head, u32, u32) {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+        (
+            Head {
+                kind: Kind(u16_at(0)),
+                flags: u16_at(2),
+                seq: u32_at(4),
+                stored_len: u32_at(8),
+                raw_len: u32_at(12),
+            },
+            u32_at(16),
+            u32_at(20),
+        )
+    }
+    pub fn compressed(&self) -> bool {
+        self.flags & F_ZSTD != 0
+    }
+    pub fn has_digest(&self) -> bool {
+        self.flags & F_DIGEST != 0
+    }
+    /// Bytes this record takes in the stream.
+    pub fn frame_len(&self) -> u64 {
+        HEAD_LEN as u64
+            + self.stored_len as u64
+            + if self.has_digest() {
+                DIGEST_LEN as u64
+            } else {
+                0
+            }
+    }
+}
+
+/// The digest of a record: SHA-256 over kind, sequence number and raw payload.
+pub fn record_digest(kind: Kind, seq: u32, raw: &[u8]) -> [u8; DIGEST_LEN] {
+    let mut h = Sha256::new();
+    h.update(kind.0.to_le_bytes());
+    h.update(seq.to_le_bytes());
+    h.update(raw);
+    h.finalize().into()
+}
+
+fn frame_crc(head: &[u8; HEAD_LEN], stored: &[&[u8]], digest: Option<&[u8; DIGEST_LEN]>) -> u32 {
+    let mut crc = crc32c::crc32c(head);
+    for part in stored {
+        crc = crc32c::crc32c_append(crc, part);
+    }
+    if let Some(d) = digest {
+        crc = crc32c::crc32c_append(crc, d);
+    }
+    crc
+}
+
+/// A record as it stands in the stream: checked against its CRC, payload not
+/// yet decompressed nor its digest verified. Filters pass these through.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub head: Head,
+    pub stored: Bytes,
+    pub digest: Option<[u8; DIGEST_LEN]>,
+}
+
+/// A record with its raw payload, digest verified.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub kind: Kind,
+    pub seq: u32,
+    pub payload: Bytes,
+}
+
+impl Record {
+    /// Decodes a metadata payload.
+    pub fn decode<T: Wire>(&self) -> Result<T> {
+        wire::decode(&self.payload).map_err(|e| ImageError::Decode {
+            seq: self.seq,
+            kind: self.kind,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl RawRecord {
+    /// The raw payload: decompressed if needed, digest checked if present.
+    pub fn decode(&self) -> Result<Record> {
+        let payload = if self.head.compressed() {
+            decompress(&self.head, &self.stored)?
+        } else {
+            self.stored.clone()
+        };
+        if let Some(d) = &self.digest
+            && record_digest(self.head.kind, self.head.seq, &payload) != *d
+        {
+            return Err(ImageError::Digest {
+                seq: self.head.seq,
+                kind: self.head.kind,
+            });
+        }
+        Ok(Record {
+            kind: self.head.kind,
+            seq: self.head.seq,
+            payload,
+        })
+    }
+}
+
+/// Decompresses a zstd payload whose size the head declares, refusing a frame
+/// that inflates to anything else.
+pub fn decompress(head: &Head, stored: &[u8]) -> Result<Bytes> {
+    let bad = |reason: String| ImageError::Corrupt {
+        seq: head.seq,
+        kind: head.kind,
+        reason,
+    };
+    let want = head.raw_len as usize;
+    let mut out = vec![0u8; want];
+    let mut d = zstd::bulk::Decompressor::new().map_err(|e| bad(e.to_string()))?;
+    let n = d
+        .decompress_to_buffer(stored, &mut out[..])
+        .map_err(|e| bad(format!("zstd: {e}")))?;
+    if n != want {
+        return Err(bad(format!("decompressed to {n} bytes, header says {want}")));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Reads a stream record by record, never seeking.
+pub struct Reader<R> {
+    inner: R,
+    header: StreamHeader,
+    header_raw: RawRecord,
+    next_seq: u32,
+    bytes: u64,
+    chain: Option<Sha256>,
+    end: Option<EndRecord>,
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the preamble and the header record.
+    pub fn new(mut inner: R) -> Result<Self> {
+        let mut pre = [0u8; 8];
+        let n = read_full(&mut inner, &mut pre)?;
+        if n == 0 {
+            return Err(ImageError::Empty);
+        }
+        if n < pre.len() || pre != PREAMBLE {
+            return Err(ImageError::BadMagic);
+        }
+        let mut r = Reader {
+            inner,
+            header: StreamHeader::default(),
+            header_raw: RawRecord {
+                head: Head {
+                    kind: Kind::HEADER,
+                    flags: 0,
+                    seq: 0,
+                    stored_len: 0,
+                    raw_len: 0,
+                },
+                stored: Bytes::new(),
+                digest: None,
+            },
+            next_seq: 0,
+            bytes: PREAMBLE.len() as u64,
+            chain: Some(Sha256::new()),
+            end: None,
+        };
+        let raw = r.read_frame()?.ok_or(ImageError::Truncated {
+            what: "header record",
+        })?;
+        if raw.head.kind != Kind::HEADER {
+            return Err(ImageError::Corrupt {
+                seq: 0,
+                kind: raw.head.kind,
+                reason: "the first record is not a header".into(),
+            });
+        }
+        let rec = raw.decode()?;
+        let header: StreamHeader = rec.decode()?;
+        if header.format_major != FORMAT_MAJOR {
+            return Err(ImageError::Version(header.format_major, header.format_minor));
+        }
+        r.header = header;
+        r.header_raw = raw;
+        Ok(r)
+    }
+
+    pub fn header(&self) -> &StreamHeader {
+        &self.header
+    }
+    /// The header record exactly as read, for filters that pass it on.
+    pub fn header_raw(&self) -> &RawRecord {
+        &self.header_raw
+    }
+    /// The end record, once [`next_raw`](Self::next_raw) has returned `None`.
+    pub fn end(&self) -> Option<&EndRecord> {
+        self.end.as_ref()
+    }
+    /// Bytes consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    fn read_frame(&mut self) -> Result<Option<RawRecord>> {
+        let mut hb = [0u8; HEAD_LEN];
+        let n = read_full(&mut self.inner, &mut hb)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let seq = self.next_seq;
+        if n < HEAD_LEN {
+            return Err(ImageError::Truncated {
+                what: "record header",
+            });
+        }
+        let (head, reserved, crc) = Head::decode(&hb);
+        let corrupt = |reason: String| ImageError::Corrupt {
+            seq,
+            kind: head.kind,
+            reason,
+        };
+        // Check the cheap invariants before trusting any length.
+        if head.kind.0 == 0 {
+            return Err(corrupt("record kind 0".into()));
+        }
+        if head.flags & !KNOWN_FLAGS != 0 || reserved != 0 {
+            // Could be a bit flip in the header: a CRC over the header
+            // alone is not kept, so say what is wrong.
+            return Err(corrupt(format!("unknown flags {:#x}", head.flags)));
+        }
+        if head.stored_len as usize > MAX_PAYLOAD || head.raw_len as usize > MAX_PAYLOAD {
+            return Err(corrupt(format!(
+                "payload length {} exceeds the {} byte limit",
+                head.stored_len.max(head.raw_len),
+                MAX_PAYLOAD
+            )));
+        }
+        if !head.compressed() && head.stored_len != head.raw_len {
+            return Err(corrupt("stored and raw lengths differ".into()));
+        }
+        if head.seq != seq {
+            return Err(corrupt(format!(
+                "sequence number {} where {} was expected (records missing or reordered)",
+                head.seq, seq
+            )));
+        }
+        let mut buf = BytesMut::zeroed(head.stored_len as usize);
+        if read_full(&mut self.inner, &mut buf)? < buf.len() {
+            return Err(ImageError::Truncated {
+                what: "record payload",
+            });
+        }
+        let digest = if head.has_digest() {
+            let mut d = [0u8; DIGEST_LEN];
+            if read_full(&mut self.inner, &mut d)? < DIGEST_LEN {
+                return Err(ImageError::Truncated {
+                    what: "record digest",
+                });
+            }
+            Some(d)
+        } else {
+            None
+        };
+        let stored = buf.freeze();
+        if frame_crc(&head.encode(0), &[&stored], digest.as_ref()) != crc {
+            return Err(ImageError::Crc {
+                seq,
+                kind: head.kind,
+            });
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.bytes += head.frame_len();
+        Ok(Some(RawRecord {
+            head,
+            stored,
+            digest,
+        }))
+    }
+
+    /// The next record before the end record, CRC-checked; `None` once the
+    /// end record has been read and matched against the stream.
+    pub fn next_raw(&mut self) -> Result<Option<RawRecord>> {
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        let before = self.bytes;
+        let chain_before = self.chain.clone();
+        let raw = match self.read_frame()? {
+            Some(r) => r,
+            None => return Err(ImageError::Truncated { what: "stream" }),
+        };
+        if raw.head.kind == Kind::HEADER {
+            return Err(ImageError::Corrupt {
+                seq: raw.head.seq,
+                kind: raw.head.kind,
+                reason: "a second header record".into(),
+            });
+        }
+        if raw.head.kind == Kind::END {
+            let rec = raw.decode()?;
+            let end: EndRecord = rec.decode()?;
+            let bad = |reason: String| ImageError::Corrupt {
+                seq: raw.head.seq,
+                kind: Kind::END,
+                reason,
+            };
+            if end.records != raw.head.seq as u64 || end.bytes != before {
+                return Err(bad(format!(
+                    "end record counts {} records and {} bytes, the stream had {} and {}",
+                    end.records, end.bytes, raw.head.seq, before
+                )));
+            }
+            if let Some(want) = end.stream_digest {
+                let got: [u8; 32] = chain_before
+                    .ok_or_else(|| bad("stream digest present but some records lack a digest".into()))?
+                    .finalize()
+                    .into();
+                if got != want {
+                    return Err(ImageError::StreamDigest);
+                }
+            }
+            // A trailing byte after the end record means two streams or junk.
+            let mut probe = [0u8; 1];
+            if read_full(&mut self.inner, &mut probe)? != 0 {
+                return Err(bad("data after the end record".into()));
+            }
+            self.end = Some(end);
+            return Ok(None);
+        }
+        self.chain_add(&raw);
+        Ok(Some(raw))
+    }
+
+    fn chain_add(&mut self, raw: &RawRecord) {
+        match (&mut self.chain, &raw.digest) {
+            (Some(h), Some(d)) => h.update(d),
+            _ => self.chain = None,
+        }
+    }
+
+    /// The next record, decompressed and digest-checked.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        match self.next_raw()? {
+            Some(raw) => raw.decode().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Gives back the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R> Reader<R> {
+    /// Whether the header record carried a digest (a `cr-sum` stream).
+    pub fn header_has_digest(&self) -> bool {
+        self.header_raw.digest.is_some()
+    }
+}
+
+/// How a [`Writer`] frames the records it is given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Add a digest to every record and a stream digest to the end record.
+    pub digest: bool,
+}
+
+/// Writes a stream record by record.
+pub struct Writer<W: Write> {
+    out: W,
+    opts: WriteOptions,
+    seq: u32,
+    bytes: u64,
+    chain: Option<Sha256>,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the preamble and a header record.
+    pub fn new(out: W, header: &StreamHeader, opts: WriteOptions) -> Result<Self> {
+        Self::with_header_payload(out, &wire::encode(header), opts)
+    }
+
+    /// Like [`new`](Self::new) with an already encoded header, so a filter
+    /// keeps fields it does not know.
+    pub fn with_header_payload(mut out: W, header: &[u8], opts: WriteOptions) -> Result<Self> {
+        out.write_all(&PREAMBLE)?;
+        let mut w = Writer {
+            out,
+            opts,
+            seq: 0,
+            bytes: PREAMBLE.len() as u64,
+            chain: Some(Sha256::new()),
+        };
+        w.write_record(Kind::HEADER, header)?;
+        Ok(w)
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u32 {
+        self.seq
+    }
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes an uncompressed record whose payload is the concatenation of `parts`.
+    pub fn write_parts(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let digest = self.opts.digest.then(|| {
+            let mut h = Sha256::new();
+            h.update(kind.0.to_le_bytes());
+            h.update(self.seq.to_le_bytes());
+            for p in parts {
+                h.update(p);
+            }
+            h.finalize().into()
+        });
+        self.write_frame(kind, 0, len, parts, digest)
+    }
+
+    /// Writes an uncompressed record.
+    pub fn write_record(&mut self, kind: Kind, payload: &[u8]) -> Result<()> {
+        self.write_parts(kind, &[payload])
+    }
+
+    /// Encodes and writes a metadata record.
+    pub fn write<T: Wire>(&mut self, kind: Kind, value: &T) -> Result<()> {
+        self.write_record(kind, &wire::encode(value))
+    }
+
+    /// Writes a record framed elsewhere: `stored` is the payload as it will
+    /// stand (compressed when `flags` has [`F_ZSTD`]), `raw_len` its
+    /// decompressed size, `digest` the raw payload's digest computed for the
+    /// sequence number [`next_seq`](Self::next_seq) returns.
+    pub fn write_stored(
+        &mut self,
+        kind: Kind,
+        flags: u16,
+        raw_len: usize,
+        stored: &[u8],
+        digest: Option<[u8; DIGEST_LEN]>,
+    ) -> Result<()> {
+        self.write_frame(kind, flags & F_ZSTD, raw_len, &[stored], digest)
+    }
+
+    fn write_frame(
+        &mut self,
+        kind: Kind,
+        flags: u16,
+        raw_len: usize,
+        parts: &[&[u8]],
+        digest: Option<[u8; DIGEST_LEN]>,
+    ) -> Result<()> {
+        let stored_len: usize = parts.iter().map(|p| p.len()).sum();
+        if stored_len > MAX_PAYLOAD || raw_len > MAX_PAYLOAD {
+            return Err(ImageError::TooLarge(stored_len.max(raw_len)));
+        }
+        if kind.0 == 0 {
+            return Err(ImageError::Usage("invalid record kind".into()));
+        }
+        let head = Head {
+            kind,
+            flags: flags | if digest.is_some() { F_DIGEST } else { 0 },
+            seq: self.seq,
+            stored_len: stored_len as u32,
+            raw_len: raw_len as u32,
+        };
+        let crc = frame_crc(&head.encode(0), parts, digest.as_ref());
+        self.out.write_all(&head.encode(crc))?;
+        for p in parts {
+            self.out.write_all(p)?;
+        }
+        if let Some(d) = &digest {
+            self.out.write_all(d)?;
+        }
+        match (&mut self.chain, &digest) {
+            (Some(h), Some(d)) => h.update(d),
+            _ => self.chain = None,
+        }
+        self.seq = self.seq.wrapping_add(1);
+        self.bytes += head.frame_len();
+        Ok(())
+    }
+
+    /// Writes the end record and flushes; returns the output.
+    pub fn finish(mut self) -> Result<W> {
+        let stream_digest = if self.opts.digest {
+            self.chain.take().map(|h| h.finalize().into())
+        } else {
+            None
+        };
+        let end = EndRecord {
+            records: self.seq as u64,
+            bytes: self.bytes,
+            stream_digest,
+        };
+        let payload = wire::encode(&end);
+        let digest = self
+            .opts
+            .digest
+            .then(|| record_digest(Kind::END, self.seq, &payload));
+        self.write_frame(Kind::END, 0, payload.len(), &[&payload], digest)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+}

@@ -1,0 +1,11 @@
+//! crtools: process checkpoint/restart for Linux as small programs that
+//! compose through Unix pipes.
+//!
+//! - [`image`]: the streaming image format (pure code).
+//! - `filters`: stream transforms over [`image::Reader`] and [`image::Writer`].
+//! - `sys`: thin safe wrappers over the kernel interfaces nix lacks.
+//! - `checkpoint`: freeze a process tree and write its image.
+//! - `restart`: rebuild a process tree from an image.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod image;
