@@ -9,3 +9,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod image;
+pub mod checkpoint;
+pub mod cli;
+pub mod filters;
+pub mod restart;
+pub mod sys;

@@ -1,0 +1,1 @@
+//! Freezing a process tree, reading its state from /proc and ptrace, and writing its image.

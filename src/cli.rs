@@ -1,0 +1,1 @@
+//! Helpers shared by the binaries: terminal checks, output buffering, exit codes.

@@ -1,0 +1,1 @@
+//! Stream transforms over the image reader and writer: compression, digests, splitting, summaries.
