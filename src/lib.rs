@@ -2,15 +2,19 @@
 //! compose through Unix pipes.
 //!
 //! - [`image`]: the streaming image format (pure code).
-//! - `filters`: stream transforms over [`image::Reader`] and [`image::Writer`].
-//! - `sys`: thin safe wrappers over the kernel interfaces nix lacks.
-//! - `checkpoint`: freeze a process tree and write its image.
-//! - `restart`: rebuild a process tree from an image.
+//! - [`filters`]: stream transforms over [`image::Reader`] and [`image::Writer`].
+//! - [`sys`]: thin safe wrappers over the kernel interfaces nix lacks.
+//! - [`checkpoint`]: freeze a process tree and write its image.
+//! - [`restart`]: rebuild a process tree from an image.
+//! - [`cli`]: what the binaries share.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod image;
 pub mod checkpoint;
 pub mod cli;
+pub mod error;
 pub mod filters;
+pub mod image;
 pub mod restart;
 pub mod sys;
+
+pub use error::{Error, Result};

@@ -1,0 +1,189 @@
+//! Opening the files of an image in the restorer, to hand them to the new
+//! process at their descriptor numbers.
+//!
+//! Trust: a path in the image is only ever opened, never created or
+//! truncated (`O_CREAT`, `O_TRUNC` and `O_EXCL` are stripped); contents of
+//! deleted files go to a new unlinked file (`O_TMPFILE`).
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
+use nix::sys::stat::Mode;
+
+use crate::error::{Context, Error, Result};
+use crate::image::{self, File};
+
+/// Where a descriptor that led outside the image is reconnected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FdSource {
+    /// Open this path (created if missing when opened for writing: the user
+    /// named it).
+    Path(std::path::PathBuf),
+    /// This descriptor of `cr-restart` itself.
+    Inherit(RawFd),
+}
+
+/// Open file descriptions held by the restorer while it builds processes.
+#[derive(Default)]
+pub struct OpenFiles {
+    /// file id -> descriptor in the restorer.
+    by_id: HashMap<u64, OwnedFd>,
+    /// Lowest descriptor number the held files use.
+    pub base: RawFd,
+}
+
+fn cpath(p: &[u8]) -> Result<CString> {
+    CString::new(p).map_err(|_| Error::msg("a path in the image contains a NUL byte"))
+}
+
+/// Access mode and status flags safe to reopen with.
+fn reopen_flags(flags: u32) -> OFlag {
+    let keep = libc::O_ACCMODE
+        | libc::O_APPEND
+        | libc::O_NONBLOCK
+        | libc::O_DIRECT
+        | libc::O_NOATIME
+        | libc::O_LARGEFILE
+        | libc::O_SYNC
+        | libc::O_DSYNC;
+    OFlag::from_bits_truncate(flags as i32 & keep) | OFlag::O_NOCTTY
+}
+
+impl OpenFiles {
+    pub fn new(base: RawFd) -> Self {
+        OpenFiles {
+            by_id: HashMap::new(),
+            base,
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<RawFd> {
+        self.by_id.get(&id).map(|f| f.as_raw_fd())
+    }
+
+    fn hold(&mut self, id: u64, fd: OwnedFd) -> Result<RawFd> {
+        // Move it above every descriptor number the image uses.
+        let high = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(self.base))
+            .ctx(|| "cannot duplicate a descriptor".into())?;
+        // SAFETY: fcntl just returned this new descriptor, owned by nobody else.
+        let owned = unsafe { OwnedFd::from_raw_fd(high) };
+        drop(fd);
+        self.by_id.insert(id, owned);
+        Ok(high)
+    }
+
+    /// Opens one file of the image, or connects it to where the options say.
+    pub fn open(
+        &mut self,
+        f: &File,
+        target_fd: u32,
+        external: &dyn Fn(&File, u32) -> Result<OwnedFd>,
+    ) -> Result<RawFd> {
+        if let Some(fd) = self.get(f.id) {
+            return Ok(fd);
+        }
+        let name = || String::from_utf8_lossy(&f.path).into_owned();
+        let fd: OwnedFd = match f.ftype {
+            image::FT_REGULAR | image::FT_CHARDEV | image::FT_BLOCKDEV if !f.deleted => {
+                let p = cpath(&f.path)?;
+                let raw = open(p.as_c_str(), reopen_flags(f.flags), Mode::empty())
+                    .ctx(|| format!("cannot open {}", name()))?;
+                // SAFETY: open just returned this descriptor.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                if f.ftype == image::FT_REGULAR {
+                    check_same_file(&fd, f, &name())?;
+                    nix::unistd::lseek(fd.as_raw_fd(), f.pos as i64, nix::unistd::Whence::SeekSet)
+                        .ctx(|| format!("cannot seek in {}", name()))?;
+                }
+                fd
+            }
+            image::FT_REGULAR if f.deleted => {
+                // A file unlinked while open: a fresh unlinked file next to
+                // where it was (same filesystem), filled from BLOB records.
+                let p = std::path::Path::new(OsStr::from_bytes(&f.path));
+                let dir = p
+                    .parent()
+                    .filter(|d| d.is_dir())
+                    .unwrap_or(std::path::Path::new("/tmp"));
+                let raw = open(
+                    dir,
+                    OFlag::O_TMPFILE | OFlag::O_RDWR,
+                    Mode::from_bits_truncate(f.mode & 0o7777),
+                )
+                .ctx(|| format!("cannot create a file for deleted {}", name()))?;
+                // SAFETY: open just returned this descriptor.
+                let tmp = unsafe { OwnedFd::from_raw_fd(raw) };
+                // Reopen with the original access mode and flags.
+                let again = format!("/proc/self/fd/{raw}");
+                let raw2 = open(again.as_str(), reopen_flags(f.flags), Mode::empty())
+                    .ctx(|| format!("cannot reopen the file for deleted {}", name()))?;
+                // SAFETY: open just returned this descriptor.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw2) };
+                nix::unistd::ftruncate(&tmp, f.size as i64)
+                    .ctx(|| format!("cannot size the file for deleted {}", name()))?;
+                nix::unistd::lseek(fd.as_raw_fd(), f.pos as i64, nix::unistd::Whence::SeekSet)
+                    .ctx(|| format!("cannot seek in {}", name()))?;
+                // Keep the writable one too, under its own id space, for BLOBs.
+                self.hold(blob_key(f.id), tmp)?;
+                fd
+            }
+            image::FT_DIRECTORY => {
+                let p = cpath(&f.path)?;
+                let raw = open(
+                    p.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("cannot open directory {}", name()))?;
+                // SAFETY: open just returned this descriptor.
+                unsafe { OwnedFd::from_raw_fd(raw) }
+            }
+            image::FT_EXTERNAL => external(f, target_fd)?,
+            other => {
+                return Err(Error::msg(format!(
+                    "cannot restore descriptor {target_fd} ({}): files of type {other} are not supported yet",
+                    String::from_utf8_lossy(&f.link)
+                )));
+            }
+        };
+        self.hold(f.id, fd)
+    }
+
+    /// The writable descriptor for a deleted file's contents.
+    pub fn blob_target(&self, id: u64) -> Option<RawFd> {
+        self.get(blob_key(id))
+    }
+}
+
+fn blob_key(id: u64) -> u64 {
+    id | 1 << 63
+}
+
+/// Refuses to hand a process a different file than the one it had open
+/// when the image recorded the inode (same machine, same filesystem).
+fn check_same_file(fd: &OwnedFd, f: &File, name: &str) -> Result<()> {
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).ctx(|| format!("cannot stat {name}"))?;
+    if f.size > st.st_size as u64 && f.pos > st.st_size as u64 {
+        return Err(Error::msg(format!(
+            "cannot restore {name}: the file is shorter ({} bytes) than the offset the process had ({})",
+            st.st_size, f.pos
+        )));
+    }
+    Ok(())
+}
+
+/// Opens a directory for the child to `fchdir` into.
+pub fn open_dir(path: &[u8]) -> Result<OwnedFd> {
+    let p = cpath(path)?;
+    let raw = open(
+        p.as_c_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("cannot open directory {}", String::from_utf8_lossy(path)))?;
+    // SAFETY: open just returned this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}

@@ -1,0 +1,404 @@
+//! Rebuilding an address space from inside the new process with remote
+//! syscalls: unregister rseq, move the vDSO to the image's address, unmap
+//! everything else, map every VMA of the image, and at the end set
+//! protections, `mm` fields, signal state and registers.
+
+use std::fs::File as StdFile;
+
+use crate::error::{Context, Error, Result};
+use crate::image::{self, Mm, Process, Thread, Vma};
+use crate::sys::mem;
+use crate::sys::ptrace;
+use crate::sys::remote::{Remote, nr};
+
+pub const PAGE: u64 = 4096;
+/// Top of the x86_64 user address space (47-bit).
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+/// Pages of the trampoline region: code, scratch data, and room to park the
+/// vDSO and vvar while they move.
+pub const TRAMP_PAGES: u64 = 72;
+pub const SCRATCH_OFF: u64 = PAGE;
+pub const SCRATCH_LEN: u64 = 7 * PAGE;
+pub const PARK_OFF: u64 = 8 * PAGE;
+
+/// The region in the restorer (inherited by each child) holding the
+/// `syscall; int3` gate and scratch memory.
+pub struct Trampoline {
+    pub addr: u64,
+    pub len: u64,
+}
+
+impl Trampoline {
+    /// Maps the region at an address no mapping of the image uses.
+    pub fn map(avoid: &[(u64, u64)]) -> Result<Trampoline> {
+        let len = TRAMP_PAGES * PAGE;
+        let mut cand: u64 = 0x1_0000_0000;
+        while cand + len < TASK_SIZE {
+            let clash = avoid.iter().find(|&&(s, e)| s < cand + len && cand < e);
+            if let Some(&(_, e)) = clash {
+                cand = (e + 0xff_ffff) & !0xff_ffff;
+                continue;
+            }
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
+            // we own the new region and only write our own bytes into it.
+            let p = unsafe {
+                libc::mmap(
+                    cand as *mut libc::c_void,
+                    len as usize,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED || p as u64 != cand {
+                if p != libc::MAP_FAILED {
+                    // SAFETY: p is a mapping we just made and nobody uses.
+                    unsafe { libc::munmap(p, len as usize) };
+                }
+                cand += 0x100_0000;
+                continue;
+            }
+            let code: [u8; 3] = [0x0f, 0x05, 0xcc]; // syscall; int3
+            // SAFETY: the region is ours, mapped writable, at least a page long.
+            unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p.cast::<u8>(), code.len()) };
+            return Ok(Trampoline { addr: cand, len });
+        }
+        Err(Error::msg(
+            "no free address for the restorer's trampoline outside the image's mappings",
+        ))
+    }
+    pub fn scratch(&self) -> u64 {
+        self.addr + SCRATCH_OFF
+    }
+}
+
+impl Drop for Trampoline {
+    fn drop(&mut self) {
+        // SAFETY: the region was mapped by `map` and is used by nothing else
+        // in the restorer.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
+    }
+}
+
+/// The kernel's special mappings of the restorer (inherited by its children).
+#[derive(Debug, Clone, Copy)]
+pub struct Special {
+    pub backing: u8,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Finds `[vdso]`, `[vvar]` and `[vvar_vclock]` in our own address space.
+pub fn own_specials() -> Result<Vec<Special>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ctx(|| "cannot read /proc/self/maps".into())?;
+    Ok(maps
+        .lines()
+        .filter_map(|l| {
+            let backing = match l.split_whitespace().nth(5)? {
+                "[vdso]" => image::VMA_VDSO,
+                "[vvar]" => image::VMA_VVAR,
+                "[vvar_vclock]" => image::VMA_VVAR_VCLOCK,
+                _ => return None,
+            };
+            let (s, e) = l.split_whitespace().next()?.split_once('-')?;
+            Some(Special {
+                backing,
+                start: u64::from_str_radix(s, 16).ok()?,
+                end: u64::from_str_radix(e, 16).ok()?,
+            })
+        })
+        .collect())
+}
+
+/// A remote session with helpers for scratch memory.
+pub struct Builder<'a> {
+    pub r: Remote,
+    pub pid: i32,
+    pub tramp: &'a Trampoline,
+    pub mem: Option<StdFile>,
+    /// Offset of the next free scratch byte.
+    used: u64,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(r: Remote, pid: i32, tramp: &'a Trampoline) -> Self {
+        Builder {
+            r,
+            pid,
+            tramp,
+            mem: None,
+            used: 0,
+        }
+    }
+
+    /// Copies bytes into the scratch area; returns their address there.
+    pub fn put(&mut self, data: &[u8]) -> Result<u64> {
+        let len = (data.len() as u64 + 15) & !15;
+        if self.used + len > SCRATCH_LEN {
+            self.used = 0;
+        }
+        if len > SCRATCH_LEN {
+            return Err(Error::msg("a value for the restored process is too large"));
+        }
+        let addr = self.tramp.scratch() + self.used;
+        mem::write_all(self.pid, addr, data, &mut self.mem)
+            .ctx(|| format!("cannot write to process {}", self.pid))?;
+        self.used += len;
+        Ok(addr)
+    }
+
+    /// A NUL-terminated path in scratch memory.
+    pub fn put_path(&mut self, p: &[u8]) -> Result<u64> {
+        let mut v = Vec::with_capacity(p.len() + 1);
+        v.extend_from_slice(p);
+        v.push(0);
+        self.put(&v)
+    }
+
+    pub fn call(&mut self, nr: i64, args: &[u64]) -> Result<u64> {
+        Ok(self.r.call(nr, args)?)
+    }
+
+    /// Drops the rseq registration glibc made for the restorer's thread:
+    /// its memory is about to go.
+    pub fn unregister_rseq(&mut self) -> Result<()> {
+        if let Some(c) = ptrace::rseq_config(self.pid).ctx(|| "cannot read rseq configuration".into())?
+        {
+            self.call(nr::RSEQ, &[c.addr, c.len as u64, 1, c.sig as u64])?;
+        }
+        Ok(())
+    }
+
+    /// Moves the kernel's vDSO and vvar to where the image had them, then
+    /// unmaps everything but them and the trampoline.
+    pub fn clear_space(&mut self, mine: &[Special], want: &[&Vma]) -> Result<()> {
+        // Park every special mapping in the trampoline region first, so no
+        // move lands on another special still at its old place.
+        let mut park = self.tramp.addr + PARK_OFF;
+        let mut parked = Vec::new();
+        for s in mine {
+            let len = s.end - s.start;
+            if park + len > self.tramp.addr + self.tramp.len {
+                return Err(Error::msg("the vDSO is larger than expected"));
+            }
+            self.call(
+                nr::MREMAP,
+                &[
+                    s.start,
+                    len,
+                    len,
+                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                    park,
+                ],
+            )?;
+            parked.push((s.backing, park, len));
+            park += len;
+        }
+        let mut keep: Vec<(u64, u64)> = vec![(self.tramp.addr, self.tramp.addr + self.tramp.len)];
+        for v in want {
+            let (_, at, len) = parked
+                .iter()
+                .find(|p| p.0 == v.backing)
+                .copied()
+                .ok_or_else(|| {
+                    Error::msg(format!(
+                        "the image has a {} mapping this kernel does not provide",
+                        special_name(v.backing)
+                    ))
+                })?;
+            if len != v.end - v.start {
+                return Err(Error::msg(format!(
+                    "the image's {} is {} bytes, this kernel's is {}: a different kernel's vDSO cannot be restored",
+                    special_name(v.backing),
+                    v.end - v.start,
+                    len
+                )));
+            }
+            self.call(
+                nr::MREMAP,
+                &[
+                    at,
+                    len,
+                    len,
+                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                    v.start,
+                ],
+            )?;
+            keep.push((v.start, v.end));
+        }
+        keep.sort();
+        let mut at = 0u64;
+        for (s, e) in keep.iter().copied().chain([(TASK_SIZE, TASK_SIZE)]) {
+            if s > at {
+                self.call(nr::MUNMAP, &[at, s - at])?;
+            }
+            at = at.max(e);
+        }
+        // Parked specials the image does not have are unmapped with the
+        // trampoline region at the end.
+        Ok(())
+    }
+}
+
+fn special_name(b: u8) -> &'static str {
+    match b {
+        image::VMA_VDSO => "[vdso]",
+        image::VMA_VVAR => "[vvar]",
+        image::VMA_VVAR_VCLOCK => "[vvar_vclock]",
+        _ => "special",
+    }
+}
+
+/// Whether a VMA is one of the kernel's own mappings.
+pub fn is_special(v: &Vma) -> bool {
+    matches!(
+        v.backing,
+        image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK | image::VMA_VSYSCALL
+    )
+}
+
+/// How a VMA is mapped during the restore: writable when the image has
+/// contents for it.
+pub fn build_prot(v: &Vma) -> u32 {
+    if v.dumped_pages > 0 && v.flags & image::VMA_F_SHARED == 0 {
+        v.prot | libc::PROT_READ as u32 | libc::PROT_WRITE as u32
+    } else if v.dumped_pages > 0 {
+        v.prot | libc::PROT_WRITE as u32 | libc::PROT_READ as u32
+    } else {
+        v.prot
+    }
+}
+
+/// The `struct prctl_mm_map` for `PR_SET_MM_MAP`.
+pub fn mm_map_bytes(mm: &Mm, auxv_addr: u64, exe_fd: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(104);
+    for v in [
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        auxv_addr,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&(mm.auxv.len() as u32).to_le_bytes());
+    b.extend_from_slice(&exe_fd.to_le_bytes());
+    b
+}
+
+/// The registers a thread restarts with: a syscall it was interrupted in is
+/// restarted, or returns `EINTR` when its restart state was the kernel's.
+pub fn restart_regs(mut r: ptrace::Regs) -> ptrace::Regs {
+    if (r.orig_rax as i64) >= 0 {
+        match r.rax as i64 {
+            // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND: run it again.
+            -512 | -513 | -514 => {
+                r.rax = r.orig_rax;
+                r.rip -= 2;
+            }
+            // ERESTART_RESTARTBLOCK: the kernel's restart block is gone.
+            -516 => r.rax = (-libc::EINTR) as u64,
+            _ => {}
+        }
+    }
+    r.orig_rax = u64::MAX;
+    r
+}
+
+/// Sets per-process state that needs the process's own memory in place:
+/// `mm` fields, name, signal handlers, timers.
+pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
+    // mm fields, auxv and the exe link.
+    let auxv_addr = if mm.auxv.is_empty() {
+        0
+    } else {
+        b.put(&mm.auxv)?
+    };
+    let exe_fd = if p.exe.is_empty() {
+        None
+    } else {
+        let path = b.put_path(&p.exe)?;
+        b.r.call(nr::OPENAT, &[libc::AT_FDCWD as u64, path, libc::O_RDONLY as u64, 0])
+            .ok()
+    };
+    let map = mm_map_bytes(mm, auxv_addr, exe_fd.map(|f| f as u32).unwrap_or(u32::MAX));
+    let map_addr = b.put(&map)?;
+    let r = b.call(
+        nr::PRCTL,
+        &[
+            libc::PR_SET_MM as u64,
+            libc::PR_SET_MM_MAP as u64,
+            map_addr,
+            map.len() as u64,
+        ],
+    );
+    if let Some(fd) = exe_fd {
+        b.call(nr::CLOSE, &[fd])?;
+    }
+    r.map_err(|e| Error::msg(format!("cannot restore the memory layout fields of pid {}: {e}", p.pid)))?;
+    let mut comm = p.comm.clone();
+    comm.truncate(15);
+    let name = b.put_path(&comm)?;
+    b.call(nr::PRCTL, &[libc::PR_SET_NAME as u64, name])?;
+    // Signal handlers.
+    for a in p.sigactions.iter() {
+        if a.signo == libc::SIGKILL as u32 || a.signo == libc::SIGSTOP as u32 {
+            continue;
+        }
+        let mut act = Vec::with_capacity(32);
+        for v in [a.handler, a.flags, a.restorer, a.mask] {
+            act.extend_from_slice(&v.to_le_bytes());
+        }
+        let at = b.put(&act)?;
+        b.call(nr::RT_SIGACTION, &[a.signo as u64, at, 0, 8])?;
+    }
+    // Interval timers.
+    for t in p.itimers.iter() {
+        if t.value_us == 0 && t.interval_us == 0 {
+            continue;
+        }
+        let tv = |us: u64| [(us / 1_000_000).to_le_bytes(), (us % 1_000_000).to_le_bytes()].concat();
+        let it = [tv(t.interval_us), tv(t.value_us)].concat();
+        let at = b.put(&it)?;
+        b.call(nr::SETITIMER, &[t.which as u64, at, 0])?;
+    }
+    if p.personality != 0 {
+        b.call(nr::PERSONALITY, &[p.personality as u64])?;
+    }
+    Ok(())
+}
+
+/// Sets per-thread state through a remote session in that thread.
+pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
+    let a = &t.altstack;
+    let disabled = a.flags & libc::SS_DISABLE as u32 != 0;
+    if !disabled {
+        let mut ss = Vec::with_capacity(24);
+        ss.extend_from_slice(&a.sp.to_le_bytes());
+        ss.extend_from_slice(&0u64.to_le_bytes()); // flags (+ padding)
+        ss.extend_from_slice(&a.size.to_le_bytes());
+        let at = b.put(&ss)?;
+        b.call(nr::SIGALTSTACK, &[at, 0])?;
+    }
+    b.call(nr::SET_TID_ADDRESS, &[t.clear_child_tid])?;
+    if t.robust_list != 0 {
+        b.call(nr::SET_ROBUST_LIST, &[t.robust_list, t.robust_len])?;
+    }
+    if let Some(rs) = &t.rseq {
+        b.call(nr::RSEQ, &[rs.addr, rs.len as u64, 0, rs.sig as u64])
+            .map_err(|e| Error::msg(format!("cannot register rseq of thread {}: {e}", t.tid)))?;
+    }
+    if !t.xstate.is_empty() {
+        ptrace::set_xstate(b.pid, &t.xstate)
+            .ctx(|| format!("cannot restore FPU/AVX state of thread {}", t.tid))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Remote syscalls: running a syscall inside a stopped tracee.
+//!
+//! The tracee's registers are pointed at a `syscall` instruction (a
+//! [`Gate`]) with the syscall number and arguments loaded, it is resumed
+//! until the syscall has run, and the result is read from `rax`. All signals
+//! are blocked while syscalls run so that nothing is delivered (and lost)
+//! under our feet; a signal that cannot be blocked is remembered and handed
+//! back by [`Remote::finish`].
+//!
+//! [`Remote`] saves the registers and signal mask it found and puts them back
+//! in [`Remote::finish`], or in `Drop` on every other path, so a failure never
+//! leaves the tracee pointed at our gate.
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use thiserror::Error;
+
+use super::ptrace::{self, Regs, Stop};
+
+/// Where the tracee finds a `syscall` instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// A bare `syscall` instruction (e.g. inside the vDSO): the tracee is
+    /// run with `PTRACE_SYSCALL` to the syscall's exit, two stops a call.
+    Syscall(u64),
+    /// `syscall; int3` in a page of our own: one stop a call (the trap).
+    Trap(u64),
+}
+
+/// Why a remote syscall failed.
+#[derive(Debug, Error)]
+pub enum RemoteError {
+    #[error("process {0} exited while being operated on")]
+    Gone(i32),
+    #[error("ptrace {op} on {tid}: {errno}")]
+    Ptrace {
+        op: &'static str,
+        tid: i32,
+        errno: Errno,
+    },
+    #[error("{name} in process {tid}: {errno}")]
+    Syscall {
+        name: String,
+        tid: i32,
+        errno: Errno,
+    },
+    #[error("unexpected stop of {tid}: {stop:?}")]
+    Unexpected { tid: i32, stop: Stop },
+}
+
+pub type Result<T> = std::result::Result<T, RemoteError>;
+
+/// Syscall numbers this project injects (x86_64).
+pub mod nr {
+    pub const MMAP: i64 = 9;
+    pub const MPROTECT: i64 = 10;
+    pub const MUNMAP: i64 = 11;
+    pub const BRK: i64 = 12;
+    pub const RT_SIGACTION: i64 = 13;
+    pub const RT_SIGPROCMASK: i64 = 14;
+    pub const MREMAP: i64 = 25;
+    pub const MADVISE: i64 = 28;
+    pub const DUP2: i64 = 33;
+    pub const GETITIMER: i64 = 36;
+    pub const SETITIMER: i64 = 38;
+    pub const GETPID: i64 = 39;
+    pub const CLOSE: i64 = 3;
+    pub const OPEN: i64 = 2;
+    pub const SIGALTSTACK: i64 = 131;
+    pub const PERSONALITY: i64 = 135;
+    pub const PRCTL: i64 = 157;
+    pub const SETRLIMIT: i64 = 160;
+    pub const GETTID: i64 = 186;
+    pub const SET_TID_ADDRESS: i64 = 218;
+    pub const TIMER_CREATE: i64 = 222;
+    pub const TIMER_SETTIME: i64 = 223;
+    pub const TIMER_GETTIME: i64 = 224;
+    pub const TIMER_GETOVERRUN: i64 = 225;
+    pub const TIMER_DELETE: i64 = 226;
+    pub const EXIT_GROUP: i64 = 231;
+    pub const OPENAT: i64 = 257;
+    pub const SET_ROBUST_LIST: i64 = 273;
+    pub const RT_TGSIGQUEUEINFO: i64 = 297;
+    pub const RSEQ: i64 = 334;
+    pub const SETRESUID: i64 = 117;
+    pub const SETRESGID: i64 = 119;
+    pub const SETGROUPS: i64 = 116;
+    pub const SETFSUID: i64 = 122;
+    pub const SETFSGID: i64 = 123;
+    pub const CAPSET: i64 = 126;
+    pub const ARCH_PRCTL: i64 = 158;
+    pub const SCHED_SETAFFINITY: i64 = 203;
+    pub const SETPRIORITY: i64 = 141;
+    pub const UMASK: i64 = 95;
+}
+
+fn name_of(nr: i64) -> String {
+    let n = match nr {
+        nr::MMAP => "mmap",
+        nr::MPROTECT => "mprotect",
+        nr::MUNMAP => "munmap",
+        nr::BRK => "brk",
+        nr::RT_SIGACTION => "rt_sigaction",
+        nr::MREMAP => "mremap",
+        nr::MADVISE => "madvise",
+        nr::GETITIMER => "getitimer",
+        nr::SETITIMER => "setitimer",
+        nr::SIGALTSTACK => "sigaltstack",
+        nr::PRCTL => "prctl",
+        nr::OPEN | nr::OPENAT => "open",
+        nr::CLOSE => "close",
+        nr::RSEQ => "rseq",
+        nr::TIMER_CREATE => "timer_create",
+        nr::TIMER_SETTIME => "timer_settime",
+        nr::TIMER_GETTIME => "timer_gettime",
+        nr::SET_ROBUST_LIST => "set_robust_list",
+        nr::RT_TGSIGQUEUEINFO => "rt_tgsigqueueinfo",
+        _ => return format!("syscall {nr}"),
+    };
+    n.to_string()
+}
+
+/// A session of remote syscalls in one stopped thread.
+pub struct Remote {
+    tid: i32,
+    gate: Gate,
+    saved: Regs,
+    saved_mask: u64,
+    /// Signals that arrived and could not be blocked, to deliver again.
+    deferred: Vec<i32>,
+    /// The registers the thread gets back when the session ends.
+    restore: Option<Regs>,
+}
+
+impl Remote {
+    /// Starts a session in `tid`, which must be in a ptrace stop.
+    pub fn new(tid: i32, gate: Gate) -> Result<Self> {
+        let saved = ptrace::get_regs(tid).map_err(|e| perr("GETREGS", tid, e))?;
+        let saved_mask = ptrace::get_sigmask(tid).map_err(|e| perr("GETSIGMASK", tid, e))?;
+        ptrace::set_sigmask(tid, !0u64).map_err(|e| perr("SETSIGMASK", tid, e))?;
+        Ok(Remote {
+            tid,
+            gate,
+            saved,
+            saved_mask,
+            deferred: Vec::new(),
+            restore: Some(saved),
+        })
+    }
+
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+    /// The registers the thread had when the session began.
+    pub fn saved_regs(&self) -> &Regs {
+        &self.saved
+    }
+    /// The signal mask the thread had when the session began.
+    pub fn saved_mask(&self) -> u64 {
+        self.saved_mask
+    }
+    pub fn set_gate(&mut self, gate: Gate) {
+        self.gate = gate;
+    }
+
+    /// Which registers and mask to put back when the session ends (instead
+    /// of the ones found at the start).
+    pub fn set_final(&mut self, regs: Regs, mask: u64) {
+        self.restore = Some(regs);
+        self.saved_mask = mask;
+    }
+
+    /// Runs one syscall; returns the raw `rax` (negative errno on failure).
+    pub fn raw(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
+        let tid = self.tid;
+        let mut r = self.saved;
+        let ip = match self.gate {
+            Gate::Syscall(ip) | Gate::Trap(ip) => ip,
+        };
+        r.rip = ip;
+        r.rax = nr as u64;
+        // orig_rax = -1: the kernel must not apply syscall-restart logic to
+        // the registers we load.
+        r.orig_rax = u64::MAX;
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        r.rdi = a(0);
+        r.rsi = a(1);
+        r.rdx = a(2);
+        r.r10 = a(3);
+        r.r8 = a(4);
+        r.r9 = a(5);
+        ptrace::set_regs(tid, &r).map_err(|e| perr("SETREGS", tid, e))?;
+        match self.gate {
+            Gate::Syscall(_) => {
+                self.resume_until(true, |s| s == Stop::Syscall)?; // entry
+                self.resume_until(true, |s| s == Stop::Syscall)?; // exit
+            }
+            Gate::Trap(_) => {
+                self.resume_until(false, |s| s == Stop::Signal(libc::SIGTRAP))?;
+            }
+        }
+        let out = ptrace::get_regs(tid).map_err(|e| perr("GETREGS", tid, e))?;
+        Ok(out.rax as i64)
+    }
+
+    fn resume_until(&mut self, syscall_stops: bool, want: impl Fn(Stop) -> bool) -> Result<()> {
+        let tid = self.tid;
+        loop {
+            let r = if syscall_stops {
+                ptrace::syscall(tid, None)
+            } else {
+                ptrace::cont(tid, None)
+            };
+            r.map_err(|e| perr("resume", tid, e))?;
+            let stop = ptrace::wait(tid).map_err(|e| perr("wait", tid, e))?;
+            if want(stop) {
+                return Ok(());
+            }
+            match stop {
+                Stop::Exited(_) | Stop::Killed(_) => {
+                    self.restore = None;
+                    return Err(RemoteError::Gone(tid));
+                }
+                // A stop signal or SIGKILL-like event we cannot block: keep
+                // it for later and carry on.
+                Stop::Signal(sig) => self.deferred.push(sig),
+                Stop::EventStop(_) => {}
+                stop => return Err(RemoteError::Unexpected { tid, stop }),
+            }
+        }
+    }
+
+    /// Runs one syscall and maps a negative result to an error.
+    pub fn call(&mut self, nr: i64, args: &[u64]) -> Result<u64> {
+        let v = self.raw(nr, args)?;
+        if (-4095..0).contains(&v) {
+            return Err(RemoteError::Syscall {
+                name: name_of(nr),
+                tid: self.tid,
+                errno: Errno::from_raw(-v as i32),
+            });
+        }
+        Ok(v as u64)
+    }
+
+    /// Ends the session: puts back the registers and mask and returns the
+    /// signals that must be delivered again.
+    pub fn finish(mut self) -> Result<Vec<i32>> {
+        self.put_back()?;
+        Ok(std::mem::take(&mut self.deferred))
+    }
+
+    fn put_back(&mut self) -> Result<()> {
+        if let Some(regs) = self.restore.take() {
+            ptrace::set_regs(self.tid, &regs).map_err(|e| perr("SETREGS", self.tid, e))?;
+            ptrace::set_sigmask(self.tid, self.saved_mask)
+                .map_err(|e| perr("SETSIGMASK", self.tid, e))?;
+        }
+        Ok(())
+    }
+
+    /// Signals that arrived during the session and must be delivered again.
+    pub fn deferred(&self) -> &[i32] {
+        &self.deferred
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.put_back();
+    }
+}
+
+fn perr(op: &'static str, tid: i32, errno: Errno) -> RemoteError {
+    if errno == Errno::ESRCH {
+        RemoteError::Gone(tid)
+    } else {
+        RemoteError::Ptrace { op, tid, errno }
+    }
+}
+
+/// Sends the signals a session deferred back to the thread.
+pub fn redeliver(tgid: i32, tid: i32, sigs: &[i32]) {
+    for &s in sigs {
+        if let Ok(sig) = Signal::try_from(s) {
+            // SAFETY: tgkill only sends a signal; the ids are plain integers.
+            let _ = unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig as i32) };
+        }
+    }
+}
+
+/// Finds the offset of a `syscall` instruction (`0f 05`) in code bytes.
+pub fn find_syscall_insn(code: &[u8]) -> Option<usize> {
+    code.windows(2).position(|w| w == [0x0f, 0x05])
+}
