@@ -8,6 +8,7 @@
 pub mod child;
 pub mod files;
 pub mod space;
+pub mod spool;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -223,6 +224,36 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let meta = read_meta(&mut reader)?;
     validate(&meta)?;
     let mut undo = Undo { pids: Vec::new() };
+    let mut meta = meta;
+    let first = meta.first_bulk.take();
+    let mut spooled = None;
+    if opts.original_pids {
+        let held: Vec<i32> = meta
+            .procs
+            .iter()
+            .map(|pi| pi.p.pid as i32)
+            .filter(|&pid| pid_is_live(pid))
+            .collect();
+        if !held.is_empty() {
+            // Probably `ckpt --kill | cr-restart` on this machine: the
+            // original goes away once the whole image is written.
+            let f = spool::spool(first.clone(), &mut reader)?;
+            let deadline = Instant::now() + opts.pid_wait.max(Duration::from_secs(1));
+            for pid in held {
+                while pid_is_live(pid) {
+                    if Instant::now() >= deadline {
+                        return Err(Error::msg(format!("cannot restore pid {pid}: pid already in use")));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            spooled = Some(f);
+        }
+    }
+    let mut source = match spooled {
+        Some(f) => spool::Source::Spooled(f),
+        None => spool::Source::Live(&mut reader),
+    };
 
     // Shared memory objects live in memfds the restorer holds; processes
     // map them through /proc/<restorer>/fd/N.
@@ -276,7 +307,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
 
     // Bulk data: page contents and file contents, streamed straight in.
-    let mut next = meta.first_bulk.clone();
+    let mut next = if matches!(source, spool::Source::Spooled(_)) {
+        source.next()?
+    } else {
+        first
+    };
     let zeros = vec![0u8; image::CHUNK];
     while let Some(raw) = next {
         let rec = raw.decode()?;
@@ -342,7 +377,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             }
             s => return Err(corrupt(format!("data for unknown space {s}"))),
         }
-        next = reader.next_raw()?;
+        next = source.next()?;
     }
     // reader.next_raw() returned None: the end record was read and matched.
 
@@ -481,6 +516,11 @@ fn spawn(
             p.pid
         ))),
     }
+}
+
+/// Whether a pid is held by a process that is not exiting.
+fn pid_is_live(pid: i32) -> bool {
+    std::fs::metadata(format!("/proc/{pid}")).is_ok() && !pid_is_dying(pid)
 }
 
 /// Whether a pid is held by a process that is exiting or a zombie.
