@@ -1,6 +1,8 @@
-//! Thin, safe wrappers over kernel interfaces that nix lacks: /proc parsers, pagemap, ptrace register sets, remote syscalls.
+//! Thin, safe wrappers over kernel interfaces that nix lacks: /proc parsers, pagemap, ptrace register sets, remote syscalls, clone3.
 
 pub mod clone;
 pub mod mem;
+pub mod pagemap;
+pub mod proc;
 pub mod ptrace;
 pub mod remote;
