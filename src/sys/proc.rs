@@ -1917,6 +1917,45 @@ VmFlags: rd wr mr mw me ac sd hg dd
         assert!(parse_children(b"12 x").is_err());
     }
 
+    // -- no input makes a parser panic --------------------------------------
+
+    fn parse_all(b: &[u8]) {
+        let _ = parse_stat(b);
+        let _ = parse_status(b);
+        let _ = parse_maps(b);
+        let _ = parse_smaps(b);
+        let _ = parse_fdinfo(b);
+        let _ = parse_timers(b);
+        let _ = parse_children(b);
+        let _ = parse_auxv(b);
+        let _ = fdinfo_words(b);
+        let _ = unescape_c(b);
+        let _ = unescape_maps_path(b);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic_on_bytes(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            parse_all(&b);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_damaged_samples(
+            which in 0usize..5,
+            cut in 0usize..2000,
+            at in 0usize..2000,
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let sample = [STAT, STATUS, MAPS, SMAPS, b"pos:\t0\nflags:\t02\nmnt_id:\t1\nino:\t5\ntfd: 5 events: 19\n"][which];
+            let mut b = sample[..cut.min(sample.len())].to_vec();
+            if !b.is_empty() {
+                let i = at % b.len();
+                b[i] = byte;
+            }
+            parse_all(&b);
+        }
+    }
+
     // -- live: this process --------------------------------------------------
 
     #[test]
@@ -2181,6 +2220,21 @@ VmFlags: rd wr mr mw me ac sd hg dd
         for (fd, _) in &f {
             fdinfo(child.pid, *fd).unwrap();
         }
+    }
+
+    #[test]
+    fn live_child_with_newline_and_backslash_in_its_name() {
+        let name = b"x\ny\\z (deleted)";
+        let child = Child::spawn(name, nothing);
+        assert_eq!(stat(child.pid).unwrap().comm, name);
+        assert_eq!(status(child.pid).unwrap().name, name);
+        assert_eq!(comm(child.pid).unwrap(), name);
+        let raw = read_file(&proc_path(child.pid, "status")).unwrap();
+        assert!(
+            raw.starts_with(b"Name:\tx\\ny\\\\z (deleted)\n"),
+            "{}",
+            show(&raw)
+        );
     }
 
     #[test]
