@@ -34,8 +34,10 @@ pub struct FrozenThread {
 
 /// A frozen tree: processes in the order parents before children.
 pub struct Frozen {
-    /// `(pid, ppid)` of every process, root first.
+    /// `(pid, ppid)` of every live process, root first.
     pub procs: Vec<(i32, i32)>,
+    /// `(pid, ppid)` of every zombie child in the tree.
+    pub zombies: Vec<(i32, i32)>,
     pub threads: Vec<FrozenThread>,
     released: bool,
 }
@@ -95,44 +97,90 @@ impl Frozen {
     pub fn freeze(root: i32, tree: bool) -> Result<Frozen> {
         let mut f = Frozen {
             procs: Vec::new(),
+            zombies: Vec::new(),
             threads: Vec::new(),
             released: false,
         };
         std::fs::metadata(format!("/proc/{root}"))
             .map_err(|_| Error::msg(format!("cannot checkpoint pid {root}: no such process")))?;
         let mut queue = vec![(root, 0)];
-        while let Some((pid, ppid)) = queue.pop() {
-            if !f.procs.iter().any(|&(p, _)| p == pid) {
-                f.procs.push((pid, ppid));
+        loop {
+            // Depth first, children after their parent.
+            while let Some((pid, ppid)) = queue.pop() {
+                f.visit(root, pid, ppid, tree, &mut queue)?;
             }
-            // Threads: seize until the set is stable.
-            loop {
+            // Threads or children that appeared while we froze the others.
+            for &(pid, ppid) in &f.procs {
                 let tids = proc::tasks(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-                let new: Vec<i32> = tids
-                    .into_iter()
-                    .filter(|t| !f.threads.iter().any(|x| x.tid == *t))
-                    .collect();
-                if new.is_empty() {
-                    break;
+                if tids.iter().any(|t| !f.threads.iter().any(|x| x.tid == *t)) {
+                    queue.push((pid, ppid));
                 }
-                for tid in new {
-                    let t = seize_thread(pid, tid)?;
-                    f.threads.push(t.clone());
-                    ptrace::interrupt(tid).ctx(|| format!("interrupting thread {tid}"))?;
-                    wait_interrupted(&t)?;
-                }
-            }
-            if tree {
-                for t in f.threads.iter().filter(|t| t.pid == pid) {
-                    for c in proc::children(pid, t.tid).unwrap_or_default() {
-                        if !f.procs.iter().any(|&(p, _)| p == c) {
-                            queue.push((c, pid));
+                if tree {
+                    for t in f.threads.iter().filter(|t| t.pid == pid) {
+                        for c in proc::children(pid, t.tid).unwrap_or_default() {
+                            if !f.known(c) {
+                                queue.push((c, pid));
+                            }
                         }
                     }
                 }
             }
+            if queue.is_empty() {
+                return Ok(f);
+            }
         }
-        Ok(f)
+    }
+
+    fn known(&self, pid: i32) -> bool {
+        self.procs.iter().any(|&(p, _)| p == pid) || self.zombies.iter().any(|&(p, _)| p == pid)
+    }
+
+    fn visit(&mut self, root: i32, pid: i32, ppid: i32, tree: bool, queue: &mut Vec<(i32, i32)>) -> Result<()> {
+        let fresh = !self.known(pid);
+        if fresh {
+            let st = proc::stat(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+            if st.state == b'Z' {
+                if pid == root {
+                    return Err(Error::msg(format!("cannot checkpoint pid {pid}: it is a zombie")));
+                }
+                self.zombies.push((pid, ppid));
+                return Ok(());
+            }
+            self.procs.push((pid, ppid));
+        } else if self.zombies.iter().any(|&(p, _)| p == pid) {
+            return Ok(());
+        }
+        // Threads: seize until the set is stable.
+        loop {
+            let tids = proc::tasks(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+            let new: Vec<i32> = tids
+                .into_iter()
+                .filter(|t| !self.threads.iter().any(|x| x.tid == *t))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            for tid in new {
+                let t = seize_thread(pid, tid)?;
+                self.threads.push(t.clone());
+                ptrace::interrupt(tid).ctx(|| format!("interrupting thread {tid}"))?;
+                wait_interrupted(&t)?;
+            }
+        }
+        if tree && fresh {
+            let mut kids = Vec::new();
+            for t in self.threads.iter().filter(|t| t.pid == pid) {
+                kids.extend(proc::children(pid, t.tid).unwrap_or_default());
+            }
+            kids.sort_unstable();
+            kids.dedup();
+            for c in kids.into_iter().rev() {
+                if !self.known(c) {
+                    queue.push((c, pid));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn threads_of(&self, pid: i32) -> impl Iterator<Item = &FrozenThread> {

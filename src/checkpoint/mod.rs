@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
 use crate::image::{
-    self, AltStack, Creds, ITimer, Kind, Mm, Process, Rlimit, Rseq, Shmem, SigAction, StreamHeader,
+    self, AltStack, Creds, ITimer, Kind, Mm, PosixTimer, Process, Rlimit, Rseq, Shmem, SigAction,
+    StreamHeader,
     Thread, WriteOptions, Writer,
 };
 use crate::sys::proc;
@@ -77,7 +78,7 @@ pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary>
         return Err(Error::msg("cannot checkpoint ckpt itself"));
     }
     let t0 = Instant::now();
-    let frozen = Frozen::freeze(pid, false)?;
+    let frozen = Frozen::freeze(pid, true)?;
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),
@@ -98,21 +99,22 @@ struct ProcState {
 }
 
 fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summary) -> Result<()> {
-    if frozen.procs.len() != 1 {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {root}: process trees are not supported yet"
-        )));
-    }
     let (arch, kernel) = uname();
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
     for &(pid, ppid) in &frozen.procs {
-        let st = read_process(frozen, pid, ppid, &mut shmem)?;
+        let st = read_process(frozen, pid, if pid == root { 0 } else { ppid }, &mut shmem)?;
         fdtables.push(files.read_fds(pid)?);
         states.push(st);
     }
+    let zombies = frozen
+        .zombies
+        .iter()
+        .map(|&(pid, ppid)| read_zombie(pid, ppid))
+        .collect::<Result<Vec<_>>>()?;
+    check_sessions(root, &states, &zombies)?;
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let xstate_size = states
@@ -151,6 +153,9 @@ fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summa
     objs.sort_by_key(|s| s.id);
     for s in &objs {
         w.write(Kind::SHMEM, *s)?;
+    }
+    for z in &zombies {
+        w.write(Kind::PROCESS, z)?;
     }
     for t in &fdtables {
         w.write(Kind::FDTABLE, t)?;
@@ -236,12 +241,6 @@ fn read_process(
     let stat = proc::stat(pid).map_err(perr(pid))?;
     let status = proc::status(pid).map_err(perr(pid))?;
     let threads: Vec<_> = frozen.threads_of(pid).cloned().collect();
-    if threads.len() != 1 {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: it has {} threads and this version checkpoints single-threaded processes",
-            threads.len()
-        )));
-    }
     let plans = memory::plan(pid, shmem)?;
     let vdso = plans
         .iter()
@@ -249,7 +248,7 @@ fn read_process(
         .map(|p| p.vma.start..p.vma.end);
     let mut process = Process {
         pid: pid as u32,
-        ppid: if ppid == 0 { 0 } else { ppid as u32 },
+        ppid: ppid as u32,
         pgid: stat.pgrp as u32,
         sid: stat.session as u32,
         state: image::STATE_RUNNING,
@@ -314,11 +313,6 @@ fn read_process(
         .map(|s| s.to_vec())
         .collect::<Vec<_>>()
         .into();
-    if !process.shared_pending.is_empty() {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: it has pending signals, which this version does not save"
-        )));
-    }
 
     let mut mm = Mm {
         pid: pid as u32,
@@ -344,12 +338,6 @@ fn read_process(
         let sigmask = ptrace::get_sigmask(t.tid).ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
         let pending = ptrace::peek_siginfo(t.tid, false)
             .ctx(|| format!("cannot read pending signals of thread {}", t.tid))?;
-        if !pending.is_empty() {
-            return Err(Error::msg(format!(
-                "cannot checkpoint pid {pid}: thread {} has pending signals, which this version does not save",
-                t.tid
-            )));
-        }
         let rseq = ptrace::rseq_config(t.tid)
             .ctx(|| format!("cannot read rseq of thread {}", t.tid))?
             .map(|c| Rseq {
@@ -369,6 +357,7 @@ fn read_process(
             robust_list,
             robust_len,
             rseq,
+            pending: pending.into_iter().map(|s| s.to_vec()).collect::<Vec<_>>().into(),
             comm: tstat.comm,
             stopped: t.was_stopped,
             ..Default::default()
@@ -383,8 +372,9 @@ fn read_process(
         .ctx(|| format!("cannot read the vDSO of pid {pid}"))?;
     let off = remote::find_syscall_insn(&code)
         .ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: no syscall instruction in its vDSO")))?;
+    let gate = Gate::Syscall(vdso.start + off as u64);
     let tid = threads[0].tid;
-    let mut r = Remote::new(tid, Gate::Syscall(vdso.start + off as u64))?;
+    let mut r = Remote::new(tid, gate)?;
     let scratch = r.call(
         nr::MMAP,
         &[
@@ -396,7 +386,22 @@ fn read_process(
             0,
         ],
     )?;
-    let res = ask_process(&mut r, pid, scratch, &status, &mut process, &mut out_threads[0], &mut mm);
+    let mut res = ask_process(&mut r, pid, scratch, &status, &mut process, &mut mm);
+    for (i, t) in out_threads.iter_mut().enumerate() {
+        if res.is_err() {
+            break;
+        }
+        res = if i == 0 {
+            ask_thread(&mut r, pid, scratch, t)
+        } else {
+            Remote::new(t.tid as i32, gate).map_err(Error::from).and_then(|mut tr| {
+                let r2 = ask_thread(&mut tr, pid, scratch, t);
+                let deferred = tr.finish()?;
+                remote::redeliver(pid, t.tid as i32, &deferred);
+                r2
+            })
+        };
+    }
     let unmapped = r.call(nr::MUNMAP, &[scratch, 4096]);
     let deferred = r.finish()?;
     remote::redeliver(pid, tid, &deferred);
@@ -408,6 +413,58 @@ fn read_process(
         mm,
         plans,
     })
+}
+
+/// A zombie child: what its parent will collect.
+fn read_zombie(pid: i32, ppid: i32) -> Result<Process> {
+    let st = proc::stat(pid).map_err(perr(pid))?;
+    Ok(Process {
+        pid: pid as u32,
+        ppid: ppid as u32,
+        pgid: st.pgrp as u32,
+        sid: st.session as u32,
+        state: image::STATE_ZOMBIE,
+        exit_status: st.exit_code,
+        exit_signal: st.exit_signal as u32,
+        comm: st.comm,
+        ..Default::default()
+    })
+}
+
+/// Checks that every session and process group can be rebuilt: each is
+/// led by a process of the tree, or is the root's own (inherited from
+/// outside, and joined to cr-restart's on restore).
+fn check_sessions(root: i32, states: &[ProcState], zombies: &[Process]) -> Result<()> {
+    let all: Vec<&Process> = states.iter().map(|s| &s.process).chain(zombies.iter()).collect();
+    let in_tree = |pid: u32| all.iter().any(|p| p.pid == pid);
+    let root_p = all.iter().find(|p| p.pid == root as u32).expect("root is in the tree");
+    for p in &all {
+        if p.pid == root as u32 {
+            continue;
+        }
+        if !in_tree(p.sid) && p.sid != root_p.sid {
+            return Err(Error::msg(format!(
+                "cannot checkpoint pid {}: its session {} is led from outside the tree",
+                p.pid, p.sid
+            )));
+        }
+        if !in_tree(p.pgid) && p.pgid != root_p.pgid {
+            let why = if std::fs::metadata(format!("/proc/{}", p.pgid)).is_ok() {
+                format!("its process group {} is led by pid {} outside the tree", p.pgid, p.pgid)
+            } else {
+                format!("its process group {} has no leader (it exited), which is not supported yet", p.pgid)
+            };
+            return Err(Error::msg(format!("cannot checkpoint pid {}: {why}", p.pid)));
+        }
+        let parent_sid = all.iter().find(|x| x.pid == p.ppid).map(|x| x.sid);
+        if p.sid != p.pid && parent_sid.is_some_and(|s| s != p.sid) {
+            return Err(Error::msg(format!(
+                "cannot checkpoint pid {}: it is in session {}, not its parent's, and does not lead it",
+                p.pid, p.sid
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn robust_list(tid: i32) -> Result<(u64, u64)> {
@@ -438,14 +495,28 @@ fn read_u64s(pid: i32, addr: u64, n: usize) -> Result<Vec<u64>> {
     Ok(b.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }
 
-/// Signal handlers, alternate stack, timers, brk and the tid address.
+/// Per-thread state only the thread can tell: its alternate signal stack
+/// and the address the kernel clears when it exits.
+fn ask_thread(r: &mut Remote, pid: i32, scratch: u64, t: &mut Thread) -> Result<()> {
+    r.call(nr::SIGALTSTACK, &[0, scratch])?;
+    let v = read_u64s(pid, scratch, 3)?;
+    t.altstack = AltStack {
+        sp: v[0],
+        flags: v[1] as u32,
+        size: v[2],
+    };
+    r.call(nr::PRCTL, &[libc::PR_GET_TID_ADDRESS as u64, scratch])?;
+    t.clear_child_tid = read_u64s(pid, scratch, 1)?[0];
+    Ok(())
+}
+
+/// Signal handlers, timers and brk.
 fn ask_process(
     r: &mut Remote,
     pid: i32,
     scratch: u64,
     status: &proc::Status,
     p: &mut Process,
-    t: &mut Thread,
     mm: &mut Mm,
 ) -> Result<()> {
     mm.brk = r.call(nr::BRK, &[0])?;
@@ -467,13 +538,6 @@ fn ask_process(
             mask: v[3],
         });
     }
-    r.call(nr::SIGALTSTACK, &[0, scratch])?;
-    let v = read_u64s(pid, scratch, 3)?;
-    t.altstack = AltStack {
-        sp: v[0],
-        flags: v[1] as u32,
-        size: v[2],
-    };
     for which in 0..3u32 {
         r.call(nr::GETITIMER, &[which as u64, scratch])?;
         let v = read_u64s(pid, scratch, 4)?;
@@ -483,13 +547,27 @@ fn ask_process(
             value_us: v[2] * 1_000_000 + v[3],
         });
     }
-    r.call(nr::PRCTL, &[libc::PR_GET_TID_ADDRESS as u64, scratch])?;
-    t.clear_child_tid = read_u64s(pid, scratch, 1)?[0];
-    let posix = proc::timers(pid).map_err(perr(pid))?;
-    if !posix.is_empty() {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: it has POSIX timers, which this version does not save"
-        )));
+    for info in proc::timers(pid).map_err(perr(pid))? {
+        r.call(nr::TIMER_GETTIME, &[info.id as u64, scratch])?;
+        let v = read_u64s(pid, scratch, 4)?;
+        let overrun = r.call(nr::TIMER_GETOVERRUN, &[info.id as u64])? as u32;
+        let base = match info.notify {
+            proc::TimerNotify::None => libc::SIGEV_NONE,
+            proc::TimerNotify::Thread => libc::SIGEV_THREAD,
+            proc::TimerNotify::Signal => libc::SIGEV_SIGNAL,
+        };
+        let notify = base | if info.notify_thread_id { libc::SIGEV_THREAD_ID } else { 0 };
+        p.posix_timers.push(PosixTimer {
+            id: info.id as u32,
+            clock: info.clock as u32,
+            notify: notify as u32,
+            signo: info.signal as u32,
+            sigval: info.sigval,
+            notify_tid: info.notify_tid as u32,
+            interval_ns: v[0] * 1_000_000_000 + v[1],
+            value_ns: v[2] * 1_000_000_000 + v[3],
+            overrun,
+        });
     }
     Ok(())
 }

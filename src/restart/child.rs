@@ -1,12 +1,16 @@
 //! The code a new process runs between `clone3` and its first ptrace stop:
-//! descriptors at their numbers, working directory, umask, session, then
-//! `SIGSTOP`. It runs in a fork of `cr-restart`, so it makes raw syscalls
-//! only and never allocates: everything it needs is prepared in a
-//! [`ChildPlan`] before the fork.
+//! report itself, wait until the restorer traces it, take its session and
+//! process group, fork its children (zombies exit at once with their
+//! status), place its descriptors, working directory and umask, then stop
+//! with `SIGSTOP`. It runs in a fork of `cr-restart`, so it makes raw
+//! syscalls only and never allocates: everything it needs is prepared in
+//! [`ChildPlan`]s before the first fork.
 
 use std::os::fd::RawFd;
 
-/// Steps a child reports when it fails, with the errno, through its error pipe.
+use crate::sys::clone::{Forked, fork_with_pid};
+
+/// Steps a child reports when it fails, with the errno, through the error pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Step {
@@ -16,10 +20,12 @@ pub enum Step {
     Root = 4,
     Cwd = 5,
     Stop = 6,
+    Fork = 7,
+    Zombie = 8,
 }
 
 impl Step {
-    pub fn from_u8(v: u8) -> &'static str {
+    pub fn describe(v: u8) -> &'static str {
         match v {
             1 => "waiting for the restorer",
             2 => "setting its session and process group",
@@ -27,14 +33,25 @@ impl Step {
             4 => "changing its root directory",
             5 => "changing its working directory",
             6 => "stopping for the restorer",
+            7 => "creating a child (pid in use?)",
+            8 => "creating a zombie child (pid in use?)",
             _ => "setting itself up",
         }
     }
 }
 
-/// Everything a new process does before it stops.
+/// A failure report: step, errno, and the image pid of the process.
+pub const REPORT_LEN: usize = 8;
+
+/// Everything one new process does before it stops.
 #[derive(Debug, Default)]
 pub struct ChildPlan {
+    /// Its pid in the image.
+    pub image_pid: i32,
+    /// The pid to create it with, `None` for any.
+    pub want: Option<i32>,
+    /// Signal its parent gets when it exits.
+    pub exit_signal: i32,
     /// `(target fd, source fd, close-on-exec)`. Every source is above every target.
     pub fds: Vec<(RawFd, RawFd, bool)>,
     /// Descriptor ranges to close after placing, inclusive.
@@ -47,82 +64,138 @@ pub struct ChildPlan {
     pub setpgid: bool,
     /// Read end of the pipe the restorer writes a byte to once it traces us.
     pub sync_rd: RawFd,
-    /// Our copy of its write end, closed first.
-    pub sync_wr: RawFd,
-    /// Write end of the pipe a failure is reported through.
-    pub err_wr: RawFd,
+    /// Children to fork, as indices into the plan list.
+    pub children: Vec<usize>,
+    /// Zombie children: `(pid, wait status)`.
+    pub zombies: Vec<(Option<i32>, i32)>,
 }
 
-fn fail(plan: &ChildPlan, step: Step) -> ! {
-    // SAFETY: raw syscalls on plain integers and a stack buffer; this runs
-    // in a freshly forked child and only writes its report and exits.
+/// Descriptors every new process shares.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Each process writes `(image pid, real pid)` here when it starts.
+    pub report_wr: RawFd,
+    /// Failures are written here.
+    pub err_wr: RawFd,
+    /// The restorer's write ends of every sync pipe, closed first.
+    pub sync_wr: Vec<RawFd>,
+}
+
+fn errno() -> i32 {
+    // SAFETY: reading the thread's errno location.
+    unsafe { *libc::__errno_location() }
+}
+
+fn fail(plan: &ChildPlan, shared: &Shared, step: Step) -> ! {
+    let e = errno();
+    let mut msg = [0u8; REPORT_LEN];
+    msg[0] = step as u8;
+    msg[2..4].copy_from_slice(&(e as u16).to_le_bytes());
+    msg[4..8].copy_from_slice(&plan.image_pid.to_le_bytes());
+    // SAFETY: raw write of a stack buffer and exit, in a forked child.
     unsafe {
-        let errno = *libc::__errno_location();
-        let msg = [step as u8, errno as u8, (errno >> 8) as u8, 0];
-        libc::write(plan.err_wr, msg.as_ptr().cast(), msg.len());
+        libc::write(shared.err_wr, msg.as_ptr().cast(), msg.len());
         libc::_exit(127);
     }
 }
 
-/// Runs in the child after `clone3`; never returns.
-pub fn child_main(plan: &ChildPlan) -> ! {
+/// Exits so that the parent's `waitpid` will report `status`.
+fn become_zombie(status: i32) -> ! {
+    // SAFETY: raw syscalls on integers and stack structs in a forked child
+    // that exits here.
+    unsafe {
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            let dfl = [0u64; 4]; // SIG_DFL, no flags, no restorer, empty mask
+            libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+            let mask: u64 = 0;
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask, 0usize, 8usize);
+            let pid = libc::syscall(libc::SYS_getpid);
+            libc::syscall(libc::SYS_kill, pid, sig);
+        }
+        libc::_exit(libc::WEXITSTATUS(status));
+    }
+}
+
+/// Runs in a new process after `clone3`; never returns.
+pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
+    let plan = &plans[idx];
     // SAFETY: this runs in a forked child of a process that may have had other
     // threads: it makes only async-signal-safe raw syscalls on descriptors
     // and integers prepared before the fork, and never allocates.
     unsafe {
-        libc::close(plan.sync_wr);
+        for &fd in &shared.sync_wr {
+            libc::close(fd);
+        }
+        let pid = libc::syscall(libc::SYS_getpid) as i32;
+        let mut rep = [0u8; 8];
+        rep[0..4].copy_from_slice(&plan.image_pid.to_le_bytes());
+        rep[4..8].copy_from_slice(&pid.to_le_bytes());
+        if libc::write(shared.report_wr, rep.as_ptr().cast(), rep.len()) != rep.len() as isize {
+            fail(plan, shared, Step::Sync);
+        }
         let mut b = [0u8; 1];
         if libc::read(plan.sync_rd, b.as_mut_ptr().cast(), 1) != 1 {
-            // The restorer died before tracing us.
+            // The restorer died before tracing us, or gave up.
             libc::_exit(126);
+        }
+        // Default dispositions for everything: the restorer sets the image's.
+        let dfl = [0u64; 4];
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+            }
         }
         if plan.setsid {
             if libc::setsid() < 0 {
-                fail(plan, Step::Session);
+                fail(plan, shared, Step::Session);
             }
         } else if plan.setpgid && libc::setpgid(0, 0) < 0 {
-            fail(plan, Step::Session);
+            fail(plan, shared, Step::Session);
+        }
+        for &(want, status) in &plan.zombies {
+            match fork_with_pid(want, 0, libc::SIGCHLD) {
+                Ok(Forked::Child) => become_zombie(status),
+                Ok(Forked::Parent(_)) => {}
+                Err(_) => fail(plan, shared, Step::Zombie),
+            }
+        }
+        for &c in &plan.children {
+            let child = &plans[c];
+            match fork_with_pid(child.want, 0, child.exit_signal) {
+                Ok(Forked::Child) => child_main(plans, c, shared),
+                Ok(Forked::Parent(_)) => {}
+                Err(_) => fail(child, shared, Step::Fork),
+            }
         }
         for &(target, src, cloexec) in &plan.fds {
             let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
             if libc::dup3(src, target, flags) < 0 {
-                fail(plan, Step::Dup);
+                fail(plan, shared, Step::Dup);
             }
         }
         if let Some(root) = plan.root
             && (libc::fchdir(root) < 0 || libc::chroot(c".".as_ptr()) < 0)
         {
-            fail(plan, Step::Root);
+            fail(plan, shared, Step::Root);
         }
         if let Some(cwd) = plan.cwd
             && libc::fchdir(cwd) < 0
         {
-            fail(plan, Step::Cwd);
+            fail(plan, shared, Step::Cwd);
         }
         libc::umask(plan.umask as libc::mode_t);
-        let err_wr = plan.err_wr;
         for &(lo, hi) in &plan.close {
-            if lo <= err_wr as u32 && err_wr as u32 <= hi {
-                // Keep the error pipe until the very end.
-                if lo < err_wr as u32 {
-                    libc::syscall(libc::SYS_close_range, lo, err_wr as u32 - 1, 0);
-                }
-                if (err_wr as u32) < hi {
-                    libc::syscall(libc::SYS_close_range, err_wr as u32 + 1, hi, 0);
-                }
-            } else {
-                libc::syscall(libc::SYS_close_range, lo, hi, 0);
-            }
-        }
-        // The error pipe is close-on-exec in the restorer; we close it
-        // ourselves now: from here on the restorer sees us only through ptrace.
-        let pid = libc::syscall(libc::SYS_getpid) as libc::pid_t;
-        if !plan.fds.iter().any(|&(t, _, _)| t == err_wr) {
-            libc::close(err_wr);
+            libc::syscall(libc::SYS_close_range, lo, hi, 0);
         }
         libc::syscall(libc::SYS_kill, pid, libc::SIGSTOP);
-        // The restorer replaces this whole address space before we run again;
-        // getting here means it did not.
+        // The restorer replaces this whole address space before we run
+        // again; getting here means it did not.
         libc::_exit(125);
     }
 }

@@ -12,7 +12,7 @@ pub mod spool;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -135,32 +135,44 @@ fn proc_of(m: &mut Meta, pid: u32) -> Result<&mut ProcImage> {
 
 /// Checks what the restorer relies on before touching anything.
 fn validate(m: &Meta) -> Result<()> {
-    if m.procs.is_empty() {
-        return Err(corrupt("no process in the image".into()));
+    let live: Vec<&ProcImage> = m.procs.iter().filter(|pi| pi.p.state != image::STATE_ZOMBIE).collect();
+    let Some(root) = live.first() else {
+        return Err(corrupt("no live process in the image".into()));
+    };
+    if root.p.ppid != 0 {
+        return Err(corrupt(format!("the first process {} is not the root of the tree", root.p.pid)));
     }
-    if m.procs.len() > 1 {
-        return Err(Error::msg(format!(
-            "cannot restore this image: it holds {} processes and this version restores one process",
-            m.procs.len()
-        )));
-    }
-    for pi in &m.procs {
+    for (i, pi) in m.procs.iter().enumerate() {
         let pid = pi.p.pid;
         if pid == 0 || pid > 4_194_304 {
             return Err(corrupt(format!("impossible pid {pid}")));
+        }
+        if i > 0 && !m.procs[..i].iter().any(|x| x.p.pid == pi.p.ppid && x.p.state != image::STATE_ZOMBIE) {
+            return Err(corrupt(format!("process {pid} comes before its parent {}", pi.p.ppid)));
+        }
+        if pi.p.state == image::STATE_ZOMBIE {
+            if !pi.threads.is_empty() || pi.mm.is_some() {
+                return Err(corrupt(format!("zombie {pid} has threads or memory")));
+            }
+            continue;
         }
         let mm = pi
             .mm
             .as_ref()
             .ok_or_else(|| corrupt(format!("process {pid} has no memory record")))?;
-        if pi.threads.len() != 1 {
-            return Err(Error::msg(format!(
-                "cannot restore process {pid}: it has {} threads and this version restores one",
-                pi.threads.len()
-            )));
+        if pi.threads.is_empty() || pi.threads[0].tid != pid {
+            return Err(corrupt(format!("process {pid} has no main thread record")));
         }
-        if ptrace::regs_from_bytes(&pi.threads[0].regs).is_none() {
-            return Err(corrupt(format!("registers of thread {} have the wrong size", pi.threads[0].tid)));
+        if pi.threads.len() > 4096 {
+            return Err(corrupt(format!("process {pid} has {} threads", pi.threads.len())));
+        }
+        for t in &pi.threads {
+            if ptrace::regs_from_bytes(&t.regs).is_none() {
+                return Err(corrupt(format!("registers of thread {} have the wrong size", t.tid)));
+            }
+            if t.tid == 0 || t.tid > 4_194_304 {
+                return Err(corrupt(format!("impossible thread id {}", t.tid)));
+            }
         }
         let mut last_end = 0;
         for v in mm.vmas.iter() {
@@ -282,28 +294,40 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     raise_nofile(max_fd as u64 + 256);
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
 
+    let pids = spawn_tree(&meta, opts, &mut open, &mut undo)?;
+    let live: Vec<&ProcImage> = meta.procs.iter().filter(|pi| pi.p.state != image::STATE_ZOMBIE).collect();
     let mut building: Vec<Building> = Vec::new();
-    let mut pids = BTreeMap::new();
-    for pi in &meta.procs {
-        let pid = spawn(pi, &meta, opts, &mut open, &mut undo)?;
-        pids.insert(pi.p.pid as i32, pid);
+    for pi in &live {
+        let pid = pids[&(pi.p.pid as i32)];
         let r = Remote::new(pid, Gate::Trap(tramp.addr))?;
-        let mut b = Builder::new(r, pid, &tramp);
-        b.unregister_rseq()?;
-        let mm = pi.mm.as_ref().expect("validated");
+        building.push(Building {
+            pi,
+            pid,
+            b: Builder::new(r, pid, &tramp),
+            writable: Vec::new(),
+        });
+    }
+    // Process groups led by another process of the tree: leaders made
+    // theirs before forking, members join now.
+    for bp in &mut building {
+        let p = &bp.pi.p;
+        if p.pgid != p.pid && p.sid != p.pid {
+            if let Some(&g) = pids.get(&(p.pgid as i32)) {
+                bp.b.call(nr::SETPGID, &[0, g as u64])
+                    .map_err(|e| Error::msg(format!("cannot restore the process group {} of pid {}: {e}", p.pgid, p.pid)))?;
+            }
+        }
+    }
+    for bp in &mut building {
+        bp.b.unregister_rseq()?;
+        let mm = bp.pi.mm.as_ref().expect("validated");
         let want: Vec<_> = mm
             .vmas
             .iter()
             .filter(|v| matches!(v.backing, image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK))
             .collect();
-        b.clear_space(&specials, &want)?;
-        let writable = map_vmas(&mut b, mm, &shm_fds, &open)?;
-        building.push(Building {
-            pi,
-            pid,
-            b,
-            writable,
-        });
+        bp.b.clear_space(&specials, &want)?;
+        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open)?;
     }
 
     // Bulk data: page contents and file contents, streamed straight in.
@@ -381,24 +405,34 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     // reader.next_raw() returned None: the end record was read and matched.
 
+    let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
     for bp in &mut building {
-        finish(bp, &tramp)?;
+        threads.extend(finish(bp, &tramp, opts.original_pids)?);
     }
-    // Release: every process at once.
-    let mut deferred = Vec::new();
+    // Release: every thread of every process at once.
+    let mut sessions = Vec::new();
     for bp in building {
         let Building { pid, b, pi, .. } = bp;
-        let sigs = b.r.finish()?;
-        deferred.push((pid, sigs));
-        let _ = pi;
+        sessions.push((pid, pid, b.r, pi.p.state == image::STATE_STOPPED));
     }
-    for (pid, _) in &deferred {
-        ptrace::detach(*pid, None).ctx(|| format!("cannot release process {pid}"))?;
+    for (pid, tid, r) in threads {
+        sessions.push((pid, tid, r, false));
     }
-    for (pid, sigs) in &deferred {
-        remote::redeliver(*pid, *pid, sigs);
+    let mut deferred = Vec::new();
+    for (pid, tid, r, stopped) in sessions {
+        deferred.push((pid, tid, r.finish()?, stopped));
     }
-    let root = pids[&(meta.procs[0].p.pid as i32)];
+    for (pid, tid, _, stopped) in &deferred {
+        if *stopped {
+            // It was in a job-control stop: it stays stopped.
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
+        }
+        ptrace::detach(*tid, None).ctx(|| format!("cannot release thread {tid} of process {pid}"))?;
+    }
+    for (pid, tid, sigs, _) in &deferred {
+        remote::redeliver(*pid, *tid, sigs);
+    }
+    let root = pids[&(live[0].p.pid as i32)];
     undo.pids.clear();
     drop(open);
     Ok(Restored { pid: root, pids })
@@ -418,104 +452,186 @@ fn raise_nofile(want: u64) {
     }
 }
 
-/// Creates one process and lets it set up its descriptors; returns it
-/// traced and stopped.
-fn spawn(
-    pi: &ProcImage,
+/// Waits (bounded) until no process or thread holds any of `ids`.
+fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    for &id in ids {
+        while std::fs::metadata(format!("/proc/{id}")).is_ok() {
+            if Instant::now() >= deadline || pid_is_live(id as i32) && Instant::now() + wait / 2 >= deadline {
+                return Err(Error::msg(format!("cannot restore pid {id}: pid already in use")));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
+/// Creates every process of the tree, each forked by its own parent with
+/// its pid, session and group, lets each place its descriptors, and returns
+/// them traced and stopped: image pid -> real pid.
+fn spawn_tree(
     meta: &Meta,
     opts: &Options,
     open: &mut files::OpenFiles,
     undo: &mut Undo,
-) -> Result<i32> {
-    let p = &pi.p;
-    let mut plan = child::ChildPlan {
-        umask: p.umask,
-        setsid: p.sid == p.pid,
-        setpgid: p.pgid == p.pid,
-        ..Default::default()
-    };
+) -> Result<BTreeMap<i32, i32>> {
+    if opts.original_pids {
+        let mut ids: Vec<u32> = Vec::new();
+        for pi in &meta.procs {
+            ids.push(pi.p.pid);
+            ids.extend(pi.threads.iter().map(|t| t.tid));
+        }
+        wait_for_ids(&ids, opts.pid_wait)?;
+    }
     let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
-    let mut targets = Vec::new();
-    if let Some(t) = &pi.fds {
-        for fd in t.fds.iter() {
-            let f = &meta.files[&fd.file_id];
-            let src = open.open(f, fd.fd, &external).map_err(|e| {
-                Error::msg(format!("cannot restore descriptor {} of pid {}: {e}", fd.fd, p.pid))
-            })?;
-            plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
-            targets.push(fd.fd);
-        }
-    }
-    let cwd = files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?;
-    plan.cwd = Some(cwd.as_raw_fd());
-    let root_fd = if !p.root.is_empty() && p.root != b"/" {
-        Some(files::open_dir(&p.root)?)
-    } else {
-        None
-    };
-    plan.root = root_fd.as_ref().map(|f| f.as_raw_fd());
-    let (sync_rd, sync_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
-    let (err_rd, err_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
-    plan.sync_rd = sync_rd.as_raw_fd();
-    plan.sync_wr = sync_wr.as_raw_fd();
-    plan.err_wr = err_wr.as_raw_fd();
-    // Close everything that is not a target.
-    targets.sort_unstable();
-    let mut lo = 0u32;
-    for t in targets {
-        if t > lo {
-            plan.close.push((lo, t - 1));
-        }
-        lo = t + 1;
-    }
-    plan.close.push((lo, u32::MAX));
-
-    let want = opts.original_pids.then_some(p.pid as i32);
-    let deadline = Instant::now() + opts.pid_wait;
-    let pid = loop {
-        // SAFETY: the child runs only `child_main`, which makes raw
-        // async-signal-safe syscalls on the prepared plan and never returns.
-        match unsafe { fork_with_pid(want, 0, libc::SIGCHLD) } {
-            Ok(Forked::Child) => child::child_main(&plan),
-            Ok(Forked::Parent(pid)) => break pid,
-            Err(nix::errno::Errno::EEXIST) => {
-                if Instant::now() < deadline && pid_is_dying(p.pid as i32) {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                return Err(Error::msg(format!("cannot restore pid {}: pid already in use", p.pid)));
+    let live: Vec<&ProcImage> = meta.procs.iter().filter(|pi| pi.p.state != image::STATE_ZOMBIE).collect();
+    let mut plans: Vec<child::ChildPlan> = Vec::new();
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut sync_wr: Vec<OwnedFd> = Vec::new();
+    for pi in &live {
+        let p = &pi.p;
+        let mut plan = child::ChildPlan {
+            image_pid: p.pid as i32,
+            want: opts.original_pids.then_some(p.pid as i32),
+            exit_signal: if p.exit_signal == 0 { libc::SIGCHLD } else { p.exit_signal as i32 },
+            umask: p.umask,
+            setsid: p.sid == p.pid,
+            setpgid: p.pgid == p.pid,
+            ..Default::default()
+        };
+        let mut targets = Vec::new();
+        if let Some(t) = &pi.fds {
+            for fd in t.fds.iter() {
+                let f = &meta.files[&fd.file_id];
+                let src = open.open(f, fd.fd, &external).map_err(|e| {
+                    Error::msg(format!("cannot restore descriptor {} of pid {}: {e}", fd.fd, p.pid))
+                })?;
+                plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
+                targets.push(fd.fd);
             }
-            Err(e) => return Err(Error::msg(format!("cannot restore pid {}: clone3: {e}", p.pid))),
+        }
+        let cwd = files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?;
+        plan.cwd = Some(cwd.as_raw_fd());
+        keep.push(cwd);
+        if !p.root.is_empty() && p.root != b"/" {
+            let r = files::open_dir(&p.root)?;
+            plan.root = Some(r.as_raw_fd());
+            keep.push(r);
+        }
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+        plan.sync_rd = rd.as_raw_fd();
+        keep.push(rd);
+        sync_wr.push(wr);
+        targets.sort_unstable();
+        let mut lo = 0u32;
+        for t in targets {
+            if t > lo {
+                plan.close.push((lo, t - 1));
+            }
+            lo = t + 1;
+        }
+        plan.close.push((lo, u32::MAX));
+        plans.push(plan);
+    }
+    // Children and zombies, under their parents.
+    for pi in meta.procs.iter().skip(1) {
+        let parent = live
+            .iter()
+            .position(|x| x.p.pid == pi.p.ppid)
+            .ok_or_else(|| corrupt(format!("the parent {} of process {} is not in the image", pi.p.ppid, pi.p.pid)))?;
+        if pi.p.state == image::STATE_ZOMBIE {
+            let want = opts.original_pids.then_some(pi.p.pid as i32);
+            plans[parent].zombies.push((want, pi.p.exit_status));
+        } else {
+            let idx = live.iter().position(|x| x.p.pid == pi.p.pid).expect("live");
+            plans[parent].children.push(idx);
+        }
+    }
+    let (report_rd, report_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let (err_rd, err_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let shared = child::Shared {
+        report_wr: report_wr.as_raw_fd(),
+        err_wr: err_wr.as_raw_fd(),
+        sync_wr: sync_wr.iter().map(|f| f.as_raw_fd()).collect(),
+    };
+    let root = &plans[0];
+    // SAFETY: the child runs only `child_main`, which makes raw
+    // async-signal-safe syscalls on the prepared plans and never returns.
+    let root_pid = match unsafe { fork_with_pid(root.want, 0, libc::SIGCHLD) } {
+        Ok(Forked::Child) => child::child_main(&plans, 0, &shared),
+        Ok(Forked::Parent(pid)) => pid,
+        Err(nix::errno::Errno::EEXIST) => {
+            return Err(Error::msg(format!("cannot restore pid {}: pid already in use", root.image_pid)));
+        }
+        Err(e) => return Err(Error::msg(format!("cannot restore pid {}: clone3: {e}", root.image_pid))),
+    };
+    undo.pids.push(root_pid);
+    drop(report_wr);
+    drop(err_wr);
+    let child_failed = |err_rd: &OwnedFd| -> Error {
+        let mut buf = [0u8; child::REPORT_LEN];
+        let f = std::fs::File::from(err_rd.try_clone().expect("dup"));
+        match (&f).read(&mut buf) {
+            Ok(n) if n == buf.len() => {
+                let errno = nix::errno::Errno::from_raw(u16::from_le_bytes([buf[2], buf[3]]) as i32);
+                let pid = i32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
+                Error::msg(format!(
+                    "cannot restore pid {pid}: the new process failed while {}: {errno}",
+                    child::Step::describe(buf[0])
+                ))
+            }
+            _ => Error::msg("cannot restore: a new process exited early".to_string()),
         }
     };
-    undo.pids.push(pid);
-    drop(sync_rd);
-    drop(err_wr);
-    ptrace::seize(pid, true).ctx(|| format!("cannot trace new process {pid}"))?;
-    nix::unistd::write(&sync_wr, &[1]).ctx(|| "cannot start the new process".into())?;
+    // Each new process reports itself; trace it, then let it go on.
+    let mut pids = BTreeMap::new();
+    let report = std::fs::File::from(report_rd);
+    while pids.len() < live.len() {
+        let mut fds = [
+            nix::poll::PollFd::new(report.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(err_rd.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).ctx(|| "poll".into())?;
+        if n == 0 {
+            return Err(Error::msg("cannot restore: the new processes did not start within 10 s"));
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Err(child_failed(&err_rd));
+        }
+        let mut rep = [0u8; 8];
+        (&report).read_exact(&mut rep).map_err(|_| child_failed(&err_rd))?;
+        let image_pid = i32::from_le_bytes(rep[0..4].try_into().expect("4 bytes"));
+        let pid = i32::from_le_bytes(rep[4..8].try_into().expect("4 bytes"));
+        let idx = live
+            .iter()
+            .position(|x| x.p.pid as i32 == image_pid)
+            .ok_or_else(|| Error::msg("cannot restore: a new process reported a wrong pid"))?;
+        if pid != root_pid {
+            undo.pids.push(pid);
+        }
+        ptrace::seize(pid, true).ctx(|| format!("cannot trace new process {pid}"))?;
+        nix::unistd::write(&sync_wr[idx], &[1]).ctx(|| "cannot start a new process".into())?;
+        pids.insert(image_pid, pid);
+    }
     drop(sync_wr);
-    match ptrace::wait(pid).ctx(|| format!("waiting for new process {pid}"))? {
-        Stop::Signal(s) if s == libc::SIGSTOP => Ok(pid),
-        Stop::Exited(_) | Stop::Killed(_) => {
-            undo.pids.retain(|&x| x != pid);
-            let f = std::fs::File::from(err_rd);
-            let mut buf = [0u8; 4];
-            let got = (&f).read(&mut buf).unwrap_or(0);
-            if got >= 3 {
-                let errno = nix::errno::Errno::from_raw(buf[1] as i32 | (buf[2] as i32) << 8);
+    for pi in &live {
+        let pid = pids[&(pi.p.pid as i32)];
+        match ptrace::wait(pid).ctx(|| format!("waiting for new process {pid}"))? {
+            Stop::Signal(s) if s == libc::SIGSTOP => {}
+            Stop::Exited(_) | Stop::Killed(_) => {
+                undo.pids.retain(|&x| x != pid);
+                return Err(child_failed(&err_rd));
+            }
+            other => {
                 return Err(Error::msg(format!(
-                    "cannot restore pid {}: the new process failed while {}: {errno}",
-                    p.pid,
-                    child::Step::from_u8(buf[0])
+                    "cannot restore pid {}: unexpected first stop {other:?}",
+                    pi.p.pid
                 )));
             }
-            Err(Error::msg(format!("cannot restore pid {}: the new process exited early", p.pid)))
         }
-        other => Err(Error::msg(format!(
-            "cannot restore pid {}: unexpected first stop {other:?}",
-            p.pid
-        ))),
     }
+    drop(keep);
+    Ok(pids)
 }
 
 /// Whether a pid is held by a process that is not exiting.
@@ -647,11 +763,17 @@ fn map_vmas(
 }
 
 /// Everything after the memory contents: protections, mm fields, signal
-/// state, credentials, registers; ends with the trampoline unmapped and the
-/// thread stopped at its final registers.
-fn finish(bp: &mut Building, tramp: &Trampoline) -> Result<()> {
+/// state, timers, threads, credentials, registers; ends with the trampoline
+/// unmapped and every thread stopped at its final registers. Returns the
+/// remote sessions of the threads it created, `(pid, tid, session)`.
+fn finish<'a>(
+    bp: &mut Building<'a>,
+    tramp: &'a Trampoline,
+    same_ids: bool,
+) -> Result<Vec<(i32, i32, Remote)>> {
     let pi = bp.pi;
     let mm = pi.mm.as_ref().expect("validated");
+    let pid = bp.pid;
     let b = &mut bp.b;
     for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
         if space::build_prot(v) != v.prot {
@@ -677,7 +799,7 @@ fn finish(bp: &mut Building, tramp: &Trampoline) -> Result<()> {
         };
         // SAFETY: prlimit64 reads the live `lim`; the old-limit pointer is null.
         let r = unsafe {
-            libc::prlimit64(bp.pid, rl.resource as libc::__rlimit_resource_t, &lim, std::ptr::null_mut())
+            libc::prlimit64(pid, rl.resource as libc::__rlimit_resource_t, &lim, std::ptr::null_mut())
         };
         if r != 0 {
             return Err(Error::msg(format!(
@@ -688,15 +810,33 @@ fn finish(bp: &mut Building, tramp: &Trampoline) -> Result<()> {
             )));
         }
     }
+    // Other threads: cloned from the main one with their own ids.
+    let mut made = Vec::new();
+    if pi.threads.len() > 1 {
+        ptrace::set_options_clone(pid).ctx(|| format!("cannot trace the threads of pid {pid}"))?;
+    }
+    for t in pi.threads.iter().skip(1) {
+        let tid = space::create_thread(b, t, same_ids)?;
+        let r = Remote::new(tid, Gate::Trap(tramp.addr))?;
+        let mut tb = Builder::new(r, pid, tramp);
+        space::finish_thread(&mut tb, t, tid)?;
+        space::queue_signals(&mut tb, pid, tid, &t.pending)?;
+        let regs = ptrace::regs_from_bytes(&t.regs).expect("validated");
+        tb.r.set_final(space::restart_regs(regs), t.sigmask);
+        made.push((pid, tid, tb.r));
+    }
     let t = &pi.threads[0];
-    space::finish_thread(b, t)?;
+    space::finish_thread(b, t, pid)?;
+    space::queue_signals(b, pid, 0, &pi.p.shared_pending)?;
+    space::queue_signals(b, pid, pid, &t.pending)?;
+    space::posix_timers(b, &pi.p)?;
     restore_creds(b, &pi.p)?;
     // The last syscall unmaps the trampoline itself; stop at its exit.
     b.r.set_gate(Gate::Syscall(tramp.addr));
     b.call(nr::MUNMAP, &[tramp.addr, tramp.len])?;
     let regs = ptrace::regs_from_bytes(&t.regs).expect("validated");
     b.r.set_final(space::restart_regs(regs), t.sigmask);
-    Ok(())
+    Ok(made)
 }
 
 /// Credentials last: after them the process may no longer be allowed to

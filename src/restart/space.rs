@@ -376,8 +376,9 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
     Ok(())
 }
 
-/// Sets per-thread state through a remote session in that thread.
-pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
+/// Sets per-thread state through a remote session in that thread (`tid`
+/// is its real id).
+pub fn finish_thread(b: &mut Builder, t: &Thread, tid: i32) -> Result<()> {
     let a = &t.altstack;
     let disabled = a.flags & libc::SS_DISABLE as u32 != 0;
     if !disabled {
@@ -397,8 +398,93 @@ pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
             .map_err(|e| Error::msg(format!("cannot register rseq of thread {}: {e}", t.tid)))?;
     }
     if !t.xstate.is_empty() {
-        ptrace::set_xstate(b.pid, &t.xstate)
+        ptrace::set_xstate(tid, &t.xstate)
             .ctx(|| format!("cannot restore FPU/AVX state of thread {}", t.tid))?;
     }
     Ok(())
+}
+
+/// Creates thread `t` in the process by a remote `clone3` in its main
+/// thread (with the image's thread id); returns the new thread stopped.
+pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<i32> {
+    let flags = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM) as u64;
+    let tid_at = b.put(&(t.tid as i32).to_le_bytes())?;
+    let mut args = Vec::with_capacity(88);
+    let (set_tid, set_tid_size) = if same_ids { (tid_at, 1) } else { (0, 0) };
+    for v in [flags, 0, 0, 0, 0, 0, 0, 0, set_tid, set_tid_size, 0] {
+        args.extend_from_slice(&v.to_le_bytes());
+    }
+    let at = b.put(&args)?;
+    let tid = b
+        .call(nr::CLONE3, &[at, args.len() as u64])
+        .map_err(|e| Error::msg(format!("cannot restore thread {} of pid {}: {e}", t.tid, t.pid)))?
+        as i32;
+    match ptrace::wait(tid).ctx(|| format!("waiting for new thread {tid}"))? {
+        ptrace::Stop::EventStop(_) => Ok(tid),
+        other => Err(Error::msg(format!(
+            "cannot restore thread {} of pid {}: unexpected first stop {other:?}",
+            t.tid, t.pid
+        ))),
+    }
+}
+
+/// Queues pending signals from inside the process: to the whole process
+/// when `tid` is 0, else to that thread (which must be the one `b` runs
+/// in: the kernel lets only a task queue kernel-made siginfo to itself).
+pub fn queue_signals(b: &mut Builder, pid: i32, tid: i32, infos: &[Vec<u8>]) -> Result<()> {
+    for info in infos {
+        if info.len() != 128 {
+            return Err(Error::msg(format!("invalid image: a pending signal of pid {pid} is malformed")));
+        }
+        let sig = i32::from_le_bytes(info[0..4].try_into().expect("4 bytes"));
+        if !(1..=64).contains(&sig) {
+            return Err(Error::msg(format!("invalid image: pending signal {sig} of pid {pid}")));
+        }
+        let at = b.put(info)?;
+        let r = if tid == 0 {
+            b.call(nr::RT_SIGQUEUEINFO, &[pid as u64, sig as u64, at])
+        } else {
+            b.call(nr::RT_TGSIGQUEUEINFO, &[pid as u64, tid as u64, sig as u64, at])
+        };
+        r.map_err(|e| Error::msg(format!("cannot restore pending signal {sig} of pid {pid}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Recreates POSIX timers with their ids, notification and time left.
+pub fn posix_timers(b: &mut Builder, p: &Process) -> Result<()> {
+    if p.posix_timers.is_empty() {
+        return Ok(());
+    }
+    const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+    b.call(nr::PRCTL, &[PR_TIMER_CREATE_RESTORE_IDS, 1]).map_err(|e| {
+        Error::msg(format!("cannot restore the POSIX timers of pid {}: this kernel cannot choose timer ids ({e})", p.pid))
+    })?;
+    let res = (|| -> Result<()> {
+        for t in p.posix_timers.iter() {
+            let mut sev = [0u8; 64];
+            sev[0..8].copy_from_slice(&t.sigval.to_le_bytes());
+            sev[8..12].copy_from_slice(&t.signo.to_le_bytes());
+            sev[12..16].copy_from_slice(&t.notify.to_le_bytes());
+            sev[16..20].copy_from_slice(&t.notify_tid.to_le_bytes());
+            let sev_at = b.put(&sev)?;
+            let id_at = b.put(&(t.id as i32).to_le_bytes())?;
+            b.call(nr::TIMER_CREATE, &[t.clock as u64, sev_at, id_at])
+                .map_err(|e| Error::msg(format!("cannot restore POSIX timer {} of pid {}: {e}", t.id, p.pid)))?;
+            if t.value_ns != 0 {
+                let ts = |ns: u64| [(ns / 1_000_000_000).to_le_bytes(), (ns % 1_000_000_000).to_le_bytes()].concat();
+                let its = [ts(t.interval_ns), ts(t.value_ns)].concat();
+                let at = b.put(&its)?;
+                b.call(nr::TIMER_SETTIME, &[t.id as u64, 0, at, 0])?;
+            }
+        }
+        Ok(())
+    })();
+    b.call(nr::PRCTL, &[PR_TIMER_CREATE_RESTORE_IDS, 0])?;
+    res
 }

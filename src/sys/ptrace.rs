@@ -39,6 +39,21 @@ pub fn seize(tid: i32, exitkill: bool) -> nix::Result<()> {
     ptrace::seize(pid(tid), opts)
 }
 
+/// Adds `PTRACE_O_TRACECLONE`: threads the tracee creates are traced too.
+pub fn set_options_clone(tid: i32) -> nix::Result<()> {
+    ptrace::setoptions(
+        pid(tid),
+        ptrace::Options::PTRACE_O_TRACESYSGOOD
+            | ptrace::Options::PTRACE_O_EXITKILL
+            | ptrace::Options::PTRACE_O_TRACECLONE,
+    )
+}
+
+/// The id of the new thread or process a `PTRACE_EVENT_CLONE` stop reports.
+pub fn event_msg(tid: i32) -> nix::Result<i32> {
+    ptrace::getevent(pid(tid)).map(|v| v as i32)
+}
+
 pub fn interrupt(tid: i32) -> nix::Result<()> {
     ptrace::interrupt(pid(tid))
 }

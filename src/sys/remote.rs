@@ -92,6 +92,10 @@ pub mod nr {
     pub const SCHED_SETAFFINITY: i64 = 203;
     pub const SETPRIORITY: i64 = 141;
     pub const UMASK: i64 = 95;
+    pub const SETPGID: i64 = 109;
+    pub const WAIT4: i64 = 61;
+    pub const CLONE3: i64 = 435;
+    pub const RT_SIGQUEUEINFO: i64 = 129;
 }
 
 fn name_of(nr: i64) -> String {
@@ -224,7 +228,8 @@ impl Remote {
                 // A stop signal or SIGKILL-like event we cannot block: keep
                 // it for later and carry on.
                 Stop::Signal(sig) => self.deferred.push(sig),
-                Stop::EventStop(_) => {}
+                // Group-stop re-reports, and clone events of threads we create.
+                Stop::EventStop(_) | Stop::Event(_) => {}
                 stop => return Err(RemoteError::Unexpected { tid, stop }),
             }
         }
