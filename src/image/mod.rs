@@ -9,6 +9,10 @@
 
 pub mod records;
 pub mod stream;
+#[doc(hidden)]
+pub mod synth;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 pub use records::*;

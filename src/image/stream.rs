@@ -192,6 +192,7 @@ pub struct Reader<R> {
     bytes: u64,
     chain: Option<Sha256>,
     end: Option<EndRecord>,
+    end_digest: bool,
 }
 
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -236,6 +237,7 @@ impl<R: Read> Reader<R> {
             bytes: PREAMBLE.len() as u64,
             chain: Some(Sha256::new()),
             end: None,
+            end_digest: false,
         };
         let raw = r.read_frame()?.ok_or(ImageError::Truncated {
             what: "header record",
@@ -252,6 +254,8 @@ impl<R: Read> Reader<R> {
         if header.format_major != FORMAT_MAJOR {
             return Err(ImageError::Version(header.format_major, header.format_minor));
         }
+        // The writer chains the header's digest too (see `Writer::write_frame`).
+        r.chain_add(&raw);
         r.header = header;
         r.header_raw = raw;
         Ok(r)
@@ -397,6 +401,7 @@ impl<R: Read> Reader<R> {
                 return Err(bad("data after the end record".into()));
             }
             self.end = Some(end);
+            self.end_digest = raw.digest.is_some();
             return Ok(None);
         }
         self.chain_add(&raw);
@@ -421,6 +426,20 @@ impl<R: Read> Reader<R> {
     /// Gives back the underlying reader.
     pub fn into_inner(self) -> R {
         self.inner
+    }
+}
+
+impl<R> Reader<R> {
+    /// The underlying reader, e.g. to see which bytes a record came from.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+    /// Whether the end record carried a digest (valid once the stream ended).
+    pub fn end_has_digest(&self) -> bool {
+        self.end_digest
     }
 }
 

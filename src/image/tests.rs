@@ -1,0 +1,1 @@
+//! Unit tests of the image format: round trips and every error path.
