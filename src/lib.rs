@@ -8,9 +8,9 @@
 //! - `restart`: rebuild a process tree from an image.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod image;
 pub mod checkpoint;
 pub mod cli;
 pub mod filters;
+pub mod image;
 pub mod restart;
 pub mod sys;

@@ -73,9 +73,8 @@ fn main() -> ExitCode {
         let input = cli::input(file, args.force)?;
         split::split(input, size, |i| {
             let path = part_name(prefix, i);
-            let f = File::create(&path).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-            })?;
+            let f = File::create(&path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             Ok(BufWriter::with_capacity(cli::BUF_SIZE, f))
         })?;
         Ok(())

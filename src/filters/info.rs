@@ -184,7 +184,9 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
             _ => unreachable!("filtered above"),
         }
     }
-    let end = reader.end().expect("the reader stops only at the end record");
+    let end = reader
+        .end()
+        .expect("the reader stops only at the end record");
     // The end record itself: header and payload, as the reader saw it.
     let end_len = reader.bytes_read() - end.bytes;
     let ek = kinds.entry(Kind::END.0).or_default();

@@ -151,23 +151,28 @@ where
         bytes_in: reader.bytes_read(),
         bytes_out: writer.bytes_written(),
     };
-    for_each(&mut reader, threads, make, |(in_len, rec): (u64, RawRecord)| {
-        debug_assert_eq!(rec.head.seq, writer.next_seq());
-        writer.write_stored(
-            rec.head.kind,
-            rec.head.flags,
-            rec.head.raw_len as usize,
-            &rec.stored,
-            rec.digest,
-        )?;
-        stats.records += 1;
-        stats.bytes_in += in_len;
-        stats.bytes_out = writer.bytes_written();
-        if let Some(p) = progress.as_mut() {
-            p(&stats);
-        }
-        Ok(())
-    })?;
+    for_each(
+        &mut reader,
+        threads,
+        make,
+        |(in_len, rec): (u64, RawRecord)| {
+            debug_assert_eq!(rec.head.seq, writer.next_seq());
+            writer.write_stored(
+                rec.head.kind,
+                rec.head.flags,
+                rec.head.raw_len as usize,
+                &rec.stored,
+                rec.digest,
+            )?;
+            stats.records += 1;
+            stats.bytes_in += in_len;
+            stats.bytes_out = writer.bytes_written();
+            if let Some(p) = progress.as_mut() {
+                p(&stats);
+            }
+            Ok(())
+        },
+    )?;
     let out = writer.finish()?;
     stats.bytes_in = reader.bytes_read();
     stats.bytes_out = out.count;

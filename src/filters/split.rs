@@ -77,7 +77,10 @@ impl PartHeader {
             return Err("the part header is corrupt (CRC mismatch)".into());
         }
         if u16_at(8) != PART_VERSION {
-            return Err(format!("part format version {} is not supported", u16_at(8)));
+            return Err(format!(
+                "part format version {} is not supported",
+                u16_at(8)
+            ));
         }
         let flags = u16_at(10);
         if flags & !PART_LAST != 0 {
@@ -369,9 +372,15 @@ pub fn join<R: Read, W: Write>(mut parts: Vec<PartInput<R>>, mut output: W) -> R
         let want = i as u32;
         if head.index != want {
             let reason = if let Some(j) = heads[..i].iter().position(|h| h.index == head.index) {
-                format!("repeats part {} (already given as {})", head.index, names[j])
+                format!(
+                    "repeats part {} (already given as {})",
+                    head.index, names[j]
+                )
             } else if head.index < want {
-                format!("is part {} but part {want} was expected (parts out of order)", head.index)
+                format!(
+                    "is part {} but part {want} was expected (parts out of order)",
+                    head.index
+                )
             } else if i == 0 {
                 format!("is part {}: the first part is missing", head.index)
             } else {

@@ -132,7 +132,9 @@ pub fn check<R: Read + Send>(
         }
         Ok(())
     })?;
-    let end = reader.end().expect("the reader stops only at the end record");
+    let end = reader
+        .end()
+        .expect("the reader stops only at the end record");
     let end_seq = end.records as u32;
     if !reader.end_has_digest() {
         return Err(FilterError::NoDigest {

@@ -127,9 +127,9 @@ pub fn compress<R: Read + Send, W: Write>(
     let make = || {
         let mut c = RecordCompressor::new(opts.level);
         move |raw: RawRecord| -> Result<(u64, RawRecord)> {
-            let c = c.as_mut().map_err(|e| {
-                FilterError::Image(ImageError::Usage(format!("zstd context: {e}")))
-            })?;
+            let c = c
+                .as_mut()
+                .map_err(|e| FilterError::Image(ImageError::Usage(format!("zstd context: {e}"))))?;
             Ok((raw.head.frame_len(), c.compress(raw)))
         }
     };

@@ -133,7 +133,9 @@ fn fill_page(rng: &mut XorShift, fill: Fill, page: &mut [u8]) {
 /// Writes a synthetic image to `out` and returns it.
 pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
     if spec.processes == 0 {
-        return Err(ImageError::Usage("a synthetic image needs a process".into()));
+        return Err(ImageError::Usage(
+            "a synthetic image needs a process".into(),
+        ));
     }
     let mut rng = XorShift::new(spec.seed);
     let mut stream_id = [0u8; 16];

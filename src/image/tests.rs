@@ -102,7 +102,10 @@ fn summed_stream_has_verified_stream_digest() {
 fn writer_output_is_deterministic() {
     let spec = Spec::small(9, 100_000);
     assert_eq!(synth::generate(&spec), synth::generate(&spec));
-    assert_ne!(synth::generate(&spec), synth::generate(&Spec::small(10, 100_000)));
+    assert_ne!(
+        synth::generate(&spec),
+        synth::generate(&Spec::small(10, 100_000))
+    );
 }
 
 #[test]
@@ -222,7 +225,12 @@ fn bad_preamble_version_and_structure() {
     // Data after the end record.
     let mut buf = small();
     buf.push(0);
-    assert!(read_all(&buf).unwrap_err().to_string().contains("after the end"));
+    assert!(
+        read_all(&buf)
+            .unwrap_err()
+            .to_string()
+            .contains("after the end")
+    );
     // Two streams back to back.
     let mut two = small();
     two.extend_from_slice(&small());
@@ -243,7 +251,12 @@ fn second_header_and_kind_zero_are_refused() {
     let mut w = Writer::new(Vec::new(), &header(), WriteOptions::default()).unwrap();
     w.write(Kind::HEADER, &header()).unwrap();
     let buf = w.finish().unwrap();
-    assert!(read_all(&buf).unwrap_err().to_string().contains("second header"));
+    assert!(
+        read_all(&buf)
+            .unwrap_err()
+            .to_string()
+            .contains("second header")
+    );
 
     let mut w = Writer::new(Vec::new(), &header(), WriteOptions::default()).unwrap();
     assert!(w.write_record(Kind(0), b"x").is_err());
@@ -265,7 +278,12 @@ fn unknown_flags_and_length_mismatch_are_refused() {
     let mut buf = small();
     buf[f[1] + 12] ^= 1; // raw_len of a plain record
     fix_crc(&mut buf, f[1]);
-    assert!(read_all(&buf).unwrap_err().to_string().contains("lengths differ"));
+    assert!(
+        read_all(&buf)
+            .unwrap_err()
+            .to_string()
+            .contains("lengths differ")
+    );
 }
 
 #[test]
