@@ -1,21 +1,24 @@
-//! `ckpt`: checkpoint a running process to stdout.
+//! `ckpt`: checkpoint a running process tree to stdout.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
 use crtools::checkpoint::{self, After};
+use crtools::cli;
 
-/// Checkpoint the process tree rooted at PID and write its image to
-/// standard output (or FILE). The process keeps running unchanged unless
-/// --kill or --stop is given.
+/// Checkpoint the process tree rooted at PID (PID and all its descendants)
+/// and write its image to standard output or FILE. The tree keeps running
+/// unchanged unless --kill or --stop is given; if the checkpoint fails, it
+/// is left exactly as it was.
 #[derive(Parser)]
 #[command(name = "ckpt", version, about)]
 struct Args {
-    /// SIGKILL the process after the whole image is written and flushed.
+    /// SIGKILL the tree after the whole image is written and flushed.
     #[arg(long, conflicts_with = "stop")]
     kill: bool,
-    /// Leave the process stopped (SIGSTOP) after the image is written.
+    /// Leave the tree stopped (SIGSTOP) after the image is written; resume
+    /// it with `kill -CONT`.
     #[arg(long)]
     stop: bool,
     /// Write the image to FILE instead of standard output.
@@ -24,60 +27,37 @@ struct Args {
     /// Write the image even if standard output is a terminal.
     #[arg(short, long)]
     force: bool,
-    /// Report what was saved and how long the process was frozen, on stderr.
+    /// Report what was saved and how long the tree was frozen, on stderr.
     #[arg(short, long)]
     verbose: bool,
-    /// The process to checkpoint.
+    /// The root of the tree to checkpoint.
     pid: i32,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let after = if args.kill {
-        After::Kill
-    } else if args.stop {
-        After::Stop
-    } else {
-        After::Resume
-    };
-    let out: Box<dyn Write> = match &args.output {
-        Some(p) if p.as_os_str() != "-" => match std::fs::File::create(p) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!("ckpt: cannot create {}: {e}", p.display());
-                std::process::exit(1);
-            }
-        },
-        _ => {
-            let stdout = std::io::stdout();
-            if stdout.is_terminal() && !args.force {
-                eprintln!("ckpt: refusing to write an image to a terminal (use -f to force)");
-                std::process::exit(1);
-            }
-            crtools::cli::grow_pipe(1);
-            Box::new(crtools::cli::RawStdout)
+    cli::run("ckpt", || {
+        let after = if args.kill {
+            After::Kill
+        } else if args.stop {
+            After::Stop
+        } else {
+            After::Resume
+        };
+        let out = cli::output(args.output.as_deref(), args.force)?;
+        let s = checkpoint::checkpoint(args.pid, out, &checkpoint::Options { after })?;
+        if args.verbose {
+            eprintln!(
+                "ckpt: pid {}: {} process(es), {} thread(s), {} pages ({} bytes), {} zero pages skipped, frozen for {:.3} ms",
+                args.pid,
+                s.processes,
+                s.threads,
+                s.pages,
+                s.bytes,
+                s.zero_pages,
+                s.frozen_for.as_secs_f64() * 1e3
+            );
         }
-    };
-    let out = std::io::BufWriter::with_capacity(1 << 20, out);
-    match checkpoint::checkpoint(args.pid, out, &checkpoint::Options { after }) {
-        Ok(s) => {
-            if args.verbose {
-                eprintln!(
-                    "ckpt: pid {}: {} process(es), {} thread(s), {} pages ({} bytes), {} zero pages skipped, frozen for {:.3} ms",
-                    args.pid,
-                    s.processes,
-                    s.threads,
-                    s.pages,
-                    s.bytes,
-                    s.zero_pages,
-                    s.frozen_for.as_secs_f64() * 1e3
-                );
-            }
-        }
-        Err(e) if e.is_broken_pipe() => std::process::exit(1),
-        Err(e) => {
-            eprintln!("ckpt: {e}");
-            std::process::exit(1);
-        }
-    }
+        Ok(())
+    })
 }

@@ -1,17 +1,21 @@
 //! `cr-restart`: restore a process tree from an image on stdin.
 
-use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::Parser;
+use crtools::cli;
 use crtools::image::Reader;
 use crtools::restart::{self, FdSource};
 
 /// Restore the process tree whose image is on standard input (or FILE) and
 /// resume it. By default every process gets its original pid, and
-/// cr-restart stays in the foreground, waits for the restored root and
-/// exits with its status.
+/// cr-restart stays in the foreground, forwards SIGINT, SIGTERM and SIGHUP
+/// to the restored root, waits for it and exits with its status (128+N if
+/// it was killed by signal N). Compressed and checksummed images are read
+/// directly. Restore is all or nothing.
 #[derive(Parser)]
 #[command(name = "cr-restart", version, about)]
 struct Args {
@@ -29,72 +33,51 @@ struct Args {
     pidfile: Option<PathBuf>,
     /// Reconnect descriptor N of the restored process that led outside the
     /// image: SPEC is a path, or fd:M for descriptor M of cr-restart.
-    #[arg(long = "fd", value_name = "N=SPEC")]
-    fds: Vec<String>,
+    #[arg(long = "fd", value_name = "N=SPEC", value_parser = parse_fd)]
+    fds: Vec<(u32, FdSource)>,
+    /// How long to wait for a pid still held by an exiting process.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pid_wait: u64,
     /// Read an image even if standard input is a terminal.
     #[arg(short, long)]
     force: bool,
 }
 
 fn parse_fd(s: &str) -> Result<(u32, FdSource), String> {
-    let (n, spec) = s.split_once('=').ok_or_else(|| format!("--fd {s}: expected N=SPEC"))?;
-    let n: u32 = n.parse().map_err(|_| format!("--fd {s}: {n} is not a descriptor number"))?;
+    let (n, spec) = s.split_once('=').ok_or_else(|| "expected N=SPEC".to_string())?;
+    let n: u32 = n.parse().map_err(|_| format!("{n} is not a descriptor number"))?;
     let src = match spec.strip_prefix("fd:") {
-        Some(m) => FdSource::Inherit(m.parse().map_err(|_| format!("--fd {s}: {m} is not a descriptor number"))?),
+        Some(m) => FdSource::Inherit(m.parse().map_err(|_| format!("{m} is not a descriptor number"))?),
+        None if spec.is_empty() => return Err("empty path".into()),
         None => FdSource::Path(PathBuf::from(spec)),
     };
     Ok((n, src))
 }
 
-fn fail(msg: impl std::fmt::Display) -> ! {
-    eprintln!("cr-restart: {msg}");
-    std::process::exit(1);
-}
-
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
-    let mut fd_map = Vec::new();
-    for s in &args.fds {
-        match parse_fd(s) {
-            Ok(m) => fd_map.push(m),
-            Err(e) => {
-                eprintln!("cr-restart: {e}");
-                std::process::exit(2);
-            }
+    let mut restored = None;
+    let code = cli::run("cr-restart", || {
+        let input = cli::input(args.input.as_deref(), args.force)?;
+        let reader = Reader::new(input)?;
+        let opts = restart::Options {
+            original_pids: !args.no_pids,
+            fd_map: args.fds.clone(),
+            pid_wait: Duration::from_secs(args.pid_wait),
+        };
+        let r = restart::restore(reader, &opts)?;
+        if let Some(p) = &args.pidfile {
+            std::fs::write(p, format!("{}\n", r.pid))
+                .with_context(|| format!("restored pid {}, but cannot write {}", r.pid, p.display()))?;
         }
-    }
-    let input: Box<dyn Read> = match &args.input {
-        Some(p) if p.as_os_str() != "-" => match std::fs::File::open(p) {
-            Ok(f) => Box::new(f),
-            Err(e) => fail(format_args!("cannot open {}: {e}", p.display())),
-        },
-        _ => {
-            if std::io::stdin().is_terminal() && !args.force {
-                fail("refusing to read an image from a terminal (use -f to force)");
-            }
-            Box::new(std::io::stdin().lock())
+        if r.pid <= 0 {
+            bail!("restore returned no process");
         }
-    };
-    let reader = match Reader::new(std::io::BufReader::with_capacity(1 << 20, input)) {
-        Ok(r) => r,
-        Err(e) => fail(e),
-    };
-    let opts = restart::Options {
-        original_pids: !args.no_pids,
-        fd_map,
-        pid_wait: Duration::from_secs(5),
-    };
-    let restored = match restart::restore(reader, &opts) {
-        Ok(r) => r,
-        Err(e) => fail(e),
-    };
-    if let Some(p) = &args.pidfile
-        && let Err(e) = std::fs::write(p, format!("{}\n", restored.pid))
-    {
-        eprintln!("cr-restart: cannot write {}: {e}", p.display());
+        restored = Some(r.pid);
+        Ok(())
+    });
+    match restored {
+        Some(pid) if !args.detach => ExitCode::from(restart::wait_forwarding(pid).clamp(0, 255) as u8),
+        _ => code,
     }
-    if args.detach {
-        return;
-    }
-    std::process::exit(restart::wait_forwarding(restored.pid));
 }

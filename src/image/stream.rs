@@ -178,7 +178,9 @@ pub fn decompress(head: &Head, stored: &[u8]) -> Result<Bytes> {
         .decompress_to_buffer(stored, &mut out[..])
         .map_err(|e| bad(format!("zstd: {e}")))?;
     if n != want {
-        return Err(bad(format!("decompressed to {n} bytes, header says {want}")));
+        return Err(bad(format!(
+            "decompressed to {n} bytes, header says {want}"
+        )));
     }
     Ok(Bytes::from(out))
 }
@@ -192,6 +194,7 @@ pub struct Reader<R> {
     bytes: u64,
     chain: Option<Sha256>,
     end: Option<EndRecord>,
+    end_digest: bool,
 }
 
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -236,6 +239,7 @@ impl<R: Read> Reader<R> {
             bytes: PREAMBLE.len() as u64,
             chain: Some(Sha256::new()),
             end: None,
+            end_digest: false,
         };
         let raw = r.read_frame()?.ok_or(ImageError::Truncated {
             what: "header record",
@@ -250,8 +254,13 @@ impl<R: Read> Reader<R> {
         let rec = raw.decode()?;
         let header: StreamHeader = rec.decode()?;
         if header.format_major != FORMAT_MAJOR {
-            return Err(ImageError::Version(header.format_major, header.format_minor));
+            return Err(ImageError::Version(
+                header.format_major,
+                header.format_minor,
+            ));
         }
+        // The writer chains the header's digest too (see `Writer::write_frame`).
+        r.chain_add(&raw);
         r.header = header;
         r.header_raw = raw;
         Ok(r)
@@ -384,7 +393,9 @@ impl<R: Read> Reader<R> {
             }
             if let Some(want) = end.stream_digest {
                 let got: [u8; 32] = chain_before
-                    .ok_or_else(|| bad("stream digest present but some records lack a digest".into()))?
+                    .ok_or_else(|| {
+                        bad("stream digest present but some records lack a digest".into())
+                    })?
                     .finalize()
                     .into();
                 if got != want {
@@ -397,6 +408,7 @@ impl<R: Read> Reader<R> {
                 return Err(bad("data after the end record".into()));
             }
             self.end = Some(end);
+            self.end_digest = raw.digest.is_some();
             return Ok(None);
         }
         self.chain_add(&raw);
@@ -421,6 +433,20 @@ impl<R: Read> Reader<R> {
     /// Gives back the underlying reader.
     pub fn into_inner(self) -> R {
         self.inner
+    }
+}
+
+impl<R> Reader<R> {
+    /// The underlying reader, e.g. to see which bytes a record came from.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+    /// Whether the end record carried a digest (valid once the stream ended).
+    pub fn end_has_digest(&self) -> bool {
+        self.end_digest
     }
 }
 

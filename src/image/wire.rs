@@ -181,7 +181,10 @@ impl<T: NonEmptyWire> Wire for List<T> {
                 have: inp.remaining(),
             });
         }
-        let mut v = Vec::with_capacity(n);
+        // A count within the bytes left may still be many elements of a
+        // large type: grow as elements really decode rather than reserving
+        // `n * size_of::<T>()` up front.
+        let mut v = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
             v.push(T::get(inp)?);
         }

@@ -1,0 +1,435 @@
+//! `cr-info`: what an image holds, without decompressing page data.
+//!
+//! Metadata records (`PROCESS`, `THREAD`, `MM`, `FDTABLE`, `FILE`) are
+//! decoded, which checks their digests when they carry one; bulk records
+//! are counted from their headers only (`raw_len`). The whole stream is
+//! still read, so CRCs, sequence numbers, the end record and the stream
+//! digest are all verified: a damaged image is an error, not a summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+
+use serde_json::{Value, json};
+
+use super::Result;
+use crate::image::stream::HEAD_LEN;
+use crate::image::{
+    FdTable, File, Kind, Mm, Process, RawRecord, Reader, STATE_RUNNING, STATE_STOPPED,
+    STATE_ZOMBIE, StreamHeader, Thread,
+};
+
+/// Counts for one record kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindCount {
+    pub records: u64,
+    /// Payload bytes as stored.
+    pub stored: u64,
+    /// Payload bytes decompressed.
+    pub raw: u64,
+    pub compressed: u64,
+}
+
+/// One descriptor of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdInfo {
+    pub fd: u32,
+    pub file_id: u64,
+    /// `FT_*` of the file, when its `FILE` record was found.
+    pub ftype: Option<u8>,
+    pub path: String,
+}
+
+/// One process of the tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    pub state: u8,
+    pub comm: String,
+    pub threads: u32,
+    pub mappings: u64,
+    pub dumped_pages: u64,
+    pub fds: Vec<FdInfo>,
+}
+
+/// A summary of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub header: StreamHeader,
+    pub processes: Vec<ProcInfo>,
+    /// By kind number; header and end included.
+    pub kinds: BTreeMap<u16, KindCount>,
+    /// Records in the stream, header and end included.
+    pub records: u64,
+    /// Bytes of the stream.
+    pub stored_bytes: u64,
+    /// Bytes the stream would take with every record decompressed.
+    pub raw_bytes: u64,
+    /// Bulk records, and how many of them are compressed.
+    pub bulk_records: u64,
+    pub compressed_records: u64,
+    /// Records carrying a digest, and how many of those were verified
+    /// (the decoded metadata records).
+    pub digests: u64,
+    pub digests_verified: u64,
+    /// `Some(true)` when the end record carries a stream digest (verified
+    /// by the reader; a mismatch is an error).
+    pub stream_digest: bool,
+    /// Records of kinds this tool does not know.
+    pub unknown_records: u64,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ftype_name(t: u8) -> &'static str {
+    use crate::image::*;
+    match t {
+        FT_REGULAR => "file",
+        FT_DIRECTORY => "dir",
+        FT_CHARDEV => "chr",
+        FT_BLOCKDEV => "blk",
+        FT_PIPE => "pipe",
+        FT_FIFO => "fifo",
+        FT_SOCKET => "socket",
+        FT_PTY_MASTER => "ptmx",
+        FT_PTY_SLAVE => "pts",
+        FT_MEMFD => "memfd",
+        FT_EVENTFD => "eventfd",
+        FT_EPOLL => "epoll",
+        FT_SIGNALFD => "signalfd",
+        FT_TIMERFD => "timerfd",
+        FT_INOTIFY => "inotify",
+        FT_EXTERNAL => "external",
+        _ => "?",
+    }
+}
+
+fn state_name(s: u8) -> &'static str {
+    match s {
+        STATE_RUNNING => "running",
+        STATE_STOPPED => "stopped",
+        STATE_ZOMBIE => "zombie",
+        _ => "?",
+    }
+}
+
+fn known(kind: Kind) -> bool {
+    kind.name() != "unknown"
+}
+
+/// Reads a whole image and summarises it.
+pub fn info<R: Read>(input: R) -> Result<Info> {
+    let mut reader = Reader::new(input)?;
+    let mut kinds: BTreeMap<u16, KindCount> = BTreeMap::new();
+    let mut digests = 0;
+    let mut verified = 0;
+    let mut count = |raw: &RawRecord, kinds: &mut BTreeMap<u16, KindCount>| {
+        let k = kinds.entry(raw.head.kind.0).or_default();
+        k.records += 1;
+        k.stored += raw.head.stored_len as u64;
+        k.raw += raw.head.raw_len as u64;
+        k.compressed += raw.head.compressed() as u64;
+        digests += raw.digest.is_some() as u64;
+    };
+    let header_raw = reader.header_raw().clone();
+    count(&header_raw, &mut kinds);
+    verified += header_raw.digest.is_some() as u64;
+
+    let mut procs: BTreeMap<u32, ProcInfo> = BTreeMap::new();
+    let mut files: BTreeMap<u64, File> = BTreeMap::new();
+    let mut fdtables: Vec<FdTable> = Vec::new();
+    while let Some(raw) = reader.next_raw()? {
+        count(&raw, &mut kinds);
+        let kind = raw.head.kind;
+        if !matches!(
+            kind,
+            Kind::PROCESS | Kind::THREAD | Kind::MM | Kind::FDTABLE | Kind::FILE
+        ) {
+            continue;
+        }
+        // Decoding checks the digest.
+        let rec = raw.decode()?;
+        verified += raw.digest.is_some() as u64;
+        match kind {
+            Kind::PROCESS => {
+                let p: Process = rec.decode()?;
+                let e = procs.entry(p.pid).or_default();
+                e.pid = p.pid;
+                e.ppid = p.ppid;
+                e.pgid = p.pgid;
+                e.sid = p.sid;
+                e.state = p.state;
+                e.comm = lossy(&p.comm);
+            }
+            Kind::THREAD => {
+                let t: Thread = rec.decode()?;
+                procs.entry(t.pid).or_default().threads += 1;
+            }
+            Kind::MM => {
+                let m: Mm = rec.decode()?;
+                let e = procs.entry(m.pid).or_default();
+                e.mappings += m.vmas.len() as u64;
+                e.dumped_pages += m.vmas.iter().map(|v| v.dumped_pages).sum::<u64>();
+            }
+            Kind::FDTABLE => fdtables.push(rec.decode()?),
+            Kind::FILE => {
+                let f: File = rec.decode()?;
+                files.insert(f.id, f);
+            }
+            _ => unreachable!("filtered above"),
+        }
+    }
+    let end = reader
+        .end()
+        .expect("the reader stops only at the end record");
+    // The end record itself: header and payload, as the reader saw it.
+    let end_len = reader.bytes_read() - end.bytes;
+    let ek = kinds.entry(Kind::END.0).or_default();
+    ek.records += 1;
+    let end_payload = end_len - HEAD_LEN as u64 - if reader.end_has_digest() { 32 } else { 0 };
+    ek.stored += end_payload;
+    ek.raw += end_payload;
+    if reader.end_has_digest() {
+        digests += 1;
+        verified += 1;
+    }
+    for t in fdtables {
+        let fds = t
+            .fds
+            .iter()
+            .map(|fd| {
+                let f = files.get(&fd.file_id);
+                FdInfo {
+                    fd: fd.fd,
+                    file_id: fd.file_id,
+                    ftype: f.map(|f| f.ftype),
+                    path: f.map(|f| lossy(&f.path)).unwrap_or_default(),
+                }
+            })
+            .collect();
+        procs.entry(t.pid).or_default().fds = fds;
+    }
+    let stored_bytes = reader.bytes_read();
+    let (mut stored_payload, mut raw_payload) = (0, 0);
+    let (mut bulk, mut compressed, mut unknown) = (0, 0, 0);
+    for (&k, c) in &kinds {
+        stored_payload += c.stored;
+        raw_payload += c.raw;
+        compressed += c.compressed;
+        if Kind(k).is_bulk() {
+            bulk += c.records;
+        }
+        if !known(Kind(k)) {
+            unknown += c.records;
+        }
+    }
+    let mut processes: Vec<ProcInfo> = procs.into_values().collect();
+    // Parents before children, as the tree is built.
+    processes.sort_by_key(|p| (p.ppid != 0, p.pid));
+    Ok(Info {
+        header: reader.header().clone(),
+        processes,
+        records: end.records + 1,
+        kinds,
+        stored_bytes,
+        raw_bytes: stored_bytes - stored_payload + raw_payload,
+        bulk_records: bulk,
+        compressed_records: compressed,
+        digests,
+        digests_verified: verified,
+        stream_digest: end.stream_digest.is_some(),
+        unknown_records: unknown,
+    })
+}
+
+fn human(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn kind_label(k: u16) -> String {
+    let kind = Kind(k);
+    if known(kind) {
+        kind.name().to_string()
+    } else {
+        format!("unknown-{k:#06x}")
+    }
+}
+
+impl Info {
+    /// Bytes of memory contents the image holds for a process.
+    pub fn memory_bytes(&self, p: &ProcInfo) -> u64 {
+        p.dumped_pages * self.header.page_size as u64
+    }
+
+    /// `raw / stored`, 1 for an empty stream.
+    pub fn ratio(&self) -> f64 {
+        if self.stored_bytes == 0 {
+            1.0
+        } else {
+            self.raw_bytes as f64 / self.stored_bytes as f64
+        }
+    }
+
+    /// The summary as JSON (`cr-info --json`).
+    pub fn to_json(&self) -> Value {
+        let h = &self.header;
+        let kinds: serde_json::Map<String, Value> = self
+            .kinds
+            .iter()
+            .map(|(&k, c)| {
+                (
+                    kind_label(k),
+                    json!({"kind": k, "records": c.records, "stored_bytes": c.stored,
+                           "raw_bytes": c.raw, "compressed": c.compressed}),
+                )
+            })
+            .collect();
+        let procs: Vec<Value> = self
+            .processes
+            .iter()
+            .map(|p| {
+                json!({
+                    "pid": p.pid, "ppid": p.ppid, "pgid": p.pgid, "sid": p.sid,
+                    "state": state_name(p.state), "comm": p.comm, "threads": p.threads,
+                    "mappings": p.mappings, "dumped_pages": p.dumped_pages,
+                    "memory_bytes": self.memory_bytes(p),
+                    "fds": p.fds.iter().map(|f| json!({
+                        "fd": f.fd, "file_id": f.file_id,
+                        "type": f.ftype.map(ftype_name), "path": f.path,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "format": format!("{}.{}", h.format_major, h.format_minor),
+            "arch": h.arch, "page_size": h.page_size, "kernel": h.kernel, "tool": h.tool,
+            "stream_id": hex(&h.stream_id), "created": h.created, "root_pid": h.root_pid,
+            "processes": procs,
+            "records": self.records,
+            "kinds": kinds,
+            "unknown_records": self.unknown_records,
+            "stored_bytes": self.stored_bytes,
+            "raw_bytes": self.raw_bytes,
+            "compression": {
+                "bulk_records": self.bulk_records,
+                "compressed_records": self.compressed_records,
+                "ratio": self.ratio(),
+            },
+            "checksums": {
+                "crc32c_verified": self.records,
+                "digests": self.digests,
+                "digests_verified": self.digests_verified,
+                "stream_digest": self.stream_digest,
+            },
+        })
+    }
+}
+
+impl fmt::Display for Info {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.header;
+        writeln!(
+            f,
+            "image:       format {}.{}, {}, page size {}, kernel {}",
+            h.format_major, h.format_minor, h.arch, h.page_size, h.kernel
+        )?;
+        writeln!(
+            f,
+            "written by:  {}, created {} (epoch s), root pid {}",
+            h.tool, h.created, h.root_pid
+        )?;
+        writeln!(f, "stream id:   {}", hex(&h.stream_id))?;
+        writeln!(
+            f,
+            "size:        {} stored, {} raw ({:.2}x)",
+            human(self.stored_bytes),
+            human(self.raw_bytes),
+            self.ratio()
+        )?;
+        writeln!(
+            f,
+            "compression: {} of {} bulk records zstd",
+            self.compressed_records, self.bulk_records
+        )?;
+        let stream = if self.stream_digest {
+            "stream digest verified"
+        } else {
+            "no stream digest"
+        };
+        writeln!(
+            f,
+            "checksums:   CRC32C verified on all {} records; SHA-256 digests on {}, {} verified \
+             (metadata; bulk digests: cr-sum --check); {stream}",
+            self.records, self.digests, self.digests_verified
+        )?;
+        let kinds: Vec<String> = self
+            .kinds
+            .iter()
+            .map(|(&k, c)| format!("{} {}", kind_label(k), c.records))
+            .collect();
+        writeln!(f, "records:     {} ({})", self.records, kinds.join(", "))?;
+        if self.unknown_records > 0 {
+            writeln!(
+                f,
+                "             {} records of unknown kinds (passed on by filters)",
+                self.unknown_records
+            )?;
+        }
+        writeln!(f, "processes:   {}", self.processes.len())?;
+        writeln!(
+            f,
+            "  {:>7} {:>7} {:>7} {:>7} {:<8} {:>4} {:>5} {:>9} {:>10} {:>4}  COMM",
+            "PID", "PPID", "PGID", "SID", "STATE", "THR", "MAPS", "PAGES", "MEMORY", "FDS"
+        )?;
+        for p in &self.processes {
+            writeln!(
+                f,
+                "  {:>7} {:>7} {:>7} {:>7} {:<8} {:>4} {:>5} {:>9} {:>10} {:>4}  {}",
+                p.pid,
+                p.ppid,
+                p.pgid,
+                p.sid,
+                state_name(p.state),
+                p.threads,
+                p.mappings,
+                p.dumped_pages,
+                human(self.memory_bytes(p)),
+                p.fds.len(),
+                p.comm
+            )?;
+        }
+        for p in self.processes.iter().filter(|p| !p.fds.is_empty()) {
+            writeln!(f, "files of {}:", p.pid)?;
+            for fd in &p.fds {
+                writeln!(
+                    f,
+                    "  {:>4} {:<8} {}",
+                    fd.fd,
+                    fd.ftype.map_or("?", ftype_name),
+                    fd.path
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
