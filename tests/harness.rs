@@ -298,3 +298,165 @@ fn bin_reports_missing_binaries_clearly() {
     let msg = msg.downcast_ref::<String>().unwrap();
     assert!(msg.contains("no-such-binary"), "{msg}");
 }
+
+// ----- multi-process, IPC, tty and thread workloads
+
+fn tags<'a>(t: &[&'a str]) -> Vec<Option<&'a str>> {
+    t.iter().map(|s| Some(*s)).collect()
+}
+
+#[test]
+fn multitask_counts_and_shares_the_log() {
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let names = ["root", "A", "A1", "B", "B1"];
+    let w = Workload::spawn(
+        workload("multitask"),
+        &["-d", "20", "-l", log.to_str().unwrap()],
+    );
+    w.expect_count(Some("B1"), 1);
+    assert_eq!(w.tree().len(), 5, "{:?}", w.tree());
+    run_counts(w, &tags(&names), 6);
+    let logged: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    for l in &logged {
+        assert!(parse_count(l).is_some(), "garbled log line {l:?}");
+    }
+    for t in names {
+        let c = counts(&logged, Some(t));
+        assert_eq!(c.first(), Some(&1), "{t}");
+        check_consecutive(&c).unwrap();
+    }
+}
+
+#[test]
+fn multi_process_workloads_exit_after_n() {
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    for (name, args, tags) in [
+        (
+            "multitask",
+            vec!["-l", log.to_str().unwrap()],
+            vec!["root", "A", "A1", "B", "B1"],
+        ),
+        ("pipes", vec![], vec!["parent", "child"]),
+        ("shmem", vec![], vec!["parent", "child"]),
+        ("threads", vec!["-t", "3"], vec!["t0", "t1", "t2"]),
+    ] {
+        let mut a = vec!["-d", "5", "-n", "4", "-e", "3"];
+        a.extend(args);
+        let mut w = Workload::spawn(workload(name), &a);
+        assert_eq!(w.expect_exit().code(), Some(3), "{name}\n{}", w.report());
+        w.assert_no_fail();
+        for t in tags {
+            assert_eq!(w.counts(Some(t)), vec![1, 2, 3, 4], "{name} {t}");
+        }
+    }
+}
+
+#[test]
+fn zombie_keeps_its_zombies() {
+    let w = Workload::spawn(workload("zombie"), &["-d", "20"]);
+    w.expect_count(None, 2);
+    let tree = w.tree();
+    assert_eq!(tree.len(), 4, "{tree:?}");
+    let zombies = tree.iter().filter(|&&p| proc_state(p) == Some('Z')).count();
+    assert_eq!(zombies, 3);
+    run_counts(w, &[None], 5);
+
+    let mut w = Workload::spawn(workload("zombie"), &["-d", "5", "-n", "3"]);
+    assert_eq!(w.expect_exit().code(), Some(0), "{}", w.report());
+}
+
+#[test]
+fn pgrp_keeps_a_leaderless_group() {
+    let w = Workload::spawn_session(workload("pgrp"), &["-d", "20"]);
+    let line = w.expect_count(Some("M"), 1);
+    let pgid: i32 = line
+        .split("pgid=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(pgid, w.pid());
+    assert!(!std::path::Path::new(&format!("/proc/{pgid}")).exists());
+    run_counts(w, &tags(&["root", "M"]), 6);
+}
+
+#[test]
+fn signal_and_timer_workloads_count() {
+    let lines = simple("sigpending", &["-d", "10", "-u", "3"]);
+    assert!(lines[2].ends_with("delivered"), "{}", lines[2]);
+    simple("itimer", &["-d", "20", "-v", "2"]);
+}
+
+#[test]
+fn pipe_and_fifo_workloads_count() {
+    simple("pipes2", &["-d", "10"]);
+    run_counts(
+        Workload::spawn(workload("pipes"), &["-d", "10"]),
+        &tags(&["parent", "child"]),
+        6,
+    );
+    let dir = tempdir();
+    simple("fifo", &["-d", "10", "-D", dir.path().to_str().unwrap()]);
+}
+
+#[test]
+fn shmem_counts() {
+    let lines = run_counts(
+        Workload::spawn(workload("shmem"), &["-d", "10"]),
+        &tags(&["parent", "child"]),
+        6,
+    );
+    let c: Vec<&String> = lines.iter().filter(|l| l.contains("counter=")).collect();
+    assert!(c[0].starts_with("parent count 1 counter=1"), "{}", c[0]);
+}
+
+#[test]
+fn ipc_workloads_count_and_are_cleaned_up() {
+    for (name, kind) in [
+        ("ipcmsq", Ipc::Msg),
+        ("ipcsem", Ipc::Sem),
+        ("ipcshm", Ipc::Shm),
+    ] {
+        let mut guard = IpcGuard::explicit();
+        let w = Workload::spawn(workload(name), &["-d", "10"]);
+        let ids = ids_in_line(&w.expect_count(None, 1));
+        assert_eq!(ids.len(), 2, "{name}");
+        for &id in &ids {
+            guard.add(kind, id);
+        }
+        run_counts(w, &[None], 6);
+        drop(guard);
+        let now = ipc_ids(kind);
+        assert!(
+            ids.iter().all(|i| !now.contains(i)),
+            "{name}: {ids:?} still in {now:?}"
+        );
+    }
+    // Exiting by itself after -n, a workload removes its objects.
+    let mut w = Workload::spawn(workload("ipcshm"), &["-d", "1", "-n", "2"]);
+    let ids = ids_in_line(&w.expect_count(None, 1));
+    assert_eq!(w.expect_exit().code(), Some(0));
+    assert!(ids.iter().all(|i| !ipc_ids(Ipc::Shm).contains(i)));
+}
+
+#[test]
+fn pty_counts() {
+    simple("pty", &["-d", "10"]);
+}
+
+#[test]
+fn threads_count() {
+    let w = Workload::spawn(workload("threads"), &["-d", "10", "-t", "4"]);
+    w.expect_count(Some("t3"), 1);
+    assert_eq!(threads_of(w.pid()).len(), 4);
+    run_counts(w, &tags(&["t0", "t1", "t2", "t3"]), 6);
+}

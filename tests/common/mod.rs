@@ -185,13 +185,14 @@ pub fn threads_of(pid: i32) -> Vec<i32> {
     v
 }
 
-fn pids_in_group(pgid: i32) -> Vec<i32> {
+/// The processes whose process group (`field` 5) or session (6) is `id`.
+fn pids_with(field: usize, id: i32) -> Vec<i32> {
     let Ok(d) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     d.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| pgid_of(p) == Some(pgid))
+        .filter(|&p| stat_field(p, field) == Some(id as i64))
         .collect()
 }
 
@@ -206,16 +207,28 @@ pub fn signal(pid: i32, sig: i32) -> bool {
     unsafe { libc::kill(pid, sig) == 0 }
 }
 
-/// SIGKILLs every process in the trees rooted at `roots` and in the process groups
-/// `pgids`, repeatedly until none is left alive (so a process forking while it is
+/// SIGKILLs every process in the trees rooted at `roots`, in the process groups
+/// `pgids` and in the sessions `sids`, repeatedly until none is left alive (so a process forking while it is
 /// killed is caught too), then waits until every one of them is reaped and its
 /// `/proc/PID` is gone. Never signals the test process or its own process group.
 /// `reap` is called between rounds so the caller can wait for its own children.
 /// Returns the pids that did not disappear within [`TIMEOUT`].
-pub fn kill_all(roots: &[i32], pgids: &[i32], mut reap: impl FnMut()) -> Vec<i32> {
+pub fn kill_all(roots: &[i32], pgids: &[i32], sids: &[i32], mut reap: impl FnMut()) -> Vec<i32> {
     let me = std::process::id() as i32;
     // SAFETY: getpgrp(2) cannot fail and has no memory effects.
     let my_pgrp = unsafe { libc::getpgrp() };
+    // SAFETY: getsid(2) has no memory effects.
+    let my_sid = unsafe { libc::getsid(0) };
+    let pgids: Vec<i32> = pgids
+        .iter()
+        .copied()
+        .filter(|&g| g > 1 && g != my_pgrp)
+        .collect();
+    let sids: Vec<i32> = sids
+        .iter()
+        .copied()
+        .filter(|&g| g > 1 && g != my_sid)
+        .collect();
     let mut seen = BTreeSet::new();
     let end = Instant::now() + TIMEOUT;
     loop {
@@ -225,10 +238,11 @@ pub fn kill_all(roots: &[i32], pgids: &[i32], mut reap: impl FnMut()) -> Vec<i32
                 alive.extend(tree_of(r));
             }
         }
-        for &g in pgids {
-            if g > 1 && g != my_pgrp {
-                alive.extend(pids_in_group(g));
-            }
+        for &g in &pgids {
+            alive.extend(pids_with(5, g));
+        }
+        for &g in &sids {
+            alive.extend(pids_with(6, g));
         }
         alive.retain(|&p| p > 1 && p != me && proc_state(p).is_some_and(|s| s != 'Z' && s != 'X'));
         alive.sort_unstable();
@@ -236,15 +250,15 @@ pub fn kill_all(roots: &[i32], pgids: &[i32], mut reap: impl FnMut()) -> Vec<i32
         if alive.is_empty() || Instant::now() >= end {
             break;
         }
+        // Whole groups first: every member gets SIGKILL at once, so none sees
+        // another die first (and prints a spurious FAIL).
+        for &g in &pgids {
+            // SAFETY: killpg(2) has no memory effects; g is a group of this test.
+            unsafe { libc::killpg(g, libc::SIGKILL) };
+        }
         for &p in &alive {
             send_kill(p);
             seen.insert(p);
-        }
-        for &g in pgids {
-            if g > 1 && g != my_pgrp {
-                // SAFETY: killpg(2) has no memory effects; g is a group of this test.
-                unsafe { libc::killpg(g, libc::SIGKILL) };
-            }
         }
         reap();
         thread::sleep(Duration::from_millis(5));
@@ -389,14 +403,17 @@ impl Stream {
 
 /// A running process whose stdout and stderr are captured line by line. It is the
 /// cleanup guard too: dropping it (also during a panic) SIGKILLs its whole tree, its
-/// process group and every pid given to [`Workload::track`], reaps, and waits until
-/// all of them are gone from /proc.
+/// process group (its session, if spawned with [`Workload::spawn_session`]), every
+/// pid given to [`Workload::track`] and group given to [`Workload::track_group`],
+/// reaps, and waits until all of them are gone from /proc.
 pub struct Workload {
     name: String,
     child: Option<Child>,
     status: Option<ExitStatus>,
     pid: i32,
     pgid: i32,
+    session: bool,
+    groups: Vec<i32>,
     tracked: Vec<i32>,
     known: BTreeSet<i32>,
     out: Arc<Stream>,
@@ -458,6 +475,8 @@ impl Workload {
             status: None,
             pid,
             pgid: pid,
+            session,
+            groups: Vec::new(),
             tracked: Vec::new(),
             known: BTreeSet::from([pid]),
             out,
@@ -475,6 +494,13 @@ impl Workload {
     pub fn track(&mut self, pid: i32) {
         if !self.tracked.contains(&pid) {
             self.tracked.push(pid);
+        }
+    }
+
+    /// Also kill every process in process group PGID on drop.
+    pub fn track_group(&mut self, pgid: i32) {
+        if !self.groups.contains(&pgid) {
+            self.groups.push(pgid);
         }
     }
 
@@ -622,7 +648,14 @@ impl Workload {
             .collect();
         let mut child = self.child.take();
         let mut status = self.status;
-        let left = kill_all(&roots, &[self.pgid], || {
+        let mut groups = self.groups.clone();
+        groups.push(self.pgid);
+        let sids = if self.session {
+            vec![self.pid]
+        } else {
+            Vec::new()
+        };
+        let left = kill_all(&roots, &groups, &sids, || {
             if status.is_none()
                 && let Some(c) = child.as_mut()
             {
@@ -1143,6 +1176,14 @@ pub fn ipc_ids(kind: Ipc) -> Vec<i32> {
         .skip(1)
         .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
         .collect()
+}
+
+/// The ids in an `ids=A,B` field of a workload line (ipcmsq, ipcsem, ipcshm).
+pub fn ids_in_line(line: &str) -> Vec<i32> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("ids="))
+        .map(|v| v.split(',').filter_map(|i| i.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Removes one SysV object by id (IPC_RMID). Returns false if it did not exist.
