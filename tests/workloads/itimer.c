@@ -1,0 +1,101 @@
+/*
+ * itimer: interval timers firing into a partly busy process.
+ *
+ *   itimer [-d MS] [-n N] [-e CODE] [-v VIRT_MS]
+ *
+ * ITIMER_REAL fires every MS (default 50) and ITIMER_VIRTUAL every VIRT_MS of
+ * CPU time (default 5). Each iteration spins until a SIGVTALRM arrives, then
+ * waits in sigsuspend for the next SIGALRM, so both signals must keep
+ * arriving. Checks each iteration that getitimer still reports the
+ * intervals, and prints "count N alrm=A vtalrm=V" (A, V >= N). If 5 s of CPU
+ * are spent without a SIGVTALRM, or the real timer is disarmed, it fails.
+ */
+#include "common.h"
+#include <sys/time.h>
+
+static volatile long long alrm, vtalrm;
+
+static void on_alrm(int s)
+{
+	(void)s;
+	alrm++;
+}
+
+static void on_vtalrm(int s)
+{
+	(void)s;
+	vtalrm++;
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	long virt_ms = 5;
+	int c;
+	while ((c = getopt(argc, argv, COMMON_OPTS "v:")) != -1) {
+		if (common_opt(c, optarg))
+			continue;
+		if (c == 'v')
+			virt_ms = (long)parse_num(optarg, "virtual interval");
+		else
+			usage("itimer [-v VIRT_MS]");
+	}
+	if (opt_delay_ms < 1)
+		opt_delay_ms = 1;
+	if (virt_ms < 1)
+		virt_ms = 1;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = on_alrm;
+	CHECK_SYS(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction");
+	sa.sa_handler = on_vtalrm;
+	CHECK_SYS(sigaction(SIGVTALRM, &sa, NULL) == 0, "sigaction");
+
+	/* SIGALRM is blocked except inside sigsuspend. */
+	sigset_t block, waitmask;
+	sigemptyset(&block);
+	sigaddset(&block, SIGALRM);
+	CHECK_SYS(sigprocmask(SIG_BLOCK, &block, &waitmask) == 0, "sigprocmask");
+	sigdelset(&waitmask, SIGALRM);
+
+	struct itimerval real = { { opt_delay_ms / 1000, (opt_delay_ms % 1000) * 1000 },
+				  { opt_delay_ms / 1000, (opt_delay_ms % 1000) * 1000 } };
+	struct itimerval virt = { { virt_ms / 1000, (virt_ms % 1000) * 1000 }, { virt_ms / 1000, (virt_ms % 1000) * 1000 } };
+	CHECK_SYS(setitimer(ITIMER_REAL, &real, NULL) == 0, "setitimer");
+	CHECK_SYS(setitimer(ITIMER_VIRTUAL, &virt, NULL) == 0, "setitimer");
+
+	for (long long n = 1;; n++) {
+		long long v0 = vtalrm;
+		double start = cpu_seconds();
+		volatile unsigned long spin = 0;
+		while (vtalrm == v0) {
+			spin++;
+			if ((spin & 0xfffff) == 0)
+				CHECK(cpu_seconds() - start < 5.0, "no SIGVTALRM after 5 s of CPU time at count %lld", n);
+		}
+		long long a0 = alrm;
+		while (alrm == a0)
+			sigsuspend(&waitmask);
+
+		struct itimerval cur;
+		CHECK_SYS(getitimer(ITIMER_REAL, &cur) == 0, "getitimer");
+		CHECK(cur.it_interval.tv_sec == real.it_interval.tv_sec && cur.it_interval.tv_usec == real.it_interval.tv_usec,
+		      "ITIMER_REAL interval is %ld.%06ld", (long)cur.it_interval.tv_sec, (long)cur.it_interval.tv_usec);
+		CHECK(cur.it_value.tv_sec || cur.it_value.tv_usec, "ITIMER_REAL is disarmed");
+		CHECK_SYS(getitimer(ITIMER_VIRTUAL, &cur) == 0, "getitimer");
+		CHECK(cur.it_interval.tv_sec == virt.it_interval.tv_sec && cur.it_interval.tv_usec == virt.it_interval.tv_usec,
+		      "ITIMER_VIRTUAL interval is %ld.%06ld", (long)cur.it_interval.tv_sec, (long)cur.it_interval.tv_usec);
+		CHECK(alrm >= n && vtalrm >= n, "alrm %lld vtalrm %lld at count %lld", alrm, vtalrm, n);
+		out("count %lld alrm=%lld vtalrm=%lld", n, alrm, vtalrm);
+		maybe_done(n);
+	}
+}
