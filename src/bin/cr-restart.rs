@@ -44,10 +44,17 @@ struct Args {
 }
 
 fn parse_fd(s: &str) -> Result<(u32, FdSource), String> {
-    let (n, spec) = s.split_once('=').ok_or_else(|| "expected N=SPEC".to_string())?;
-    let n: u32 = n.parse().map_err(|_| format!("{n} is not a descriptor number"))?;
+    let (n, spec) = s
+        .split_once('=')
+        .ok_or_else(|| "expected N=SPEC".to_string())?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("{n} is not a descriptor number"))?;
     let src = match spec.strip_prefix("fd:") {
-        Some(m) => FdSource::Inherit(m.parse().map_err(|_| format!("{m} is not a descriptor number"))?),
+        Some(m) => FdSource::Inherit(
+            m.parse()
+                .map_err(|_| format!("{m} is not a descriptor number"))?,
+        ),
         None if spec.is_empty() => return Err("empty path".into()),
         None => FdSource::Path(PathBuf::from(spec)),
     };
@@ -67,8 +74,9 @@ fn main() -> ExitCode {
         };
         let r = restart::restore(reader, &opts)?;
         if let Some(p) = &args.pidfile {
-            std::fs::write(p, format!("{}\n", r.pid))
-                .with_context(|| format!("restored pid {}, but cannot write {}", r.pid, p.display()))?;
+            std::fs::write(p, format!("{}\n", r.pid)).with_context(|| {
+                format!("restored pid {}, but cannot write {}", r.pid, p.display())
+            })?;
         }
         if r.pid <= 0 {
             bail!("restore returned no process");
@@ -77,7 +85,9 @@ fn main() -> ExitCode {
         Ok(())
     });
     match restored {
-        Some(pid) if !args.detach => ExitCode::from(restart::wait_forwarding(pid).clamp(0, 255) as u8),
+        Some(pid) if !args.detach => {
+            ExitCode::from(restart::wait_forwarding(pid).clamp(0, 255) as u8)
+        }
         _ => code,
     }
 }

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Context, Error, Result};
 use crate::image::{
     self, AltStack, Creds, ITimer, Kind, Mm, PosixTimer, Process, Rlimit, Rseq, Shmem, SigAction,
-    StreamHeader,
-    Thread, WriteOptions, Writer,
+    StreamHeader, Thread, WriteOptions, Writer,
 };
 use crate::sys::proc;
 use crate::sys::ptrace;
@@ -62,7 +61,10 @@ fn random_id() -> [u8; 16] {
 
 fn uname() -> (String, String) {
     let u = nix::sys::utsname::uname().ok();
-    let s = |f: Option<&std::ffi::OsStr>| f.map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
+    let s = |f: Option<&std::ffi::OsStr>| {
+        f.map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     (
         s(u.as_ref().map(|u| u.machine())),
         s(u.as_ref().map(|u| u.release())),
@@ -72,7 +74,9 @@ fn uname() -> (String, String) {
 /// Checkpoints the tree rooted at `pid` into `out`.
 pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary> {
     if pid <= 0 {
-        return Err(Error::msg(format!("cannot checkpoint pid {pid}: not a process id")));
+        return Err(Error::msg(format!(
+            "cannot checkpoint pid {pid}: not a process id"
+        )));
     }
     if pid as u32 == std::process::id() {
         return Err(Error::msg("cannot checkpoint ckpt itself"));
@@ -182,9 +186,12 @@ fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summa
     }
     // Contents of files deleted while open.
     for (f, t) in files.files.iter().filter(|f| f.deleted).filter_map(|f| {
-        fdtables
-            .iter()
-            .find_map(|t| t.fds.iter().find(|d| d.file_id == f.id).map(|d| (f, (t.pid, d.fd))))
+        fdtables.iter().find_map(|t| {
+            t.fds
+                .iter()
+                .find(|d| d.file_id == f.id)
+                .map(|d| (f, (t.pid, d.fd)))
+        })
     }) {
         dump_file_contents(f, t.0 as i32, t.1 as i32, &mut w, &mut buf)?;
     }
@@ -204,14 +211,22 @@ fn dump_file_contents<W: Write>(
 ) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let path = format!("/proc/{pid}/fd/{fd}");
-    let file = std::fs::File::open(&path).ctx(|| format!("cannot read deleted file {}", String::from_utf8_lossy(&f.path)))?;
+    let file = std::fs::File::open(&path).ctx(|| {
+        format!(
+            "cannot read deleted file {}",
+            String::from_utf8_lossy(&f.path)
+        )
+    })?;
     buf.resize(image::CHUNK, 0);
     let mut at = 0u64;
     while at < f.size {
         let n = ((f.size - at) as usize).min(image::CHUNK);
-        let got = file
-            .read_at(&mut buf[..n], at)
-            .ctx(|| format!("cannot read deleted file {}", String::from_utf8_lossy(&f.path)))?;
+        let got = file.read_at(&mut buf[..n], at).ctx(|| {
+            format!(
+                "cannot read deleted file {}",
+                String::from_utf8_lossy(&f.path)
+            )
+        })?;
         if got == 0 {
             break;
         }
@@ -277,7 +292,11 @@ fn read_process(
             securebits: 0,
             no_new_privs: status.no_new_privs,
         },
-        tids: threads.iter().map(|t| t.tid as u32).collect::<Vec<_>>().into(),
+        tids: threads
+            .iter()
+            .map(|t| t.tid as u32)
+            .collect::<Vec<_>>()
+            .into(),
         nice: stat.nice as i32,
         ..Default::default()
     };
@@ -298,7 +317,14 @@ fn read_process(
         };
         // SAFETY: prlimit64 with a null new limit only writes the old one
         // into the live `old`.
-        let r = unsafe { libc::prlimit64(pid, res as libc::__rlimit_resource_t, std::ptr::null(), &mut old) };
+        let r = unsafe {
+            libc::prlimit64(
+                pid,
+                res as libc::__rlimit_resource_t,
+                std::ptr::null(),
+                &mut old,
+            )
+        };
         if r == 0 {
             process.rlimits.push(Rlimit {
                 resource: res,
@@ -327,15 +353,22 @@ fn read_process(
         env_start: stat.env_start,
         env_end: stat.env_end,
         auxv: proc::auxv(pid).map_err(perr(pid))?,
-        vmas: plans.iter().map(|p| p.vma.clone()).collect::<Vec<_>>().into(),
+        vmas: plans
+            .iter()
+            .map(|p| p.vma.clone())
+            .collect::<Vec<_>>()
+            .into(),
         ..Default::default()
     };
 
     let mut out_threads = Vec::new();
     for t in &threads {
-        let regs = ptrace::get_regs(t.tid).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
-        let xstate = ptrace::get_xstate(t.tid).ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
-        let sigmask = ptrace::get_sigmask(t.tid).ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
+        let regs =
+            ptrace::get_regs(t.tid).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
+        let xstate = ptrace::get_xstate(t.tid)
+            .ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
+        let sigmask = ptrace::get_sigmask(t.tid)
+            .ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
         let pending = ptrace::peek_siginfo(t.tid, false)
             .ctx(|| format!("cannot read pending signals of thread {}", t.tid))?;
         let rseq = ptrace::rseq_config(t.tid)
@@ -357,7 +390,11 @@ fn read_process(
             robust_list,
             robust_len,
             rseq,
-            pending: pending.into_iter().map(|s| s.to_vec()).collect::<Vec<_>>().into(),
+            pending: pending
+                .into_iter()
+                .map(|s| s.to_vec())
+                .collect::<Vec<_>>()
+                .into(),
             comm: tstat.comm,
             stopped: t.was_stopped,
             ..Default::default()
@@ -365,13 +402,17 @@ fn read_process(
     }
 
     // What only the process can tell: ask it with remote syscalls.
-    let vdso = vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
+    let vdso =
+        vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
     let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
     let mut memf = None;
     crate::sys::mem::read_exact(pid, vdso.start, &mut code, &mut memf)
         .ctx(|| format!("cannot read the vDSO of pid {pid}"))?;
-    let off = remote::find_syscall_insn(&code)
-        .ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: no syscall instruction in its vDSO")))?;
+    let off = remote::find_syscall_insn(&code).ok_or_else(|| {
+        Error::msg(format!(
+            "cannot checkpoint pid {pid}: no syscall instruction in its vDSO"
+        ))
+    })?;
     let gate = Gate::Syscall(vdso.start + off as u64);
     let tid = threads[0].tid;
     let mut r = Remote::new(tid, gate)?;
@@ -394,12 +435,14 @@ fn read_process(
         res = if i == 0 {
             ask_thread(&mut r, pid, scratch, t)
         } else {
-            Remote::new(t.tid as i32, gate).map_err(Error::from).and_then(|mut tr| {
-                let r2 = ask_thread(&mut tr, pid, scratch, t);
-                let deferred = tr.finish()?;
-                remote::redeliver(pid, t.tid as i32, &deferred);
-                r2
-            })
+            Remote::new(t.tid as i32, gate)
+                .map_err(Error::from)
+                .and_then(|mut tr| {
+                    let r2 = ask_thread(&mut tr, pid, scratch, t);
+                    let deferred = tr.finish()?;
+                    remote::redeliver(pid, t.tid as i32, &deferred);
+                    r2
+                })
         };
     }
     let unmapped = r.call(nr::MUNMAP, &[scratch, 4096]);
@@ -435,9 +478,16 @@ fn read_zombie(pid: i32, ppid: i32) -> Result<Process> {
 /// led by a process of the tree, or is the root's own (inherited from
 /// outside, and joined to cr-restart's on restore).
 fn check_sessions(root: i32, states: &[ProcState], zombies: &[Process]) -> Result<()> {
-    let all: Vec<&Process> = states.iter().map(|s| &s.process).chain(zombies.iter()).collect();
+    let all: Vec<&Process> = states
+        .iter()
+        .map(|s| &s.process)
+        .chain(zombies.iter())
+        .collect();
     let in_tree = |pid: u32| all.iter().any(|p| p.pid == pid);
-    let root_p = all.iter().find(|p| p.pid == root as u32).expect("root is in the tree");
+    let root_p = all
+        .iter()
+        .find(|p| p.pid == root as u32)
+        .expect("root is in the tree");
     for p in &all {
         if p.pid == root as u32 {
             continue;
@@ -450,11 +500,20 @@ fn check_sessions(root: i32, states: &[ProcState], zombies: &[Process]) -> Resul
         }
         if !in_tree(p.pgid) && p.pgid != root_p.pgid {
             let why = if std::fs::metadata(format!("/proc/{}", p.pgid)).is_ok() {
-                format!("its process group {} is led by pid {} outside the tree", p.pgid, p.pgid)
+                format!(
+                    "its process group {} is led by pid {} outside the tree",
+                    p.pgid, p.pgid
+                )
             } else {
-                format!("its process group {} has no leader (it exited), which is not supported yet", p.pgid)
+                format!(
+                    "its process group {} has no leader (it exited), which is not supported yet",
+                    p.pgid
+                )
             };
-            return Err(Error::msg(format!("cannot checkpoint pid {}: {why}", p.pid)));
+            return Err(Error::msg(format!(
+                "cannot checkpoint pid {}: {why}",
+                p.pid
+            )));
         }
         let parent_sid = all.iter().find(|x| x.pid == p.ppid).map(|x| x.sid);
         if p.sid != p.pid && parent_sid.is_some_and(|s| s != p.sid) {
@@ -491,8 +550,11 @@ fn robust_list(tid: i32) -> Result<(u64, u64)> {
 fn read_u64s(pid: i32, addr: u64, n: usize) -> Result<Vec<u64>> {
     let mut b = vec![0u8; n * 8];
     let mut memf = None;
-    crate::sys::mem::read_exact(pid, addr, &mut b, &mut memf).ctx(|| format!("cannot read memory of pid {pid}"))?;
-    Ok(b.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    crate::sys::mem::read_exact(pid, addr, &mut b, &mut memf)
+        .ctx(|| format!("cannot read memory of pid {pid}"))?;
+    Ok(b.chunks(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 /// Per-thread state only the thread can tell: its alternate signal stack
@@ -556,7 +618,12 @@ fn ask_process(
             proc::TimerNotify::Thread => libc::SIGEV_THREAD,
             proc::TimerNotify::Signal => libc::SIGEV_SIGNAL,
         };
-        let notify = base | if info.notify_thread_id { libc::SIGEV_THREAD_ID } else { 0 };
+        let notify = base
+            | if info.notify_thread_id {
+                libc::SIGEV_THREAD_ID
+            } else {
+                0
+            };
         p.posix_timers.push(PosixTimer {
             id: info.id as u32,
             clock: info.clock as u32,

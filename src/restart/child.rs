@@ -114,7 +114,13 @@ fn become_zombie(status: i32) -> ! {
             let dfl = [0u64; 4]; // SIG_DFL, no flags, no restorer, empty mask
             libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
             let mask: u64 = 0;
-            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask, 0usize, 8usize);
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &mask,
+                0usize,
+                8usize,
+            );
             let pid = libc::syscall(libc::SYS_getpid);
             libc::syscall(libc::SYS_kill, pid, sig);
         }

@@ -127,28 +127,43 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
 }
 
 fn proc_of(m: &mut Meta, pid: u32) -> Result<&mut ProcImage> {
-    m.procs
-        .iter_mut()
-        .find(|x| x.p.pid == pid)
-        .ok_or_else(|| corrupt(format!("a record refers to process {pid}, which has no process record before it")))
+    m.procs.iter_mut().find(|x| x.p.pid == pid).ok_or_else(|| {
+        corrupt(format!(
+            "a record refers to process {pid}, which has no process record before it"
+        ))
+    })
 }
 
 /// Checks what the restorer relies on before touching anything.
 fn validate(m: &Meta) -> Result<()> {
-    let live: Vec<&ProcImage> = m.procs.iter().filter(|pi| pi.p.state != image::STATE_ZOMBIE).collect();
+    let live: Vec<&ProcImage> = m
+        .procs
+        .iter()
+        .filter(|pi| pi.p.state != image::STATE_ZOMBIE)
+        .collect();
     let Some(root) = live.first() else {
         return Err(corrupt("no live process in the image".into()));
     };
     if root.p.ppid != 0 {
-        return Err(corrupt(format!("the first process {} is not the root of the tree", root.p.pid)));
+        return Err(corrupt(format!(
+            "the first process {} is not the root of the tree",
+            root.p.pid
+        )));
     }
     for (i, pi) in m.procs.iter().enumerate() {
         let pid = pi.p.pid;
         if pid == 0 || pid > 4_194_304 {
             return Err(corrupt(format!("impossible pid {pid}")));
         }
-        if i > 0 && !m.procs[..i].iter().any(|x| x.p.pid == pi.p.ppid && x.p.state != image::STATE_ZOMBIE) {
-            return Err(corrupt(format!("process {pid} comes before its parent {}", pi.p.ppid)));
+        if i > 0
+            && !m.procs[..i]
+                .iter()
+                .any(|x| x.p.pid == pi.p.ppid && x.p.state != image::STATE_ZOMBIE)
+        {
+            return Err(corrupt(format!(
+                "process {pid} comes before its parent {}",
+                pi.p.ppid
+            )));
         }
         if pi.p.state == image::STATE_ZOMBIE {
             if !pi.threads.is_empty() || pi.mm.is_some() {
@@ -164,11 +179,17 @@ fn validate(m: &Meta) -> Result<()> {
             return Err(corrupt(format!("process {pid} has no main thread record")));
         }
         if pi.threads.len() > 4096 {
-            return Err(corrupt(format!("process {pid} has {} threads", pi.threads.len())));
+            return Err(corrupt(format!(
+                "process {pid} has {} threads",
+                pi.threads.len()
+            )));
         }
         for t in &pi.threads {
             if ptrace::regs_from_bytes(&t.regs).is_none() {
-                return Err(corrupt(format!("registers of thread {} have the wrong size", t.tid)));
+                return Err(corrupt(format!(
+                    "registers of thread {} have the wrong size",
+                    t.tid
+                )));
             }
             if t.tid == 0 || t.tid > 4_194_304 {
                 return Err(corrupt(format!("impossible thread id {}", t.tid)));
@@ -176,7 +197,12 @@ fn validate(m: &Meta) -> Result<()> {
         }
         let mut last_end = 0;
         for v in mm.vmas.iter() {
-            let bad = |why: &str| corrupt(format!("process {pid}: mapping {:#x}-{:#x} {why}", v.start, v.end));
+            let bad = |why: &str| {
+                corrupt(format!(
+                    "process {pid}: mapping {:#x}-{:#x} {why}",
+                    v.start, v.end
+                ))
+            };
             if v.start >= v.end || v.start % space::PAGE != 0 || v.end % space::PAGE != 0 {
                 return Err(bad("is not a page-aligned range"));
             }
@@ -197,10 +223,16 @@ fn validate(m: &Meta) -> Result<()> {
         if let Some(t) = &pi.fds {
             for fd in t.fds.iter() {
                 if !m.files.contains_key(&fd.file_id) {
-                    return Err(corrupt(format!("process {pid}: descriptor {} refers to a missing file", fd.fd)));
+                    return Err(corrupt(format!(
+                        "process {pid}: descriptor {} refers to a missing file",
+                        fd.fd
+                    )));
                 }
                 if fd.fd > 1 << 20 {
-                    return Err(corrupt(format!("process {pid}: impossible descriptor {}", fd.fd)));
+                    return Err(corrupt(format!(
+                        "process {pid}: impossible descriptor {}",
+                        fd.fd
+                    )));
                 }
             }
         }
@@ -217,7 +249,10 @@ impl Drop for Undo {
     fn drop(&mut self) {
         for &pid in self.pids.iter().rev() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::__WALL));
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::__WALL),
+            );
         }
     }
 }
@@ -254,7 +289,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             for pid in held {
                 while pid_is_live(pid) {
                     if Instant::now() >= deadline {
-                        return Err(Error::msg(format!("cannot restore pid {pid}: pid already in use")));
+                        return Err(Error::msg(format!(
+                            "cannot restore pid {pid}: pid already in use"
+                        )));
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -271,8 +308,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     // map them through /proc/<restorer>/fd/N.
     let mut shm_fds: HashMap<u64, OwnedFd> = HashMap::new();
     for s in meta.shmem.values() {
-        let fd = nix::sys::memfd::memfd_create(c"crtools-shmem", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
-            .ctx(|| "cannot create shared memory".into())?;
+        let fd = nix::sys::memfd::memfd_create(
+            c"crtools-shmem",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        )
+        .ctx(|| "cannot create shared memory".into())?;
         nix::unistd::ftruncate(&fd, s.size as i64).ctx(|| "cannot size shared memory".into())?;
         shm_fds.insert(s.id, fd);
     }
@@ -280,7 +320,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let avoid: Vec<(u64, u64)> = meta
         .procs
         .iter()
-        .flat_map(|pi| pi.mm.iter().flat_map(|mm| mm.vmas.iter().map(|v| (v.start, v.end))))
+        .flat_map(|pi| {
+            pi.mm
+                .iter()
+                .flat_map(|mm| mm.vmas.iter().map(|v| (v.start, v.end)))
+        })
         .collect();
     let tramp = Trampoline::map(&avoid)?;
     let specials = space::own_specials()?;
@@ -295,7 +339,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
 
     let pids = spawn_tree(&meta, opts, &mut open, &mut undo)?;
-    let live: Vec<&ProcImage> = meta.procs.iter().filter(|pi| pi.p.state != image::STATE_ZOMBIE).collect();
+    let live: Vec<&ProcImage> = meta
+        .procs
+        .iter()
+        .filter(|pi| pi.p.state != image::STATE_ZOMBIE)
+        .collect();
     let mut building: Vec<Building> = Vec::new();
     for pi in &live {
         let pid = pids[&(pi.p.pid as i32)];
@@ -313,8 +361,12 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         let p = &bp.pi.p;
         if p.pgid != p.pid && p.sid != p.pid {
             if let Some(&g) = pids.get(&(p.pgid as i32)) {
-                bp.b.call(nr::SETPGID, &[0, g as u64])
-                    .map_err(|e| Error::msg(format!("cannot restore the process group {} of pid {}: {e}", p.pgid, p.pid)))?;
+                bp.b.call(nr::SETPGID, &[0, g as u64]).map_err(|e| {
+                    Error::msg(format!(
+                        "cannot restore the process group {} of pid {}: {e}",
+                        p.pgid, p.pid
+                    ))
+                })?;
             }
         }
     }
@@ -324,7 +376,12 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         let want: Vec<_> = mm
             .vmas
             .iter()
-            .filter(|v| matches!(v.backing, image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK))
+            .filter(|v| {
+                matches!(
+                    v.backing,
+                    image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
+                )
+            })
             .collect();
         bp.b.clear_space(&specials, &want)?;
         bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open)?;
@@ -354,7 +411,10 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
             data
         } else {
-            return Err(corrupt(format!("a {} record after the page data began", rec.kind)));
+            return Err(corrupt(format!(
+                "a {} record after the page data began",
+                rec.kind
+            )));
         };
         match pre.space {
             image::SPACE_PROCESS => {
@@ -373,15 +433,18 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                     .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
             }
             image::SPACE_SHMEM => {
-                let s = meta
-                    .shmem
-                    .get(&pre.id)
-                    .ok_or_else(|| corrupt(format!("pages for unknown shared memory {}", pre.id)))?;
+                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
+                    corrupt(format!("pages for unknown shared memory {}", pre.id))
+                })?;
                 if pre.addr.saturating_add(data.len() as u64) > s.size {
-                    return Err(corrupt(format!("pages beyond the end of shared memory {}", pre.id)));
+                    return Err(corrupt(format!(
+                        "pages beyond the end of shared memory {}",
+                        pre.id
+                    )));
                 }
                 let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
-                f.write_all_at(data, pre.addr).ctx(|| "cannot fill shared memory".into())?;
+                f.write_all_at(data, pre.addr)
+                    .ctx(|| "cannot fill shared memory".into())?;
             }
             image::SPACE_FILE => {
                 let fd = open
@@ -389,7 +452,10 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                     .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
                 let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
                 if pre.addr.saturating_add(data.len() as u64) > size {
-                    return Err(corrupt(format!("contents beyond the end of file {}", pre.id)));
+                    return Err(corrupt(format!(
+                        "contents beyond the end of file {}",
+                        pre.id
+                    )));
                 }
                 nix::sys::uio::pwrite(
                     // SAFETY: fd is held open by `open` for the whole restore.
@@ -427,7 +493,8 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             // It was in a job-control stop: it stays stopped.
             let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
         }
-        ptrace::detach(*tid, None).ctx(|| format!("cannot release thread {tid} of process {pid}"))?;
+        ptrace::detach(*tid, None)
+            .ctx(|| format!("cannot release thread {tid} of process {pid}"))?;
     }
     for (pid, tid, sigs, _) in &deferred {
         remote::redeliver(*pid, *tid, sigs);
@@ -457,8 +524,12 @@ fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
     let deadline = Instant::now() + wait;
     for &id in ids {
         while std::fs::metadata(format!("/proc/{id}")).is_ok() {
-            if Instant::now() >= deadline || pid_is_live(id as i32) && Instant::now() + wait / 2 >= deadline {
-                return Err(Error::msg(format!("cannot restore pid {id}: pid already in use")));
+            if Instant::now() >= deadline
+                || pid_is_live(id as i32) && Instant::now() + wait / 2 >= deadline
+            {
+                return Err(Error::msg(format!(
+                    "cannot restore pid {id}: pid already in use"
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -484,7 +555,11 @@ fn spawn_tree(
         wait_for_ids(&ids, opts.pid_wait)?;
     }
     let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
-    let live: Vec<&ProcImage> = meta.procs.iter().filter(|pi| pi.p.state != image::STATE_ZOMBIE).collect();
+    let live: Vec<&ProcImage> = meta
+        .procs
+        .iter()
+        .filter(|pi| pi.p.state != image::STATE_ZOMBIE)
+        .collect();
     let mut plans: Vec<child::ChildPlan> = Vec::new();
     let mut keep: Vec<OwnedFd> = Vec::new();
     let mut sync_wr: Vec<OwnedFd> = Vec::new();
@@ -493,7 +568,11 @@ fn spawn_tree(
         let mut plan = child::ChildPlan {
             image_pid: p.pid as i32,
             want: opts.original_pids.then_some(p.pid as i32),
-            exit_signal: if p.exit_signal == 0 { libc::SIGCHLD } else { p.exit_signal as i32 },
+            exit_signal: if p.exit_signal == 0 {
+                libc::SIGCHLD
+            } else {
+                p.exit_signal as i32
+            },
             umask: p.umask,
             setsid: p.sid == p.pid,
             setpgid: p.pgid == p.pid,
@@ -504,7 +583,10 @@ fn spawn_tree(
             for fd in t.fds.iter() {
                 let f = &meta.files[&fd.file_id];
                 let src = open.open(f, fd.fd, &external).map_err(|e| {
-                    Error::msg(format!("cannot restore descriptor {} of pid {}: {e}", fd.fd, p.pid))
+                    Error::msg(format!(
+                        "cannot restore descriptor {} of pid {}: {e}",
+                        fd.fd, p.pid
+                    ))
                 })?;
                 plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
                 targets.push(fd.fd);
@@ -538,7 +620,12 @@ fn spawn_tree(
         let parent = live
             .iter()
             .position(|x| x.p.pid == pi.p.ppid)
-            .ok_or_else(|| corrupt(format!("the parent {} of process {} is not in the image", pi.p.ppid, pi.p.pid)))?;
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "the parent {} of process {} is not in the image",
+                    pi.p.ppid, pi.p.pid
+                ))
+            })?;
         if pi.p.state == image::STATE_ZOMBIE {
             let want = opts.original_pids.then_some(pi.p.pid as i32);
             plans[parent].zombies.push((want, pi.p.exit_status));
@@ -547,8 +634,10 @@ fn spawn_tree(
             plans[parent].children.push(idx);
         }
     }
-    let (report_rd, report_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
-    let (err_rd, err_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let (report_rd, report_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let (err_rd, err_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
     let shared = child::Shared {
         report_wr: report_wr.as_raw_fd(),
         err_wr: err_wr.as_raw_fd(),
@@ -561,9 +650,17 @@ fn spawn_tree(
         Ok(Forked::Child) => child::child_main(&plans, 0, &shared),
         Ok(Forked::Parent(pid)) => pid,
         Err(nix::errno::Errno::EEXIST) => {
-            return Err(Error::msg(format!("cannot restore pid {}: pid already in use", root.image_pid)));
+            return Err(Error::msg(format!(
+                "cannot restore pid {}: pid already in use",
+                root.image_pid
+            )));
         }
-        Err(e) => return Err(Error::msg(format!("cannot restore pid {}: clone3: {e}", root.image_pid))),
+        Err(e) => {
+            return Err(Error::msg(format!(
+                "cannot restore pid {}: clone3: {e}",
+                root.image_pid
+            )));
+        }
     };
     undo.pids.push(root_pid);
     drop(report_wr);
@@ -573,7 +670,8 @@ fn spawn_tree(
         let f = std::fs::File::from(err_rd.try_clone().expect("dup"));
         match (&f).read(&mut buf) {
             Ok(n) if n == buf.len() => {
-                let errno = nix::errno::Errno::from_raw(u16::from_le_bytes([buf[2], buf[3]]) as i32);
+                let errno =
+                    nix::errno::Errno::from_raw(u16::from_le_bytes([buf[2], buf[3]]) as i32);
                 let pid = i32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
                 Error::msg(format!(
                     "cannot restore pid {pid}: the new process failed while {}: {errno}",
@@ -591,15 +689,20 @@ fn spawn_tree(
             nix::poll::PollFd::new(report.as_fd(), nix::poll::PollFlags::POLLIN),
             nix::poll::PollFd::new(err_rd.as_fd(), nix::poll::PollFlags::POLLIN),
         ];
-        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).ctx(|| "poll".into())?;
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16))
+            .ctx(|| "poll".into())?;
         if n == 0 {
-            return Err(Error::msg("cannot restore: the new processes did not start within 10 s"));
+            return Err(Error::msg(
+                "cannot restore: the new processes did not start within 10 s",
+            ));
         }
         if fds[1].any().unwrap_or(false) {
             return Err(child_failed(&err_rd));
         }
         let mut rep = [0u8; 8];
-        (&report).read_exact(&mut rep).map_err(|_| child_failed(&err_rd))?;
+        (&report)
+            .read_exact(&mut rep)
+            .map_err(|_| child_failed(&err_rd))?;
         let image_pid = i32::from_le_bytes(rep[0..4].try_into().expect("4 bytes"));
         let pid = i32::from_le_bytes(rep[4..8].try_into().expect("4 bytes"));
         let idx = live
@@ -652,7 +755,11 @@ fn pid_is_dying(pid: i32) -> bool {
 
 /// Reconnects a descriptor that led outside the image.
 fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
-    let src = opts.fd_map.iter().find(|(t, _)| *t == target).map(|(_, s)| s.clone());
+    let src = opts
+        .fd_map
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, s)| s.clone());
     let src = src.unwrap_or_else(|| {
         let fd = if target <= 2 {
             target as RawFd
@@ -665,7 +772,9 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
     });
     match src {
         FdSource::Inherit(fd) => {
-            let raw = nix::unistd::dup(fd).ctx(|| format!("cannot use descriptor {fd} of cr-restart for descriptor {target}"))?;
+            let raw = nix::unistd::dup(fd).ctx(|| {
+                format!("cannot use descriptor {fd} of cr-restart for descriptor {target}")
+            })?;
             // SAFETY: dup just returned this descriptor.
             Ok(unsafe { OwnedFd::from_raw_fd(raw) })
         }
@@ -679,7 +788,9 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
                     o.append(true);
                 }
             }
-            let file = o.open(&p).ctx(|| format!("cannot open {} for descriptor {target}", p.display()))?;
+            let file = o
+                .open(&p)
+                .ctx(|| format!("cannot open {} for descriptor {target}", p.display()))?;
             Ok(OwnedFd::from(file))
         }
     }
@@ -700,7 +811,11 @@ fn map_vmas(
         let prot = space::build_prot(v) as u64;
         let shared = v.flags & image::VMA_F_SHARED != 0;
         let mut flags = libc::MAP_FIXED as u64
-            | if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u64;
+            | if shared {
+                libc::MAP_SHARED
+            } else {
+                libc::MAP_PRIVATE
+            } as u64;
         if v.flags & image::VMA_F_GROWSDOWN != 0 {
             flags |= libc::MAP_GROWSDOWN as u64;
         }
@@ -713,7 +828,9 @@ fn map_vmas(
             image::VMA_FILE | image::VMA_SHARED_ANON => {
                 let path: Vec<u8> = if v.backing == image::VMA_SHARED_ANON {
                     format!("/proc/{me}/fd/{}", shm_fds[&v.shmem_id].as_raw_fd()).into_bytes()
-                } else if let Some(fd) = (v.file_id != 0).then(|| open.blob_target(v.file_id)).flatten()
+                } else if let Some(fd) = (v.file_id != 0)
+                    .then(|| open.blob_target(v.file_id))
+                    .flatten()
                 {
                     format!("/proc/{me}/fd/{fd}").into_bytes()
                 } else {
@@ -749,9 +866,13 @@ fn map_vmas(
                 )));
             }
         };
-        b.call(nr::MMAP, &[v.start, len, prot, flags, fd, off]).map_err(|e| {
-            Error::msg(format!("cannot map {:#x}-{:#x} in pid {}: {e}", v.start, v.end, b.pid))
-        })?;
+        b.call(nr::MMAP, &[v.start, len, prot, flags, fd, off])
+            .map_err(|e| {
+                Error::msg(format!(
+                    "cannot map {:#x}-{:#x} in pid {}: {e}",
+                    v.start, v.end, b.pid
+                ))
+            })?;
         if v.dumped_pages > 0 {
             writable.push((v.start, v.end));
         }
@@ -799,7 +920,12 @@ fn finish<'a>(
         };
         // SAFETY: prlimit64 reads the live `lim`; the old-limit pointer is null.
         let r = unsafe {
-            libc::prlimit64(pid, rl.resource as libc::__rlimit_resource_t, &lim, std::ptr::null_mut())
+            libc::prlimit64(
+                pid,
+                rl.resource as libc::__rlimit_resource_t,
+                &lim,
+                std::ptr::null_mut(),
+            )
         };
         if r != 0 {
             return Err(Error::msg(format!(

@@ -91,7 +91,8 @@ pub struct Special {
 
 /// Finds `[vdso]`, `[vvar]` and `[vvar_vclock]` in our own address space.
 pub fn own_specials() -> Result<Vec<Special>> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ctx(|| "cannot read /proc/self/maps".into())?;
+    let maps =
+        std::fs::read_to_string("/proc/self/maps").ctx(|| "cannot read /proc/self/maps".into())?;
     Ok(maps
         .lines()
         .filter_map(|l| {
@@ -163,7 +164,8 @@ impl<'a> Builder<'a> {
     /// Drops the rseq registration glibc made for the restorer's thread:
     /// its memory is about to go.
     pub fn unregister_rseq(&mut self) -> Result<()> {
-        if let Some(c) = ptrace::rseq_config(self.pid).ctx(|| "cannot read rseq configuration".into())?
+        if let Some(c) =
+            ptrace::rseq_config(self.pid).ctx(|| "cannot read rseq configuration".into())?
         {
             self.call(nr::RSEQ, &[c.addr, c.len as u64, 1, c.sig as u64])?;
         }
@@ -326,8 +328,11 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
         None
     } else {
         let path = b.put_path(&p.exe)?;
-        b.r.call(nr::OPENAT, &[libc::AT_FDCWD as u64, path, libc::O_RDONLY as u64, 0])
-            .ok()
+        b.r.call(
+            nr::OPENAT,
+            &[libc::AT_FDCWD as u64, path, libc::O_RDONLY as u64, 0],
+        )
+        .ok()
     };
     let map = mm_map_bytes(mm, auxv_addr, exe_fd.map(|f| f as u32).unwrap_or(u32::MAX));
     let map_addr = b.put(&map)?;
@@ -343,7 +348,12 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
     if let Some(fd) = exe_fd {
         b.call(nr::CLOSE, &[fd])?;
     }
-    r.map_err(|e| Error::msg(format!("cannot restore the memory layout fields of pid {}: {e}", p.pid)))?;
+    r.map_err(|e| {
+        Error::msg(format!(
+            "cannot restore the memory layout fields of pid {}: {e}",
+            p.pid
+        ))
+    })?;
     let mut comm = p.comm.clone();
     comm.truncate(15);
     let name = b.put_path(&comm)?;
@@ -365,7 +375,13 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
         if t.value_us == 0 && t.interval_us == 0 {
             continue;
         }
-        let tv = |us: u64| [(us / 1_000_000).to_le_bytes(), (us % 1_000_000).to_le_bytes()].concat();
+        let tv = |us: u64| {
+            [
+                (us / 1_000_000).to_le_bytes(),
+                (us % 1_000_000).to_le_bytes(),
+            ]
+            .concat()
+        };
         let it = [tv(t.interval_us), tv(t.value_us)].concat();
         let at = b.put(&it)?;
         b.call(nr::SETITIMER, &[t.which as u64, at, 0])?;
@@ -420,10 +436,12 @@ pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<i32>
         args.extend_from_slice(&v.to_le_bytes());
     }
     let at = b.put(&args)?;
-    let tid = b
-        .call(nr::CLONE3, &[at, args.len() as u64])
-        .map_err(|e| Error::msg(format!("cannot restore thread {} of pid {}: {e}", t.tid, t.pid)))?
-        as i32;
+    let tid = b.call(nr::CLONE3, &[at, args.len() as u64]).map_err(|e| {
+        Error::msg(format!(
+            "cannot restore thread {} of pid {}: {e}",
+            t.tid, t.pid
+        ))
+    })? as i32;
     match ptrace::wait(tid).ctx(|| format!("waiting for new thread {tid}"))? {
         ptrace::Stop::EventStop(_) => Ok(tid),
         other => Err(Error::msg(format!(
@@ -439,19 +457,30 @@ pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<i32>
 pub fn queue_signals(b: &mut Builder, pid: i32, tid: i32, infos: &[Vec<u8>]) -> Result<()> {
     for info in infos {
         if info.len() != 128 {
-            return Err(Error::msg(format!("invalid image: a pending signal of pid {pid} is malformed")));
+            return Err(Error::msg(format!(
+                "invalid image: a pending signal of pid {pid} is malformed"
+            )));
         }
         let sig = i32::from_le_bytes(info[0..4].try_into().expect("4 bytes"));
         if !(1..=64).contains(&sig) {
-            return Err(Error::msg(format!("invalid image: pending signal {sig} of pid {pid}")));
+            return Err(Error::msg(format!(
+                "invalid image: pending signal {sig} of pid {pid}"
+            )));
         }
         let at = b.put(info)?;
         let r = if tid == 0 {
             b.call(nr::RT_SIGQUEUEINFO, &[pid as u64, sig as u64, at])
         } else {
-            b.call(nr::RT_TGSIGQUEUEINFO, &[pid as u64, tid as u64, sig as u64, at])
+            b.call(
+                nr::RT_TGSIGQUEUEINFO,
+                &[pid as u64, tid as u64, sig as u64, at],
+            )
         };
-        r.map_err(|e| Error::msg(format!("cannot restore pending signal {sig} of pid {pid}: {e}")))?;
+        r.map_err(|e| {
+            Error::msg(format!(
+                "cannot restore pending signal {sig} of pid {pid}: {e}"
+            ))
+        })?;
     }
     Ok(())
 }
@@ -475,9 +504,20 @@ pub fn posix_timers(b: &mut Builder, p: &Process) -> Result<()> {
             let sev_at = b.put(&sev)?;
             let id_at = b.put(&(t.id as i32).to_le_bytes())?;
             b.call(nr::TIMER_CREATE, &[t.clock as u64, sev_at, id_at])
-                .map_err(|e| Error::msg(format!("cannot restore POSIX timer {} of pid {}: {e}", t.id, p.pid)))?;
+                .map_err(|e| {
+                    Error::msg(format!(
+                        "cannot restore POSIX timer {} of pid {}: {e}",
+                        t.id, p.pid
+                    ))
+                })?;
             if t.value_ns != 0 {
-                let ts = |ns: u64| [(ns / 1_000_000_000).to_le_bytes(), (ns % 1_000_000_000).to_le_bytes()].concat();
+                let ts = |ns: u64| {
+                    [
+                        (ns / 1_000_000_000).to_le_bytes(),
+                        (ns % 1_000_000_000).to_le_bytes(),
+                    ]
+                    .concat()
+                };
                 let its = [ts(t.interval_ns), ts(t.value_ns)].concat();
                 let at = b.put(&its)?;
                 b.call(nr::TIMER_SETTIME, &[t.id as u64, 0, at, 0])?;
