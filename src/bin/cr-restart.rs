@@ -25,6 +25,10 @@ struct Args {
     /// Give the restored processes new pids instead of their original ones.
     #[arg(long)]
     no_pids: bool,
+    /// Restore inside a new pid namespace, under a minimal init that reaps
+    /// orphans, so the original pids never collide with running processes.
+    #[arg(long)]
+    pidns: bool,
     /// Exit as soon as the restored tree runs.
     #[arg(short, long)]
     detach: bool,
@@ -68,9 +72,10 @@ fn main() -> ExitCode {
         let input = cli::input(args.input.as_deref(), args.force)?;
         let reader = Reader::new(input)?;
         let opts = restart::Options {
-            original_pids: !args.no_pids,
+            original_pids: !args.no_pids || args.pidns,
             fd_map: args.fds.clone(),
             pid_wait: Duration::from_secs(args.pid_wait),
+            pidns: args.pidns,
         };
         let r = restart::restore(reader, &opts)?;
         if let Some(p) = &args.pidfile {
@@ -81,12 +86,12 @@ fn main() -> ExitCode {
         if r.pid <= 0 {
             bail!("restore returned no process");
         }
-        restored = Some(r.pid);
+        restored = Some((r.wait_pid, r.pid));
         Ok(())
     });
     match restored {
-        Some(pid) if !args.detach => {
-            ExitCode::from(restart::wait_forwarding(pid).clamp(0, 255) as u8)
+        Some((wait, root)) if !args.detach => {
+            ExitCode::from(restart::wait_forwarding(wait, root).clamp(0, 255) as u8)
         }
         _ => code,
     }

@@ -205,3 +205,34 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
         libc::_exit(125);
     }
 }
+
+/// Pid 1 of a new pid namespace (`cr-restart --pidns`): forks the root of
+/// the tree, reaps every orphan, and exits with the root's status when the
+/// root exits (which ends the namespace). Never returns.
+pub fn init_main(plans: &[ChildPlan], shared: &Shared) -> ! {
+    let root = &plans[0];
+    // SAFETY: as in `child_main`: raw async-signal-safe syscalls on prepared
+    // integers in a forked child, no allocation.
+    unsafe {
+        let rpid = match fork_with_pid(root.want, 0, libc::SIGCHLD) {
+            Ok(Forked::Child) => child_main(plans, 0, shared),
+            Ok(Forked::Parent(p)) => p,
+            Err(_) => fail(root, shared, Step::Fork),
+        };
+        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+        libc::prctl(libc::PR_SET_NAME, c"cr-init".as_ptr());
+        loop {
+            let mut st = 0;
+            let w = libc::waitpid(-1, &mut st, libc::__WALL);
+            if w == rpid {
+                if libc::WIFEXITED(st) {
+                    libc::_exit(libc::WEXITSTATUS(st));
+                }
+                libc::_exit(128 + libc::WTERMSIG(st));
+            }
+            if w < 0 && errno() != libc::EINTR {
+                libc::_exit(0);
+            }
+        }
+    }
+}

@@ -25,6 +25,7 @@ use crate::image::{
 };
 use crate::sys::clone::{Forked, fork_with_pid};
 use crate::sys::mem;
+use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::{self, Gate, Remote, nr};
 
@@ -41,13 +42,19 @@ pub struct Options {
     pub fd_map: Vec<(u32, FdSource)>,
     /// How long to wait for a pid still held by a dying process.
     pub pid_wait: Duration,
+    /// Restore inside a new pid namespace, under a minimal init, so the
+    /// original pids never collide with running processes.
+    pub pidns: bool,
 }
 
 /// A restored, running tree.
 #[derive(Debug)]
 pub struct Restored {
-    /// The root's pid (a child of the caller).
+    /// The root's pid, as the caller sees it.
     pub pid: i32,
+    /// The caller's child to wait for: the root, or with `pidns` the
+    /// namespace's init, which exits with the root's status.
+    pub wait_pid: i32,
     /// The pids every process of the image got, old -> new.
     pub pids: BTreeMap<i32, i32>,
 }
@@ -261,6 +268,8 @@ impl Drop for Undo {
 struct Building<'a> {
     pi: &'a ProcImage,
     pid: i32,
+    /// Its pid as the process itself sees it (differs under `--pidns`).
+    inner: i32,
     b: Builder<'a>,
     /// (start, end) of mappings whose contents the image may carry.
     writable: Vec<(u64, u64)>,
@@ -274,7 +283,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut meta = meta;
     let first = meta.first_bulk.take();
     let mut spooled = None;
-    if opts.original_pids {
+    if opts.original_pids && !opts.pidns {
         let held: Vec<i32> = meta
             .procs
             .iter()
@@ -338,7 +347,8 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     raise_nofile(max_fd as u64 + 256);
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
 
-    let pids = spawn_tree(&meta, opts, &mut open, &mut undo)?;
+    let tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
+    let pids = tree.outer.clone();
     let live: Vec<&ProcImage> = meta
         .procs
         .iter()
@@ -351,6 +361,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         building.push(Building {
             pi,
             pid,
+            inner: tree.inner[&(pi.p.pid as i32)],
             b: Builder::new(r, pid, &tramp),
             writable: Vec::new(),
         });
@@ -360,7 +371,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     for bp in &mut building {
         let p = &bp.pi.p;
         if p.pgid != p.pid && p.sid != p.pid {
-            if let Some(&g) = pids.get(&(p.pgid as i32)) {
+            if let Some(&g) = tree.inner.get(&(p.pgid as i32)) {
                 bp.b.call(nr::SETPGID, &[0, g as u64]).map_err(|e| {
                     Error::msg(format!(
                         "cannot restore the process group {} of pid {}: {e}",
@@ -502,7 +513,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let root = pids[&(live[0].p.pid as i32)];
     undo.pids.clear();
     drop(open);
-    Ok(Restored { pid: root, pids })
+    Ok(Restored {
+        pid: root,
+        wait_pid: tree.init.unwrap_or(root),
+        pids,
+    })
 }
 
 fn raise_nofile(want: u64) {
@@ -537,16 +552,44 @@ fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The processes [`spawn_tree`] made.
+struct Tree {
+    /// image pid -> pid as the restorer sees it.
+    outer: BTreeMap<i32, i32>,
+    /// image pid -> pid as the process sees itself.
+    inner: BTreeMap<i32, i32>,
+    /// The pid namespace's init, with `--pidns`.
+    init: Option<i32>,
+}
+
+/// Finds the pid we see for the process that sees itself as `inner`,
+/// among the descendants of `init`.
+fn outer_of(init: i32, inner: i32) -> Option<i32> {
+    let mut stack = vec![init];
+    while let Some(p) = stack.pop() {
+        if let Ok(st) = proc::status(p)
+            && st.ns_pid.last() == Some(&inner)
+            && p != init
+        {
+            return Some(p);
+        }
+        for t in proc::tasks(p).unwrap_or_default() {
+            stack.extend(proc::children(p, t).unwrap_or_default());
+        }
+    }
+    None
+}
+
 /// Creates every process of the tree, each forked by its own parent with
 /// its pid, session and group, lets each place its descriptors, and returns
-/// them traced and stopped: image pid -> real pid.
+/// them traced and stopped.
 fn spawn_tree(
     meta: &Meta,
     opts: &Options,
     open: &mut files::OpenFiles,
     undo: &mut Undo,
-) -> Result<BTreeMap<i32, i32>> {
-    if opts.original_pids {
+) -> Result<Tree> {
+    if opts.original_pids && !opts.pidns {
         let mut ids: Vec<u32> = Vec::new();
         for pi in &meta.procs {
             ids.push(pi.p.pid);
@@ -644,9 +687,21 @@ fn spawn_tree(
         sync_wr: sync_wr.iter().map(|f| f.as_raw_fd()).collect(),
     };
     let root = &plans[0];
-    // SAFETY: the child runs only `child_main`, which makes raw
-    // async-signal-safe syscalls on the prepared plans and never returns.
-    let root_pid = match unsafe { fork_with_pid(root.want, 0, libc::SIGCHLD) } {
+    if opts.pidns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
+            .ctx(|| "cannot create a pid namespace".into())?;
+    }
+    // SAFETY: the child runs only `child_main` (or `init_main`), which make
+    // raw async-signal-safe syscalls on the prepared plans and never return.
+    let forked = unsafe {
+        if opts.pidns {
+            fork_with_pid(None, 0, libc::SIGCHLD)
+        } else {
+            fork_with_pid(root.want, 0, libc::SIGCHLD)
+        }
+    };
+    let root_pid = match forked {
+        Ok(Forked::Child) if opts.pidns => child::init_main(&plans, &shared),
         Ok(Forked::Child) => child::child_main(&plans, 0, &shared),
         Ok(Forked::Parent(pid)) => pid,
         Err(nix::errno::Errno::EEXIST) => {
@@ -681,8 +736,10 @@ fn spawn_tree(
             _ => Error::msg("cannot restore: a new process exited early".to_string()),
         }
     };
+    let init = opts.pidns.then_some(root_pid);
     // Each new process reports itself; trace it, then let it go on.
     let mut pids = BTreeMap::new();
+    let mut inner = BTreeMap::new();
     let report = std::fs::File::from(report_rd);
     while pids.len() < live.len() {
         let mut fds = [
@@ -704,7 +761,16 @@ fn spawn_tree(
             .read_exact(&mut rep)
             .map_err(|_| child_failed(&err_rd))?;
         let image_pid = i32::from_le_bytes(rep[0..4].try_into().expect("4 bytes"));
-        let pid = i32::from_le_bytes(rep[4..8].try_into().expect("4 bytes"));
+        let seen = i32::from_le_bytes(rep[4..8].try_into().expect("4 bytes"));
+        let pid = match init {
+            Some(init) => outer_of(init, seen).ok_or_else(|| {
+                Error::msg(format!(
+                    "cannot restore pid {image_pid}: cannot find it in the new pid namespace"
+                ))
+            })?,
+            None => seen,
+        };
+        inner.insert(image_pid, seen);
         let idx = live
             .iter()
             .position(|x| x.p.pid as i32 == image_pid)
@@ -734,7 +800,11 @@ fn spawn_tree(
         }
     }
     drop(keep);
-    Ok(pids)
+    Ok(Tree {
+        outer: pids,
+        inner,
+        init,
+    })
 }
 
 /// Whether a pid is held by a process that is not exiting.
@@ -895,6 +965,7 @@ fn finish<'a>(
     let pi = bp.pi;
     let mm = pi.mm.as_ref().expect("validated");
     let pid = bp.pid;
+    let inner = bp.inner;
     let b = &mut bp.b;
     for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
         if space::build_prot(v) != v.prot {
@@ -942,19 +1013,19 @@ fn finish<'a>(
         ptrace::set_options_clone(pid).ctx(|| format!("cannot trace the threads of pid {pid}"))?;
     }
     for t in pi.threads.iter().skip(1) {
-        let tid = space::create_thread(b, t, same_ids)?;
+        let (tid, inner_tid) = space::create_thread(b, t, same_ids)?;
         let r = Remote::new(tid, Gate::Trap(tramp.addr))?;
         let mut tb = Builder::new(r, pid, tramp);
         space::finish_thread(&mut tb, t, tid)?;
-        space::queue_signals(&mut tb, pid, tid, &t.pending)?;
+        space::queue_signals(&mut tb, inner, inner_tid, &t.pending)?;
         let regs = ptrace::regs_from_bytes(&t.regs).expect("validated");
         tb.r.set_final(space::restart_regs(regs), t.sigmask);
         made.push((pid, tid, tb.r));
     }
     let t = &pi.threads[0];
     space::finish_thread(b, t, pid)?;
-    space::queue_signals(b, pid, 0, &pi.p.shared_pending)?;
-    space::queue_signals(b, pid, pid, &t.pending)?;
+    space::queue_signals(b, inner, 0, &pi.p.shared_pending)?;
+    space::queue_signals(b, inner, inner, &t.pending)?;
     space::posix_timers(b, &pi.p)?;
     restore_creds(b, &pi.p)?;
     // The last syscall unmaps the trampoline itself; stop at its exit.
@@ -989,10 +1060,10 @@ fn restore_creds(b: &mut Builder, p: &Process) -> Result<()> {
     Ok(())
 }
 
-/// Waits for the restored root to exit, forwarding SIGINT, SIGTERM and
-/// SIGHUP sent to us; returns an exit code in the shell's convention
-/// (128 + signal when it was killed).
-pub fn wait_forwarding(pid: i32) -> i32 {
+/// Waits for our child `pid` to exit, forwarding SIGINT, SIGTERM and SIGHUP
+/// sent to us to `target` (the restored root); returns an exit code in the
+/// shell's convention (128 + signal when it was killed).
+pub fn wait_forwarding(pid: i32, target: i32) -> i32 {
     use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -1003,7 +1074,7 @@ pub fn wait_forwarding(pid: i32) -> i32 {
         loop {
             match set.wait() {
                 Ok(sig) => {
-                    let _ = kill(Pid::from_raw(pid), sig);
+                    let _ = kill(Pid::from_raw(target), sig);
                 }
                 Err(_) => return,
             }

@@ -421,8 +421,9 @@ pub fn finish_thread(b: &mut Builder, t: &Thread, tid: i32) -> Result<()> {
 }
 
 /// Creates thread `t` in the process by a remote `clone3` in its main
-/// thread (with the image's thread id); returns the new thread stopped.
-pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<i32> {
+/// thread (with the image's thread id); returns the new thread stopped, as
+/// `(id we see, id it sees)`.
+pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<(i32, i32)> {
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
@@ -436,14 +437,26 @@ pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<i32>
         args.extend_from_slice(&v.to_le_bytes());
     }
     let at = b.put(&args)?;
-    let tid = b.call(nr::CLONE3, &[at, args.len() as u64]).map_err(|e| {
+    let before = crate::sys::proc::tasks(b.pid).unwrap_or_default();
+    let inner = b.call(nr::CLONE3, &[at, args.len() as u64]).map_err(|e| {
         Error::msg(format!(
             "cannot restore thread {} of pid {}: {e}",
             t.tid, t.pid
         ))
     })? as i32;
+    // In another pid namespace the id clone3 returns is not ours.
+    let tid = crate::sys::proc::tasks(b.pid)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|x| !before.contains(x))
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "cannot restore thread {} of pid {}: it vanished",
+                t.tid, t.pid
+            ))
+        })?;
     match ptrace::wait(tid).ctx(|| format!("waiting for new thread {tid}"))? {
-        ptrace::Stop::EventStop(_) => Ok(tid),
+        ptrace::Stop::EventStop(_) => Ok((tid, inner)),
         other => Err(Error::msg(format!(
             "cannot restore thread {} of pid {}: unexpected first stop {other:?}",
             t.tid, t.pid
