@@ -32,7 +32,167 @@ fn is_terminal_path(p: &[u8]) -> bool {
         || p == b"/dev/ptmx"
 }
 
+/// Whether any process outside `tree` holds a descriptor for pipe `ino`.
+fn pipe_held_outside(ino: u64, tree: &[i32]) -> bool {
+    let want = format!("pipe:[{ino}]");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if tree.contains(&pid) || pid as u32 == std::process::id() {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == want.as_str()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Copies the data waiting in a pipe or FIFO without consuming it: `tee`
+/// from a new read description of it into a pipe of our own.
+pub fn peek_pipe(pid: i32, fd: i32) -> Result<(u32, Vec<u8>)> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags_nonblock()
+        .open(&path)
+        .map_err(|e| {
+            Error::msg(format!(
+                "cannot checkpoint pid {pid}: cannot open its pipe at descriptor {fd}: {e}"
+            ))
+        })?;
+    let cap =
+        nix::fcntl::fcntl(src.as_raw_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).map_err(|e| {
+            Error::msg(format!(
+                "cannot checkpoint pid {pid}: pipe at descriptor {fd}: {e}"
+            ))
+        })?;
+    let mut avail: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the live `avail`.
+    if unsafe { libc::ioctl(src.as_raw_fd(), libc::FIONREAD, &mut avail) } != 0 {
+        return Err(Error::msg(format!(
+            "cannot checkpoint pid {pid}: pipe at descriptor {fd}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let mut data = Vec::with_capacity(avail as usize);
+    if avail > 0 {
+        let (rd, wr) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| Error::msg(format!("pipe: {e}")))?;
+        let _ = nix::fcntl::fcntl(
+            wr.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETPIPE_SZ(cap.max(avail)),
+        );
+        // SAFETY: tee between two pipe descriptors we hold; no memory is passed.
+        let n = unsafe {
+            libc::tee(
+                src.as_raw_fd(),
+                wr.as_raw_fd(),
+                avail as usize,
+                libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 || n as i32 != avail {
+            return Err(Error::msg(format!(
+                "cannot checkpoint pid {pid}: cannot copy the {avail} bytes waiting in its pipe at descriptor {fd}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        drop(wr);
+        std::fs::File::from(rd)
+            .read_to_end(&mut data)
+            .map_err(|e| Error::msg(format!("pipe: {e}")))?;
+    }
+    Ok((cap as u32, data))
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
+    }
+}
+
 impl FileTable {
+    /// Decides which pipes the image holds: those with both ends in the
+    /// tree, or held by nobody outside it. The others become external.
+    /// Returns each held pipe or FIFO with one `(pid, fd)` holding it.
+    pub fn pipes(&mut self, tree: &[i32], fdtables: &[FdTable]) -> Vec<(image::Pipe, i32, i32)> {
+        let holder = |id: u64| -> Option<(i32, i32)> {
+            fdtables.iter().find_map(|t| {
+                t.fds
+                    .iter()
+                    .find(|d| d.file_id == id)
+                    .map(|d| (t.pid as i32, d.fd as i32))
+            })
+        };
+        let mut out: Vec<(image::Pipe, i32, i32)> = Vec::new();
+        let inos: Vec<u64> = self
+            .files
+            .iter()
+            .filter(|f| f.ftype == image::FT_PIPE || f.ftype == image::FT_FIFO)
+            .map(|f| f.object_id)
+            .collect();
+        for ino in inos {
+            if out.iter().any(|(p, _, _)| p.id == ino) {
+                continue;
+            }
+            let ends: Vec<&File> = self
+                .files
+                .iter()
+                .filter(|f| {
+                    f.object_id == ino && (f.ftype == image::FT_PIPE || f.ftype == image::FT_FIFO)
+                })
+                .collect();
+            let fifo = ends[0].ftype == image::FT_FIFO;
+            let acc = |f: &&File| f.flags as i32 & libc::O_ACCMODE;
+            let reader = ends.iter().any(|f| acc(f) != libc::O_WRONLY);
+            let writer = ends.iter().any(|f| acc(f) != libc::O_RDONLY);
+            if !fifo && !(reader && writer) && pipe_held_outside(ino, tree) {
+                for f in self
+                    .files
+                    .iter_mut()
+                    .filter(|f| f.object_id == ino && f.ftype == image::FT_PIPE)
+                {
+                    f.ftype = image::FT_EXTERNAL;
+                }
+                continue;
+            }
+            let Some((pid, fd)) = ends.iter().find_map(|f| holder(f.id)) else {
+                continue;
+            };
+            out.push((
+                image::Pipe {
+                    id: ino,
+                    capacity: 0,
+                    data_len: 0,
+                    fifo_path: if fifo {
+                        ends[0].path.clone()
+                    } else {
+                        Vec::new()
+                    },
+                },
+                pid,
+                fd,
+            ));
+        }
+        out
+    }
+
     pub fn new() -> Self {
         FileTable {
             next_id: 1,
@@ -98,9 +258,16 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
         ..Default::default()
     };
     let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"));
-    if link.starts_with(b"pipe:") || link.starts_with(b"socket:") {
-        // The other end is outside what this version dumps: reconnected at
-        // restore time.
+    if link.starts_with(b"pipe:") {
+        // Internal or external is decided once every process's descriptors
+        // are known: see `FileTable::pipes`.
+        f.ftype = image::FT_PIPE;
+        f.ino = info.ino;
+        f.object_id = info.ino;
+        return Ok(f);
+    }
+    if link.starts_with(b"socket:") {
+        // Sockets are reconnected at restore time (see cr-restart(1)).
         f.ftype = image::FT_EXTERNAL;
         f.ino = info.ino;
         return Ok(f);
@@ -131,7 +298,10 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
         libc::S_IFCHR if is_terminal_path(path) => image::FT_EXTERNAL,
         libc::S_IFCHR => image::FT_CHARDEV,
         libc::S_IFBLK => image::FT_BLOCKDEV,
-        libc::S_IFIFO => return Err(unsupported("a FIFO")),
+        libc::S_IFIFO => {
+            f.object_id = meta.ino();
+            image::FT_FIFO
+        }
         _ => return Err(unsupported("of an unknown type")),
     };
     if deleted && f.ftype != image::FT_REGULAR {

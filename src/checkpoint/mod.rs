@@ -119,6 +119,14 @@ fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summa
         .map(|&(pid, ppid)| read_zombie(pid, ppid))
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
+    let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p).collect();
+    let mut pipes = Vec::new();
+    for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
+        let (cap, data) = files::peek_pipe(pid, fd)?;
+        pipe.capacity = cap;
+        pipe.data_len = data.len() as u64;
+        pipes.push((pipe, data));
+    }
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let xstate_size = states
@@ -153,6 +161,9 @@ fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summa
     for f in &files.files {
         w.write(Kind::FILE, f)?;
     }
+    for (p, _) in &pipes {
+        w.write(Kind::PIPE, p)?;
+    }
     let mut objs: Vec<&Shmem> = shmem.values().collect();
     objs.sort_by_key(|s| s.id);
     for s in &objs {
@@ -182,6 +193,18 @@ fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summa
                     &mut stats,
                 )?;
             }
+        }
+    }
+    // Data waiting in pipes and FIFOs.
+    for (p, data) in &pipes {
+        for (i, chunk) in data.chunks(image::CHUNK).enumerate() {
+            let prefix = image::DataPrefix {
+                space: image::SPACE_PIPE,
+                flags: 0,
+                id: p.id,
+                addr: (i * image::CHUNK) as u64,
+            };
+            w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), chunk])?;
         }
     }
     // Contents of files deleted while open.
@@ -427,7 +450,7 @@ fn read_process(
             0,
         ],
     )?;
-    let mut res = ask_process(&mut r, pid, scratch, &status, &mut process, &mut mm);
+    let mut res = ask_process(&mut r, pid, scratch, &mut process, &mut mm);
     for (i, t) in out_threads.iter_mut().enumerate() {
         if res.is_err() {
             break;
@@ -498,21 +521,15 @@ fn check_sessions(root: i32, states: &[ProcState], zombies: &[Process]) -> Resul
                 p.pid, p.sid
             )));
         }
-        if !in_tree(p.pgid) && p.pgid != root_p.pgid {
-            let why = if std::fs::metadata(format!("/proc/{}", p.pgid)).is_ok() {
-                format!(
-                    "its process group {} is led by pid {} outside the tree",
-                    p.pgid, p.pgid
-                )
-            } else {
-                format!(
-                    "its process group {} has no leader (it exited), which is not supported yet",
-                    p.pgid
-                )
-            };
+        if !in_tree(p.pgid)
+            && p.pgid != root_p.pgid
+            && std::fs::metadata(format!("/proc/{}", p.pgid)).is_ok()
+        {
+            // (A group whose leader exited altogether gets a placeholder
+            // leader on restore.)
             return Err(Error::msg(format!(
-                "cannot checkpoint pid {}: {why}",
-                p.pid
+                "cannot checkpoint pid {}: its process group {} is led by pid {} outside the tree",
+                p.pid, p.pgid, p.pgid
             )));
         }
         let parent_sid = all.iter().find(|x| x.pid == p.ppid).map(|x| x.sid);
@@ -573,22 +590,13 @@ fn ask_thread(r: &mut Remote, pid: i32, scratch: u64, t: &mut Thread) -> Result<
 }
 
 /// Signal handlers, timers and brk.
-fn ask_process(
-    r: &mut Remote,
-    pid: i32,
-    scratch: u64,
-    status: &proc::Status,
-    p: &mut Process,
-    mm: &mut Mm,
-) -> Result<()> {
+fn ask_process(r: &mut Remote, pid: i32, scratch: u64, p: &mut Process, mm: &mut Mm) -> Result<()> {
     mm.brk = r.call(nr::BRK, &[0])?;
+    r.call(nr::PRCTL, &[libc::PR_GET_CHILD_SUBREAPER as u64, scratch])?;
+    p.child_subreaper = read_u64s(pid, scratch, 1)?[0] as u32 != 0;
     for sig in 1..=64u32 {
         if sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32 {
             continue;
-        }
-        let bit = 1u64 << (sig - 1);
-        if status.sig_cgt & bit == 0 && status.sig_ign & bit == 0 {
-            continue; // default disposition
         }
         r.call(nr::RT_SIGACTION, &[sig as u64, 0, scratch, 8])?;
         let v = read_u64s(pid, scratch, 4)?;

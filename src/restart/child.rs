@@ -68,6 +68,10 @@ pub struct ChildPlan {
     pub children: Vec<usize>,
     /// Zombie children: `(pid, wait status)`.
     pub zombies: Vec<(Option<i32>, i32)>,
+    /// Placeholder leaders of process groups whose leader had exited:
+    /// `(image pgid, pid to create it with)`. Each makes its group, waits
+    /// until members joined, and exits; the restorer reaps it.
+    pub ghosts: Vec<(i32, Option<i32>)>,
 }
 
 /// Descriptors every new process shares.
@@ -79,6 +83,9 @@ pub struct Shared {
     pub err_wr: RawFd,
     /// The restorer's write ends of every sync pipe, closed first.
     pub sync_wr: Vec<RawFd>,
+    /// Ghost leaders wait for end of file here.
+    pub ghost_rd: RawFd,
+    pub ghost_wr: RawFd,
 }
 
 fn errno() -> i32 {
@@ -96,6 +103,31 @@ fn fail(plan: &ChildPlan, shared: &Shared, step: Step) -> ! {
     unsafe {
         libc::write(shared.err_wr, msg.as_ptr().cast(), msg.len());
         libc::_exit(127);
+    }
+}
+
+/// Forks with a chosen pid, retrying for a few seconds while the pid is
+/// still held by a dying process of the original tree.
+///
+/// # Safety
+///
+/// As for [`fork_with_pid`].
+unsafe fn fork_retry(want: Option<i32>, exit_signal: i32) -> nix::Result<Forked> {
+    let mut tries = 0;
+    loop {
+        // SAFETY: forwarded to the caller.
+        match unsafe { fork_with_pid(want, 0, exit_signal) } {
+            Err(nix::errno::Errno::EEXIST) if tries < 500 => {
+                tries += 1;
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 10_000_000,
+                };
+                // SAFETY: nanosleep reads a live timespec.
+                unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+            }
+            r => return r,
+        }
     }
 }
 
@@ -165,15 +197,36 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
             fail(plan, shared, Step::Session);
         }
         for &(want, status) in &plan.zombies {
-            match fork_with_pid(want, 0, libc::SIGCHLD) {
+            match fork_retry(want, libc::SIGCHLD) {
                 Ok(Forked::Child) => become_zombie(status),
                 Ok(Forked::Parent(_)) => {}
                 Err(_) => fail(plan, shared, Step::Zombie),
             }
         }
+        for &(pgid, want) in &plan.ghosts {
+            match fork_retry(want, libc::SIGCHLD) {
+                Ok(Forked::Child) => {
+                    libc::close(shared.ghost_wr);
+                    let me = libc::syscall(libc::SYS_getpid) as i32;
+                    let mut rep = [0u8; 8];
+                    rep[0..4].copy_from_slice(&(-pgid).to_le_bytes());
+                    rep[4..8].copy_from_slice(&me.to_le_bytes());
+                    if libc::setpgid(0, 0) < 0
+                        || libc::write(shared.report_wr, rep.as_ptr().cast(), rep.len()) != 8
+                    {
+                        libc::_exit(1);
+                    }
+                    let mut b = [0u8; 1];
+                    libc::read(shared.ghost_rd, b.as_mut_ptr().cast(), 1);
+                    libc::_exit(0);
+                }
+                Ok(Forked::Parent(_)) => {}
+                Err(_) => fail(plan, shared, Step::Fork),
+            }
+        }
         for &c in &plan.children {
             let child = &plans[c];
-            match fork_with_pid(child.want, 0, child.exit_signal) {
+            match fork_retry(child.want, child.exit_signal) {
                 Ok(Forked::Child) => child_main(plans, c, shared),
                 Ok(Forked::Parent(_)) => {}
                 Err(_) => fail(child, shared, Step::Fork),

@@ -33,6 +33,11 @@ pub struct OpenFiles {
     by_id: HashMap<u64, OwnedFd>,
     /// Lowest descriptor number the held files use.
     pub base: RawFd,
+    /// Pipe and FIFO records of the image, by object id.
+    pub pipes: HashMap<u64, image::Pipe>,
+    /// Pipes made so far: object id -> (read end, write end); for a FIFO
+    /// both are one read-write description that keeps it open.
+    made: HashMap<u64, (OwnedFd, OwnedFd)>,
 }
 
 fn cpath(p: &[u8]) -> Result<CString> {
@@ -55,8 +60,8 @@ fn reopen_flags(flags: u32) -> OFlag {
 impl OpenFiles {
     pub fn new(base: RawFd) -> Self {
         OpenFiles {
-            by_id: HashMap::new(),
             base,
+            ..Default::default()
         }
     }
 
@@ -142,6 +147,7 @@ impl OpenFiles {
                 unsafe { OwnedFd::from_raw_fd(raw) }
             }
             image::FT_EXTERNAL => external(f, target_fd)?,
+            image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
             other => {
                 return Err(Error::msg(format!(
                     "cannot restore descriptor {target_fd} ({}): files of type {other} are not supported yet",
@@ -150,6 +156,85 @@ impl OpenFiles {
             }
         };
         self.hold(f.id, fd)
+    }
+
+    /// Opens one end of a pipe or FIFO as its own description with the
+    /// image's flags, making the pipe first.
+    fn open_pipe(&mut self, f: &File) -> Result<OwnedFd> {
+        let p = self.pipes.get(&f.object_id).ok_or_else(|| {
+            Error::msg(format!(
+                "invalid image: {} has no pipe record",
+                String::from_utf8_lossy(&f.link)
+            ))
+        })?;
+        let fifo = f.ftype == image::FT_FIFO;
+        if !self.made.contains_key(&p.id) {
+            let (rd, wr) = if fifo {
+                let path = std::path::Path::new(OsStr::from_bytes(&p.fifo_path));
+                if !path.exists() {
+                    // The FIFO node was removed: make it again (see cr-restart(1)).
+                    nix::unistd::mkfifo(path, Mode::from_bits_truncate(f.mode & 0o777))
+                        .ctx(|| format!("cannot recreate FIFO {}", path.display()))?;
+                }
+                let keep = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .ctx(|| format!("cannot open FIFO {}", path.display()))?;
+                let keep = OwnedFd::from(keep);
+                let again = keep.try_clone().ctx(|| "dup".into())?;
+                (keep, again)
+            } else {
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe".into())?
+            };
+            if p.capacity > 0 {
+                fcntl(wr.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(p.capacity as i32))
+                    .ctx(|| format!("cannot give a pipe its capacity of {} bytes", p.capacity))?;
+            }
+            self.made.insert(p.id, (rd, wr));
+        }
+        let (rd, wr) = &self.made[&p.id];
+        let acc = f.flags as i32 & libc::O_ACCMODE;
+        let end = if acc == libc::O_WRONLY { wr } else { rd };
+        let again = format!("/proc/self/fd/{}", end.as_raw_fd());
+        let flags = reopen_flags(f.flags) | OFlag::O_NONBLOCK;
+        let raw = open(again.as_str(), flags, Mode::empty())
+            .ctx(|| format!("cannot open {}", String::from_utf8_lossy(&f.link)))?;
+        // SAFETY: open just returned this descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if f.flags as i32 & libc::O_NONBLOCK == 0 {
+            fcntl(
+                fd.as_raw_fd(),
+                FcntlArg::F_SETFL(reopen_flags(f.flags) & !OFlag::O_NOCTTY),
+            )
+            .ctx(|| "fcntl".into())?;
+        }
+        Ok(fd)
+    }
+
+    /// Puts data that was waiting in a pipe back into it.
+    pub fn fill_pipe(&self, id: u64, data: &[u8]) -> Result<()> {
+        let (_, wr) = self.made.get(&id).ok_or_else(|| {
+            Error::msg(format!(
+                "invalid image: data for pipe {id}, which no process holds"
+            ))
+        })?;
+        let again = format!("/proc/self/fd/{}", wr.as_raw_fd());
+        let raw = open(
+            again.as_str(),
+            OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| "cannot open a pipe to fill it".into())?;
+        // SAFETY: open just returned this descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut done = 0;
+        while done < data.len() {
+            let n = nix::unistd::write(&fd, &data[done..])
+                .ctx(|| format!("cannot put {} bytes back into pipe {id}", data.len()))?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// The writable descriptor for a deleted file's contents.

@@ -73,6 +73,7 @@ struct Meta {
     procs: Vec<ProcImage>,
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
+    pipes: HashMap<u64, image::Pipe>,
     first_bulk: Option<RawRecord>,
 }
 
@@ -121,6 +122,10 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
             Kind::SHMEM => {
                 let s: Shmem = rec.decode()?;
                 m.shmem.insert(s.id, s);
+            }
+            Kind::PIPE => {
+                let p: image::Pipe = rec.decode()?;
+                m.pipes.insert(p.id, p);
             }
             k if k.is_optional() => {}
             k => {
@@ -346,8 +351,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         .max(2);
     raise_nofile(max_fd as u64 + 256);
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
+    open.pipes = meta.pipes.clone();
 
-    let tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
+    let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
     let pids = tree.outer.clone();
     let live: Vec<&ProcImage> = meta
         .procs
@@ -371,7 +377,12 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     for bp in &mut building {
         let p = &bp.pi.p;
         if p.pgid != p.pid && p.sid != p.pid {
-            if let Some(&g) = tree.inner.get(&(p.pgid as i32)) {
+            let ghost = tree
+                .ghosts
+                .iter()
+                .find(|x| x.0 == p.pgid as i32)
+                .map(|x| x.1);
+            if let Some(g) = tree.inner.get(&(p.pgid as i32)).copied().or(ghost) {
                 bp.b.call(nr::SETPGID, &[0, g as u64]).map_err(|e| {
                     Error::msg(format!(
                         "cannot restore the process group {} of pid {}: {e}",
@@ -380,6 +391,20 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 })?;
             }
         }
+    }
+    // Members joined: the ghosts exit and their parents reap them.
+    drop(tree.ghost_wr.take());
+    for &(_, ghost, parent) in &tree.ghosts {
+        let bp = building
+            .iter_mut()
+            .find(|x| x.pi.p.pid as i32 == parent)
+            .expect("ghost parent is live");
+        bp.b.call(nr::WAIT4, &[ghost as u64, 0, libc::__WALL as u64, 0])?;
+        let set: u64 = 1 << (libc::SIGCHLD - 1);
+        let set_at = bp.b.put(&set.to_le_bytes())?;
+        let zero_at = bp.b.put(&[0u8; 16])?;
+        // Its SIGCHLD is not part of the image: drop it.
+        let _ = bp.b.r.raw(nr::RT_SIGTIMEDWAIT, &[set_at, 0, zero_at, 8]);
     }
     for bp in &mut building {
         bp.b.unregister_rseq()?;
@@ -476,6 +501,19 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 )
                 .ctx(|| "cannot write the contents of a deleted file".into())?;
             }
+            image::SPACE_PIPE => {
+                let p = meta
+                    .pipes
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown pipe {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > p.data_len {
+                    return Err(corrupt(format!(
+                        "more data for pipe {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_pipe(pre.id, data)?;
+            }
             s => return Err(corrupt(format!("data for unknown space {s}"))),
         }
         next = source.next()?;
@@ -534,6 +572,14 @@ fn raise_nofile(want: u64) {
     }
 }
 
+/// Moves a descriptor above `base` (close-on-exec).
+fn high(fd: OwnedFd, base: RawFd) -> Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
+        .ctx(|| "cannot duplicate a descriptor".into())?;
+    // SAFETY: fcntl just returned this new descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 /// Waits (bounded) until no process or thread holds any of `ids`.
 fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
     let deadline = Instant::now() + wait;
@@ -560,6 +606,11 @@ struct Tree {
     inner: BTreeMap<i32, i32>,
     /// The pid namespace's init, with `--pidns`.
     init: Option<i32>,
+    /// Placeholder group leaders: `(image pgid, pid as its parent sees it,
+    /// image pid of its parent)`.
+    ghosts: Vec<(i32, i32, i32)>,
+    /// Closing this lets the ghosts exit.
+    ghost_wr: Option<OwnedFd>,
 }
 
 /// Finds the pid we see for the process that sees itself as `inner`,
@@ -591,9 +642,13 @@ fn spawn_tree(
 ) -> Result<Tree> {
     if opts.original_pids && !opts.pidns {
         let mut ids: Vec<u32> = Vec::new();
+        let root_pgid = meta.procs[0].p.pgid;
         for pi in &meta.procs {
             ids.push(pi.p.pid);
             ids.extend(pi.threads.iter().map(|t| t.tid));
+            if pi.p.pgid != root_pgid && !ids.contains(&pi.p.pgid) {
+                ids.push(pi.p.pgid);
+            }
         }
         wait_for_ids(&ids, opts.pid_wait)?;
     }
@@ -635,15 +690,19 @@ fn spawn_tree(
                 targets.push(fd.fd);
             }
         }
-        let cwd = files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?;
+        let cwd = high(
+            files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
+            open.base,
+        )?;
         plan.cwd = Some(cwd.as_raw_fd());
         keep.push(cwd);
         if !p.root.is_empty() && p.root != b"/" {
-            let r = files::open_dir(&p.root)?;
+            let r = high(files::open_dir(&p.root)?, open.base)?;
             plan.root = Some(r.as_raw_fd());
             keep.push(r);
         }
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+        let rd = high(rd, open.base)?;
         plan.sync_rd = rd.as_raw_fd();
         keep.push(rd);
         sync_wr.push(wr);
@@ -677,14 +736,42 @@ fn spawn_tree(
             plans[parent].children.push(idx);
         }
     }
+    // Groups whose leader had exited get a placeholder leader, forked by
+    // their session's leader (or the root, for a session from outside).
+    let root_pgid = live[0].p.pgid;
+    let mut ghosts: Vec<(i32, usize)> = Vec::new();
+    for pi in &live {
+        let g = pi.p.pgid;
+        if g == root_pgid
+            || live.iter().any(|x| x.p.pid == g)
+            || ghosts.iter().any(|&(x, _)| x == g as i32)
+        {
+            continue;
+        }
+        let parent = live.iter().position(|x| x.p.pid == pi.p.sid).unwrap_or(0);
+        ghosts.push((g as i32, parent));
+        plans[parent]
+            .ghosts
+            .push((g as i32, opts.original_pids.then_some(g as i32)));
+    }
+    let (ghost_rd, ghost_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let ghost_rd = high(ghost_rd, open.base)?;
+    let ghost_wr = high(ghost_wr, open.base)?;
     let (report_rd, report_wr) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
     let (err_rd, err_wr) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    // Above every descriptor number the processes use, so placing their
+    // descriptors cannot clobber these.
+    let report_wr = high(report_wr, open.base)?;
+    let err_wr = high(err_wr, open.base)?;
     let shared = child::Shared {
         report_wr: report_wr.as_raw_fd(),
         err_wr: err_wr.as_raw_fd(),
         sync_wr: sync_wr.iter().map(|f| f.as_raw_fd()).collect(),
+        ghost_rd: ghost_rd.as_raw_fd(),
+        ghost_wr: ghost_wr.as_raw_fd(),
     };
     let root = &plans[0];
     if opts.pidns {
@@ -741,7 +828,8 @@ fn spawn_tree(
     let mut pids = BTreeMap::new();
     let mut inner = BTreeMap::new();
     let report = std::fs::File::from(report_rd);
-    while pids.len() < live.len() {
+    let mut ghost_pids = BTreeMap::new();
+    while pids.len() + ghost_pids.len() < live.len() + ghosts.len() {
         let mut fds = [
             nix::poll::PollFd::new(report.as_fd(), nix::poll::PollFlags::POLLIN),
             nix::poll::PollFd::new(err_rd.as_fd(), nix::poll::PollFlags::POLLIN),
@@ -762,6 +850,11 @@ fn spawn_tree(
             .map_err(|_| child_failed(&err_rd))?;
         let image_pid = i32::from_le_bytes(rep[0..4].try_into().expect("4 bytes"));
         let seen = i32::from_le_bytes(rep[4..8].try_into().expect("4 bytes"));
+        if image_pid < 0 {
+            // A ghost leader: not traced, it only holds its group for a moment.
+            ghost_pids.insert(-image_pid, seen);
+            continue;
+        }
         let pid = match init {
             Some(init) => outer_of(init, seen).ok_or_else(|| {
                 Error::msg(format!(
@@ -785,25 +878,38 @@ fn spawn_tree(
     drop(sync_wr);
     for pi in &live {
         let pid = pids[&(pi.p.pid as i32)];
-        match ptrace::wait(pid).ctx(|| format!("waiting for new process {pid}"))? {
-            Stop::Signal(s) if s == libc::SIGSTOP => {}
-            Stop::Exited(_) | Stop::Killed(_) => {
-                undo.pids.retain(|&x| x != pid);
-                return Err(child_failed(&err_rd));
-            }
-            other => {
-                return Err(Error::msg(format!(
-                    "cannot restore pid {}: unexpected first stop {other:?}",
-                    pi.p.pid
-                )));
+        loop {
+            match ptrace::wait(pid).ctx(|| format!("waiting for new process {pid}"))? {
+                Stop::Signal(s) if s == libc::SIGSTOP => break,
+                // SIGCHLD from a zombie child it just made: the original parent
+                // had that one already.
+                Stop::Signal(s) if s == libc::SIGCHLD => {
+                    ptrace::cont(pid, None).ctx(|| format!("resuming new process {pid}"))?;
+                }
+                Stop::Exited(_) | Stop::Killed(_) => {
+                    undo.pids.retain(|&x| x != pid);
+                    return Err(child_failed(&err_rd));
+                }
+                other => {
+                    return Err(Error::msg(format!(
+                        "cannot restore pid {}: unexpected first stop {other:?}",
+                        pi.p.pid
+                    )));
+                }
             }
         }
     }
     drop(keep);
+    drop(ghost_rd);
     Ok(Tree {
         outer: pids,
         inner,
         init,
+        ghosts: ghosts
+            .iter()
+            .map(|&(g, parent)| (g, ghost_pids[&g], live[parent].p.pid as i32))
+            .collect(),
+        ghost_wr: Some(ghost_wr),
     })
 }
 

@@ -386,6 +386,9 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
         let at = b.put(&it)?;
         b.call(nr::SETITIMER, &[t.which as u64, at, 0])?;
     }
+    if p.child_subreaper {
+        b.call(nr::PRCTL, &[libc::PR_SET_CHILD_SUBREAPER as u64, 1])?;
+    }
     if p.personality != 0 {
         b.call(nr::PERSONALITY, &[p.personality as u64])?;
     }
@@ -406,6 +409,12 @@ pub fn finish_thread(b: &mut Builder, t: &Thread, tid: i32) -> Result<()> {
         b.call(nr::SIGALTSTACK, &[at, 0])?;
     }
     b.call(nr::SET_TID_ADDRESS, &[t.clear_child_tid])?;
+    if !t.comm.is_empty() {
+        let mut comm = t.comm.clone();
+        comm.truncate(15);
+        let name = b.put_path(&comm)?;
+        b.call(nr::PRCTL, &[libc::PR_SET_NAME as u64, name])?;
+    }
     if t.robust_list != 0 {
         b.call(nr::SET_ROBUST_LIST, &[t.robust_list, t.robust_len])?;
     }
