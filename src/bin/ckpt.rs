@@ -45,7 +45,14 @@ fn main() -> ExitCode {
             After::Resume
         };
         let out = cli::output(args.output.as_deref(), args.force)?;
-        let s = checkpoint::checkpoint(args.pid, out, &checkpoint::Options { after })?;
+        let s = checkpoint::checkpoint(
+            args.pid,
+            out,
+            &checkpoint::Options {
+                after,
+                ..Default::default()
+            },
+        )?;
         if args.verbose {
             eprintln!(
                 "ckpt: pid {}: {} process(es), {} thread(s), {} pages ({} bytes), {} zero pages skipped, frozen for {:.3} ms",

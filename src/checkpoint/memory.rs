@@ -154,13 +154,31 @@ pub struct DumpStats {
 }
 
 /// Reads the pages of the given plans and writes them as `PAGES` records.
+/// A change to apply to the image's copy of memory (not to the live
+/// process): `(address, bytes)`. Self-checkpoint uses it to tell the
+/// restored copy from the original.
+pub type Patch = (u64, Vec<u8>);
+
+fn apply_patches(base: u64, chunk: &mut [u8], patches: &[Patch], applied: &mut [bool]) {
+    let end = base + chunk.len() as u64;
+    for (i, (addr, bytes)) in patches.iter().enumerate() {
+        if *addr >= base && addr + bytes.len() as u64 <= end {
+            let off = (addr - base) as usize;
+            chunk[off..off + bytes.len()].copy_from_slice(bytes);
+            applied[i] = true;
+        }
+    }
+}
+
 pub fn dump_pages<W: Write>(
     pid: i32,
     plans: &[VmaPlan],
     w: &mut Writer<W>,
     buf: &mut Vec<u8>,
     stats: &mut DumpStats,
+    patches: &[Patch],
 ) -> Result<()> {
+    let mut applied = vec![false; patches.len()];
     let mut memf = None;
     buf.resize(image::CHUNK, 0);
     for p in plans {
@@ -171,10 +189,17 @@ pub fn dump_pages<W: Write>(
                 let chunk = &mut buf[..n];
                 mem::read_exact(pid, at, chunk, &mut memf)
                     .ctx(|| format!("cannot read memory of pid {pid} at {at:#x}"))?;
+                apply_patches(at, chunk, patches, &mut applied);
                 emit_runs(pid, at, chunk, p.private_file, w, stats)?;
                 at += n as u64;
             }
         }
+    }
+    if let Some(i) = applied.iter().position(|a| !a) {
+        return Err(Error::msg(format!(
+            "cannot checkpoint pid {pid}: address {:#x} to patch is not in its dumped private memory",
+            patches[i].0
+        )));
     }
     Ok(())
 }

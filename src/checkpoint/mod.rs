@@ -28,9 +28,12 @@ pub use freeze::After;
 use freeze::Frozen;
 
 /// How to checkpoint.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub after: After,
+    /// Changes to the root process's memory in the image only (never in
+    /// the live process); each must fall in a dumped page and one chunk.
+    pub patches: Vec<memory::Patch>,
 }
 
 /// What a checkpoint did, for reporting.
@@ -89,7 +92,7 @@ pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary>
         ..Default::default()
     };
     // Any error from here on drops `frozen`, which resumes the tree.
-    write_image(&frozen, pid, out, &mut summary)?;
+    write_image(&frozen, pid, out, &mut summary, opts)?;
     summary.frozen_for = t0.elapsed();
     frozen.release(opts.after)?;
     Ok(summary)
@@ -102,7 +105,13 @@ struct ProcState {
     plans: Vec<memory::VmaPlan>,
 }
 
-fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summary) -> Result<()> {
+fn write_image<W: Write>(
+    frozen: &Frozen,
+    root: i32,
+    out: W,
+    summary: &mut Summary,
+    opts: &Options,
+) -> Result<()> {
     let (arch, kernel) = uname();
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
@@ -178,7 +187,19 @@ fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summa
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
     for s in &states {
-        memory::dump_pages(s.process.pid as i32, &s.plans, &mut w, &mut buf, &mut stats)?;
+        let patches: &[memory::Patch] = if s.process.pid as i32 == root {
+            &opts.patches
+        } else {
+            &[]
+        };
+        memory::dump_pages(
+            s.process.pid as i32,
+            &s.plans,
+            &mut w,
+            &mut buf,
+            &mut stats,
+            patches,
+        )?;
     }
     let mut done_shm = std::collections::HashSet::new();
     for s in &states {
