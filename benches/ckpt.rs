@@ -193,7 +193,6 @@ fn workload(role: &str) -> ! {
     }
 }
 
-
 /// The machine's limits (a role, see [`Bench::limits`]).
 fn measure_limits(mib: usize, runs: usize) -> ! {
     let len = mib * MIB;
@@ -564,7 +563,10 @@ impl Bench {
             "machine: {cpu}, {ncpu} CPUs, kernel {}, THP {}, load average at start {}",
             kernel.trim(),
             thp.trim(),
-            load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
         eprintln!("{}", self.notes[0]);
     }
@@ -575,7 +577,10 @@ impl Bench {
     fn limits(&mut self) -> Limits {
         eprintln!("limits ({} MiB, median of {}):", self.mib, self.runs);
         let out = Command::new(std::env::current_exe().expect("current exe"))
-            .env("CR_BENCH_ROLE", format!("limits:{}:{}", self.mib, self.runs))
+            .env(
+                "CR_BENCH_ROLE",
+                format!("limits:{}:{}", self.mib, self.runs),
+            )
             .stderr(Stdio::inherit())
             .output()
             .expect("limits");
@@ -649,7 +654,12 @@ impl Bench {
     fn restore(&self, img: &Path) -> Run {
         let img_s = img.as_os_str();
         pipeline(
-            &[vec![bin("cr-restart"), OsStr::new("--detach"), OsStr::new("-i"), img_s]],
+            &[vec![
+                bin("cr-restart"),
+                OsStr::new("--detach"),
+                OsStr::new("-i"),
+                img_s,
+            ]],
             None,
             Path::new("/dev/null"),
         )
@@ -729,12 +739,7 @@ impl Bench {
             let zst = self.dir.join("big.zst");
             let alone = self.timed(|| {
                 warm(&img);
-                pipeline(
-                    &[vec![bin("cr-zstd"), OsStr::new("-T2")]],
-                    Some(&img),
-                    &zst,
-                )
-                .secs
+                pipeline(&[vec![bin("cr-zstd"), OsStr::new("-T2")]], Some(&img), &zst).secs
             });
             let mut zrss = 0;
             let t = self.timed(|| {
@@ -757,8 +762,7 @@ impl Bench {
             );
             let _ = std::fs::remove_file(&zst);
             // Peak memory of every tool on this image.
-            let mut tools: Vec<(&'static str, i64)> =
-                vec![("ckpt", rss), ("cr-zstd -T2", zrss)];
+            let mut tools: Vec<(&'static str, i64)> = vec![("ckpt", rss), ("cr-zstd -T2", zrss)];
             let prefix = self.dir.join("part.");
             for (name, argv, out) in [
                 ("cr-sum", vec![bin("cr-sum")], devnull.to_path_buf()),
@@ -834,8 +838,10 @@ impl Bench {
                 "< 64 MiB",
                 Some(max < 64 * 1024),
             );
-            self.notes
-                .push(format!("{gib} image: {:.1} MiB", img_len as f64 / MIB as f64));
+            self.notes.push(format!(
+                "{gib} image: {:.1} MiB",
+                img_len as f64 / MIB as f64
+            ));
         }
         let _ = std::fs::remove_file(&img);
     }
@@ -915,7 +921,10 @@ impl Bench {
         }
         println!(
             "load average at end: {}; median of {} runs",
-            load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
             self.runs
         );
         println!();

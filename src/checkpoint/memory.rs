@@ -188,8 +188,8 @@ fn aligned(buf: &mut Vec<u8>, len: usize) -> std::ops::Range<usize> {
     if buf.len() < len + PAGE as usize {
         buf.resize(len + PAGE as usize, 0);
     }
-    let off = (BUF_PAGE_OFFSET + PAGE as usize - buf.as_ptr() as usize % PAGE as usize)
-        % PAGE as usize;
+    let off =
+        (BUF_PAGE_OFFSET + PAGE as usize - buf.as_ptr() as usize % PAGE as usize) % PAGE as usize;
     off..off + len
 }
 
@@ -273,7 +273,11 @@ fn read_chunk(
         while off < job.len {
             let n = (job.len - off).min(PIECE);
             read(off, n, &mut buf, memf)?;
-            scan(&buf[data.start + off..][..n], off / PAGE as usize, &mut runs);
+            scan(
+                &buf[data.start + off..][..n],
+                off / PAGE as usize,
+                &mut runs,
+            );
             off += n;
         }
     } else {

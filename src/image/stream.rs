@@ -747,9 +747,14 @@ mod crc_tests {
         for opts in [WriteOptions::default(), WriteOptions { digest: true }] {
             let mut a = Writer::new(Vec::new(), &h, opts).unwrap();
             let mut b = Writer::new(io::BufWriter::new(Vec::new()), &h, opts).unwrap();
-            for (i, d) in [&data[..10], &data[..4096], &data[7..(1 << 20) + 9], &data[..]]
-                .into_iter()
-                .enumerate()
+            for (i, d) in [
+                &data[..10],
+                &data[..4096],
+                &data[7..(1 << 20) + 9],
+                &data[..],
+            ]
+            .into_iter()
+            .enumerate()
             {
                 let pre = [i as u8; 32];
                 a.write_parts(Kind::PAGES, &[&pre, d]).unwrap();

@@ -7,24 +7,21 @@
 
 pub mod child;
 pub mod files;
+mod pages;
 pub mod space;
 pub mod spool;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::error::{Context, Error, Result};
-use crate::image::{
-    self, DataPrefix, FdTable, File, Kind, Mm, Process, RawRecord, Reader, Shmem, Thread,
-};
+use crate::image::{self, FdTable, File, Kind, Mm, Process, RawRecord, Reader, Shmem, Thread};
 use crate::sys::clone::{Forked, fork_with_pid};
-use crate::sys::mem;
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::{self, Gate, Remote, nr};
@@ -424,100 +421,12 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
 
     // Bulk data: page contents and file contents, streamed straight in.
-    let mut next = if matches!(source, spool::Source::Spooled(_)) {
+    let next = if matches!(source, spool::Source::Spooled(_)) {
         source.next()?
     } else {
         first
     };
-    let zeros = vec![0u8; image::CHUNK];
-    while let Some(raw) = next {
-        let rec = raw.decode()?;
-        let (pre, data) = DataPrefix::parse(&rec.payload)
-            .ok_or_else(|| corrupt(format!("record {} is too short for its kind", rec.seq)))?;
-        let zlen;
-        let data: &[u8] = if rec.kind == Kind::ZERO {
-            if data.len() < 8 {
-                return Err(corrupt(format!("zero record {} has no length", rec.seq)));
-            }
-            zlen = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
-            if zlen > image::CHUNK {
-                return Err(corrupt(format!("zero record {} is too long", rec.seq)));
-            }
-            &zeros[..zlen]
-        } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
-            data
-        } else {
-            return Err(corrupt(format!(
-                "a {} record after the page data began",
-                rec.kind
-            )));
-        };
-        match pre.space {
-            image::SPACE_PROCESS => {
-                let bp = building
-                    .iter_mut()
-                    .find(|x| x.pi.p.pid as u64 == pre.id)
-                    .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
-                let end = pre.addr.checked_add(data.len() as u64).unwrap_or(u64::MAX);
-                if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
-                    return Err(corrupt(format!(
-                        "pages at {:#x}-{:#x} of process {} lie outside its mappings",
-                        pre.addr, end, pre.id
-                    )));
-                }
-                mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
-                    .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
-            }
-            image::SPACE_SHMEM => {
-                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
-                    corrupt(format!("pages for unknown shared memory {}", pre.id))
-                })?;
-                if pre.addr.saturating_add(data.len() as u64) > s.size {
-                    return Err(corrupt(format!(
-                        "pages beyond the end of shared memory {}",
-                        pre.id
-                    )));
-                }
-                let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
-                f.write_all_at(data, pre.addr)
-                    .ctx(|| "cannot fill shared memory".into())?;
-            }
-            image::SPACE_FILE => {
-                let fd = open
-                    .blob_target(pre.id)
-                    .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
-                let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
-                if pre.addr.saturating_add(data.len() as u64) > size {
-                    return Err(corrupt(format!(
-                        "contents beyond the end of file {}",
-                        pre.id
-                    )));
-                }
-                nix::sys::uio::pwrite(
-                    // SAFETY: fd is held open by `open` for the whole restore.
-                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-                    data,
-                    pre.addr as i64,
-                )
-                .ctx(|| "cannot write the contents of a deleted file".into())?;
-            }
-            image::SPACE_PIPE => {
-                let p = meta
-                    .pipes
-                    .get(&pre.id)
-                    .ok_or_else(|| corrupt(format!("data for unknown pipe {}", pre.id)))?;
-                if pre.addr.saturating_add(data.len() as u64) > p.data_len {
-                    return Err(corrupt(format!(
-                        "more data for pipe {} than it held",
-                        pre.id
-                    )));
-                }
-                open.fill_pipe(pre.id, data)?;
-            }
-            s => return Err(corrupt(format!("data for unknown space {s}"))),
-        }
-        next = source.next()?;
-    }
+    pages::restore_bulk(next, &mut source, &mut building, &meta, &shm_fds, &open)?;
     // reader.next_raw() returned None: the end record was read and matched.
 
     let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
