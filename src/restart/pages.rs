@@ -87,7 +87,7 @@ fn dispatch<R: Read>(
                     .iter_mut()
                     .find(|x| x.pi.p.pid as u64 == pre.id)
                     .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
-                let end = pre.addr.checked_add(len as u64).unwrap_or(u64::MAX);
+                let end = pre.addr.saturating_add(len as u64);
                 if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
                     return Err(corrupt(format!(
                         "pages at {:#x}-{:#x} of process {} lie outside its mappings",
