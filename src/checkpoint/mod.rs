@@ -129,6 +129,7 @@ fn write_image<W: Write>(
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p).collect();
+    let sockets = files.sockets(&fdtables)?;
     let mut pipes = Vec::new();
     for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
         let (cap, data) = files::peek_pipe(pid, fd)?;
@@ -172,6 +173,9 @@ fn write_image<W: Write>(
     }
     for (p, _) in &pipes {
         w.write(Kind::PIPE, p)?;
+    }
+    for (s, _) in &sockets {
+        w.write(Kind::SOCKET, s)?;
     }
     let mut objs: Vec<&Shmem> = shmem.values().collect();
     objs.sort_by_key(|s| s.id);
@@ -226,6 +230,30 @@ fn write_image<W: Write>(
                 addr: (i * image::CHUNK) as u64,
             };
             w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), chunk])?;
+        }
+    }
+    // Data waiting in sockets, as length-prefixed messages, cut only
+    // between messages.
+    for (s, data) in &sockets {
+        let mut at = 0;
+        while at < data.len() {
+            let mut end = at;
+            while end < data.len() {
+                let n =
+                    u32::from_le_bytes(data[end..end + 4].try_into().expect("4 bytes")) as usize;
+                if end > at && end + 4 + n - at > image::CHUNK {
+                    break;
+                }
+                end += 4 + n;
+            }
+            let prefix = image::DataPrefix {
+                space: image::SPACE_SOCKET,
+                flags: 0,
+                id: s.id,
+                addr: at as u64,
+            };
+            w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), &data[at..end]])?;
+            at = end;
         }
     }
     // Contents of files deleted while open.

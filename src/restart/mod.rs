@@ -74,6 +74,7 @@ struct Meta {
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
+    sockets: HashMap<u64, image::Socket>,
     first_bulk: Option<RawRecord>,
 }
 
@@ -126,6 +127,10 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
                 m.pipes.insert(p.id, p);
+            }
+            Kind::SOCKET => {
+                let s: image::Socket = rec.decode()?;
+                m.sockets.insert(s.id, s);
             }
             k if k.is_optional() => {}
             k => {
@@ -352,6 +357,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     raise_nofile(max_fd as u64 + 256);
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
     open.pipes = meta.pipes.clone();
+    open.sockets = meta.sockets.clone();
 
     let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
     let pids = tree.outer.clone();
@@ -501,6 +507,19 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 )
                 .ctx(|| "cannot write the contents of a deleted file".into())?;
             }
+            image::SPACE_SOCKET => {
+                let sk = meta
+                    .sockets
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
+                    return Err(corrupt(format!(
+                        "more data for socket {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_socket(pre.id, data)?;
+            }
             image::SPACE_PIPE => {
                 let p = meta
                     .pipes
@@ -519,6 +538,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         next = source.next()?;
     }
     // reader.next_raw() returned None: the end record was read and matched.
+    open.finish_sockets()?;
 
     let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
     for bp in &mut building {

@@ -6,3 +6,4 @@ pub mod pagemap;
 pub mod proc;
 pub mod ptrace;
 pub mod remote;
+pub mod unixdiag;
