@@ -218,12 +218,7 @@ pub fn msgrcv(id: i32, max: usize, msgtyp: i64, flags: i32) -> nix::Result<(i64,
 /// (`MSG_COPY | IPC_NOWAIT`); `None` past the last message. `max` must be at
 /// least the message's size (`E2BIG` otherwise).
 pub fn msg_copy(id: i32, index: usize, max: usize) -> nix::Result<Option<(i64, Vec<u8>)>> {
-    match msgrcv(
-        id,
-        max,
-        index as i64,
-        libc::MSG_COPY | libc::IPC_NOWAIT,
-    ) {
+    match msgrcv(id, max, index as i64, libc::MSG_COPY | libc::IPC_NOWAIT) {
         Ok(m) => Ok(Some(m)),
         Err(Errno::ENOMSG) => Ok(None),
         Err(e) => Err(e),
@@ -452,7 +447,9 @@ impl ShmAttach {
         }
         // SAFETY: the range lies inside the live attachment (checked above)
         // and `buf` is a distinct, writable Rust buffer.
-        unsafe { std::ptr::copy_nonoverlapping(self.addr.add(offset), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.addr.add(offset), buf.as_mut_ptr(), buf.len())
+        };
         Ok(())
     }
     /// Copies `data` into the segment at `offset`. The attachment must not
@@ -474,7 +471,10 @@ impl ShmAttach {
     pub fn open_file(&self) -> io::Result<File> {
         let page = crate::sys::pagemap::page_size() as usize;
         let end = self.addr as usize + self.len.div_ceil(page).max(1) * page;
-        File::open(format!("/proc/self/map_files/{:x}-{:x}", self.addr as usize, end))
+        File::open(format!(
+            "/proc/self/map_files/{:x}-{:x}",
+            self.addr as usize, end
+        ))
     }
 }
 
@@ -504,7 +504,11 @@ pub fn parse_sysvipc_ids(buf: &[u8], id_column: &[u8]) -> std::result::Result<Ve
             .split(|b| b.is_ascii_whitespace())
             .filter(|w| !w.is_empty());
         let Some(first) = words.next() else { continue };
-        let w = if col == 0 { Some(first) } else { words.nth(col - 1) };
+        let w = if col == 0 {
+            Some(first)
+        } else {
+            words.nth(col - 1)
+        };
         let w = w.ok_or_else(|| format!("short line {:?}", String::from_utf8_lossy(line)))?;
         let id = std::str::from_utf8(w)
             .ok()
@@ -654,7 +658,10 @@ mod tests {
                     \x20  4660      32769   644                 8192   101   101      0     0     0     0     0          0          0 1700000000                     0                     0\n";
         assert_eq!(parse_sysvipc_ids(shm, b"shmid").unwrap(), vec![5, 32769]);
         let empty = b"       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime\n";
-        assert_eq!(parse_sysvipc_ids(empty, b"msqid").unwrap(), Vec::<i32>::new());
+        assert_eq!(
+            parse_sysvipc_ids(empty, b"msqid").unwrap(),
+            Vec::<i32>::new()
+        );
         assert!(parse_sysvipc_ids(b"", b"msqid").is_err());
         assert!(parse_sysvipc_ids(b"key semid\n1\n", b"semid").is_err());
         assert!(parse_sysvipc_ids(b"key semid\n1 x\n", b"semid").is_err());
