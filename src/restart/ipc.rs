@@ -204,7 +204,7 @@ impl IpcRestore {
         let got = match sys::with_creator(cuid, cgid, make) {
             Ok(Ok(got)) => got,
             Ok(Err(e)) => {
-                let _ = sys::set_next_id(class, -1);
+                let _ = sys::clear_next_id(class);
                 return Err(match e {
                     Errno::EEXIST => Error::msg(format!("{}: key already in use", what(class, id))),
                     e => Error::Sys {
@@ -214,7 +214,7 @@ impl IpcRestore {
                 });
             }
             Err(e) => {
-                let _ = sys::set_next_id(class, -1);
+                let _ = sys::clear_next_id(class);
                 return Err(e);
             }
         };
@@ -241,8 +241,20 @@ impl IpcRestore {
         // Room for every message first; the image's qbytes last.
         let total: u64 = q.messages.iter().map(|m| m.data.len() as u64).sum();
         let st = sys::msg_stat(id).ctx(w)?;
+        let qbytes_err = |e: Errno, qbytes: u64| match e {
+            Errno::EPERM => Error::msg(format!(
+                "{}: a queue of {qbytes} bytes is larger than this namespace's msgmnb \
+                 allows without CAP_SYS_RESOURCE",
+                w()
+            )),
+            e => Error::Sys {
+                what: w(),
+                errno: e,
+            },
+        };
         if st.qbytes < total {
-            sys::msg_set(id, st.perm.uid, st.perm.gid, st.perm.mode, total).ctx(w)?;
+            sys::msg_set(id, st.perm.uid, st.perm.gid, st.perm.mode, total)
+                .map_err(|e| qbytes_err(e, total))?;
         }
         for (i, m) in q.messages.iter().enumerate() {
             if m.mtype <= 0 {
@@ -265,7 +277,8 @@ impl IpcRestore {
                 Err(e) => return Err(e).ctx(|| format!("{}: sending message {i}", w())),
             }
         }
-        sys::msg_set(id, q.perm.uid, q.perm.gid, q.perm.mode, q.qbytes).ctx(w)
+        sys::msg_set(id, q.perm.uid, q.perm.gid, q.perm.mode, q.qbytes)
+            .map_err(|e| qbytes_err(e, q.qbytes))
     }
 
     fn create_set(&mut self, s: &SemSet) -> Result<()> {

@@ -537,6 +537,35 @@ pub fn set_next_id(class: Class, id: i32) -> Result<()> {
     std::fs::write(&path, format!("{id}\n")).ctx(|| format!("writing {id} to {path}"))
 }
 
+/// Withdraws a pending `*_next_id` wish that no object consumed (creation
+/// failed before the kernel allocated an id). Writing `-1` is refused by
+/// some kernels (6.x: the sysctl's minimum is 0), so the wish is used up by
+/// a throw-away private object, removed at once.
+pub fn clear_next_id(class: Class) -> Result<()> {
+    if next_id(class)? < 0 || set_next_id(class, -1).is_ok() {
+        return Ok(());
+    }
+    let id = match class {
+        Class::Msg => msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600),
+        Class::Sem => semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600),
+        Class::Shm => shmget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600),
+    }
+    .ctx(|| format!("clearing {}", next_id_path(class)))?;
+    match class {
+        Class::Msg => msg_rmid(id),
+        Class::Sem => sem_rmid(id),
+        Class::Shm => shm_rmid(id),
+    }
+    .ctx(|| format!("removing {} {id}", class.noun()))?;
+    match next_id(class)? {
+        -1 => Ok(()),
+        n => Err(Error::msg(format!(
+            "{} still reads {n} after clearing it",
+            next_id_path(class)
+        ))),
+    }
+}
+
 /// The pending `*_next_id` wish, `-1` when none.
 pub fn next_id(class: Class) -> Result<i32> {
     let path = next_id_path(class);
