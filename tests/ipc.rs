@@ -97,9 +97,12 @@ fn image_of(dump: &IpcDump) -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// A `PAGES` record's prefix and data.
+type Pages = (DataPrefix, Vec<u8>);
+
 /// The kinds of an image's records, in order, with each `PAGES` record's
-/// prefix and data length.
-fn records(img: &[u8]) -> Vec<(Kind, Option<(DataPrefix, Vec<u8>)>)> {
+/// prefix and data.
+fn records(img: &[u8]) -> Vec<(Kind, Option<Pages>)> {
     let mut r = Reader::new(img).unwrap();
     let mut out = Vec::new();
     while let Some(rec) = r.next_record().unwrap() {

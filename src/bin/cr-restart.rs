@@ -37,17 +37,10 @@ struct Args {
 }
 
 fn parse_fd(s: &str) -> Result<(u32, FdSource), String> {
-    let (n, spec) = s
-        .split_once('=')
-        .ok_or_else(|| format!("--fd {s}: expected N=SPEC"))?;
-    let n: u32 = n
-        .parse()
-        .map_err(|_| format!("--fd {s}: {n} is not a descriptor number"))?;
+    let (n, spec) = s.split_once('=').ok_or_else(|| format!("--fd {s}: expected N=SPEC"))?;
+    let n: u32 = n.parse().map_err(|_| format!("--fd {s}: {n} is not a descriptor number"))?;
     let src = match spec.strip_prefix("fd:") {
-        Some(m) => FdSource::Inherit(
-            m.parse()
-                .map_err(|_| format!("--fd {s}: {m} is not a descriptor number"))?,
-        ),
+        Some(m) => FdSource::Inherit(m.parse().map_err(|_| format!("--fd {s}: {m} is not a descriptor number"))?),
         None => FdSource::Path(PathBuf::from(spec)),
     };
     Ok((n, src))

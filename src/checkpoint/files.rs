@@ -42,8 +42,7 @@ impl FileTable {
 
     /// Reads every descriptor of `pid`.
     pub fn read_fds(&mut self, pid: i32) -> Result<FdTable> {
-        let fds =
-            proc::fds(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+        let fds = proc::fds(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
         let mut table = FdTable {
             pid: pid as u32,
             fds: Vec::new().into(),
@@ -108,8 +107,7 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
     if link.starts_with(b"anon_inode:") {
         return Err(unsupported("an anonymous inode"));
     }
-    let meta =
-        meta.map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: descriptor {fd}: {e}")))?;
+    let meta = meta.map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: descriptor {fd}: {e}")))?;
     f.mode = meta.mode();
     f.rdev = meta.rdev();
     f.size = meta.size();

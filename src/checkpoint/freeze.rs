@@ -41,10 +41,9 @@ pub struct Frozen {
 }
 
 fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
-    let st = proc::task_stat(pid, tid)
-        .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-    let status = proc::task_status(pid, tid)
-        .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+    let st = proc::task_stat(pid, tid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+    let status =
+        proc::task_status(pid, tid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
     if status.tracer_pid != 0 {
         return Err(Error::msg(format!(
             "cannot checkpoint pid {pid}: thread {tid} is traced by pid {}",
@@ -52,17 +51,13 @@ fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
         )));
     }
     if st.state == b'Z' || st.state == b'X' {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: thread {tid} is exiting"
-        )));
+        return Err(Error::msg(format!("cannot checkpoint pid {pid}: thread {tid} is exiting")));
     }
     ptrace::seize(tid, false).map_err(|e| match e {
         nix::errno::Errno::EPERM => Error::msg(format!(
             "cannot checkpoint pid {pid}: not permitted to trace thread {tid}"
         )),
-        e => Error::msg(format!(
-            "cannot checkpoint pid {pid}: seizing thread {tid}: {e}"
-        )),
+        e => Error::msg(format!("cannot checkpoint pid {pid}: seizing thread {tid}: {e}")),
     })?;
     Ok(FrozenThread {
         pid,
@@ -112,8 +107,7 @@ impl Frozen {
             }
             // Threads: seize until the set is stable.
             loop {
-                let tids = proc::tasks(pid)
-                    .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+                let tids = proc::tasks(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
                 let new: Vec<i32> = tids
                     .into_iter()
                     .filter(|t| !f.threads.iter().any(|x| x.tid == *t))
@@ -152,15 +146,13 @@ impl Frozen {
         match after {
             After::Kill => {
                 for &(pid, _) in &self.procs {
-                    let _ =
-                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                 }
                 Ok(())
             }
             After::Stop => {
                 for &(pid, _) in &self.procs {
-                    let _ =
-                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP);
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP);
                 }
                 self.detach_all(true);
                 Ok(())

@@ -93,14 +93,11 @@ pub fn plan(pid: i32, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
                 "cannot checkpoint pid {pid}: SysV shared memory at {:#x} is not supported yet",
                 m.start
             )));
-        } else if m.shared
-            && (m.inode == 0 || m.path.starts_with(b"/dev/zero") || m.path.is_empty())
-        {
+        } else if m.shared && (m.inode == 0 || m.path.starts_with(b"/dev/zero") || m.path.is_empty()) {
             // Shared anonymous memory: one object, dumped once.
             vma.backing = image::VMA_SHARED_ANON;
             let link = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-            let st =
-                std::fs::metadata(&link).ctx(|| format!("cannot checkpoint pid {pid}: {link}"))?;
+            let st = std::fs::metadata(&link).ctx(|| format!("cannot checkpoint pid {pid}: {link}"))?;
             vma.shmem_id = st.ino();
             shmem.entry(st.ino()).or_insert(Shmem {
                 id: st.ino(),
@@ -238,8 +235,7 @@ pub fn dump_shmem<W: Write>(
     let mut at = 0u64;
     while at < obj.size {
         let n = ((obj.size - at) as usize).min(image::CHUNK);
-        f.read_exact_at(&mut buf[..n], at)
-            .ctx(|| format!("cannot read {link}"))?;
+        f.read_exact_at(&mut buf[..n], at).ctx(|| format!("cannot read {link}"))?;
         let chunk = &buf[..n];
         let mut i = 0;
         let page = PAGE as usize;

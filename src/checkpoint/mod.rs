@@ -62,10 +62,7 @@ fn random_id() -> [u8; 16] {
 
 fn uname() -> (String, String) {
     let u = nix::sys::utsname::uname().ok();
-    let s = |f: Option<&std::ffi::OsStr>| {
-        f.map(|x| x.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
+    let s = |f: Option<&std::ffi::OsStr>| f.map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
     (
         s(u.as_ref().map(|u| u.machine())),
         s(u.as_ref().map(|u| u.release())),
@@ -75,9 +72,7 @@ fn uname() -> (String, String) {
 /// Checkpoints the tree rooted at `pid` into `out`.
 pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary> {
     if pid <= 0 {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: not a process id"
-        )));
+        return Err(Error::msg(format!("cannot checkpoint pid {pid}: not a process id")));
     }
     if pid as u32 == std::process::id() {
         return Err(Error::msg("cannot checkpoint ckpt itself"));
@@ -183,12 +178,9 @@ fn write_image<W: Write>(frozen: &Frozen, root: i32, out: W, summary: &mut Summa
     }
     // Contents of files deleted while open.
     for (f, t) in files.files.iter().filter(|f| f.deleted).filter_map(|f| {
-        fdtables.iter().find_map(|t| {
-            t.fds
-                .iter()
-                .find(|d| d.file_id == f.id)
-                .map(|d| (f, (t.pid, d.fd)))
-        })
+        fdtables
+            .iter()
+            .find_map(|t| t.fds.iter().find(|d| d.file_id == f.id).map(|d| (f, (t.pid, d.fd))))
     }) {
         dump_file_contents(f, t.0 as i32, t.1 as i32, &mut w, &mut buf)?;
     }
@@ -208,22 +200,14 @@ fn dump_file_contents<W: Write>(
 ) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let path = format!("/proc/{pid}/fd/{fd}");
-    let file = std::fs::File::open(&path).ctx(|| {
-        format!(
-            "cannot read deleted file {}",
-            String::from_utf8_lossy(&f.path)
-        )
-    })?;
+    let file = std::fs::File::open(&path).ctx(|| format!("cannot read deleted file {}", String::from_utf8_lossy(&f.path)))?;
     buf.resize(image::CHUNK, 0);
     let mut at = 0u64;
     while at < f.size {
         let n = ((f.size - at) as usize).min(image::CHUNK);
-        let got = file.read_at(&mut buf[..n], at).ctx(|| {
-            format!(
-                "cannot read deleted file {}",
-                String::from_utf8_lossy(&f.path)
-            )
-        })?;
+        let got = file
+            .read_at(&mut buf[..n], at)
+            .ctx(|| format!("cannot read deleted file {}", String::from_utf8_lossy(&f.path)))?;
         if got == 0 {
             break;
         }
@@ -295,11 +279,7 @@ fn read_process(
             securebits: 0,
             no_new_privs: status.no_new_privs,
         },
-        tids: threads
-            .iter()
-            .map(|t| t.tid as u32)
-            .collect::<Vec<_>>()
-            .into(),
+        tids: threads.iter().map(|t| t.tid as u32).collect::<Vec<_>>().into(),
         nice: stat.nice as i32,
         ..Default::default()
     };
@@ -320,14 +300,7 @@ fn read_process(
         };
         // SAFETY: prlimit64 with a null new limit only writes the old one
         // into the live `old`.
-        let r = unsafe {
-            libc::prlimit64(
-                pid,
-                res as libc::__rlimit_resource_t,
-                std::ptr::null(),
-                &mut old,
-            )
-        };
+        let r = unsafe { libc::prlimit64(pid, res as libc::__rlimit_resource_t, std::ptr::null(), &mut old) };
         if r == 0 {
             process.rlimits.push(Rlimit {
                 resource: res,
@@ -361,22 +334,15 @@ fn read_process(
         env_start: stat.env_start,
         env_end: stat.env_end,
         auxv: proc::auxv(pid).map_err(perr(pid))?,
-        vmas: plans
-            .iter()
-            .map(|p| p.vma.clone())
-            .collect::<Vec<_>>()
-            .into(),
+        vmas: plans.iter().map(|p| p.vma.clone()).collect::<Vec<_>>().into(),
         ..Default::default()
     };
 
     let mut out_threads = Vec::new();
     for t in &threads {
-        let regs =
-            ptrace::get_regs(t.tid).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
-        let xstate = ptrace::get_xstate(t.tid)
-            .ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
-        let sigmask = ptrace::get_sigmask(t.tid)
-            .ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
+        let regs = ptrace::get_regs(t.tid).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
+        let xstate = ptrace::get_xstate(t.tid).ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
+        let sigmask = ptrace::get_sigmask(t.tid).ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
         let pending = ptrace::peek_siginfo(t.tid, false)
             .ctx(|| format!("cannot read pending signals of thread {}", t.tid))?;
         if !pending.is_empty() {
@@ -411,17 +377,13 @@ fn read_process(
     }
 
     // What only the process can tell: ask it with remote syscalls.
-    let vdso =
-        vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
+    let vdso = vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
     let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
     let mut memf = None;
     crate::sys::mem::read_exact(pid, vdso.start, &mut code, &mut memf)
         .ctx(|| format!("cannot read the vDSO of pid {pid}"))?;
-    let off = remote::find_syscall_insn(&code).ok_or_else(|| {
-        Error::msg(format!(
-            "cannot checkpoint pid {pid}: no syscall instruction in its vDSO"
-        ))
-    })?;
+    let off = remote::find_syscall_insn(&code)
+        .ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: no syscall instruction in its vDSO")))?;
     let tid = threads[0].tid;
     let mut r = Remote::new(tid, Gate::Syscall(vdso.start + off as u64))?;
     let scratch = r.call(
@@ -435,15 +397,7 @@ fn read_process(
             0,
         ],
     )?;
-    let res = ask_process(
-        &mut r,
-        pid,
-        scratch,
-        &status,
-        &mut process,
-        &mut out_threads[0],
-        &mut mm,
-    );
+    let res = ask_process(&mut r, pid, scratch, &status, &mut process, &mut out_threads[0], &mut mm);
     let unmapped = r.call(nr::MUNMAP, &[scratch, 4096]);
     let deferred = r.finish()?;
     remote::redeliver(pid, tid, &deferred);
@@ -481,11 +435,8 @@ fn robust_list(tid: i32) -> Result<(u64, u64)> {
 fn read_u64s(pid: i32, addr: u64, n: usize) -> Result<Vec<u64>> {
     let mut b = vec![0u8; n * 8];
     let mut memf = None;
-    crate::sys::mem::read_exact(pid, addr, &mut b, &mut memf)
-        .ctx(|| format!("cannot read memory of pid {pid}"))?;
-    Ok(b.chunks(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
+    crate::sys::mem::read_exact(pid, addr, &mut b, &mut memf).ctx(|| format!("cannot read memory of pid {pid}"))?;
+    Ok(b.chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }
 
 /// Signal handlers, alternate stack, timers, brk and the tid address.

@@ -32,11 +32,7 @@ pub enum ImageError {
     #[error("truncated image: {what} ends early")]
     Truncated { what: &'static str },
     #[error("corrupt image: record {seq} ({kind}): {reason}")]
-    Corrupt {
-        seq: u32,
-        kind: Kind,
-        reason: String,
-    },
+    Corrupt { seq: u32, kind: Kind, reason: String },
     #[error("corrupt image: record {seq} ({kind}) fails its CRC check")]
     Crc { seq: u32, kind: Kind },
     #[error("corrupt image: record {seq} ({kind}) does not match its SHA-256 digest")]
@@ -44,11 +40,7 @@ pub enum ImageError {
     #[error("corrupt image: the stream digest in the end record does not match")]
     StreamDigest,
     #[error("corrupt image: record {seq} ({kind}) cannot be decoded: {reason}")]
-    Decode {
-        seq: u32,
-        kind: Kind,
-        reason: String,
-    },
+    Decode { seq: u32, kind: Kind, reason: String },
     #[error("record payload of {0} bytes is larger than the format allows")]
     TooLarge(usize),
     #[error("{0}")]

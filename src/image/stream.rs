@@ -178,9 +178,7 @@ pub fn decompress(head: &Head, stored: &[u8]) -> Result<Bytes> {
         .decompress_to_buffer(stored, &mut out[..])
         .map_err(|e| bad(format!("zstd: {e}")))?;
     if n != want {
-        return Err(bad(format!(
-            "decompressed to {n} bytes, header says {want}"
-        )));
+        return Err(bad(format!("decompressed to {n} bytes, header says {want}")));
     }
     Ok(Bytes::from(out))
 }
@@ -252,10 +250,7 @@ impl<R: Read> Reader<R> {
         let rec = raw.decode()?;
         let header: StreamHeader = rec.decode()?;
         if header.format_major != FORMAT_MAJOR {
-            return Err(ImageError::Version(
-                header.format_major,
-                header.format_minor,
-            ));
+            return Err(ImageError::Version(header.format_major, header.format_minor));
         }
         r.header = header;
         r.header_raw = raw;
@@ -389,9 +384,7 @@ impl<R: Read> Reader<R> {
             }
             if let Some(want) = end.stream_digest {
                 let got: [u8; 32] = chain_before
-                    .ok_or_else(|| {
-                        bad("stream digest present but some records lack a digest".into())
-                    })?
+                    .ok_or_else(|| bad("stream digest present but some records lack a digest".into()))?
                     .finalize()
                     .into();
                 if got != want {

@@ -128,11 +128,10 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
 }
 
 fn proc_of(m: &mut Meta, pid: u32) -> Result<&mut ProcImage> {
-    m.procs.iter_mut().find(|x| x.p.pid == pid).ok_or_else(|| {
-        corrupt(format!(
-            "a record refers to process {pid}, which has no process record before it"
-        ))
-    })
+    m.procs
+        .iter_mut()
+        .find(|x| x.p.pid == pid)
+        .ok_or_else(|| corrupt(format!("a record refers to process {pid}, which has no process record before it")))
 }
 
 /// Checks what the restorer relies on before touching anything.
@@ -162,19 +161,11 @@ fn validate(m: &Meta) -> Result<()> {
             )));
         }
         if ptrace::regs_from_bytes(&pi.threads[0].regs).is_none() {
-            return Err(corrupt(format!(
-                "registers of thread {} have the wrong size",
-                pi.threads[0].tid
-            )));
+            return Err(corrupt(format!("registers of thread {} have the wrong size", pi.threads[0].tid)));
         }
         let mut last_end = 0;
         for v in mm.vmas.iter() {
-            let bad = |why: &str| {
-                corrupt(format!(
-                    "process {pid}: mapping {:#x}-{:#x} {why}",
-                    v.start, v.end
-                ))
-            };
+            let bad = |why: &str| corrupt(format!("process {pid}: mapping {:#x}-{:#x} {why}", v.start, v.end));
             if v.start >= v.end || v.start % space::PAGE != 0 || v.end % space::PAGE != 0 {
                 return Err(bad("is not a page-aligned range"));
             }
@@ -195,16 +186,10 @@ fn validate(m: &Meta) -> Result<()> {
         if let Some(t) = &pi.fds {
             for fd in t.fds.iter() {
                 if !m.files.contains_key(&fd.file_id) {
-                    return Err(corrupt(format!(
-                        "process {pid}: descriptor {} refers to a missing file",
-                        fd.fd
-                    )));
+                    return Err(corrupt(format!("process {pid}: descriptor {} refers to a missing file", fd.fd)));
                 }
                 if fd.fd > 1 << 20 {
-                    return Err(corrupt(format!(
-                        "process {pid}: impossible descriptor {}",
-                        fd.fd
-                    )));
+                    return Err(corrupt(format!("process {pid}: impossible descriptor {}", fd.fd)));
                 }
             }
         }
@@ -221,10 +206,7 @@ impl Drop for Undo {
     fn drop(&mut self) {
         for &pid in self.pids.iter().rev() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(
-                Pid::from_raw(pid),
-                Some(nix::sys::wait::WaitPidFlag::__WALL),
-            );
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::__WALL));
         }
     }
 }
@@ -261,9 +243,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             for pid in held {
                 while pid_is_live(pid) {
                     if Instant::now() >= deadline {
-                        return Err(Error::msg(format!(
-                            "cannot restore pid {pid}: pid already in use"
-                        )));
+                        return Err(Error::msg(format!("cannot restore pid {pid}: pid already in use")));
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -280,11 +260,8 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     // map them through /proc/<restorer>/fd/N.
     let mut shm_fds: HashMap<u64, OwnedFd> = HashMap::new();
     for s in meta.shmem.values() {
-        let fd = nix::sys::memfd::memfd_create(
-            c"crtools-shmem",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .ctx(|| "cannot create shared memory".into())?;
+        let fd = nix::sys::memfd::memfd_create(c"crtools-shmem", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .ctx(|| "cannot create shared memory".into())?;
         nix::unistd::ftruncate(&fd, s.size as i64).ctx(|| "cannot size shared memory".into())?;
         shm_fds.insert(s.id, fd);
     }
@@ -292,11 +269,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let avoid: Vec<(u64, u64)> = meta
         .procs
         .iter()
-        .flat_map(|pi| {
-            pi.mm
-                .iter()
-                .flat_map(|mm| mm.vmas.iter().map(|v| (v.start, v.end)))
-        })
+        .flat_map(|pi| pi.mm.iter().flat_map(|mm| mm.vmas.iter().map(|v| (v.start, v.end))))
         .collect();
     let tramp = Trampoline::map(&avoid)?;
     let specials = space::own_specials()?;
@@ -322,12 +295,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         let want: Vec<_> = mm
             .vmas
             .iter()
-            .filter(|v| {
-                matches!(
-                    v.backing,
-                    image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
-                )
-            })
+            .filter(|v| matches!(v.backing, image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK))
             .collect();
         b.clear_space(&specials, &want)?;
         let writable = map_vmas(&mut b, mm, &shm_fds, &open)?;
@@ -363,10 +331,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
             data
         } else {
-            return Err(corrupt(format!(
-                "a {} record after the page data began",
-                rec.kind
-            )));
+            return Err(corrupt(format!("a {} record after the page data began", rec.kind)));
         };
         match pre.space {
             image::SPACE_PROCESS => {
@@ -385,18 +350,15 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                     .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
             }
             image::SPACE_SHMEM => {
-                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
-                    corrupt(format!("pages for unknown shared memory {}", pre.id))
-                })?;
+                let s = meta
+                    .shmem
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("pages for unknown shared memory {}", pre.id)))?;
                 if pre.addr.saturating_add(data.len() as u64) > s.size {
-                    return Err(corrupt(format!(
-                        "pages beyond the end of shared memory {}",
-                        pre.id
-                    )));
+                    return Err(corrupt(format!("pages beyond the end of shared memory {}", pre.id)));
                 }
                 let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
-                f.write_all_at(data, pre.addr)
-                    .ctx(|| "cannot fill shared memory".into())?;
+                f.write_all_at(data, pre.addr).ctx(|| "cannot fill shared memory".into())?;
             }
             image::SPACE_FILE => {
                 let fd = open
@@ -404,10 +366,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                     .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
                 let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
                 if pre.addr.saturating_add(data.len() as u64) > size {
-                    return Err(corrupt(format!(
-                        "contents beyond the end of file {}",
-                        pre.id
-                    )));
+                    return Err(corrupt(format!("contents beyond the end of file {}", pre.id)));
                 }
                 nix::sys::uio::pwrite(
                     // SAFETY: fd is held open by `open` for the whole restore.
@@ -482,10 +441,7 @@ fn spawn(
         for fd in t.fds.iter() {
             let f = &meta.files[&fd.file_id];
             let src = open.open(f, fd.fd, &external).map_err(|e| {
-                Error::msg(format!(
-                    "cannot restore descriptor {} of pid {}: {e}",
-                    fd.fd, p.pid
-                ))
+                Error::msg(format!("cannot restore descriptor {} of pid {}: {e}", fd.fd, p.pid))
             })?;
             plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
             targets.push(fd.fd);
@@ -499,10 +455,8 @@ fn spawn(
         None
     };
     plan.root = root_fd.as_ref().map(|f| f.as_raw_fd());
-    let (sync_rd, sync_wr) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
-    let (err_rd, err_wr) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let (sync_rd, sync_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let (err_rd, err_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
     plan.sync_rd = sync_rd.as_raw_fd();
     plan.sync_wr = sync_wr.as_raw_fd();
     plan.err_wr = err_wr.as_raw_fd();
@@ -530,17 +484,9 @@ fn spawn(
                     std::thread::sleep(Duration::from_millis(20));
                     continue;
                 }
-                return Err(Error::msg(format!(
-                    "cannot restore pid {}: pid already in use",
-                    p.pid
-                )));
+                return Err(Error::msg(format!("cannot restore pid {}: pid already in use", p.pid)));
             }
-            Err(e) => {
-                return Err(Error::msg(format!(
-                    "cannot restore pid {}: clone3: {e}",
-                    p.pid
-                )));
-            }
+            Err(e) => return Err(Error::msg(format!("cannot restore pid {}: clone3: {e}", p.pid))),
         }
     };
     undo.pids.push(pid);
@@ -564,10 +510,7 @@ fn spawn(
                     child::Step::from_u8(buf[0])
                 )));
             }
-            Err(Error::msg(format!(
-                "cannot restore pid {}: the new process exited early",
-                p.pid
-            )))
+            Err(Error::msg(format!("cannot restore pid {}: the new process exited early", p.pid)))
         }
         other => Err(Error::msg(format!(
             "cannot restore pid {}: unexpected first stop {other:?}",
@@ -594,11 +537,7 @@ fn pid_is_dying(pid: i32) -> bool {
 
 /// Reconnects a descriptor that led outside the image.
 fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
-    let src = opts
-        .fd_map
-        .iter()
-        .find(|(t, _)| *t == target)
-        .map(|(_, s)| s.clone());
+    let src = opts.fd_map.iter().find(|(t, _)| *t == target).map(|(_, s)| s.clone());
     let src = src.unwrap_or_else(|| {
         let fd = if target <= 2 {
             target as RawFd
@@ -611,9 +550,7 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
     });
     match src {
         FdSource::Inherit(fd) => {
-            let raw = nix::unistd::dup(fd).ctx(|| {
-                format!("cannot use descriptor {fd} of cr-restart for descriptor {target}")
-            })?;
+            let raw = nix::unistd::dup(fd).ctx(|| format!("cannot use descriptor {fd} of cr-restart for descriptor {target}"))?;
             // SAFETY: dup just returned this descriptor.
             Ok(unsafe { OwnedFd::from_raw_fd(raw) })
         }
@@ -627,9 +564,7 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
                     o.append(true);
                 }
             }
-            let file = o
-                .open(&p)
-                .ctx(|| format!("cannot open {} for descriptor {target}", p.display()))?;
+            let file = o.open(&p).ctx(|| format!("cannot open {} for descriptor {target}", p.display()))?;
             Ok(OwnedFd::from(file))
         }
     }
@@ -650,11 +585,7 @@ fn map_vmas(
         let prot = space::build_prot(v) as u64;
         let shared = v.flags & image::VMA_F_SHARED != 0;
         let mut flags = libc::MAP_FIXED as u64
-            | if shared {
-                libc::MAP_SHARED
-            } else {
-                libc::MAP_PRIVATE
-            } as u64;
+            | if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE } as u64;
         if v.flags & image::VMA_F_GROWSDOWN != 0 {
             flags |= libc::MAP_GROWSDOWN as u64;
         }
@@ -667,9 +598,7 @@ fn map_vmas(
             image::VMA_FILE | image::VMA_SHARED_ANON => {
                 let path: Vec<u8> = if v.backing == image::VMA_SHARED_ANON {
                     format!("/proc/{me}/fd/{}", shm_fds[&v.shmem_id].as_raw_fd()).into_bytes()
-                } else if let Some(fd) = (v.file_id != 0)
-                    .then(|| open.blob_target(v.file_id))
-                    .flatten()
+                } else if let Some(fd) = (v.file_id != 0).then(|| open.blob_target(v.file_id)).flatten()
                 {
                     format!("/proc/{me}/fd/{fd}").into_bytes()
                 } else {
@@ -705,13 +634,9 @@ fn map_vmas(
                 )));
             }
         };
-        b.call(nr::MMAP, &[v.start, len, prot, flags, fd, off])
-            .map_err(|e| {
-                Error::msg(format!(
-                    "cannot map {:#x}-{:#x} in pid {}: {e}",
-                    v.start, v.end, b.pid
-                ))
-            })?;
+        b.call(nr::MMAP, &[v.start, len, prot, flags, fd, off]).map_err(|e| {
+            Error::msg(format!("cannot map {:#x}-{:#x} in pid {}: {e}", v.start, v.end, b.pid))
+        })?;
         if v.dumped_pages > 0 {
             writable.push((v.start, v.end));
         }
@@ -753,12 +678,7 @@ fn finish(bp: &mut Building, tramp: &Trampoline) -> Result<()> {
         };
         // SAFETY: prlimit64 reads the live `lim`; the old-limit pointer is null.
         let r = unsafe {
-            libc::prlimit64(
-                bp.pid,
-                rl.resource as libc::__rlimit_resource_t,
-                &lim,
-                std::ptr::null_mut(),
-            )
+            libc::prlimit64(bp.pid, rl.resource as libc::__rlimit_resource_t, &lim, std::ptr::null_mut())
         };
         if r != 0 {
             return Err(Error::msg(format!(

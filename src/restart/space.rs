@@ -91,8 +91,7 @@ pub struct Special {
 
 /// Finds `[vdso]`, `[vvar]` and `[vvar_vclock]` in our own address space.
 pub fn own_specials() -> Result<Vec<Special>> {
-    let maps =
-        std::fs::read_to_string("/proc/self/maps").ctx(|| "cannot read /proc/self/maps".into())?;
+    let maps = std::fs::read_to_string("/proc/self/maps").ctx(|| "cannot read /proc/self/maps".into())?;
     Ok(maps
         .lines()
         .filter_map(|l| {
@@ -164,8 +163,7 @@ impl<'a> Builder<'a> {
     /// Drops the rseq registration glibc made for the restorer's thread:
     /// its memory is about to go.
     pub fn unregister_rseq(&mut self) -> Result<()> {
-        if let Some(c) =
-            ptrace::rseq_config(self.pid).ctx(|| "cannot read rseq configuration".into())?
+        if let Some(c) = ptrace::rseq_config(self.pid).ctx(|| "cannot read rseq configuration".into())?
         {
             self.call(nr::RSEQ, &[c.addr, c.len as u64, 1, c.sig as u64])?;
         }
@@ -328,11 +326,8 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
         None
     } else {
         let path = b.put_path(&p.exe)?;
-        b.r.call(
-            nr::OPENAT,
-            &[libc::AT_FDCWD as u64, path, libc::O_RDONLY as u64, 0],
-        )
-        .ok()
+        b.r.call(nr::OPENAT, &[libc::AT_FDCWD as u64, path, libc::O_RDONLY as u64, 0])
+            .ok()
     };
     let map = mm_map_bytes(mm, auxv_addr, exe_fd.map(|f| f as u32).unwrap_or(u32::MAX));
     let map_addr = b.put(&map)?;
@@ -348,12 +343,7 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
     if let Some(fd) = exe_fd {
         b.call(nr::CLOSE, &[fd])?;
     }
-    r.map_err(|e| {
-        Error::msg(format!(
-            "cannot restore the memory layout fields of pid {}: {e}",
-            p.pid
-        ))
-    })?;
+    r.map_err(|e| Error::msg(format!("cannot restore the memory layout fields of pid {}: {e}", p.pid)))?;
     let mut comm = p.comm.clone();
     comm.truncate(15);
     let name = b.put_path(&comm)?;
@@ -375,13 +365,7 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
         if t.value_us == 0 && t.interval_us == 0 {
             continue;
         }
-        let tv = |us: u64| {
-            [
-                (us / 1_000_000).to_le_bytes(),
-                (us % 1_000_000).to_le_bytes(),
-            ]
-            .concat()
-        };
+        let tv = |us: u64| [(us / 1_000_000).to_le_bytes(), (us % 1_000_000).to_le_bytes()].concat();
         let it = [tv(t.interval_us), tv(t.value_us)].concat();
         let at = b.put(&it)?;
         b.call(nr::SETITIMER, &[t.which as u64, at, 0])?;

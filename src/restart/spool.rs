@@ -77,8 +77,7 @@ pub fn spool<R: Read>(first: Option<RawRecord>, reader: &mut Reader<R>) -> Resul
         .into_inner()
         .map_err(|e| e.into_error())
         .ctx(|| "cannot write the temporary copy of the image".into())?;
-    f.seek(SeekFrom::Start(0))
-        .ctx(|| "cannot rewind the temporary copy".into())?;
+    f.seek(SeekFrom::Start(0)).ctx(|| "cannot rewind the temporary copy".into())?;
     Ok(BufReader::with_capacity(1 << 20, f))
 }
 
@@ -93,8 +92,7 @@ impl<R: Read> Source<'_, R> {
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
                     Err(e) => return Err(e).ctx(|| "cannot read the temporary copy".into()),
                 }
-                let u32_at =
-                    |i: usize| u32::from_le_bytes(hd[i..i + 4].try_into().expect("4 bytes"));
+                let u32_at = |i: usize| u32::from_le_bytes(hd[i..i + 4].try_into().expect("4 bytes"));
                 let head = Head {
                     kind: Kind(u16::from_le_bytes([hd[0], hd[1]])),
                     flags: u16::from_le_bytes([hd[2], hd[3]]),
@@ -103,12 +101,10 @@ impl<R: Read> Source<'_, R> {
                     raw_len: u32_at(12),
                 };
                 let mut stored = vec![0u8; head.stored_len as usize];
-                f.read_exact(&mut stored)
-                    .ctx(|| "cannot read the temporary copy".into())?;
+                f.read_exact(&mut stored).ctx(|| "cannot read the temporary copy".into())?;
                 let digest = if hd[16] != 0 {
                     let mut d = [0u8; 32];
-                    f.read_exact(&mut d)
-                        .ctx(|| "cannot read the temporary copy".into())?;
+                    f.read_exact(&mut d).ctx(|| "cannot read the temporary copy".into())?;
                     Some(d)
                 } else {
                     None

@@ -34,20 +34,12 @@ pub enum Forked {
 /// execs or exits, the child may only call async-signal-safe functions
 /// (no allocation, no locks), and it must not touch glibc's cached thread
 /// state (use raw syscalls for `getpid`/`kill`).
-pub unsafe fn fork_with_pid(
-    want: Option<i32>,
-    flags: u64,
-    exit_signal: i32,
-) -> nix::Result<Forked> {
+pub unsafe fn fork_with_pid(want: Option<i32>, flags: u64, exit_signal: i32) -> nix::Result<Forked> {
     let tid = [want.unwrap_or(0)];
     let args = CloneArgs {
         flags,
         exit_signal: exit_signal as u64,
-        set_tid: if want.is_some() {
-            tid.as_ptr() as u64
-        } else {
-            0
-        },
+        set_tid: if want.is_some() { tid.as_ptr() as u64 } else { 0 },
         set_tid_size: if want.is_some() { 1 } else { 0 },
         ..Default::default()
     };

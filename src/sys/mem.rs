@@ -114,10 +114,7 @@ pub fn write_batch(pid: i32, pieces: &[(u64, &[u8])], mem: &mut Option<File>) ->
 fn proc_mem(pid: i32, cache: &mut Option<File>, write: bool) -> io::Result<&File> {
     if cache.is_none() {
         let path = format!("/proc/{pid}/mem");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path);
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path);
         let f = match f {
             Ok(f) => f,
             Err(_) if !write => File::open(&path)?,
