@@ -39,6 +39,12 @@
 //!
 //! Semaphore undo (`semadj`) state belongs to processes and is not
 //! recorded here; nor are timestamps and last pids, which cannot be set.
+//!
+//! One call reads one namespace. A tree whose processes sit in several IPC
+//! namespaces (`ipcshm_multi`) needs one call per namespace, and restoring
+//! it needs a namespace id in the records and in each process's record,
+//! which the format does not carry yet. A queue's messages travel in one
+//! record, so a queue may hold at most about 16 MiB (`MAX_PAYLOAD`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
