@@ -9,6 +9,7 @@
 
 pub mod files;
 pub mod freeze;
+pub mod ipc;
 pub mod memory;
 
 use std::collections::HashMap;
