@@ -131,6 +131,9 @@ fn write_image<W: Write>(
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p).collect();
     let sockets = files.sockets(&fdtables)?;
+    let own_ipc = std::fs::read_link(format!("/proc/{root}/ns/ipc")).ok()
+        != std::fs::read_link("/proc/self/ns/ipc").ok();
+    let ipc = ipc::collect(&tree_pids, own_ipc)?;
     let mut pipes = Vec::new();
     for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
         let (cap, data) = files::peek_pipe(pid, fd)?;
@@ -158,7 +161,7 @@ fn write_image<W: Write>(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         root_pid: root as u32,
-        flags: 0,
+        flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 },
         xstate_size,
     };
     let mut w = Writer::new(out, &header, WriteOptions::default())?;
@@ -186,6 +189,7 @@ fn write_image<W: Write>(
     for z in &zombies {
         w.write(Kind::PROCESS, z)?;
     }
+    ipc.write_meta(&mut w)?;
     for t in &fdtables {
         w.write(Kind::FDTABLE, t)?;
     }
@@ -221,6 +225,7 @@ fn write_image<W: Write>(
             }
         }
     }
+    ipc.write_contents(&mut w)?;
     // Data waiting in pipes and FIFOs.
     for (p, data) in &pipes {
         for (i, chunk) in data.chunks(image::CHUNK).enumerate() {

@@ -76,6 +76,7 @@ struct Meta {
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
+    ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
 }
 
@@ -132,6 +133,9 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
             Kind::SOCKET => {
                 let s: image::Socket = rec.decode()?;
                 m.sockets.insert(s.id, s);
+            }
+            Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
+                m.ipc.add(&rec)?;
             }
             k if k.is_optional() => {}
             k => {
@@ -288,6 +292,7 @@ struct Building<'a> {
 
 /// Restores the image from `reader`; on success the tree runs.
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
+    let reader_flags = reader.header().flags;
     let meta = read_meta(&mut reader)?;
     validate(&meta)?;
     let mut undo = Undo { pids: Vec::new() };
@@ -336,6 +341,19 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         nix::unistd::ftruncate(&fd, s.size as i64).ctx(|| "cannot size shared memory".into())?;
         shm_fds.insert(s.id, fd);
     }
+
+    // SysV IPC objects first, with their ids: processes attach segments.
+    if reader_flags & image::HDR_OWN_IPCNS != 0 {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC)
+            .ctx(|| "cannot create an IPC namespace".into())?;
+    }
+    meta.ipc.create()?;
+    let sysv_sizes: HashMap<u64, u64> = meta
+        .ipc
+        .segments()
+        .iter()
+        .map(|s| (s.id as u64, s.size))
+        .collect();
 
     let avoid: Vec<(u64, u64)> = meta
         .procs
@@ -427,7 +445,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             })
             .collect();
         bp.b.clear_space(&specials, &want)?;
-        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open)?;
+        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open, &sysv_sizes)?;
     }
 
     // Bulk data: page contents and file contents, streamed straight in.
@@ -508,6 +526,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 )
                 .ctx(|| "cannot write the contents of a deleted file".into())?;
             }
+            image::SPACE_SYSV_SHM => {
+                meta.ipc.shm_contents(pre.id, pre.addr, data)?;
+            }
             image::SPACE_SOCKET => {
                 let sk = meta
                     .sockets
@@ -540,6 +561,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     // reader.next_raw() returned None: the end record was read and matched.
     open.finish_sockets()?;
+    meta.ipc.finish()?;
 
     let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
     for bp in &mut building {
@@ -571,6 +593,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     let root = pids[&(live[0].p.pid as i32)];
     undo.pids.clear();
+    meta.ipc.commit();
     drop(open);
     Ok(Restored {
         pid: root,
@@ -1000,11 +1023,65 @@ fn map_vmas(
     mm: &Mm,
     shm_fds: &HashMap<u64, OwnedFd>,
     open: &files::OpenFiles,
+    sysv: &HashMap<u64, u64>,
 ) -> Result<Vec<(u64, u64)>> {
     let me = std::process::id();
     let mut remote_fds: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
     let mut writable = Vec::new();
-    for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
+    // SysV attachments: attach each (segment, address) once, then keep only
+    // the pieces the image has, with their protections.
+    let mut attached: Vec<(u64, u64, u64)> = Vec::new();
+    for v in mm.vmas.iter().filter(|v| v.backing == image::VMA_SYSV_SHM) {
+        let at = v.start - v.pgoff;
+        let size = *sysv.get(&v.shmem_id).ok_or_else(|| {
+            corrupt(format!(
+                "mapping {:#x} refers to SysV segment {} the image lacks",
+                v.start, v.shmem_id
+            ))
+        })?;
+        if !attached
+            .iter()
+            .any(|&(id, a, _)| id == v.shmem_id && a == at)
+        {
+            let flags = ipc::attach_flags(v.prot, v.flags & image::VMA_F_MAYWRITE != 0);
+            b.call(nr::SHMAT, &[v.shmem_id, at, flags as u64])
+                .map_err(|e| {
+                    Error::msg(format!(
+                        "cannot attach SysV segment {} at {at:#x} in pid {}: {e}",
+                        v.shmem_id, b.pid
+                    ))
+                })?;
+            attached.push((
+                v.shmem_id,
+                at,
+                (size + space::PAGE - 1) & !(space::PAGE - 1),
+            ));
+        }
+        b.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64])?;
+    }
+    for &(id, at, len) in &attached {
+        let mut pos = at;
+        let mut pieces: Vec<(u64, u64)> = mm
+            .vmas
+            .iter()
+            .filter(|v| {
+                v.backing == image::VMA_SYSV_SHM && v.shmem_id == id && v.start - v.pgoff == at
+            })
+            .map(|v| (v.start, v.end))
+            .collect();
+        pieces.sort_unstable();
+        for (s, e) in pieces.into_iter().chain([(at + len, at + len)]) {
+            if s > pos {
+                b.call(nr::MUNMAP, &[pos, s - pos])?;
+            }
+            pos = pos.max(e);
+        }
+    }
+    for v in mm
+        .vmas
+        .iter()
+        .filter(|v| !space::is_special(v) && v.backing != image::VMA_SYSV_SHM)
+    {
         let prot = space::build_prot(v) as u64;
         let shared = v.flags & image::VMA_F_SHARED != 0;
         let mut flags = libc::MAP_FIXED as u64
