@@ -296,10 +296,7 @@ fn fpu(isa: &str) {
     );
     let l = r.restored.lines();
     if isa != "auto" {
-        assert!(
-            l.iter().all(|l| l.contains(&format!("isa={isa}"))),
-            "{l:?}"
-        );
+        assert!(l.iter().all(|l| l.contains(&format!("isa={isa}"))), "{l:?}");
     }
 }
 
@@ -510,16 +507,16 @@ fn cr_info_shows_a_real_image() {
     let info = run("cr-info", &[path_str(&img)], None);
     info.assert_success();
     let text = String::from_utf8_lossy(&info.stdout);
-    assert!(
-        text.contains(&orig.pid().to_string()),
-        "no pid in:\n{text}"
-    );
+    assert!(text.contains(&orig.pid().to_string()), "no pid in:\n{text}");
     assert!(text.contains("onetask"), "no command in:\n{text}");
     let json = run("cr-info", &["--json", path_str(&img)], None);
     json.assert_success();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("cr-info --json");
     let s = v.to_string();
-    assert!(s.contains(&orig.pid().to_string()) && s.contains("onetask"), "{s}");
+    assert!(
+        s.contains(&orig.pid().to_string()) && s.contains("onetask"),
+        "{s}"
+    );
     // Through the filters too.
     let out = Pipeline::new()
         .input(&img)
@@ -529,7 +526,10 @@ fn cr_info_shows_a_real_image() {
         .run();
     out.assert_success();
     let t2 = String::from_utf8_lossy(&out.stdout);
-    assert!(t2.contains(&orig.pid().to_string()) && t2.contains("onetask"), "{t2}");
+    assert!(
+        t2.contains(&orig.pid().to_string()) && t2.contains("onetask"),
+        "{t2}"
+    );
 }
 
 /// After a refused restore: nothing with the image's pid, group or command.
@@ -540,13 +540,19 @@ fn assert_nothing_left(pid: i32, marker: &str, what: &str) {
         cmdline_of(pid)
     );
     let members = procs_in_group(pid);
-    assert!(members.is_empty(), "{what}: processes in group {pid}: {members:?}");
+    assert!(
+        members.is_empty(),
+        "{what}: processes in group {pid}: {members:?}"
+    );
     let stray: Vec<(i32, String)> = all_pids()
         .into_iter()
         .filter_map(|p| Some((p, cmdline_of(p)?)))
         .filter(|(_, c)| c.contains("onetask") && c.contains(marker))
         .collect();
-    assert!(stray.is_empty(), "{what}: restored processes left: {stray:?}");
+    assert!(
+        stray.is_empty(),
+        "{what}: restored processes left: {stray:?}"
+    );
 }
 
 fn expect_refused(img: &Path, pid: i32, marker: &str, what: &str) {
@@ -561,7 +567,12 @@ fn expect_refused(img: &Path, pid: i32, marker: &str, what: &str) {
         f.stderr
     );
     let lines: Vec<&str> = f.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{what}: stderr is not one line: {:?}", f.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: stderr is not one line: {:?}",
+        f.stderr
+    );
     assert!(lines[0].starts_with("cr-restart: "), "{what}: {}", lines[0]);
     assert_nothing_left(pid, marker, what);
 }
@@ -577,7 +588,12 @@ fn damaged_images_are_refused() {
     let bad = dir.path().join("bad");
     for cut in [0, 7, 64, 200, 4096, len / 2, len - 4096, len - 30, len - 1] {
         std::fs::write(&bad, &data[..cut]).unwrap();
-        expect_refused(&bad, pid, "301", &format!("image truncated at {cut} of {len}"));
+        expect_refused(
+            &bad,
+            pid,
+            "301",
+            &format!("image truncated at {cut} of {len}"),
+        );
     }
     for at in [3, 40, 150, len / 3, len / 2 + 11, len - 100, len - 2] {
         let mut d = data.clone();
@@ -615,7 +631,12 @@ fn damaged_stream_through_pipe_is_refused() {
     for cut in [100, len / 2, len - 1] {
         let f = run("cr-restart", &["--pid-wait", "1"], Some(&data[..cut]));
         assert_eq!(f.code(), Some(1), "cut {cut}: {} {}", f.status, f.stderr);
-        assert_eq!(f.stderr.trim().lines().count(), 1, "cut {cut}: {}", f.stderr);
+        assert_eq!(
+            f.stderr.trim().lines().count(),
+            1,
+            "cut {cut}: {}",
+            f.stderr
+        );
         assert_nothing_left(pid, "302", &format!("compressed stream cut at {cut}"));
     }
     let mut d = data.clone();

@@ -240,8 +240,8 @@ pub fn thread_names(pid: i32) -> Vec<(i32, String)> {
     threads_of(pid)
         .into_iter()
         .map(|t| {
-            let c = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm"))
-                .unwrap_or_default();
+            let c =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm")).unwrap_or_default();
             (t, c.trim_end().to_string())
         })
         .collect()
@@ -1139,9 +1139,10 @@ impl RunningPipeline {
                     .take()
                     .map(|h| h.join().unwrap_or_default())
                     .unwrap_or_default();
-                let stderr = String::from_utf8_lossy(&stderr).into_owned();
-                *err = Some(thread::spawn(|| Vec::new()));
-                return Some(format!("{name} -> {st}\n{stderr}"));
+                let text = String::from_utf8_lossy(&stderr).into_owned();
+                // Put it back for `wait`.
+                *err = Some(thread::spawn(move || stderr));
+                return Some(format!("{name} -> {st}\n{text}"));
             }
         }
         None
@@ -1413,6 +1414,9 @@ pub fn checkpoint_restore(
                 break;
             }
             if let Some(f) = r.pipeline.failed_stage() {
+                // The original is our child: reap it now, or the restored
+                // workload's guard (dropped first) waits for it in vain.
+                orig.kill();
                 panic!(
                     "checkpoint of pid {pid} failed:\n{f}\n{}\ncr-restart:\n{}",
                     orig.report(),
