@@ -391,7 +391,9 @@ pub fn from_recipe(data: &[u8]) -> Vec<u8> {
         let len = (u16::from_le_bytes([rest[1], rest[2]]) as usize).min(rest.len() - 3);
         let payload = &rest[3..3 + len];
         rest = &rest[3 + len..];
-        let id = payload.iter().fold(0u32, |a, &b| a.wrapping_mul(31) ^ b as u32);
+        let id = payload
+            .iter()
+            .fold(0u32, |a, &b| a.wrapping_mul(31) ^ b as u32);
         let res = match sel % 8 {
             0 => w.write_record(Kind::PAGES, payload),
             1 => w.write_record(Kind::BLOB, payload),
