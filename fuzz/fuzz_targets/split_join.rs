@@ -78,7 +78,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(Part { buf, pos: 0 })
     })
     .expect("split a valid stream");
-    let parts: Vec<Vec<u8>> = bufs.into_inner().iter().map(|b| b.borrow().clone()).collect();
+    let parts: Vec<Vec<u8>> = bufs
+        .into_inner()
+        .iter()
+        .map(|b| b.borrow().clone())
+        .collect();
     assert_eq!(report.parts as usize, parts.len());
     assert_eq!(report.bytes, x.len() as u64);
     let all: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();

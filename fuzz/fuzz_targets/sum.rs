@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let opts = SumOptions::default();
     let (s, _) = sum(&x[..], Vec::new(), &opts, None).expect("sum a valid stream");
     check(&s[..], 1, None).expect("a summed stream checks");
-    let z = ZstdOptions { level: 1, threads: 1 };
+    let z = ZstdOptions {
+        level: 1,
+        threads: 1,
+    };
     let (zs, _) = compress(&s[..], Vec::new(), &z, None).expect("compress");
     let (zx, _) = compress(&x[..], Vec::new(), &z, None).expect("compress");
     let (sz, _) = sum(&zx[..], Vec::new(), &opts, None).expect("sum");
@@ -25,13 +28,11 @@ fuzz_target!(|data: &[u8]| {
     check(&zs[..], 1, None).expect("compressed summed stream checks");
     if let Some(&b) = data.last() {
         let mut bad = zs.clone();
-        let i = (u32::from_le_bytes(
-            data.iter().rev().take(4).fold([0u8; 4], |mut a, &v| {
-                a.rotate_left(1);
-                a[0] = v;
-                a
-            }),
-        ) as usize)
+        let i = (u32::from_le_bytes(data.iter().rev().take(4).fold([0u8; 4], |mut a, &v| {
+            a.rotate_left(1);
+            a[0] = v;
+            a
+        })) as usize)
             % bad.len();
         bad[i] ^= b | 1;
         assert!(check(&bad[..], 1, None).is_err(), "flip at {i} not caught");
