@@ -295,7 +295,7 @@ impl FileTable {
             let acc = |f: &&File| f.flags as i32 & libc::O_ACCMODE;
             let reader = ends.iter().any(|f| acc(f) != libc::O_WRONLY);
             let writer = ends.iter().any(|f| acc(f) != libc::O_RDONLY);
-            if !fifo && !(reader && writer) && pipe_held_outside(ino, tree) {
+            if !(fifo || reader && writer) && pipe_held_outside(ino, tree) {
                 for f in self
                     .files
                     .iter_mut()

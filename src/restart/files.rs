@@ -173,7 +173,7 @@ impl OpenFiles {
             ))
         })?;
         let fifo = f.ftype == image::FT_FIFO;
-        if !self.made.contains_key(&p.id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.made.entry(p.id) {
             let (rd, wr) = if fifo {
                 let path = std::path::Path::new(OsStr::from_bytes(&p.fifo_path));
                 if !path.exists() {
@@ -196,7 +196,7 @@ impl OpenFiles {
                 fcntl(wr.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(p.capacity as i32))
                     .ctx(|| format!("cannot give a pipe its capacity of {} bytes", p.capacity))?;
             }
-            self.made.insert(p.id, (rd, wr));
+            slot.insert((rd, wr));
         }
         let (rd, wr) = &self.made[&p.id];
         let acc = f.flags as i32 & libc::O_ACCMODE;

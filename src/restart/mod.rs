@@ -450,7 +450,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
 
     // Bulk data: page contents and file contents, streamed straight in.
     let mut next = if matches!(source, spool::Source::Spooled(_)) {
-        source.next()?
+        source.next_record()?
     } else {
         first
     };
@@ -483,7 +483,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                     .iter_mut()
                     .find(|x| x.pi.p.pid as u64 == pre.id)
                     .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
-                let end = pre.addr.checked_add(data.len() as u64).unwrap_or(u64::MAX);
+                let end = pre.addr.saturating_add(data.len() as u64);
                 if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
                     return Err(corrupt(format!(
                         "pages at {:#x}-{:#x} of process {} lie outside its mappings",
@@ -557,7 +557,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             }
             s => return Err(corrupt(format!("data for unknown space {s}"))),
         }
-        next = source.next()?;
+        next = source.next_record()?;
     }
     // reader.next_raw() returned None: the end record was read and matched.
     open.finish_sockets()?;
@@ -824,12 +824,25 @@ fn spawn_tree(
     }
     // SAFETY: the child runs only `child_main` (or `init_main`), which make
     // raw async-signal-safe syscalls on the prepared plans and never return.
-    let forked = unsafe {
-        if opts.pidns {
-            fork_with_pid(None, 0, libc::SIGCHLD)
-        } else {
-            fork_with_pid(root.want, 0, libc::SIGCHLD)
+    let deadline = Instant::now() + opts.pid_wait;
+    let forked = loop {
+        // SAFETY: the child runs only `child_main` or `init_main` (see above).
+        let r = unsafe {
+            if opts.pidns {
+                fork_with_pid(None, 0, libc::SIGCHLD)
+            } else {
+                fork_with_pid(root.want, 0, libc::SIGCHLD)
+            }
+        };
+        // A pid freed a moment ago may still be settling in the kernel.
+        if matches!(r, Err(nix::errno::Errno::EEXIST))
+            && Instant::now() < deadline
+            && !root.want.is_some_and(pid_is_live)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         }
+        break r;
     };
     let root_pid = match forked {
         Ok(Forked::Child) if opts.pidns => child::init_main(&plans, &shared),
