@@ -66,8 +66,8 @@ pub struct ChildPlan {
     pub sync_rd: RawFd,
     /// Children to fork, as indices into the plan list.
     pub children: Vec<usize>,
-    /// Zombie children: `(pid, wait status)`.
-    pub zombies: Vec<(Option<i32>, i32)>,
+    /// Zombie children: `(pid, wait status, name)`.
+    pub zombies: Vec<(Option<i32>, i32, [u8; 16])>,
     /// Placeholder leaders of process groups whose leader had exited:
     /// `(image pgid, pid to create it with)`. Each makes its group, waits
     /// until members joined, and exits; the restorer reaps it.
@@ -132,10 +132,11 @@ unsafe fn fork_retry(want: Option<i32>, exit_signal: i32) -> nix::Result<Forked>
 }
 
 /// Exits so that the parent's `waitpid` will report `status`.
-fn become_zombie(status: i32) -> ! {
+fn become_zombie(status: i32, name: &[u8; 16]) -> ! {
     // SAFETY: raw syscalls on integers and stack structs in a forked child
     // that exits here.
     unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
         if libc::WIFSIGNALED(status) {
             let sig = libc::WTERMSIG(status);
             let no_core = libc::rlimit {
@@ -196,9 +197,10 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
         } else if plan.setpgid && libc::setpgid(0, 0) < 0 {
             fail(plan, shared, Step::Session);
         }
-        for &(want, status) in &plan.zombies {
+        for (want, status, name) in &plan.zombies {
+            let (want, status) = (*want, *status);
             match fork_retry(want, libc::SIGCHLD) {
-                Ok(Forked::Child) => become_zombie(status),
+                Ok(Forked::Child) => become_zombie(status, name),
                 Ok(Forked::Parent(_)) => {}
                 Err(_) => fail(plan, shared, Step::Zombie),
             }

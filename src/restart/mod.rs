@@ -774,7 +774,10 @@ fn spawn_tree(
             })?;
         if pi.p.state == image::STATE_ZOMBIE {
             let want = opts.original_pids.then_some(pi.p.pid as i32);
-            plans[parent].zombies.push((want, pi.p.exit_status));
+            let mut name = [0u8; 16];
+            let n = pi.p.comm.len().min(15);
+            name[..n].copy_from_slice(&pi.p.comm[..n]);
+            plans[parent].zombies.push((want, pi.p.exit_status, name));
         } else {
             let idx = live.iter().position(|x| x.p.pid == pi.p.pid).expect("live");
             plans[parent].children.push(idx);
@@ -818,18 +821,13 @@ fn spawn_tree(
         ghost_wr: ghost_wr.as_raw_fd(),
     };
     let root = &plans[0];
-    if opts.pidns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
-            .ctx(|| "cannot create a pid namespace".into())?;
-    }
-    // SAFETY: the child runs only `child_main` (or `init_main`), which make
-    // raw async-signal-safe syscalls on the prepared plans and never return.
     let deadline = Instant::now() + opts.pid_wait;
     let forked = loop {
         // SAFETY: the child runs only `child_main` or `init_main` (see above).
         let r = unsafe {
             if opts.pidns {
-                fork_with_pid(None, 0, libc::SIGCHLD)
+                // Init of a new pid namespace; our own children stay in ours.
+                fork_with_pid(None, libc::CLONE_NEWPID as u64, libc::SIGCHLD)
             } else {
                 fork_with_pid(root.want, 0, libc::SIGCHLD)
             }
