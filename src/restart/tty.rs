@@ -68,11 +68,11 @@ impl Ptys {
             ))
         })?;
         let index = p.index;
-        if !self.made.contains_key(&f.object_id) {
-            let m = make(p)?;
-            self.made.insert(f.object_id, m);
-        }
-        let m = self.made[&f.object_id].as_fd();
+        let m = match self.made.entry(f.object_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(make(p)?),
+        };
+        let m = m.as_fd();
         let status = f.flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC);
         if f.ftype == image::FT_PTY_MASTER {
             let fd = m.try_clone_to_owned().ctx(|| "dup".into())?;
@@ -195,7 +195,7 @@ pub fn set_foreground(
             ))
         })?;
     let val = b.put(&pgrp.to_le_bytes())?;
-    let set = b.call(NR_IOCTL, &[fd, libc::TIOCSPGRP as u64, val]);
+    let set = b.call(NR_IOCTL, &[fd, libc::TIOCSPGRP, val]);
     b.call(nr::CLOSE, &[fd])?;
     set.map(|_| ()).map_err(|e| {
         Error::msg(format!(
