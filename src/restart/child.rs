@@ -22,6 +22,7 @@ pub enum Step {
     Stop = 6,
     Fork = 7,
     Zombie = 8,
+    Ctty = 9,
 }
 
 impl Step {
@@ -35,6 +36,7 @@ impl Step {
             6 => "stopping for the restorer",
             7 => "creating a child (pid in use?)",
             8 => "creating a zombie child (pid in use?)",
+            9 => "taking its controlling terminal",
             _ => "setting itself up",
         }
     }
@@ -62,6 +64,10 @@ pub struct ChildPlan {
     pub umask: u32,
     pub setsid: bool,
     pub setpgid: bool,
+    /// A session leader's controlling terminal: a descriptor of the
+    /// restorer's (inherited) for `TIOCSCTTY`, taken right after `setsid`
+    /// so the children it forks inherit it.
+    pub ctty: Option<RawFd>,
     /// Read end of the pipe the restorer writes a byte to once it traces us.
     pub sync_rd: RawFd,
     /// Children to fork, as indices into the plan list.
@@ -193,6 +199,11 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
         if plan.setsid {
             if libc::setsid() < 0 {
                 fail(plan, shared, Step::Session);
+            }
+            if let Some(fd) = plan.ctty
+                && libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0
+            {
+                fail(plan, shared, Step::Ctty);
             }
         } else if plan.setpgid && libc::setpgid(0, 0) < 0 {
             fail(plan, shared, Step::Session);

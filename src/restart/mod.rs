@@ -10,6 +10,7 @@ pub mod files;
 pub mod ipc;
 pub mod space;
 pub mod spool;
+pub mod tty;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -76,6 +77,7 @@ struct Meta {
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
+    ptys: HashMap<u64, image::Pty>,
     ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
 }
@@ -133,6 +135,10 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
             Kind::SOCKET => {
                 let s: image::Socket = rec.decode()?;
                 m.sockets.insert(s.id, s);
+            }
+            Kind::PTY => {
+                let p: image::Pty = rec.decode()?;
+                m.ptys.insert(p.id, p);
             }
             Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
                 m.ipc.add(&rec)?;
@@ -377,6 +383,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
     open.pipes = meta.pipes.clone();
     open.sockets = meta.sockets.clone();
+    open.ptys = tty::Ptys::new(meta.ptys.clone());
 
     let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
     let pids = tree.outer.clone();
@@ -416,6 +423,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 })?;
             }
         }
+    }
+    // Controlling terminals: their foreground groups exist now.
+    for bp in &mut building {
+        let held = tty::ctty_file(&bp.pi.p, &meta.files).and_then(|f| open.get(f.id));
+        tty::set_foreground(&mut bp.b, &bp.pi.p, held, &tree.inner)?;
     }
     // Members joined: the ghosts exit and their parents reap them.
     drop(tree.ghost_wr.take());
@@ -733,6 +745,15 @@ fn spawn_tree(
                 plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
                 targets.push(fd.fd);
             }
+        }
+        if let Some(f) = tty::ctty_file(p, &meta.files) {
+            let src = open.open(f, u32::MAX, &external).map_err(|e| {
+                Error::msg(format!(
+                    "cannot restore the controlling terminal of pid {}: {e}",
+                    p.pid
+                ))
+            })?;
+            plan.ctty = Some(src);
         }
         let cwd = high(
             files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
