@@ -20,9 +20,7 @@ use std::time::Duration;
 use crtools::selfckpt::{Resumed, checkpoint_self};
 
 fn usage() -> ! {
-    eprintln!(
-        "usage: self_checkpoint [--every N] [--until M] [--delay MS] [--dir DIR | --stdout]"
-    );
+    eprintln!("usage: self_checkpoint [--every N] [--until M] [--delay MS] [--dir DIR | --stdout]");
     std::process::exit(2)
 }
 
@@ -61,7 +59,7 @@ fn main() {
     loop {
         i += 1;
         say(format!("count {i}"));
-        if i % every == 0 {
+        if i.is_multiple_of(every) {
             let result = match &dir {
                 Some(d) => {
                     let path = d.join(format!("self.{i}.img"));

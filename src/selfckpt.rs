@@ -163,8 +163,9 @@ pub fn checkpoint_self(out: impl AsFd) -> Result<Resumed> {
                 "cannot checkpoint this process: the helper failed (exit status {})",
                 libc::WEXITSTATUS(s)
             ),
-            None => "cannot checkpoint this process: the helper vanished without a report"
-                .to_string(),
+            None => {
+                "cannot checkpoint this process: the helper vanished without a report".to_string()
+            }
         })),
     }
 }
@@ -199,7 +200,15 @@ pub(crate) fn allow_descendants_to_trace() -> bool {
     }
     // SAFETY: prctl with integer arguments. Naming ourselves as the
     // ptracer lets any descendant of ours trace us.
-    unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::getpid() as libc::c_ulong, 0, 0, 0) == 0 }
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PTRACER,
+            libc::getpid() as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == 0
+    }
 }
 
 /// Undoes [`allow_descendants_to_trace`].
@@ -239,7 +248,11 @@ fn helper_main(parent: i32, fd: RawFd) -> ! {
     match &res {
         Ok(()) => report[0] = REPORT_OK,
         Err(e) => {
-            let mut msg = e.to_string().into_bytes();
+            let mut msg = e.to_string();
+            if !msg.starts_with("cannot ") {
+                msg = format!("cannot checkpoint this process: {msg}");
+            }
+            let mut msg = msg.into_bytes();
             msg.truncate(REPORT_LEN - 3);
             report[0] = REPORT_FAILED;
             report[1..3].copy_from_slice(&(msg.len() as u16).to_le_bytes());

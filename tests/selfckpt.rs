@@ -302,10 +302,7 @@ fn self_restart_example_becomes_the_image() {
 fn in_place_runs_a_checkpointed_c_program_from_where_it_was() {
     let dir = tempdir();
     let log = dir.path().join("log");
-    let orig = Workload::spawn(
-        workload("onetask"),
-        &["-d", "20", "-l", path_str(&log)],
-    );
+    let orig = Workload::spawn(workload("onetask"), &["-d", "20", "-l", path_str(&log)]);
     orig.expect_count(None, 5);
     let img = dir.path().join("onetask.img");
     ckpt_to_file(&["--kill"], orig.pid(), &img);

@@ -150,7 +150,8 @@ impl Frozen {
     /// Already visited, or never to be.
     fn known(&self, pid: i32) -> bool {
         self.exclude.contains(&pid)
-            || self.procs.iter().any(|&(p, _)| p == pid) || self.zombies.iter().any(|&(p, _)| p == pid)
+            || self.procs.iter().any(|&(p, _)| p == pid)
+            || self.zombies.iter().any(|&(p, _)| p == pid)
     }
 
     fn visit(

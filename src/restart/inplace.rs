@@ -550,7 +550,7 @@ fn stream_bulk<R: Read>(
                     .iter_mut()
                     .find(|x| x.pi.p.pid as u64 == pre.id)
                     .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
-                let end = pre.addr.checked_add(data.len() as u64).unwrap_or(u64::MAX);
+                let end = pre.addr.saturating_add(data.len() as u64);
                 if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
                     return Err(corrupt(format!(
                         "pages at {:#x}-{:#x} of process {} lie outside its mappings",
