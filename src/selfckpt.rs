@@ -132,7 +132,10 @@ pub fn checkpoint_self(out: impl AsFd) -> Result<Resumed> {
         )));
     }
     if helper == 0 {
-        helper_main(me, fd);
+        // Never return into the caller's code, even on a panic.
+        let _ = std::panic::catch_unwind(|| helper_main(me, fd));
+        // SAFETY: leaves without running the caller's exit handlers.
+        unsafe { libc::_exit(1) }
     }
     let status = wait_helper(helper);
     if STATE.load(Ordering::SeqCst) == RESTORED {

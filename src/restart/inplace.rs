@@ -147,7 +147,13 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
             shm_fds: &shm_fds,
             open: &open,
         };
-        middle(ready_wr, t, source);
+        // Whatever happens in the helpers, they never return into the
+        // caller's code.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            middle(ready_wr, t, source)
+        }));
+        // SAFETY: leaves without running the caller's exit handlers.
+        unsafe { libc::_exit(1) }
     }
     drop(ready_wr);
     let mut answer = Vec::new();
