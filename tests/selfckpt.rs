@@ -302,22 +302,29 @@ fn self_restart_example_becomes_the_image() {
 fn in_place_runs_a_checkpointed_c_program_from_where_it_was() {
     let dir = tempdir();
     let log = dir.path().join("log");
-    let orig = Workload::spawn(workload("onetask"), &["-d", "20", "-l", path_str(&log)]);
-    orig.expect_count(None, 5);
-    let img = dir.path().join("onetask.img");
-    ckpt_to_file(&["--kill"], orig.pid(), &img);
-    let at = orig.last_count(None).expect("counts");
-    let mut cmd = Command::new(bin("cr-restart"));
-    cmd.args(["--in-place", "-i", path_str(&img)]);
-    let r = Workload::spawn_cmd(cmd);
-    let me = r.pid();
-    r.expect_count(None, at + 5);
-    let restored = r.counts(None);
-    assert_eq!(restored[0], at + 1, "{}", r.report());
-    check_consecutive(&restored).unwrap();
-    r.assert_no_fail();
-    let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap_or_default();
-    assert_eq!(comm.trim(), "onetask");
+    // onetask: a log file and its offset; pipes2: a pipe with data in it.
+    for (name, args) in [
+        ("onetask", vec!["-d", "20", "-l", path_str(&log)]),
+        ("pipes2", vec!["-d", "20"]),
+    ] {
+        let orig = Workload::spawn(workload(name), &args);
+        orig.expect_count(None, 5);
+        let img = dir.path().join(format!("{name}.img"));
+        ckpt_to_file(&["--kill"], orig.pid(), &img);
+        let at = orig.last_count(None).expect("counts");
+        drop(orig);
+        let mut cmd = Command::new(bin("cr-restart"));
+        cmd.args(["--in-place", "-i", path_str(&img)]);
+        let r = Workload::spawn_cmd(cmd);
+        let me = r.pid();
+        r.expect_count(None, at + 5);
+        let restored = r.counts(None);
+        assert_eq!(restored[0], at + 1, "{name}: {}", r.report());
+        check_consecutive(&restored).unwrap_or_else(|e| panic!("{name}: {e}"));
+        r.assert_no_fail();
+        let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap_or_default();
+        assert_eq!(comm.trim(), name, "{name} runs as cr-restart's pid {me}");
+    }
 }
 
 #[test]

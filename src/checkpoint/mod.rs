@@ -9,6 +9,7 @@
 
 pub mod files;
 pub mod freeze;
+pub mod ipc;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -132,6 +133,10 @@ fn write_image<W: Write>(
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p).collect();
+    let sockets = files.sockets(&fdtables)?;
+    let own_ipc = std::fs::read_link(format!("/proc/{root}/ns/ipc")).ok()
+        != std::fs::read_link("/proc/self/ns/ipc").ok();
+    let ipc = ipc::collect(&tree_pids, own_ipc)?;
     let mut pipes = Vec::new();
     for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
         let (cap, data) = files::peek_pipe(pid, fd)?;
@@ -159,7 +164,7 @@ fn write_image<W: Write>(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         root_pid: root as u32,
-        flags: 0,
+        flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 },
         xstate_size,
     };
     let mut w = Writer::new(out, &header, WriteOptions::default())?;
@@ -176,6 +181,9 @@ fn write_image<W: Write>(
     for (p, _) in &pipes {
         w.write(Kind::PIPE, p)?;
     }
+    for (s, _) in &sockets {
+        w.write(Kind::SOCKET, s)?;
+    }
     let mut objs: Vec<&Shmem> = shmem.values().collect();
     objs.sort_by_key(|s| s.id);
     for s in &objs {
@@ -184,6 +192,7 @@ fn write_image<W: Write>(
     for z in &zombies {
         w.write(Kind::PROCESS, z)?;
     }
+    ipc.write_meta(&mut w)?;
     for t in &fdtables {
         w.write(Kind::FDTABLE, t)?;
     }
@@ -219,6 +228,7 @@ fn write_image<W: Write>(
             }
         }
     }
+    ipc.write_contents(&mut w)?;
     // Data waiting in pipes and FIFOs.
     for (p, data) in &pipes {
         for (i, chunk) in data.chunks(image::CHUNK).enumerate() {
@@ -229,6 +239,30 @@ fn write_image<W: Write>(
                 addr: (i * image::CHUNK) as u64,
             };
             w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), chunk])?;
+        }
+    }
+    // Data waiting in sockets, as length-prefixed messages, cut only
+    // between messages.
+    for (s, data) in &sockets {
+        let mut at = 0;
+        while at < data.len() {
+            let mut end = at;
+            while end < data.len() {
+                let n =
+                    u32::from_le_bytes(data[end..end + 4].try_into().expect("4 bytes")) as usize;
+                if end > at && end + 4 + n - at > image::CHUNK {
+                    break;
+                }
+                end += 4 + n;
+            }
+            let prefix = image::DataPrefix {
+                space: image::SPACE_SOCKET,
+                flags: 0,
+                id: s.id,
+                addr: at as u64,
+            };
+            w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), &data[at..end]])?;
+            at = end;
         }
     }
     // Contents of files deleted while open.

@@ -74,6 +74,11 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     let mut meta = read_meta(&mut reader)?;
     validate(&meta)?;
     check_image(&meta)?;
+    if reader.header().flags & image::HDR_OWN_IPCNS != 0 {
+        return Err(Error::msg(
+            "cannot restore in place: the process had an IPC namespace of its own (use cr-restart without --in-place)",
+        ));
+    }
     // SAFETY: getpid has no memory effects.
     let me = unsafe { libc::getpid() };
     check_caller(me)?;
@@ -82,8 +87,6 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     let source: Source<'static, std::io::Empty> =
         Source::Spooled(spool::spool(first, &mut reader)?);
 
-    let pi = &meta.procs[0];
-    let mm = pi.mm.as_ref().expect("validated");
     let mut shm_fds: HashMap<u64, OwnedFd> = HashMap::new();
     for s in meta.shmem.values() {
         let fd = nix::sys::memfd::memfd_create(
@@ -94,6 +97,17 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
         nix::unistd::ftruncate(&fd, s.size as i64).ctx(|| "cannot size shared memory".into())?;
         shm_fds.insert(s.id, fd);
     }
+    // SysV IPC objects with their ids (removed again if we fail before
+    // the point of no return: `meta.ipc` undoes on drop).
+    meta.ipc.create()?;
+    let sysv_sizes: HashMap<u64, u64> = meta
+        .ipc
+        .segments()
+        .iter()
+        .map(|s| (s.id as u64, s.size))
+        .collect();
+    let pi = &meta.procs[0];
+    let mm = pi.mm.as_ref().expect("validated");
     let avoid: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
     let tramp = Trampoline::map(&avoid)?;
     let specials = space::own_specials()?;
@@ -107,6 +121,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     raise_nofile(max_fd as u64 + 256);
     let mut open = OpenFiles::new(max_fd as RawFd + 1);
     open.pipes = meta.pipes.clone();
+    open.sockets = meta.sockets.clone();
     let (plan, _keep) = plan_files(pi, &meta, opts, &mut open)?;
     // Where the caller reports a failure of its own steps: its standard
     // error, before it is replaced.
@@ -141,11 +156,12 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
         drop(ready_rd);
         let t = Tracer {
             caller: me,
-            meta: &meta,
+            meta: &mut meta,
             tramp: &tramp,
             specials: &specials,
             shm_fds: &shm_fds,
-            open: &open,
+            sysv_sizes: &sysv_sizes,
+            open: &mut open,
         };
         // Whatever happens in the helpers, they never return into the
         // caller's code.
@@ -344,11 +360,12 @@ fn kill_self() -> ! {
 /// What the tracer needs, all prepared by the caller before the fork.
 struct Tracer<'a> {
     caller: i32,
-    meta: &'a Meta,
+    meta: &'a mut Meta,
     tramp: &'a Trampoline,
     specials: &'a [Special],
     shm_fds: &'a HashMap<u64, OwnedFd>,
-    open: &'a OpenFiles,
+    sysv_sizes: &'a HashMap<u64, u64>,
+    open: &'a mut OpenFiles,
 }
 
 /// The first helper: forks the tracer and exits once the tracer has seized
@@ -396,7 +413,7 @@ fn tell(ready: &OwnedFd, msg: &str, code: i32) -> ! {
 fn tracer_main(
     ready: OwnedFd,
     held: OwnedFd,
-    t: Tracer,
+    mut t: Tracer,
     source: Source<'static, std::io::Empty>,
 ) -> ! {
     let c = t.caller;
@@ -436,7 +453,7 @@ fn tracer_main(
                 | nix::sys::ptrace::Options::PTRACE_O_EXITKILL,
         )
         .ctx(|| format!("cannot trace the calling process {c}"))?;
-        rebuild(&t, source)
+        rebuild(&mut t, source)
     }));
     let err = match res {
         Ok(Ok(())) => {
@@ -451,14 +468,31 @@ fn tracer_main(
         t.meta.procs[0].p.pid
     );
     let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    t.meta.ipc.undo();
     // SAFETY: leaves without running the caller's exit handlers.
     unsafe { libc::_exit(1) }
 }
 
 /// Turns the stopped caller into the image's process and lets it run.
-fn rebuild(t: &Tracer, mut source: Source<'static, std::io::Empty>) -> Result<()> {
+fn rebuild(t: &mut Tracer, source: Source<'static, std::io::Empty>) -> Result<()> {
+    // The IPC objects are changed while the rest of the metadata is read.
+    let mut ipc = std::mem::take(&mut t.meta.ipc);
+    let r = rebuild_with(t, &mut ipc, source);
+    if r.is_ok() {
+        ipc.commit();
+    }
+    t.meta.ipc = ipc;
+    r
+}
+
+fn rebuild_with(
+    t: &mut Tracer,
+    ipc: &mut super::ipc::IpcRestore,
+    mut source: Source<'static, std::io::Empty>,
+) -> Result<()> {
     let c = t.caller;
-    let pi = &t.meta.procs[0];
+    let meta: &Meta = t.meta;
+    let pi = &meta.procs[0];
     let mm = pi.mm.as_ref().expect("validated");
     let r = Remote::new(c, Gate::Trap(t.tramp.addr))?;
     let mut bp = Building {
@@ -481,14 +515,17 @@ fn rebuild(t: &Tracer, mut source: Source<'static, std::io::Empty>) -> Result<()
         })
         .collect();
     bp.b.clear_space(t.specials, &want)?;
-    bp.writable = map_vmas(&mut bp.b, mm, t.shm_fds, t.open)?;
+    bp.writable = map_vmas(&mut bp.b, mm, t.shm_fds, t.open, t.sysv_sizes)?;
     stream_bulk(
         std::slice::from_mut(&mut bp),
-        t.meta,
+        meta,
+        ipc,
         t.shm_fds,
         t.open,
         &mut source,
     )?;
+    t.open.finish_sockets()?;
+    ipc.finish()?;
     let made = finish(&mut bp, t.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");
     let Building { b, pi, .. } = bp;
@@ -522,13 +559,14 @@ fn drain_signals(b: &mut Builder) -> Result<()> {
 fn stream_bulk<R: Read>(
     building: &mut [Building],
     meta: &Meta,
+    ipc: &mut super::ipc::IpcRestore,
     shm_fds: &HashMap<u64, OwnedFd>,
     open: &OpenFiles,
     source: &mut Source<'_, R>,
 ) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let zeros = vec![0u8; image::CHUNK];
-    while let Some(raw) = source.next()? {
+    while let Some(raw) = source.next_record()? {
         let rec = raw.decode()?;
         let (pre, data) = DataPrefix::parse(&rec.payload)
             .ok_or_else(|| corrupt(format!("record {} is too short for its kind", rec.seq)))?;
@@ -598,6 +636,22 @@ fn stream_bulk<R: Read>(
                     pre.addr as i64,
                 )
                 .ctx(|| "cannot write the contents of a deleted file".into())?;
+            }
+            image::SPACE_SYSV_SHM => {
+                ipc.shm_contents(pre.id, pre.addr, data)?;
+            }
+            image::SPACE_SOCKET => {
+                let sk = meta
+                    .sockets
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
+                    return Err(corrupt(format!(
+                        "more data for socket {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_socket(pre.id, data)?;
             }
             image::SPACE_PIPE => {
                 let p = meta

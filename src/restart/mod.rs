@@ -8,6 +8,7 @@
 pub mod child;
 pub mod files;
 pub mod inplace;
+pub mod ipc;
 pub mod space;
 pub mod spool;
 
@@ -75,6 +76,8 @@ struct Meta {
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
+    sockets: HashMap<u64, image::Socket>,
+    ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
 }
 
@@ -127,6 +130,13 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
                 m.pipes.insert(p.id, p);
+            }
+            Kind::SOCKET => {
+                let s: image::Socket = rec.decode()?;
+                m.sockets.insert(s.id, s);
+            }
+            Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
+                m.ipc.add(&rec)?;
             }
             k if k.is_optional() => {}
             k => {
@@ -283,6 +293,7 @@ struct Building<'a> {
 
 /// Restores the image from `reader`; on success the tree runs.
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
+    let reader_flags = reader.header().flags;
     let meta = read_meta(&mut reader)?;
     validate(&meta)?;
     let mut undo = Undo { pids: Vec::new() };
@@ -332,6 +343,19 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         shm_fds.insert(s.id, fd);
     }
 
+    // SysV IPC objects first, with their ids: processes attach segments.
+    if reader_flags & image::HDR_OWN_IPCNS != 0 {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC)
+            .ctx(|| "cannot create an IPC namespace".into())?;
+    }
+    meta.ipc.create()?;
+    let sysv_sizes: HashMap<u64, u64> = meta
+        .ipc
+        .segments()
+        .iter()
+        .map(|s| (s.id as u64, s.size))
+        .collect();
+
     let avoid: Vec<(u64, u64)> = meta
         .procs
         .iter()
@@ -353,6 +377,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     raise_nofile(max_fd as u64 + 256);
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
     open.pipes = meta.pipes.clone();
+    open.sockets = meta.sockets.clone();
 
     let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
     let pids = tree.outer.clone();
@@ -421,12 +446,12 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             })
             .collect();
         bp.b.clear_space(&specials, &want)?;
-        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open)?;
+        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open, &sysv_sizes)?;
     }
 
     // Bulk data: page contents and file contents, streamed straight in.
     let mut next = if matches!(source, spool::Source::Spooled(_)) {
-        source.next()?
+        source.next_record()?
     } else {
         first
     };
@@ -459,7 +484,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                     .iter_mut()
                     .find(|x| x.pi.p.pid as u64 == pre.id)
                     .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
-                let end = pre.addr.checked_add(data.len() as u64).unwrap_or(u64::MAX);
+                let end = pre.addr.saturating_add(data.len() as u64);
                 if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
                     return Err(corrupt(format!(
                         "pages at {:#x}-{:#x} of process {} lie outside its mappings",
@@ -502,6 +527,22 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 )
                 .ctx(|| "cannot write the contents of a deleted file".into())?;
             }
+            image::SPACE_SYSV_SHM => {
+                meta.ipc.shm_contents(pre.id, pre.addr, data)?;
+            }
+            image::SPACE_SOCKET => {
+                let sk = meta
+                    .sockets
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
+                    return Err(corrupt(format!(
+                        "more data for socket {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_socket(pre.id, data)?;
+            }
             image::SPACE_PIPE => {
                 let p = meta
                     .pipes
@@ -517,9 +558,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             }
             s => return Err(corrupt(format!("data for unknown space {s}"))),
         }
-        next = source.next()?;
+        next = source.next_record()?;
     }
     // reader.next_raw() returned None: the end record was read and matched.
+    open.finish_sockets()?;
+    meta.ipc.finish()?;
 
     let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
     for bp in &mut building {
@@ -551,6 +594,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     let root = pids[&(live[0].p.pid as i32)];
     undo.pids.clear();
+    meta.ipc.commit();
     drop(open);
     Ok(Restored {
         pid: root,
@@ -781,12 +825,25 @@ fn spawn_tree(
     }
     // SAFETY: the child runs only `child_main` (or `init_main`), which make
     // raw async-signal-safe syscalls on the prepared plans and never return.
-    let forked = unsafe {
-        if opts.pidns {
-            fork_with_pid(None, 0, libc::SIGCHLD)
-        } else {
-            fork_with_pid(root.want, 0, libc::SIGCHLD)
+    let deadline = Instant::now() + opts.pid_wait;
+    let forked = loop {
+        // SAFETY: the child runs only `child_main` or `init_main` (see above).
+        let r = unsafe {
+            if opts.pidns {
+                fork_with_pid(None, 0, libc::SIGCHLD)
+            } else {
+                fork_with_pid(root.want, 0, libc::SIGCHLD)
+            }
+        };
+        // A pid freed a moment ago may still be settling in the kernel.
+        if matches!(r, Err(nix::errno::Errno::EEXIST))
+            && Instant::now() < deadline
+            && !root.want.is_some_and(pid_is_live)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         }
+        break r;
     };
     let root_pid = match forked {
         Ok(Forked::Child) if opts.pidns => child::init_main(&plans, &shared),
@@ -980,11 +1037,65 @@ fn map_vmas(
     mm: &Mm,
     shm_fds: &HashMap<u64, OwnedFd>,
     open: &files::OpenFiles,
+    sysv: &HashMap<u64, u64>,
 ) -> Result<Vec<(u64, u64)>> {
     let me = std::process::id();
     let mut remote_fds: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
     let mut writable = Vec::new();
-    for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
+    // SysV attachments: attach each (segment, address) once, then keep only
+    // the pieces the image has, with their protections.
+    let mut attached: Vec<(u64, u64, u64)> = Vec::new();
+    for v in mm.vmas.iter().filter(|v| v.backing == image::VMA_SYSV_SHM) {
+        let at = v.start - v.pgoff;
+        let size = *sysv.get(&v.shmem_id).ok_or_else(|| {
+            corrupt(format!(
+                "mapping {:#x} refers to SysV segment {} the image lacks",
+                v.start, v.shmem_id
+            ))
+        })?;
+        if !attached
+            .iter()
+            .any(|&(id, a, _)| id == v.shmem_id && a == at)
+        {
+            let flags = ipc::attach_flags(v.prot, v.flags & image::VMA_F_MAYWRITE != 0);
+            b.call(nr::SHMAT, &[v.shmem_id, at, flags as u64])
+                .map_err(|e| {
+                    Error::msg(format!(
+                        "cannot attach SysV segment {} at {at:#x} in pid {}: {e}",
+                        v.shmem_id, b.pid
+                    ))
+                })?;
+            attached.push((
+                v.shmem_id,
+                at,
+                (size + space::PAGE - 1) & !(space::PAGE - 1),
+            ));
+        }
+        b.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64])?;
+    }
+    for &(id, at, len) in &attached {
+        let mut pos = at;
+        let mut pieces: Vec<(u64, u64)> = mm
+            .vmas
+            .iter()
+            .filter(|v| {
+                v.backing == image::VMA_SYSV_SHM && v.shmem_id == id && v.start - v.pgoff == at
+            })
+            .map(|v| (v.start, v.end))
+            .collect();
+        pieces.sort_unstable();
+        for (s, e) in pieces.into_iter().chain([(at + len, at + len)]) {
+            if s > pos {
+                b.call(nr::MUNMAP, &[pos, s - pos])?;
+            }
+            pos = pos.max(e);
+        }
+    }
+    for v in mm
+        .vmas
+        .iter()
+        .filter(|v| !space::is_special(v) && v.backing != image::VMA_SYSV_SHM)
+    {
         let prot = space::build_prot(v) as u64;
         let shared = v.flags & image::VMA_F_SHARED != 0;
         let mut flags = libc::MAP_FIXED as u64

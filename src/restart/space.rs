@@ -302,7 +302,7 @@ pub fn restart_regs(mut r: ptrace::Regs) -> ptrace::Regs {
     if (r.orig_rax as i64) >= 0 {
         match r.rax as i64 {
             // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND: run it again.
-            -512 | -513 | -514 => {
+            -514..=-512 => {
                 r.rax = r.orig_rax;
                 r.rip -= 2;
             }
