@@ -326,6 +326,15 @@ impl FileTable {
         out
     }
 
+    /// Adds a file no descriptor refers to (e.g. a controlling terminal
+    /// nobody holds open); returns its id.
+    pub fn add_file(&mut self, f: File) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.files.push(File { id, ..f });
+        id
+    }
+
     pub fn new() -> Self {
         FileTable {
             next_id: 1,
@@ -426,6 +435,15 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
     };
     f.path = path.to_vec();
     f.deleted = deleted;
+    if ft == libc::S_IFCHR
+        && let Some((ftype, index)) = super::tty::classify(pid, fd, path, &meta)?
+    {
+        // A pty end; which ones the image holds is decided once every
+        // descriptor is known: see `tty::decide`.
+        f.ftype = ftype;
+        f.object_id = super::tty::object_id(index);
+        return Ok(f);
+    }
     f.ftype = match ft {
         libc::S_IFREG if path.starts_with(b"/memfd:") => return Err(unsupported("a memfd")),
         libc::S_IFREG => image::FT_REGULAR,

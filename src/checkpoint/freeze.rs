@@ -60,6 +60,9 @@ fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
             "cannot checkpoint pid {pid}: thread {tid} is exiting"
         )));
     }
+    if tid == pid {
+        refuse_shared_vm(pid, st.ppid)?;
+    }
     ptrace::seize(tid, false).map_err(|e| match e {
         nix::errno::Errno::EPERM => Error::msg(format!(
             "cannot checkpoint pid {pid}: not permitted to trace thread {tid}"
@@ -75,10 +78,55 @@ fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
     })
 }
 
+/// Refuses a process that shares its address space with its parent or a
+/// child without being a thread of it: a `vfork` child and its waiting
+/// parent (which cannot even be stopped), or `CLONE_VM` processes.
+fn refuse_shared_vm(pid: i32, ppid: i32) -> Result<()> {
+    const KCMP_VM: i32 = 1;
+    let same_vm = |a: i32, b: i32| {
+        // SAFETY: kcmp compares kernel objects by integer ids; no memory is passed.
+        unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_VM, 0, 0) == 0 }
+    };
+    let mut others: Vec<i32> = Vec::new();
+    for t in proc::tasks(pid).unwrap_or_default() {
+        others.extend(proc::children(pid, t).unwrap_or_default());
+    }
+    if ppid > 0 {
+        others.push(ppid);
+    }
+    for o in others {
+        if o != pid && same_vm(pid, o) {
+            return Err(Error::msg(format!(
+                "cannot checkpoint pid {pid}: it shares its memory with pid {o} (a vfork or CLONE_VM child), which is not supported"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Waits until a seized, interrupted thread sits in its interrupt stop.
+/// A thread that does not stop within this time (stuck in an uninterruptible
+/// wait) fails the checkpoint instead of hanging it.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn wait_interrupted(t: &FrozenThread) -> Result<()> {
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
     loop {
-        match ptrace::wait(t.tid).ctx(|| format!("waiting for thread {}", t.tid))? {
+        let stop = loop {
+            match ptrace::try_wait(t.tid).ctx(|| format!("waiting for thread {}", t.tid))? {
+                Some(s) => break s,
+                None if std::time::Instant::now() >= deadline => {
+                    return Err(Error::msg(format!(
+                        "cannot checkpoint pid {}: thread {} did not stop within {} s (an uninterruptible wait?)",
+                        t.pid,
+                        t.tid,
+                        STOP_TIMEOUT.as_secs()
+                    )));
+                }
+                None => std::thread::sleep(std::time::Duration::from_micros(200)),
+            }
+        };
+        match stop {
             Stop::EventStop(_) => return Ok(()),
             // A signal being delivered: let it through, the interrupt stays pending.
             Stop::Signal(sig) => {

@@ -11,6 +11,7 @@ pub mod files;
 pub mod freeze;
 pub mod ipc;
 pub mod memory;
+pub mod tty;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -134,6 +135,12 @@ fn write_image<W: Write>(
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p).collect();
     let sockets = files.sockets(&fdtables)?;
+    let ptys = tty::decide(&mut files, &fdtables)?;
+    for (s, t) in states.iter_mut().zip(&fdtables) {
+        let (ctty, pgrp) = tty::controlling_terminal(s.process.pid as i32, &mut files, &ptys, t)?;
+        s.process.ctty = ctty;
+        s.process.tty_pgrp = pgrp;
+    }
     let own_ipc = std::fs::read_link(format!("/proc/{root}/ns/ipc")).ok()
         != std::fs::read_link("/proc/self/ns/ipc").ok();
     let ipc = ipc::collect(&tree_pids, own_ipc)?;
@@ -183,6 +190,9 @@ fn write_image<W: Write>(
     }
     for (s, _) in &sockets {
         w.write(Kind::SOCKET, s)?;
+    }
+    for p in &ptys {
+        w.write(Kind::PTY, p)?;
     }
     let mut objs: Vec<&Shmem> = shmem.values().collect();
     objs.sort_by_key(|s| s.id);

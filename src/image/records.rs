@@ -218,6 +218,9 @@ wire_struct! {
         /// CPU affinity mask bytes (`sched_getaffinity`).
         pub affinity: Vec<u8>,
         pub nice: i32,
+        /// Foreground process group of the controlling terminal when
+        /// [`Process::ctty`] is a pty of the image, `0` otherwise.
+        pub tty_pgrp: u32,
     }
 }
 

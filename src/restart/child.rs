@@ -22,6 +22,7 @@ pub enum Step {
     Stop = 6,
     Fork = 7,
     Zombie = 8,
+    Ctty = 9,
 }
 
 impl Step {
@@ -35,6 +36,7 @@ impl Step {
             6 => "stopping for the restorer",
             7 => "creating a child (pid in use?)",
             8 => "creating a zombie child (pid in use?)",
+            9 => "taking its controlling terminal",
             _ => "setting itself up",
         }
     }
@@ -62,12 +64,16 @@ pub struct ChildPlan {
     pub umask: u32,
     pub setsid: bool,
     pub setpgid: bool,
+    /// A session leader's controlling terminal: a descriptor of the
+    /// restorer's (inherited) for `TIOCSCTTY`, taken right after `setsid`
+    /// so the children it forks inherit it.
+    pub ctty: Option<RawFd>,
     /// Read end of the pipe the restorer writes a byte to once it traces us.
     pub sync_rd: RawFd,
     /// Children to fork, as indices into the plan list.
     pub children: Vec<usize>,
-    /// Zombie children: `(pid, wait status)`.
-    pub zombies: Vec<(Option<i32>, i32)>,
+    /// Zombie children: `(pid, wait status, name)`.
+    pub zombies: Vec<(Option<i32>, i32, [u8; 16])>,
     /// Placeholder leaders of process groups whose leader had exited:
     /// `(image pgid, pid to create it with)`. Each makes its group, waits
     /// until members joined, and exits; the restorer reaps it.
@@ -132,10 +138,11 @@ unsafe fn fork_retry(want: Option<i32>, exit_signal: i32) -> nix::Result<Forked>
 }
 
 /// Exits so that the parent's `waitpid` will report `status`.
-fn become_zombie(status: i32) -> ! {
+fn become_zombie(status: i32, name: &[u8; 16]) -> ! {
     // SAFETY: raw syscalls on integers and stack structs in a forked child
     // that exits here.
     unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
         if libc::WIFSIGNALED(status) {
             let sig = libc::WTERMSIG(status);
             let no_core = libc::rlimit {
@@ -229,12 +236,18 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
             if libc::setsid() < 0 {
                 fail(plan, shared, Step::Session);
             }
+            if let Some(fd) = plan.ctty
+                && libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0
+            {
+                fail(plan, shared, Step::Ctty);
+            }
         } else if plan.setpgid && libc::setpgid(0, 0) < 0 {
             fail(plan, shared, Step::Session);
         }
-        for &(want, status) in &plan.zombies {
+        for (want, status, name) in &plan.zombies {
+            let (want, status) = (*want, *status);
             match fork_retry(want, libc::SIGCHLD) {
-                Ok(Forked::Child) => become_zombie(status),
+                Ok(Forked::Child) => become_zombie(status, name),
                 Ok(Forked::Parent(_)) => {}
                 Err(_) => fail(plan, shared, Step::Zombie),
             }

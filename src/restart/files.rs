@@ -42,6 +42,8 @@ pub struct OpenFiles {
     pub sockets: HashMap<u64, image::Socket>,
     /// Sockets made so far, by inode (both ends of a pair are made at once).
     socks: HashMap<u64, OwnedFd>,
+    /// Pseudo-terminals of the image, made on first use.
+    pub ptys: super::tty::Ptys,
 }
 
 fn cpath(p: &[u8]) -> Result<CString> {
@@ -153,6 +155,7 @@ impl OpenFiles {
             image::FT_EXTERNAL => external(f, target_fd)?,
             image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
             image::FT_SOCKET => self.open_socket(f)?,
+            image::FT_PTY_MASTER | image::FT_PTY_SLAVE => self.ptys.open(f)?,
             other => {
                 return Err(Error::msg(format!(
                     "cannot restore descriptor {target_fd} ({}): files of type {other} are not supported yet",

@@ -11,6 +11,7 @@ pub mod inplace;
 pub mod ipc;
 pub mod space;
 pub mod spool;
+pub mod tty;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -77,6 +78,7 @@ struct Meta {
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
+    ptys: HashMap<u64, image::Pty>,
     ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
 }
@@ -134,6 +136,10 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
             Kind::SOCKET => {
                 let s: image::Socket = rec.decode()?;
                 m.sockets.insert(s.id, s);
+            }
+            Kind::PTY => {
+                let p: image::Pty = rec.decode()?;
+                m.ptys.insert(p.id, p);
             }
             Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
                 m.ipc.add(&rec)?;
@@ -378,6 +384,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
     open.pipes = meta.pipes.clone();
     open.sockets = meta.sockets.clone();
+    open.ptys = tty::Ptys::new(meta.ptys.clone());
 
     let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
     let pids = tree.outer.clone();
@@ -417,6 +424,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 })?;
             }
         }
+    }
+    // Controlling terminals: their foreground groups exist now.
+    for bp in &mut building {
+        let held = tty::ctty_file(&bp.pi.p, &meta.files).and_then(|f| open.get(f.id));
+        tty::set_foreground(&mut bp.b, &bp.pi.p, held, &tree.inner)?;
     }
     // Members joined: the ghosts exit and their parents reap them.
     drop(tree.ghost_wr.take());
@@ -735,6 +747,15 @@ fn spawn_tree(
                 targets.push(fd.fd);
             }
         }
+        if let Some(f) = tty::ctty_file(p, &meta.files) {
+            let src = open.open(f, u32::MAX, &external).map_err(|e| {
+                Error::msg(format!(
+                    "cannot restore the controlling terminal of pid {}: {e}",
+                    p.pid
+                ))
+            })?;
+            plan.ctty = Some(src);
+        }
         let cwd = high(
             files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
             open.base,
@@ -775,7 +796,10 @@ fn spawn_tree(
             })?;
         if pi.p.state == image::STATE_ZOMBIE {
             let want = opts.original_pids.then_some(pi.p.pid as i32);
-            plans[parent].zombies.push((want, pi.p.exit_status));
+            let mut name = [0u8; 16];
+            let n = pi.p.comm.len().min(15);
+            name[..n].copy_from_slice(&pi.p.comm[..n]);
+            plans[parent].zombies.push((want, pi.p.exit_status, name));
         } else {
             let idx = live.iter().position(|x| x.p.pid == pi.p.pid).expect("live");
             plans[parent].children.push(idx);
@@ -819,18 +843,13 @@ fn spawn_tree(
         ghost_wr: ghost_wr.as_raw_fd(),
     };
     let root = &plans[0];
-    if opts.pidns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
-            .ctx(|| "cannot create a pid namespace".into())?;
-    }
-    // SAFETY: the child runs only `child_main` (or `init_main`), which make
-    // raw async-signal-safe syscalls on the prepared plans and never return.
     let deadline = Instant::now() + opts.pid_wait;
     let forked = loop {
         // SAFETY: the child runs only `child_main` or `init_main` (see above).
         let r = unsafe {
             if opts.pidns {
-                fork_with_pid(None, 0, libc::SIGCHLD)
+                // Init of a new pid namespace; our own children stay in ours.
+                fork_with_pid(None, libc::CLONE_NEWPID as u64, libc::SIGCHLD)
             } else {
                 fork_with_pid(root.want, 0, libc::SIGCHLD)
             }

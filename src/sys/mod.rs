@@ -7,4 +7,5 @@ pub mod pagemap;
 pub mod proc;
 pub mod ptrace;
 pub mod remote;
+pub mod tty;
 pub mod unixdiag;
