@@ -302,10 +302,12 @@ fn self_restart_example_becomes_the_image() {
 fn in_place_runs_a_checkpointed_c_program_from_where_it_was() {
     let dir = tempdir();
     let log = dir.path().join("log");
-    // onetask: a log file and its offset; pipes2: a pipe with data in it.
+    // onetask: a log file and its offset; pipes2: a pipe with data in it;
+    // ptydata: ptys with data waiting, checked on SIGUSR1.
     for (name, args) in [
         ("onetask", vec!["-d", "20", "-l", path_str(&log)]),
         ("pipes2", vec!["-d", "20"]),
+        ("ptydata", vec!["-d", "20"]),
     ] {
         let orig = Workload::spawn(workload(name), &args);
         orig.expect_count(None, 5);
@@ -321,6 +323,10 @@ fn in_place_runs_a_checkpointed_c_program_from_where_it_was() {
         let restored = r.counts(None);
         assert_eq!(restored[0], at + 1, "{name}: {}", r.report());
         check_consecutive(&restored).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name == "ptydata" {
+            assert!(signal(me, libc::SIGUSR1));
+            r.expect_line(|l| l == "data ok", "data ok");
+        }
         r.assert_no_fail();
         let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap_or_default();
         assert_eq!(comm.trim(), name, "{name} runs as cr-restart's pid {me}");

@@ -122,6 +122,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     let mut open = OpenFiles::new(max_fd as RawFd + 1);
     open.pipes = meta.pipes.clone();
     open.sockets = meta.sockets.clone();
+    open.ptys = super::tty::Ptys::new(meta.ptys.clone());
     let (plan, _keep) = plan_files(pi, &meta, opts, &mut open)?;
     // Where the caller reports a failure of its own steps: its standard
     // error, before it is replaced.
