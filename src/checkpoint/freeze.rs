@@ -40,6 +40,8 @@ pub struct Frozen {
     pub zombies: Vec<(i32, i32)>,
     pub threads: Vec<FrozenThread>,
     released: bool,
+    /// Pids never visited: not frozen, not recorded, nor their descendants.
+    exclude: Vec<i32>,
 }
 
 fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
@@ -148,11 +150,19 @@ impl Frozen {
     /// Freezes `root` and, when `tree` is set, all its descendants, repeating
     /// until no new thread or child appears.
     pub fn freeze(root: i32, tree: bool) -> Result<Frozen> {
+        Self::freeze_excluding(root, tree, &[])
+    }
+
+    /// As [`Frozen::freeze`], leaving out the processes `exclude` (and so
+    /// their descendants): they are neither frozen nor listed as children
+    /// or zombies. The root cannot be excluded.
+    pub fn freeze_excluding(root: i32, tree: bool, exclude: &[i32]) -> Result<Frozen> {
         let mut f = Frozen {
             procs: Vec::new(),
             zombies: Vec::new(),
             threads: Vec::new(),
             released: false,
+            exclude: exclude.iter().copied().filter(|&p| p != root).collect(),
         };
         std::fs::metadata(format!("/proc/{root}"))
             .map_err(|_| Error::msg(format!("cannot checkpoint pid {root}: no such process")))?;
@@ -185,8 +195,11 @@ impl Frozen {
         }
     }
 
+    /// Already visited, or never to be.
     fn known(&self, pid: i32) -> bool {
-        self.procs.iter().any(|&(p, _)| p == pid) || self.zombies.iter().any(|&(p, _)| p == pid)
+        self.exclude.contains(&pid)
+            || self.procs.iter().any(|&(p, _)| p == pid)
+            || self.zombies.iter().any(|&(p, _)| p == pid)
     }
 
     fn visit(

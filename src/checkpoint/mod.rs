@@ -36,6 +36,9 @@ pub struct Options {
     /// Changes to the root process's memory in the image only (never in
     /// the live process); each must fall in a dumped page and one chunk.
     pub patches: Vec<memory::Patch>,
+    /// Processes left out of the tree (with their descendants): neither
+    /// frozen nor recorded. Self-checkpoint leaves out its own helper.
+    pub exclude: Vec<i32>,
 }
 
 /// What a checkpoint did, for reporting.
@@ -87,7 +90,7 @@ pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary>
         return Err(Error::msg("cannot checkpoint ckpt itself"));
     }
     let t0 = Instant::now();
-    let frozen = Frozen::freeze(pid, true)?;
+    let frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),

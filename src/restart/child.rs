@@ -167,6 +167,42 @@ fn become_zombie(status: i32, name: &[u8; 16]) -> ! {
     }
 }
 
+/// Places the plan's descriptors at their numbers, changes root and
+/// working directory, and sets the umask: raw syscalls only, no
+/// allocation. On failure returns the step, with `errno` still set.
+pub(crate) fn place_files(plan: &ChildPlan) -> Result<(), Step> {
+    // SAFETY: raw syscalls on descriptors and integers of the plan; they
+    // touch no memory but the plan's own and a static string.
+    unsafe {
+        for &(target, src, cloexec) in &plan.fds {
+            let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+            if libc::dup3(src, target, flags) < 0 {
+                return Err(Step::Dup);
+            }
+        }
+        if let Some(root) = plan.root
+            && (libc::fchdir(root) < 0 || libc::chroot(c".".as_ptr()) < 0)
+        {
+            return Err(Step::Root);
+        }
+        if let Some(cwd) = plan.cwd
+            && libc::fchdir(cwd) < 0
+        {
+            return Err(Step::Cwd);
+        }
+        libc::umask(plan.umask as libc::mode_t);
+    }
+    Ok(())
+}
+
+/// Closes every descriptor the plan does not place.
+pub(crate) fn close_others(plan: &ChildPlan) {
+    for &(lo, hi) in &plan.close {
+        // SAFETY: close_range takes integers only.
+        unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) };
+    }
+}
+
 /// Runs in a new process after `clone3`; never returns.
 pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
     let plan = &plans[idx];
@@ -245,26 +281,10 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
                 Err(_) => fail(child, shared, Step::Fork),
             }
         }
-        for &(target, src, cloexec) in &plan.fds {
-            let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
-            if libc::dup3(src, target, flags) < 0 {
-                fail(plan, shared, Step::Dup);
-            }
+        if let Err(step) = place_files(plan) {
+            fail(plan, shared, step);
         }
-        if let Some(root) = plan.root
-            && (libc::fchdir(root) < 0 || libc::chroot(c".".as_ptr()) < 0)
-        {
-            fail(plan, shared, Step::Root);
-        }
-        if let Some(cwd) = plan.cwd
-            && libc::fchdir(cwd) < 0
-        {
-            fail(plan, shared, Step::Cwd);
-        }
-        libc::umask(plan.umask as libc::mode_t);
-        for &(lo, hi) in &plan.close {
-            libc::syscall(libc::SYS_close_range, lo, hi, 0);
-        }
+        close_others(plan);
         libc::syscall(libc::SYS_kill, pid, libc::SIGSTOP);
         // The restorer replaces this whole address space before we run
         // again; getting here means it did not.

@@ -7,6 +7,7 @@
 
 pub mod child;
 pub mod files;
+pub mod inplace;
 pub mod ipc;
 pub mod space;
 pub mod spool;
