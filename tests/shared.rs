@@ -50,12 +50,22 @@ fn host_ipc() -> (Vec<i32>, Vec<i32>, Vec<i32>) {
 
 #[test]
 fn shared_anonymous_memory_across_fork() {
-    roundtrip("shmem", &["-d", "20"], &[Some("parent"), Some("child")], false);
+    roundtrip(
+        "shmem",
+        &["-d", "20"],
+        &[Some("parent"), Some("child")],
+        false,
+    );
 }
 
 #[test]
 fn pipe_between_two_processes_with_data_in_flight() {
-    roundtrip("pipes", &["-d", "20"], &[Some("parent"), Some("child")], false);
+    roundtrip(
+        "pipes",
+        &["-d", "20"],
+        &[Some("parent"), Some("child")],
+        false,
+    );
 }
 
 #[test]
@@ -66,12 +76,22 @@ fn pipe_in_one_process_with_data_in_flight() {
 #[test]
 fn fifo_with_buffered_data() {
     let dir = tempdir();
-    roundtrip("fifo", &["-d", "20", "-D", dir.path().to_str().unwrap()], &[None], false);
+    roundtrip(
+        "fifo",
+        &["-d", "20", "-D", dir.path().to_str().unwrap()],
+        &[None],
+        false,
+    );
 }
 
 #[test]
 fn socket_pair_ping_pong_and_queued_datagrams() {
-    roundtrip("sockpair", &["-d", "20"], &[Some("parent"), Some("child")], false);
+    roundtrip(
+        "sockpair",
+        &["-d", "20"],
+        &[Some("parent"), Some("child")],
+        false,
+    );
 }
 
 #[test]
@@ -98,6 +118,11 @@ fn sysv_shared_memory() {
 #[test]
 fn sysv_segment_shared_by_three_processes() {
     let before = host_ipc();
-    roundtrip("shm3", &["-d", "20"], &[Some("p0"), Some("p1"), Some("p2")], true);
+    roundtrip(
+        "shm3",
+        &["-d", "20"],
+        &[Some("p0"), Some("p1"), Some("p2")],
+        true,
+    );
     assert_eq!(host_ipc(), before, "SysV objects left on the host");
 }
