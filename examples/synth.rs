@@ -1,7 +1,7 @@
 //! Writes a synthetic checkpoint image, for benchmarks and manual tests.
 //!
 //! `cargo run --release --example synth -- [--fill mixed|random|zero]
-//! [--size BYTES] [--seed N] [--sum] > out.img`
+//! [--size BYTES] [--seed N] [--sum] [--tiny] > out.img`
 
 use std::io::{BufWriter, Write};
 
@@ -26,6 +26,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--size" => spec.data = crtools::cli::parse_size(&val()?)?,
             "--seed" => spec.seed = val()?.parse()?,
             "--sum" => opts.digest = true,
+            "--tiny" => {
+                spec = Spec {
+                    processes: 1,
+                    threads: 1,
+                    mappings: 1,
+                    files: 1,
+                    extras: false,
+                    data: 4096,
+                    ..spec
+                }
+            }
             _ => return Err(format!("unknown argument {a}").into()),
         }
     }

@@ -6,6 +6,7 @@
 //! - [`sys`]: thin safe wrappers over the kernel interfaces nix lacks.
 //! - [`checkpoint`]: freeze a process tree and write its image.
 //! - [`restart`]: rebuild a process tree from an image.
+//! - [`selfckpt`]: a program checkpoints itself and goes on.
 //! - [`cli`]: what the binaries share.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -15,6 +16,7 @@ pub mod error;
 pub mod filters;
 pub mod image;
 pub mod restart;
+pub mod selfckpt;
 pub mod sys;
 
 pub use error::{Error, Result};

@@ -314,7 +314,9 @@ fn multitask_counts_and_shares_the_log() {
         workload("multitask"),
         &["-d", "20", "-l", log.to_str().unwrap()],
     );
-    w.expect_count(Some("B1"), 1);
+    for n in names {
+        w.expect_count(Some(n), 1);
+    }
     assert_eq!(w.tree().len(), 5, "{:?}", w.tree());
     run_counts(w, &tags(&names), 6);
     let logged: Vec<String> = std::fs::read_to_string(&log)

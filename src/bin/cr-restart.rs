@@ -32,6 +32,11 @@ struct Args {
     /// Exit as soon as the restored tree runs.
     #[arg(short, long)]
     detach: bool,
+    /// Become the restored process instead of creating it: cr-restart's
+    /// own pid, session and group are kept (like exec). Only for images of
+    /// a single, single-threaded process.
+    #[arg(long, conflicts_with_all = ["pidns", "detach", "no_pids"])]
+    in_place: bool,
     /// Write the restored root's pid to FILE.
     #[arg(long, value_name = "FILE")]
     pidfile: Option<PathBuf>,
@@ -77,6 +82,15 @@ fn main() -> ExitCode {
             pid_wait: Duration::from_secs(args.pid_wait),
             pidns: args.pidns,
         };
+        if args.in_place {
+            if let Some(p) = &args.pidfile {
+                let me = std::process::id();
+                std::fs::write(p, format!("{me}\n"))
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+            }
+            // Returns only on failure; then nothing was changed.
+            match restart::inplace::restore_in_place(reader, &opts)? {}
+        }
         let r = restart::restore(reader, &opts)?;
         if let Some(p) = &args.pidfile {
             std::fs::write(p, format!("{}\n", r.pid)).with_context(|| {

@@ -127,7 +127,140 @@ impl NonBlock for std::fs::OpenOptions {
     }
 }
 
+/// Copies the data waiting in a socket's receive queue without consuming
+/// it, as length-prefixed messages (`u32` length, bytes).
+fn peek_socket(pid: i32, fd: i32) -> Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let err = |what: &str, e: std::io::Error| {
+        Error::msg(format!(
+            "cannot checkpoint pid {pid}: socket at descriptor {fd}: {what}: {e}"
+        ))
+    };
+    let sock = crate::sys::unixdiag::steal_fd(pid, fd).map_err(|e| err("pidfd_getfd", e))?;
+    let s = sock.as_raw_fd();
+    let set_off = |v: i32| {
+        // SAFETY: setsockopt reads one live int.
+        unsafe {
+            libc::setsockopt(
+                s,
+                libc::SOL_SOCKET,
+                libc::SO_PEEK_OFF,
+                (&v as *const i32).cast(),
+                4,
+            )
+        }
+    };
+    if set_off(0) != 0 {
+        return Err(err("SO_PEEK_OFF", std::io::Error::last_os_error()));
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let res = loop {
+        // SAFETY: recv writes at most buf.len() bytes into the live buffer.
+        let n = unsafe {
+            libc::recv(
+                s,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                break Ok(());
+            }
+            break Err(err("peek", e));
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.extend_from_slice(&buf[..n as usize]);
+    };
+    // Put the socket back as it was: peeking at offset 0 again.
+    set_off(-1);
+    res.map(|()| out)
+}
+
 impl FileTable {
+    /// Decides which Unix sockets the image holds (socket pairs with both
+    /// ends in the tree, or whose other end is gone); a socket whose peer is
+    /// outside, at descriptor 0, 1 or 2, becomes external. Anything else
+    /// (other families, bound or listening sockets) is refused. Returns the
+    /// records with the data waiting in each.
+    pub fn sockets(&mut self, fdtables: &[FdTable]) -> Result<Vec<(image::Socket, Vec<u8>)>> {
+        if !self.files.iter().any(|f| f.ftype == image::FT_SOCKET) {
+            return Ok(Vec::new());
+        }
+        let diag = crate::sys::unixdiag::unix_sockets()
+            .map_err(|e| Error::msg(format!("cannot list Unix sockets: {e}")))?;
+        let held: Vec<u64> = self
+            .files
+            .iter()
+            .filter(|f| f.ftype == image::FT_SOCKET)
+            .map(|f| f.object_id)
+            .collect();
+        let holder = |id: u64| -> Option<(i32, i32)> {
+            fdtables.iter().find_map(|t| {
+                t.fds
+                    .iter()
+                    .find(|d| d.file_id == id)
+                    .map(|d| (t.pid as i32, d.fd as i32))
+            })
+        };
+        let mut out = Vec::new();
+        for f in self
+            .files
+            .iter_mut()
+            .filter(|f| f.ftype == image::FT_SOCKET)
+        {
+            let (pid, fd) = holder(f.id).expect("every file has a holder");
+            let stdio = fdtables
+                .iter()
+                .any(|t| t.fds.iter().any(|d| d.file_id == f.id && d.fd <= 2));
+            let refuse = |what: &str| {
+                Error::msg(format!(
+                    "cannot checkpoint pid {pid}: descriptor {fd} ({}) is {what}, which is not supported yet",
+                    String::from_utf8_lossy(&f.link)
+                ))
+            };
+            let Some(u) = diag.get(&f.object_id) else {
+                if stdio {
+                    f.ftype = image::FT_EXTERNAL;
+                    continue;
+                }
+                return Err(refuse("a socket other than a Unix socket"));
+            };
+            let peer_inside = u.peer == 0 || held.contains(&u.peer);
+            if !peer_inside || (!u.name.is_empty() && stdio) {
+                if stdio {
+                    f.ftype = image::FT_EXTERNAL;
+                    continue;
+                }
+                return Err(refuse("connected to a process outside the tree"));
+            }
+            if u.state == 10 || !u.name.is_empty() {
+                return Err(refuse("a bound or listening Unix socket"));
+            }
+            let data = peek_socket(pid, fd)?;
+            out.push((
+                image::Socket {
+                    id: f.object_id,
+                    family: libc::AF_UNIX as u32,
+                    stype: u.stype,
+                    peer: u.peer,
+                    state: u.state,
+                    data_len: data.len() as u64,
+                    shutdown: u.shutdown,
+                    ..Default::default()
+                },
+                data,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Decides which pipes the image holds: those with both ends in the
     /// tree, or held by nobody outside it. The others become external.
     /// Returns each held pipe or FIFO with one `(pid, fd)` holding it.
@@ -162,7 +295,7 @@ impl FileTable {
             let acc = |f: &&File| f.flags as i32 & libc::O_ACCMODE;
             let reader = ends.iter().any(|f| acc(f) != libc::O_WRONLY);
             let writer = ends.iter().any(|f| acc(f) != libc::O_RDONLY);
-            if !fifo && !(reader && writer) && pipe_held_outside(ino, tree) {
+            if !(fifo || reader && writer) && pipe_held_outside(ino, tree) {
                 for f in self
                     .files
                     .iter_mut()
@@ -191,6 +324,15 @@ impl FileTable {
             ));
         }
         out
+    }
+
+    /// Adds a file no descriptor refers to (e.g. a controlling terminal
+    /// nobody holds open); returns its id.
+    pub fn add_file(&mut self, f: File) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.files.push(File { id, ..f });
+        id
     }
 
     pub fn new() -> Self {
@@ -267,9 +409,11 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
         return Ok(f);
     }
     if link.starts_with(b"socket:") {
-        // Sockets are reconnected at restore time (see cr-restart(1)).
-        f.ftype = image::FT_EXTERNAL;
+        // Internal or external is decided once every process's descriptors
+        // are known: see `FileTable::sockets`.
+        f.ftype = image::FT_SOCKET;
         f.ino = info.ino;
+        f.object_id = info.ino;
         return Ok(f);
     }
     if link.starts_with(b"anon_inode:") {
@@ -291,6 +435,15 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
     };
     f.path = path.to_vec();
     f.deleted = deleted;
+    if ft == libc::S_IFCHR
+        && let Some((ftype, index)) = super::tty::classify(pid, fd, path, &meta)?
+    {
+        // A pty end; which ones the image holds is decided once every
+        // descriptor is known: see `tty::decide`.
+        f.ftype = ftype;
+        f.object_id = super::tty::object_id(index);
+        return Ok(f);
+    }
     f.ftype = match ft {
         libc::S_IFREG if path.starts_with(b"/memfd:") => return Err(unsupported("a memfd")),
         libc::S_IFREG => image::FT_REGULAR,

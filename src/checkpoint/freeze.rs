@@ -40,6 +40,8 @@ pub struct Frozen {
     pub zombies: Vec<(i32, i32)>,
     pub threads: Vec<FrozenThread>,
     released: bool,
+    /// Pids never visited: not frozen, not recorded, nor their descendants.
+    exclude: Vec<i32>,
 }
 
 fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
@@ -58,6 +60,9 @@ fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
             "cannot checkpoint pid {pid}: thread {tid} is exiting"
         )));
     }
+    if tid == pid {
+        refuse_shared_vm(pid, st.ppid)?;
+    }
     ptrace::seize(tid, false).map_err(|e| match e {
         nix::errno::Errno::EPERM => Error::msg(format!(
             "cannot checkpoint pid {pid}: not permitted to trace thread {tid}"
@@ -73,10 +78,55 @@ fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
     })
 }
 
+/// Refuses a process that shares its address space with its parent or a
+/// child without being a thread of it: a `vfork` child and its waiting
+/// parent (which cannot even be stopped), or `CLONE_VM` processes.
+fn refuse_shared_vm(pid: i32, ppid: i32) -> Result<()> {
+    const KCMP_VM: i32 = 1;
+    let same_vm = |a: i32, b: i32| {
+        // SAFETY: kcmp compares kernel objects by integer ids; no memory is passed.
+        unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_VM, 0, 0) == 0 }
+    };
+    let mut others: Vec<i32> = Vec::new();
+    for t in proc::tasks(pid).unwrap_or_default() {
+        others.extend(proc::children(pid, t).unwrap_or_default());
+    }
+    if ppid > 0 {
+        others.push(ppid);
+    }
+    for o in others {
+        if o != pid && same_vm(pid, o) {
+            return Err(Error::msg(format!(
+                "cannot checkpoint pid {pid}: it shares its memory with pid {o} (a vfork or CLONE_VM child), which is not supported"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Waits until a seized, interrupted thread sits in its interrupt stop.
+/// A thread that does not stop within this time (stuck in an uninterruptible
+/// wait) fails the checkpoint instead of hanging it.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn wait_interrupted(t: &FrozenThread) -> Result<()> {
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
     loop {
-        match ptrace::wait(t.tid).ctx(|| format!("waiting for thread {}", t.tid))? {
+        let stop = loop {
+            match ptrace::try_wait(t.tid).ctx(|| format!("waiting for thread {}", t.tid))? {
+                Some(s) => break s,
+                None if std::time::Instant::now() >= deadline => {
+                    return Err(Error::msg(format!(
+                        "cannot checkpoint pid {}: thread {} did not stop within {} s (an uninterruptible wait?)",
+                        t.pid,
+                        t.tid,
+                        STOP_TIMEOUT.as_secs()
+                    )));
+                }
+                None => std::thread::sleep(std::time::Duration::from_micros(200)),
+            }
+        };
+        match stop {
             Stop::EventStop(_) => return Ok(()),
             // A signal being delivered: let it through, the interrupt stays pending.
             Stop::Signal(sig) => {
@@ -100,11 +150,19 @@ impl Frozen {
     /// Freezes `root` and, when `tree` is set, all its descendants, repeating
     /// until no new thread or child appears.
     pub fn freeze(root: i32, tree: bool) -> Result<Frozen> {
+        Self::freeze_excluding(root, tree, &[])
+    }
+
+    /// As [`Frozen::freeze`], leaving out the processes `exclude` (and so
+    /// their descendants): they are neither frozen nor listed as children
+    /// or zombies. The root cannot be excluded.
+    pub fn freeze_excluding(root: i32, tree: bool, exclude: &[i32]) -> Result<Frozen> {
         let mut f = Frozen {
             procs: Vec::new(),
             zombies: Vec::new(),
             threads: Vec::new(),
             released: false,
+            exclude: exclude.iter().copied().filter(|&p| p != root).collect(),
         };
         std::fs::metadata(format!("/proc/{root}"))
             .map_err(|_| Error::msg(format!("cannot checkpoint pid {root}: no such process")))?;
@@ -137,8 +195,11 @@ impl Frozen {
         }
     }
 
+    /// Already visited, or never to be.
     fn known(&self, pid: i32) -> bool {
-        self.procs.iter().any(|&(p, _)| p == pid) || self.zombies.iter().any(|&(p, _)| p == pid)
+        self.exclude.contains(&pid)
+            || self.procs.iter().any(|&(p, _)| p == pid)
+            || self.zombies.iter().any(|&(p, _)| p == pid)
     }
 
     fn visit(

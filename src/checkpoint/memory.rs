@@ -53,6 +53,7 @@ pub fn plan(pid: i32, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
             (b"dc", image::VMA_F_DONTFORK),
             (b"dd", image::VMA_F_DONTDUMP),
             (b"lo", image::VMA_F_LOCKED),
+            (b"mw", image::VMA_F_MAYWRITE),
         ] {
             if has(f) {
                 flags |= bit;
@@ -88,11 +89,10 @@ pub fn plan(pid: i32, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
             vma.backing = image::VMA_VVAR_VCLOCK;
         } else if m.path == b"[vsyscall]" {
             vma.backing = image::VMA_VSYSCALL;
-        } else if m.path.starts_with(b"/SYSV") && m.shared {
-            return Err(Error::msg(format!(
-                "cannot checkpoint pid {pid}: SysV shared memory at {:#x} is not supported yet",
-                m.start
-            )));
+        } else if let Some(shmid) = crate::checkpoint::ipc::shm_id_of_mapping(&m) {
+            // A SysV attachment: contents go with the segment, once.
+            vma.backing = image::VMA_SYSV_SHM;
+            vma.shmem_id = shmid as u64;
         } else if m.shared
             && (m.inode == 0 || m.path.starts_with(b"/dev/zero") || m.path.is_empty())
         {

@@ -9,7 +9,9 @@
 
 pub mod files;
 pub mod freeze;
+pub mod ipc;
 pub mod memory;
+pub mod tty;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,6 +36,9 @@ pub struct Options {
     /// Changes to the root process's memory in the image only (never in
     /// the live process); each must fall in a dumped page and one chunk.
     pub patches: Vec<memory::Patch>,
+    /// Processes left out of the tree (with their descendants): neither
+    /// frozen nor recorded. Self-checkpoint leaves out its own helper.
+    pub exclude: Vec<i32>,
 }
 
 /// What a checkpoint did, for reporting.
@@ -85,7 +90,7 @@ pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary>
         return Err(Error::msg("cannot checkpoint ckpt itself"));
     }
     let t0 = Instant::now();
-    let frozen = Frozen::freeze(pid, true)?;
+    let frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),
@@ -129,6 +134,16 @@ fn write_image<W: Write>(
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p).collect();
+    let sockets = files.sockets(&fdtables)?;
+    let ptys = tty::decide(&mut files, &fdtables)?;
+    for (s, t) in states.iter_mut().zip(&fdtables) {
+        let (ctty, pgrp) = tty::controlling_terminal(s.process.pid as i32, &mut files, &ptys, t)?;
+        s.process.ctty = ctty;
+        s.process.tty_pgrp = pgrp;
+    }
+    let own_ipc = std::fs::read_link(format!("/proc/{root}/ns/ipc")).ok()
+        != std::fs::read_link("/proc/self/ns/ipc").ok();
+    let ipc = ipc::collect(&tree_pids, own_ipc)?;
     let mut pipes = Vec::new();
     for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
         let (cap, data) = files::peek_pipe(pid, fd)?;
@@ -156,7 +171,7 @@ fn write_image<W: Write>(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         root_pid: root as u32,
-        flags: 0,
+        flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 },
         xstate_size,
     };
     let mut w = Writer::new(out, &header, WriteOptions::default())?;
@@ -173,6 +188,12 @@ fn write_image<W: Write>(
     for (p, _) in &pipes {
         w.write(Kind::PIPE, p)?;
     }
+    for (s, _) in &sockets {
+        w.write(Kind::SOCKET, s)?;
+    }
+    for p in &ptys {
+        w.write(Kind::PTY, p)?;
+    }
     let mut objs: Vec<&Shmem> = shmem.values().collect();
     objs.sort_by_key(|s| s.id);
     for s in &objs {
@@ -181,6 +202,7 @@ fn write_image<W: Write>(
     for z in &zombies {
         w.write(Kind::PROCESS, z)?;
     }
+    ipc.write_meta(&mut w)?;
     for t in &fdtables {
         w.write(Kind::FDTABLE, t)?;
     }
@@ -216,6 +238,7 @@ fn write_image<W: Write>(
             }
         }
     }
+    ipc.write_contents(&mut w)?;
     // Data waiting in pipes and FIFOs.
     for (p, data) in &pipes {
         for (i, chunk) in data.chunks(image::CHUNK).enumerate() {
@@ -226,6 +249,30 @@ fn write_image<W: Write>(
                 addr: (i * image::CHUNK) as u64,
             };
             w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), chunk])?;
+        }
+    }
+    // Data waiting in sockets, as length-prefixed messages, cut only
+    // between messages.
+    for (s, data) in &sockets {
+        let mut at = 0;
+        while at < data.len() {
+            let mut end = at;
+            while end < data.len() {
+                let n =
+                    u32::from_le_bytes(data[end..end + 4].try_into().expect("4 bytes")) as usize;
+                if end > at && end + 4 + n - at > image::CHUNK {
+                    break;
+                }
+                end += 4 + n;
+            }
+            let prefix = image::DataPrefix {
+                space: image::SPACE_SOCKET,
+                flags: 0,
+                id: s.id,
+                addr: at as u64,
+            };
+            w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), &data[at..end]])?;
+            at = end;
         }
     }
     // Contents of files deleted while open.

@@ -262,6 +262,14 @@ fn human(b: u64) -> String {
     }
 }
 
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -391,8 +399,8 @@ impl fmt::Display for Info {
         if self.unknown_records > 0 {
             writeln!(
                 f,
-                "             {} records of unknown kinds (passed on by filters)",
-                self.unknown_records
+                "             {} of unknown kinds (passed on by filters)",
+                plural(self.unknown_records, "record")
             )?;
         }
         writeln!(f, "processes:   {}", self.processes.len())?;

@@ -104,6 +104,9 @@ wire_struct! {
 
 /// The root is the init of its own pid namespace.
 pub const HDR_PIDNS_INIT: u32 = 1;
+/// The tree had its own IPC namespace: the image holds all of it, and
+/// `cr-restart` makes a new one.
+pub const HDR_OWN_IPCNS: u32 = 2;
 
 wire_struct! {
     /// `END`: closes the stream. A stream without it is truncated.
@@ -215,6 +218,9 @@ wire_struct! {
         /// CPU affinity mask bytes (`sched_getaffinity`).
         pub affinity: Vec<u8>,
         pub nice: i32,
+        /// Foreground process group of the controlling terminal when
+        /// [`Process::ctty`] is a pty of the image, `0` otherwise.
+        pub tty_pgrp: u32,
     }
 }
 
@@ -274,6 +280,9 @@ pub const VMA_F_NOHUGEPAGE: u32 = 32;
 pub const VMA_F_DONTFORK: u32 = 64;
 pub const VMA_F_LOCKED: u32 = 128;
 pub const VMA_F_DONTDUMP: u32 = 256;
+/// The mapping may be made writable (`mw` in smaps): a SysV attachment
+/// without it was made read-only.
+pub const VMA_F_MAYWRITE: u32 = 512;
 
 wire_struct! {
     /// One mapping of an address space.

@@ -363,3 +363,87 @@ pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
 pub fn generate(spec: &Spec) -> Vec<u8> {
     write(Vec::new(), spec, WriteOptions::default()).expect("writing to a Vec cannot fail")
 }
+
+/// Builds a valid stream from arbitrary bytes, so that fuzzers reach the
+/// transforms with streams that parse. The first byte chooses options
+/// (bit 0: digests); then each record is `selector:u8 len:u16` and up to
+/// `len` payload bytes.
+pub fn from_recipe(data: &[u8]) -> Vec<u8> {
+    let (&opts, mut rest) = data.split_first().unwrap_or((&0, &[]));
+    let mut stream_id = [0u8; 16];
+    for (i, b) in data.iter().take(64).enumerate() {
+        stream_id[i % 16] ^= b.rotate_left(i as u32 % 8);
+    }
+    let header = StreamHeader {
+        format_major: FORMAT_MAJOR,
+        format_minor: FORMAT_MINOR,
+        arch: "x86_64".into(),
+        page_size: PAGE as u32,
+        stream_id,
+        ..StreamHeader::default()
+    };
+    let opts = WriteOptions {
+        digest: opts & 1 != 0,
+    };
+    let mut w = Writer::new(Vec::new(), &header, opts).expect("Vec");
+    while rest.len() >= 3 {
+        let sel = rest[0];
+        let len = (u16::from_le_bytes([rest[1], rest[2]]) as usize).min(rest.len() - 3);
+        let payload = &rest[3..3 + len];
+        rest = &rest[3 + len..];
+        let id = payload
+            .iter()
+            .fold(0u32, |a, &b| a.wrapping_mul(31) ^ b as u32);
+        let res = match sel % 8 {
+            0 => w.write_record(Kind::PAGES, payload),
+            1 => w.write_record(Kind::BLOB, payload),
+            2 => w.write_record(Kind::PAGES, &payload.repeat(64)),
+            3 => w.write(
+                Kind::PROCESS,
+                &Process {
+                    pid: id,
+                    ppid: sel as u32,
+                    comm: payload.to_vec(),
+                    ..Process::default()
+                },
+            ),
+            4 => w.write_record(Kind(Kind::FIRST_OPTIONAL + sel as u16), payload),
+            5 => w.write(
+                Kind::FILE,
+                &File {
+                    id: id as u64,
+                    path: payload.to_vec(),
+                    ..File::default()
+                },
+            ),
+            6 => w.write(
+                Kind::THREAD,
+                &Thread {
+                    pid: id,
+                    tid: id.wrapping_add(1),
+                    regs: payload.to_vec(),
+                    ..Thread::default()
+                },
+            ),
+            _ => w.write(
+                Kind::MM,
+                &Mm {
+                    pid: id,
+                    vmas: List(
+                        payload
+                            .chunks(8)
+                            .map(|c| Vma {
+                                start: c[0] as u64 * PAGE,
+                                dumped_pages: c.len() as u64,
+                                ..Vma::default()
+                            })
+                            .collect(),
+                    ),
+                    ..Mm::default()
+                },
+            ),
+        };
+        res.expect("recipe records are within limits");
+    }
+    w.finish().expect("Vec")
+}

@@ -22,6 +22,7 @@ pub enum Step {
     Stop = 6,
     Fork = 7,
     Zombie = 8,
+    Ctty = 9,
 }
 
 impl Step {
@@ -35,6 +36,7 @@ impl Step {
             6 => "stopping for the restorer",
             7 => "creating a child (pid in use?)",
             8 => "creating a zombie child (pid in use?)",
+            9 => "taking its controlling terminal",
             _ => "setting itself up",
         }
     }
@@ -62,12 +64,16 @@ pub struct ChildPlan {
     pub umask: u32,
     pub setsid: bool,
     pub setpgid: bool,
+    /// A session leader's controlling terminal: a descriptor of the
+    /// restorer's (inherited) for `TIOCSCTTY`, taken right after `setsid`
+    /// so the children it forks inherit it.
+    pub ctty: Option<RawFd>,
     /// Read end of the pipe the restorer writes a byte to once it traces us.
     pub sync_rd: RawFd,
     /// Children to fork, as indices into the plan list.
     pub children: Vec<usize>,
-    /// Zombie children: `(pid, wait status)`.
-    pub zombies: Vec<(Option<i32>, i32)>,
+    /// Zombie children: `(pid, wait status, name)`.
+    pub zombies: Vec<(Option<i32>, i32, [u8; 16])>,
     /// Placeholder leaders of process groups whose leader had exited:
     /// `(image pgid, pid to create it with)`. Each makes its group, waits
     /// until members joined, and exits; the restorer reaps it.
@@ -132,10 +138,11 @@ unsafe fn fork_retry(want: Option<i32>, exit_signal: i32) -> nix::Result<Forked>
 }
 
 /// Exits so that the parent's `waitpid` will report `status`.
-fn become_zombie(status: i32) -> ! {
+fn become_zombie(status: i32, name: &[u8; 16]) -> ! {
     // SAFETY: raw syscalls on integers and stack structs in a forked child
     // that exits here.
     unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
         if libc::WIFSIGNALED(status) {
             let sig = libc::WTERMSIG(status);
             let no_core = libc::rlimit {
@@ -157,6 +164,42 @@ fn become_zombie(status: i32) -> ! {
             libc::syscall(libc::SYS_kill, pid, sig);
         }
         libc::_exit(libc::WEXITSTATUS(status));
+    }
+}
+
+/// Places the plan's descriptors at their numbers, changes root and
+/// working directory, and sets the umask: raw syscalls only, no
+/// allocation. On failure returns the step, with `errno` still set.
+pub(crate) fn place_files(plan: &ChildPlan) -> Result<(), Step> {
+    // SAFETY: raw syscalls on descriptors and integers of the plan; they
+    // touch no memory but the plan's own and a static string.
+    unsafe {
+        for &(target, src, cloexec) in &plan.fds {
+            let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+            if libc::dup3(src, target, flags) < 0 {
+                return Err(Step::Dup);
+            }
+        }
+        if let Some(root) = plan.root
+            && (libc::fchdir(root) < 0 || libc::chroot(c".".as_ptr()) < 0)
+        {
+            return Err(Step::Root);
+        }
+        if let Some(cwd) = plan.cwd
+            && libc::fchdir(cwd) < 0
+        {
+            return Err(Step::Cwd);
+        }
+        libc::umask(plan.umask as libc::mode_t);
+    }
+    Ok(())
+}
+
+/// Closes every descriptor the plan does not place.
+pub(crate) fn close_others(plan: &ChildPlan) {
+    for &(lo, hi) in &plan.close {
+        // SAFETY: close_range takes integers only.
+        unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) };
     }
 }
 
@@ -193,12 +236,18 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
             if libc::setsid() < 0 {
                 fail(plan, shared, Step::Session);
             }
+            if let Some(fd) = plan.ctty
+                && libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0
+            {
+                fail(plan, shared, Step::Ctty);
+            }
         } else if plan.setpgid && libc::setpgid(0, 0) < 0 {
             fail(plan, shared, Step::Session);
         }
-        for &(want, status) in &plan.zombies {
+        for (want, status, name) in &plan.zombies {
+            let (want, status) = (*want, *status);
             match fork_retry(want, libc::SIGCHLD) {
-                Ok(Forked::Child) => become_zombie(status),
+                Ok(Forked::Child) => become_zombie(status, name),
                 Ok(Forked::Parent(_)) => {}
                 Err(_) => fail(plan, shared, Step::Zombie),
             }
@@ -232,26 +281,10 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
                 Err(_) => fail(child, shared, Step::Fork),
             }
         }
-        for &(target, src, cloexec) in &plan.fds {
-            let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
-            if libc::dup3(src, target, flags) < 0 {
-                fail(plan, shared, Step::Dup);
-            }
+        if let Err(step) = place_files(plan) {
+            fail(plan, shared, step);
         }
-        if let Some(root) = plan.root
-            && (libc::fchdir(root) < 0 || libc::chroot(c".".as_ptr()) < 0)
-        {
-            fail(plan, shared, Step::Root);
-        }
-        if let Some(cwd) = plan.cwd
-            && libc::fchdir(cwd) < 0
-        {
-            fail(plan, shared, Step::Cwd);
-        }
-        libc::umask(plan.umask as libc::mode_t);
-        for &(lo, hi) in &plan.close {
-            libc::syscall(libc::SYS_close_range, lo, hi, 0);
-        }
+        close_others(plan);
         libc::syscall(libc::SYS_kill, pid, libc::SIGSTOP);
         // The restorer replaces this whole address space before we run
         // again; getting here means it did not.

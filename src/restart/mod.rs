@@ -7,21 +7,28 @@
 
 pub mod child;
 pub mod files;
+pub mod inplace;
+pub mod ipc;
 mod pages;
 pub mod space;
 pub mod spool;
+pub mod tty;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::error::{Context, Error, Result};
-use crate::image::{self, FdTable, File, Kind, Mm, Process, RawRecord, Reader, Shmem, Thread};
+use crate::image::{
+    self, DataPrefix, FdTable, File, Kind, Mm, Process, RawRecord, Reader, Shmem, Thread,
+};
 use crate::sys::clone::{Forked, fork_with_pid};
+use crate::sys::mem;
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::{self, Gate, Remote, nr};
@@ -71,6 +78,9 @@ struct Meta {
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
+    sockets: HashMap<u64, image::Socket>,
+    ptys: HashMap<u64, image::Pty>,
+    ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
 }
 
@@ -123,6 +133,17 @@ fn read_meta<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
                 m.pipes.insert(p.id, p);
+            }
+            Kind::SOCKET => {
+                let s: image::Socket = rec.decode()?;
+                m.sockets.insert(s.id, s);
+            }
+            Kind::PTY => {
+                let p: image::Pty = rec.decode()?;
+                m.ptys.insert(p.id, p);
+            }
+            Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
+                m.ipc.add(&rec)?;
             }
             k if k.is_optional() => {}
             k => {
@@ -279,6 +300,7 @@ struct Building<'a> {
 
 /// Restores the image from `reader`; on success the tree runs.
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
+    let reader_flags = reader.header().flags;
     let meta = read_meta(&mut reader)?;
     validate(&meta)?;
     let mut undo = Undo { pids: Vec::new() };
@@ -328,6 +350,19 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         shm_fds.insert(s.id, fd);
     }
 
+    // SysV IPC objects first, with their ids: processes attach segments.
+    if reader_flags & image::HDR_OWN_IPCNS != 0 {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC)
+            .ctx(|| "cannot create an IPC namespace".into())?;
+    }
+    meta.ipc.create()?;
+    let sysv_sizes: HashMap<u64, u64> = meta
+        .ipc
+        .segments()
+        .iter()
+        .map(|s| (s.id as u64, s.size))
+        .collect();
+
     let avoid: Vec<(u64, u64)> = meta
         .procs
         .iter()
@@ -349,6 +384,8 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     raise_nofile(max_fd as u64 + 256);
     let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
     open.pipes = meta.pipes.clone();
+    open.sockets = meta.sockets.clone();
+    open.ptys = tty::Ptys::new(meta.ptys.clone());
 
     let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
     let pids = tree.outer.clone();
@@ -389,6 +426,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             }
         }
     }
+    // Controlling terminals: their foreground groups exist now.
+    for bp in &mut building {
+        let held = tty::ctty_file(&bp.pi.p, &meta.files).and_then(|f| open.get(f.id));
+        tty::set_foreground(&mut bp.b, &bp.pi.p, held, &tree.inner)?;
+    }
     // Members joined: the ghosts exit and their parents reap them.
     drop(tree.ghost_wr.take());
     for &(_, ghost, parent) in &tree.ghosts {
@@ -417,17 +459,125 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             })
             .collect();
         bp.b.clear_space(&specials, &want)?;
-        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open)?;
+        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open, &sysv_sizes)?;
     }
 
     // Bulk data: page contents and file contents, streamed straight in.
-    let next = if matches!(source, spool::Source::Spooled(_)) {
-        source.next()?
+    let mut next = if matches!(source, spool::Source::Spooled(_)) {
+        source.next_record()?
     } else {
         first
     };
-    pages::restore_bulk(next, &mut source, &mut building, &meta, &shm_fds, &open)?;
+    let zeros = vec![0u8; image::CHUNK];
+    let mut thp = pages::Thp::new(&building);
+    while let Some(raw) = next {
+        let rec = raw.decode()?;
+        let (pre, data) = DataPrefix::parse(&rec.payload)
+            .ok_or_else(|| corrupt(format!("record {} is too short for its kind", rec.seq)))?;
+        let zlen;
+        let data: &[u8] = if rec.kind == Kind::ZERO {
+            if data.len() < 8 {
+                return Err(corrupt(format!("zero record {} has no length", rec.seq)));
+            }
+            zlen = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
+            if zlen > image::CHUNK {
+                return Err(corrupt(format!("zero record {} is too long", rec.seq)));
+            }
+            &zeros[..zlen]
+        } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
+            data
+        } else {
+            return Err(corrupt(format!(
+                "a {} record after the page data began",
+                rec.kind
+            )));
+        };
+        match pre.space {
+            image::SPACE_PROCESS => {
+                let bp = building
+                    .iter_mut()
+                    .find(|x| x.pi.p.pid as u64 == pre.id)
+                    .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
+                let end = pre.addr.saturating_add(data.len() as u64);
+                if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
+                    return Err(corrupt(format!(
+                        "pages at {:#x}-{:#x} of process {} lie outside its mappings",
+                        pre.addr, end, pre.id
+                    )));
+                }
+                thp.before_write(bp, pre.addr)?;
+                mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
+                    .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
+            }
+            image::SPACE_SHMEM => {
+                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
+                    corrupt(format!("pages for unknown shared memory {}", pre.id))
+                })?;
+                if pre.addr.saturating_add(data.len() as u64) > s.size {
+                    return Err(corrupt(format!(
+                        "pages beyond the end of shared memory {}",
+                        pre.id
+                    )));
+                }
+                let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
+                f.write_all_at(data, pre.addr)
+                    .ctx(|| "cannot fill shared memory".into())?;
+            }
+            image::SPACE_FILE => {
+                let fd = open
+                    .blob_target(pre.id)
+                    .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
+                let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
+                if pre.addr.saturating_add(data.len() as u64) > size {
+                    return Err(corrupt(format!(
+                        "contents beyond the end of file {}",
+                        pre.id
+                    )));
+                }
+                nix::sys::uio::pwrite(
+                    // SAFETY: fd is held open by `open` for the whole restore.
+                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                    data,
+                    pre.addr as i64,
+                )
+                .ctx(|| "cannot write the contents of a deleted file".into())?;
+            }
+            image::SPACE_SYSV_SHM => {
+                meta.ipc.shm_contents(pre.id, pre.addr, data)?;
+            }
+            image::SPACE_SOCKET => {
+                let sk = meta
+                    .sockets
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
+                    return Err(corrupt(format!(
+                        "more data for socket {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_socket(pre.id, data)?;
+            }
+            image::SPACE_PIPE => {
+                let p = meta
+                    .pipes
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown pipe {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > p.data_len {
+                    return Err(corrupt(format!(
+                        "more data for pipe {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_pipe(pre.id, data)?;
+            }
+            s => return Err(corrupt(format!("data for unknown space {s}"))),
+        }
+        next = source.next_record()?;
+    }
     // reader.next_raw() returned None: the end record was read and matched.
+    open.finish_sockets()?;
+    meta.ipc.finish()?;
 
     let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
     for bp in &mut building {
@@ -459,6 +609,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     let root = pids[&(live[0].p.pid as i32)];
     undo.pids.clear();
+    meta.ipc.commit();
     drop(open);
     Ok(Restored {
         pid: root,
@@ -599,6 +750,15 @@ fn spawn_tree(
                 targets.push(fd.fd);
             }
         }
+        if let Some(f) = tty::ctty_file(p, &meta.files) {
+            let src = open.open(f, u32::MAX, &external).map_err(|e| {
+                Error::msg(format!(
+                    "cannot restore the controlling terminal of pid {}: {e}",
+                    p.pid
+                ))
+            })?;
+            plan.ctty = Some(src);
+        }
         let cwd = high(
             files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
             open.base,
@@ -639,7 +799,10 @@ fn spawn_tree(
             })?;
         if pi.p.state == image::STATE_ZOMBIE {
             let want = opts.original_pids.then_some(pi.p.pid as i32);
-            plans[parent].zombies.push((want, pi.p.exit_status));
+            let mut name = [0u8; 16];
+            let n = pi.p.comm.len().min(15);
+            name[..n].copy_from_slice(&pi.p.comm[..n]);
+            plans[parent].zombies.push((want, pi.p.exit_status, name));
         } else {
             let idx = live.iter().position(|x| x.p.pid == pi.p.pid).expect("live");
             plans[parent].children.push(idx);
@@ -683,18 +846,26 @@ fn spawn_tree(
         ghost_wr: ghost_wr.as_raw_fd(),
     };
     let root = &plans[0];
-    if opts.pidns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)
-            .ctx(|| "cannot create a pid namespace".into())?;
-    }
-    // SAFETY: the child runs only `child_main` (or `init_main`), which make
-    // raw async-signal-safe syscalls on the prepared plans and never return.
-    let forked = unsafe {
-        if opts.pidns {
-            fork_with_pid(None, 0, libc::SIGCHLD)
-        } else {
-            fork_with_pid(root.want, 0, libc::SIGCHLD)
+    let deadline = Instant::now() + opts.pid_wait;
+    let forked = loop {
+        // SAFETY: the child runs only `child_main` or `init_main` (see above).
+        let r = unsafe {
+            if opts.pidns {
+                // Init of a new pid namespace; our own children stay in ours.
+                fork_with_pid(None, libc::CLONE_NEWPID as u64, libc::SIGCHLD)
+            } else {
+                fork_with_pid(root.want, 0, libc::SIGCHLD)
+            }
+        };
+        // A pid freed a moment ago may still be settling in the kernel.
+        if matches!(r, Err(nix::errno::Errno::EEXIST))
+            && Instant::now() < deadline
+            && !root.want.is_some_and(pid_is_live)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
         }
+        break r;
     };
     let root_pid = match forked {
         Ok(Forked::Child) if opts.pidns => child::init_main(&plans, &shared),
@@ -888,11 +1059,65 @@ fn map_vmas(
     mm: &Mm,
     shm_fds: &HashMap<u64, OwnedFd>,
     open: &files::OpenFiles,
+    sysv: &HashMap<u64, u64>,
 ) -> Result<Vec<(u64, u64)>> {
     let me = std::process::id();
     let mut remote_fds: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
     let mut writable = Vec::new();
-    for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
+    // SysV attachments: attach each (segment, address) once, then keep only
+    // the pieces the image has, with their protections.
+    let mut attached: Vec<(u64, u64, u64)> = Vec::new();
+    for v in mm.vmas.iter().filter(|v| v.backing == image::VMA_SYSV_SHM) {
+        let at = v.start - v.pgoff;
+        let size = *sysv.get(&v.shmem_id).ok_or_else(|| {
+            corrupt(format!(
+                "mapping {:#x} refers to SysV segment {} the image lacks",
+                v.start, v.shmem_id
+            ))
+        })?;
+        if !attached
+            .iter()
+            .any(|&(id, a, _)| id == v.shmem_id && a == at)
+        {
+            let flags = ipc::attach_flags(v.prot, v.flags & image::VMA_F_MAYWRITE != 0);
+            b.call(nr::SHMAT, &[v.shmem_id, at, flags as u64])
+                .map_err(|e| {
+                    Error::msg(format!(
+                        "cannot attach SysV segment {} at {at:#x} in pid {}: {e}",
+                        v.shmem_id, b.pid
+                    ))
+                })?;
+            attached.push((
+                v.shmem_id,
+                at,
+                (size + space::PAGE - 1) & !(space::PAGE - 1),
+            ));
+        }
+        b.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64])?;
+    }
+    for &(id, at, len) in &attached {
+        let mut pos = at;
+        let mut pieces: Vec<(u64, u64)> = mm
+            .vmas
+            .iter()
+            .filter(|v| {
+                v.backing == image::VMA_SYSV_SHM && v.shmem_id == id && v.start - v.pgoff == at
+            })
+            .map(|v| (v.start, v.end))
+            .collect();
+        pieces.sort_unstable();
+        for (s, e) in pieces.into_iter().chain([(at + len, at + len)]) {
+            if s > pos {
+                b.call(nr::MUNMAP, &[pos, s - pos])?;
+            }
+            pos = pos.max(e);
+        }
+    }
+    for v in mm
+        .vmas
+        .iter()
+        .filter(|v| !space::is_special(v) && v.backing != image::VMA_SYSV_SHM)
+    {
         let prot = space::build_prot(v) as u64;
         let shared = v.flags & image::VMA_F_SHARED != 0;
         let mut flags = libc::MAP_FIXED as u64

@@ -302,7 +302,7 @@ pub fn restart_regs(mut r: ptrace::Regs) -> ptrace::Regs {
     if (r.orig_rax as i64) >= 0 {
         match r.rax as i64 {
             // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND: run it again.
-            -512 | -513 | -514 => {
+            -514..=-512 => {
                 r.rax = r.orig_rax;
                 r.rip -= 2;
             }
@@ -345,6 +345,26 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
             map.len() as u64,
         ],
     );
+    // Changing the exe link needs CAP_CHECKPOINT_RESTORE; without it, keep
+    // the rest of the layout and the restorer's link.
+    let r = match r {
+        Err(Error::Remote(crate::sys::remote::RemoteError::Syscall { errno, .. }))
+            if errno == nix::errno::Errno::EPERM && exe_fd.is_some() =>
+        {
+            let map = mm_map_bytes(mm, auxv_addr, u32::MAX);
+            let map_addr = b.put(&map)?;
+            b.call(
+                nr::PRCTL,
+                &[
+                    libc::PR_SET_MM as u64,
+                    libc::PR_SET_MM_MAP as u64,
+                    map_addr,
+                    map.len() as u64,
+                ],
+            )
+        }
+        r => r,
+    };
     if let Some(fd) = exe_fd {
         b.call(nr::CLOSE, &[fd])?;
     }

@@ -83,7 +83,7 @@ pub fn spool<R: Read>(first: Option<RawRecord>, reader: &mut Reader<R>) -> Resul
 }
 
 impl<R: Read> Source<'_, R> {
-    pub fn next(&mut self) -> Result<Option<RawRecord>> {
+    pub fn next_record(&mut self) -> Result<Option<RawRecord>> {
         match self {
             Source::Live(r) => Ok(r.next_raw()?),
             Source::Spooled(f) => {

@@ -2193,7 +2193,15 @@ VmFlags: rd wr mr mw me ac sd hg dd
         let child = Child::spawn(name, nothing);
         let me = self_pid();
 
-        let st = stat(child.pid).unwrap();
+        // It may still be on its way to sleep.
+        let mut st = stat(child.pid).unwrap();
+        for _ in 0..200 {
+            if st.state == b'S' {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            st = stat(child.pid).unwrap();
+        }
         assert_eq!(st.pid, child.pid);
         assert_eq!(st.comm, name);
         assert_eq!(st.ppid, me);

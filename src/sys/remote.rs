@@ -93,6 +93,7 @@ pub mod nr {
     pub const SETPRIORITY: i64 = 141;
     pub const UMASK: i64 = 95;
     pub const SETPGID: i64 = 109;
+    pub const SHMAT: i64 = 30;
     pub const RT_SIGTIMEDWAIT: i64 = 128;
     pub const WAIT4: i64 = 61;
     pub const CLONE3: i64 = 435;

@@ -196,6 +196,77 @@ fn pids_with(field: usize, id: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The processes in process group `pgid` now (zombies included).
+pub fn procs_in_group(pgid: i32) -> Vec<i32> {
+    pids_with(5, pgid)
+}
+
+/// The processes in session `sid` now (zombies included).
+pub fn procs_in_session(sid: i32) -> Vec<i32> {
+    pids_with(6, sid)
+}
+
+/// Waits until `pred` holds for the state letter of `pid` (None: gone).
+/// Returns false on timeout.
+pub fn wait_state(pid: i32, timeout: Duration, mut pred: impl FnMut(Option<char>) -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if pred(proc_state(pid)) {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds; false on timeout.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The thread ids of a process with their names (`/proc/PID/task/TID/comm`).
+pub fn thread_names(pid: i32) -> Vec<(i32, String)> {
+    threads_of(pid)
+        .into_iter()
+        .map(|t| {
+            let c =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm")).unwrap_or_default();
+            (t, c.trim_end().to_string())
+        })
+        .collect()
+}
+
+/// `/proc/PID/cmdline` with NULs replaced by spaces (None if gone).
+pub fn cmdline_of(pid: i32) -> Option<String> {
+    let b = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        String::from_utf8_lossy(&b)
+            .trim_end_matches('\0')
+            .replace('\0', " "),
+    )
+}
+
+/// Every pid in /proc now.
+pub fn all_pids() -> Vec<i32> {
+    let Ok(d) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    d.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
+}
+
 fn send_kill(pid: i32) {
     // SAFETY: kill(2) has no memory effects; pid is a process of this test.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -494,6 +565,13 @@ impl Workload {
     pub fn track(&mut self, pid: i32) {
         if !self.tracked.contains(&pid) {
             self.tracked.push(pid);
+        }
+    }
+
+    /// Also kill every process of `pids` (and their descendants) on drop.
+    pub fn track_all(&mut self, pids: &[i32]) {
+        for &p in pids {
+            self.track(p);
         }
     }
 
@@ -1038,6 +1116,38 @@ pub struct RunningPipeline {
 }
 
 impl RunningPipeline {
+    /// The exit status of stage `i` if it has finished (does not block).
+    pub fn stage_status(&mut self, i: usize) -> Option<ExitStatus> {
+        self.stages
+            .get_mut(i)?
+            .1
+            .as_mut()?
+            .try_wait()
+            .ok()
+            .flatten()
+    }
+
+    /// Name, status and stderr of the first stage that finished with a
+    /// failure so far, if any (does not block on running stages).
+    pub fn failed_stage(&mut self) -> Option<String> {
+        for i in 0..self.stages.len() {
+            if let Some(st) = self.stage_status(i)
+                && !st.success()
+            {
+                let (name, _, err) = &mut self.stages[i];
+                let stderr = err
+                    .take()
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&stderr).into_owned();
+                // Put it back for `wait`.
+                *err = Some(thread::spawn(move || stderr));
+                return Some(format!("{name} -> {st}\n{text}"));
+            }
+        }
+        None
+    }
+
     /// Waits for every stage ([`TIMEOUT`] each, then kill and panic).
     pub fn wait(mut self) -> PipelineOutput {
         let mut out = Vec::new();
@@ -1263,6 +1373,90 @@ impl Drop for IpcGuard {
                     ipc_remove(k, id);
                 }
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Round trips
+
+/// `ckpt CKPT_ARGS PID | FILTER... | cr-restart RESTORE_ARGS`, with the original
+/// workload's pid. With `--kill` among `ckpt_args`, waits until ckpt killed the
+/// original and reaps it (its pid must be free for cr-restart; a tree's other
+/// processes are reaped by init, and cr-restart waits for them), panicking with
+/// ckpt's stderr if a stage fails first. The restored workload tracks every pid
+/// and the process group of the original tree, so dropping it cleans up.
+pub fn checkpoint_restore(
+    orig: &mut Workload,
+    ckpt_args: &[&str],
+    filters: &[(&str, &[&str])],
+    restore_args: &[&str],
+) -> Restore {
+    let pid = orig.pid();
+    let tree = orig.tree();
+    let pgids: Vec<i32> = tree.iter().filter_map(|&p| pgid_of(p)).collect();
+    let pid_s = pid.to_string();
+    let mut args: Vec<&str> = ckpt_args.to_vec();
+    args.push(&pid_s);
+    let mut p = Pipeline::new().stage("ckpt", &args);
+    for (name, a) in filters {
+        p = p.stage(name, a);
+    }
+    let mut r = p.restore(restore_args);
+    r.restored.track_all(&tree);
+    for g in pgids {
+        r.restored.track_group(g);
+    }
+    if ckpt_args.contains(&"--kill") {
+        let end = Instant::now() + TIMEOUT;
+        loop {
+            if orig.try_status().is_some() {
+                break;
+            }
+            if let Some(f) = r.pipeline.failed_stage() {
+                // The original is our child: reap it now, or the restored
+                // workload's guard (dropped first) waits for it in vain.
+                orig.kill();
+                panic!(
+                    "checkpoint of pid {pid} failed:\n{f}\n{}\ncr-restart:\n{}",
+                    orig.report(),
+                    r.restored.report()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "ckpt --kill did not kill pid {pid}\n{}",
+                orig.report()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    r
+}
+
+/// [`checkpoint_restore`] with `ckpt --kill` and a plain `cr-restart`.
+pub fn migrate(orig: &mut Workload, filters: &[(&str, &[&str])]) -> Restore {
+    checkpoint_restore(orig, &["--kill"], filters, &[])
+}
+
+impl Restore {
+    /// Waits for every pipeline stage before cr-restart and panics, with their
+    /// stderr and cr-restart's output, unless all succeeded.
+    pub fn expect_pipeline_ok(&mut self) {
+        let p = std::mem::replace(
+            &mut self.pipeline,
+            RunningPipeline {
+                stages: Vec::new(),
+                stdout: None,
+            },
+        )
+        .wait();
+        if p.stages.iter().any(|s| !s.status.success()) {
+            panic!(
+                "pipeline failed:\n{}\ncr-restart:\n{}",
+                p.describe(),
+                self.restored.report()
+            );
         }
     }
 }

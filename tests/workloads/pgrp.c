@@ -1,7 +1,7 @@
 /*
  * pgrp: a process group whose leader has exited.
  *
- *   pgrp [-d MS] [-n N] [-e CODE]
+ *   pgrp [-d MS] [-n N] [-e CODE] [-s] [-r]
  *
  * The root forks L; L makes its own process group (setpgid(0, 0)), forks M
  * into it and exits; the root reaps L. So M lives in a group G whose leader
@@ -15,24 +15,31 @@
  * use -s (structural checks only: no comparison with remembered ids).
  *
  * M is not a descendant of the root: run it with Workload::spawn_session (the
- * harness then kills the whole session), or track M's group.
+ * harness then kills the whole session), or track M's group. With -r the root
+ * makes itself a child subreaper first, so M is reparented to the root and the
+ * whole thing is one tree (what ckpt of the root takes).
  */
 #include "common.h"
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
-static int structural;
+static int structural, subreaper;
 
 int main(int argc, char **argv)
 {
 	int c;
-	while ((c = getopt(argc, argv, COMMON_OPTS "s")) != -1) {
+	while ((c = getopt(argc, argv, COMMON_OPTS "sr")) != -1) {
 		if (common_opt(c, optarg))
 			continue;
 		if (c == 's')
 			structural = 1;
+		else if (c == 'r')
+			subreaper = 1;
 		else
-			usage("pgrp [-s]");
+			usage("pgrp [-s] [-r]");
 	}
+	if (subreaper)
+		CHECK_SYS(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0, "PR_SET_CHILD_SUBREAPER");
 	pid_t root_pgrp = getpgrp(), sid = getsid(0);
 	int pfd[2];
 	CHECK_SYS(pipe(pfd) == 0, "pipe");

@@ -1,0 +1,674 @@
+//! In-place restore: the calling process becomes the process of the image
+//! and keeps its own pid, as with `exec` (`cr-restart --in-place`, the
+//! classic `restart --self`).
+//!
+//! Only an image of one single-threaded process can become the caller; for
+//! any other image, and for a caller with threads or children, it fails
+//! before anything is touched.
+//!
+//! ```text
+//!  caller C                                 tracer T (grandchild of C)
+//!  read metadata, validate; copy the
+//!  rest of the stream aside (every record
+//!  checked, the end record too); open the
+//!  image's files above its descriptors;
+//!  map the trampoline
+//!  fork -> H -> fork T; H exits once T
+//!  has seized C (T is no child of C, so
+//!  the restored program never sees it)      PTRACE_SEIZE C, report "ready"
+//!  read "ready", reap H
+//!  -------- point of no return --------
+//!  place descriptors, cwd, root, umask;
+//!  close the rest; default signal actions,
+//!  no altstack, no itimers; SIGSTOP itself  wait for C's SIGSTOP
+//!                                           (from here a failure SIGKILLs C)
+//!                                           drain C's pending signals, unregister
+//!                                           rseq, move the vDSO, unmap all, map
+//!                                           the image's VMAs, stream pages, set
+//!                                           mm fields, signals, creds, registers
+//!  runs on as the restored program  <------ PTRACE_DETACH, exit
+//! ```
+//!
+//! The restored program keeps the caller's pid, session and process group,
+//! so a program that cached its pid in memory sees the old one. It also
+//! keeps what no syscall undoes: the caller's seccomp filters and
+//! `no_new_privs`, its scheduling settings and its cgroup.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::child::{self, ChildPlan, Step};
+use super::files::{self, OpenFiles};
+use super::space::{self, Builder, Special, Trampoline};
+use super::spool::{self, Source};
+use super::{
+    Building, Meta, Options, ProcImage, connect_external, corrupt, finish, high, map_vmas,
+    raise_nofile, read_meta, validate,
+};
+use crate::error::{Context, Error, Result};
+use crate::image::{self, DataPrefix, File, Kind, Reader};
+use crate::sys::mem;
+use crate::sys::proc;
+use crate::sys::ptrace::{self, Stop};
+use crate::sys::remote::{self, Gate, Remote, nr};
+
+/// Replaces the calling process with the single process of the image from
+/// `reader`, keeping the caller's pid. Returns only on failure, and then
+/// nothing of the caller has changed (but its input was read). Once the
+/// caller has begun to change itself, a failure is reported on its
+/// standard error and the caller is killed with `SIGKILL`.
+///
+/// `opts.fd_map` reconnects descriptors that led outside the image; pid
+/// options do not apply (the pid is the caller's).
+pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Infallible> {
+    if opts.pidns {
+        return Err(Error::msg(
+            "cannot restore in place inside a new pid namespace: the process keeps the caller's pid",
+        ));
+    }
+    let mut meta = read_meta(&mut reader)?;
+    validate(&meta)?;
+    check_image(&meta)?;
+    if reader.header().flags & image::HDR_OWN_IPCNS != 0 {
+        return Err(Error::msg(
+            "cannot restore in place: the process had an IPC namespace of its own (use cr-restart without --in-place)",
+        ));
+    }
+    // SAFETY: getpid has no memory effects.
+    let me = unsafe { libc::getpid() };
+    check_caller(me)?;
+    // The whole stream, every record checked, before anything changes.
+    let first = meta.first_bulk.take();
+    let source: Source<'static, std::io::Empty> =
+        Source::Spooled(spool::spool(first, &mut reader)?);
+
+    let mut shm_fds: HashMap<u64, OwnedFd> = HashMap::new();
+    for s in meta.shmem.values() {
+        let fd = nix::sys::memfd::memfd_create(
+            c"crtools-shmem",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        )
+        .ctx(|| "cannot create shared memory".into())?;
+        nix::unistd::ftruncate(&fd, s.size as i64).ctx(|| "cannot size shared memory".into())?;
+        shm_fds.insert(s.id, fd);
+    }
+    // SysV IPC objects with their ids (removed again if we fail before
+    // the point of no return: `meta.ipc` undoes on drop).
+    meta.ipc.create()?;
+    let sysv_sizes: HashMap<u64, u64> = meta
+        .ipc
+        .segments()
+        .iter()
+        .map(|s| (s.id as u64, s.size))
+        .collect();
+    let pi = &meta.procs[0];
+    let mm = pi.mm.as_ref().expect("validated");
+    let avoid: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+    let tramp = Trampoline::map(&avoid)?;
+    let specials = space::own_specials()?;
+    let max_fd = pi
+        .fds
+        .iter()
+        .flat_map(|t| t.fds.iter().map(|f| f.fd))
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    raise_nofile(max_fd as u64 + 256);
+    let mut open = OpenFiles::new(max_fd as RawFd + 1);
+    open.pipes = meta.pipes.clone();
+    open.sockets = meta.sockets.clone();
+    open.ptys = super::tty::Ptys::new(meta.ptys.clone());
+    let (plan, _keep) = plan_files(pi, &meta, opts, &mut open)?;
+    // Where the caller reports a failure of its own steps: its standard
+    // error, before it is replaced.
+    let errfd = nix::unistd::dup(2)
+        .ok()
+        // SAFETY: dup just returned this descriptor.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .map(|fd| high(fd, open.base))
+        .transpose()?;
+    let (ready_rd, ready_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let ready_rd = high(ready_rd, open.base)?;
+    let ready_wr = high(ready_wr, open.base)?;
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+    }
+    let yama = crate::selfckpt::allow_descendants_to_trace();
+
+    // SAFETY: the caller is single-threaded (checked), so the child may do
+    // anything; it runs `middle` and never returns.
+    let h = unsafe { libc::fork() };
+    if h < 0 {
+        crate::selfckpt::forbid_descendants(yama);
+        return Err(Error::msg(format!(
+            "cannot restore in place: cannot fork a helper: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if h == 0 {
+        drop(ready_rd);
+        let t = Tracer {
+            caller: me,
+            meta: &mut meta,
+            tramp: &tramp,
+            specials: &specials,
+            shm_fds: &shm_fds,
+            sysv_sizes: &sysv_sizes,
+            open: &mut open,
+        };
+        // Whatever happens in the helpers, they never return into the
+        // caller's code.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            middle(ready_wr, t, source)
+        }));
+        // SAFETY: leaves without running the caller's exit handlers.
+        unsafe { libc::_exit(1) }
+    }
+    drop(ready_wr);
+    let mut answer = Vec::new();
+    let got = std::fs::File::from(ready_rd).read_to_end(&mut answer);
+    loop {
+        let mut st = 0;
+        // SAFETY: waitpid writes the status into the live local.
+        let r = unsafe { libc::waitpid(h, &mut st, 0) };
+        if r == h || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    if got.is_err() || answer.first() != Some(&b'K') {
+        crate::selfckpt::forbid_descendants(yama);
+        let why = if answer.len() > 1 {
+            String::from_utf8_lossy(&answer[1..]).into_owned()
+        } else {
+            "the helper exited without a word".into()
+        };
+        return Err(Error::msg(format!("cannot restore in place: {why}")));
+    }
+    // The tracer holds us now. Point of no return.
+    // POSIX timers of the caller would stay armed in the restored program.
+    for t in proc::timers(me).unwrap_or_default() {
+        // SAFETY: timer_delete takes an integer id.
+        unsafe { libc::syscall(libc::SYS_timer_delete, t.id as libc::c_long) };
+    }
+    become_stopped(&plan, errfd.as_ref().map(|f| f.as_raw_fd()))
+}
+
+/// Refuses images the caller cannot become.
+fn check_image(m: &Meta) -> Result<()> {
+    let n = m.procs.len();
+    if n != 1 {
+        return Err(Error::msg(format!(
+            "cannot restore in place: the image holds {n} processes (zombies included); only an image of a single process can become the calling process"
+        )));
+    }
+    let pi = &m.procs[0];
+    if pi.threads.len() != 1 {
+        return Err(Error::msg(format!(
+            "cannot restore in place: process {} of the image has {} threads; only a single-threaded process can become the calling process",
+            pi.p.pid,
+            pi.threads.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a caller that cannot become another process.
+fn check_caller(me: i32) -> Result<()> {
+    let err = |e: proc::ProcError| Error::msg(format!("cannot restore in place: {e}"));
+    let tasks = proc::tasks(me).map_err(err)?;
+    if tasks.len() != 1 {
+        return Err(Error::msg(format!(
+            "cannot restore in place: the calling process has {} threads; it must have one",
+            tasks.len()
+        )));
+    }
+    let kids = proc::children(me, me).map_err(err)?;
+    if !kids.is_empty() {
+        return Err(Error::msg(format!(
+            "cannot restore in place: the calling process has children ({kids:?}); the restored process would inherit them"
+        )));
+    }
+    Ok(())
+}
+
+/// The caller's own descriptors, working directory and root, as in
+/// `spawn_tree`: sources held above every target, ranges to close.
+fn plan_files(
+    pi: &ProcImage,
+    meta: &Meta,
+    opts: &Options,
+    open: &mut OpenFiles,
+) -> Result<(ChildPlan, Vec<OwnedFd>)> {
+    let p = &pi.p;
+    let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
+    let mut plan = ChildPlan {
+        image_pid: p.pid as i32,
+        umask: p.umask,
+        ..Default::default()
+    };
+    let mut keep = Vec::new();
+    let mut targets = Vec::new();
+    if let Some(t) = &pi.fds {
+        for fd in t.fds.iter() {
+            let f = &meta.files[&fd.file_id];
+            let src = open.open(f, fd.fd, &external).map_err(|e| {
+                Error::msg(format!(
+                    "cannot restore descriptor {} of pid {}: {e}",
+                    fd.fd, p.pid
+                ))
+            })?;
+            plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
+            targets.push(fd.fd);
+        }
+    }
+    let cwd = high(
+        files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
+        open.base,
+    )?;
+    plan.cwd = Some(cwd.as_raw_fd());
+    keep.push(cwd);
+    if !p.root.is_empty() && p.root != b"/" {
+        let r = high(files::open_dir(&p.root)?, open.base)?;
+        plan.root = Some(r.as_raw_fd());
+        keep.push(r);
+    }
+    targets.sort_unstable();
+    let mut lo = 0u32;
+    for t in targets {
+        if t > lo {
+            plan.close.push((lo, t - 1));
+        }
+        lo = t + 1;
+    }
+    plan.close.push((lo, u32::MAX));
+    Ok((plan, keep))
+}
+
+/// The caller's last steps as itself: take the image's descriptors and
+/// directories, drop its own signal state, and stop for the tracer. Raw
+/// syscalls only. Never returns: the tracer replaces this process, or it
+/// is killed.
+fn become_stopped(plan: &ChildPlan, errfd: Option<RawFd>) -> ! {
+    if let Err(step) = child::place_files(plan) {
+        let e = std::io::Error::last_os_error();
+        if let Some(fd) = errfd {
+            let msg = format!(
+                "crtools: in-place restore failed while {}: {e}; the process is killed\n",
+                Step::describe(step as u8)
+            );
+            // SAFETY: write of a live buffer to a descriptor we hold.
+            unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+        }
+        kill_self();
+    }
+    child::close_others(plan);
+    // SAFETY: raw syscalls on integers and stack values of this thread; the
+    // address space they run in is about to be replaced.
+    unsafe {
+        let off = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        libc::sigaltstack(&off, std::ptr::null_mut());
+        // Default actions (which also drops pending signals whose default
+        // is to be ignored); the tracer sets the image's.
+        let dfl = [0u64; 4];
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+            }
+        }
+        let zero = libc::itimerval {
+            it_interval: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+            it_value: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+        };
+        for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
+            libc::setitimer(which, &zero, std::ptr::null_mut());
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0 as libc::c_ulong, 0, 0, 0);
+        let pid = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, pid, libc::SIGSTOP);
+    }
+    // The tracer let us go without replacing us: it failed.
+    kill_self()
+}
+
+fn kill_self() -> ! {
+    // SAFETY: raw getpid and kill; SIGKILL cannot be caught.
+    unsafe {
+        let pid = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, pid, libc::SIGKILL);
+        libc::_exit(137)
+    }
+}
+
+/// What the tracer needs, all prepared by the caller before the fork.
+struct Tracer<'a> {
+    caller: i32,
+    meta: &'a mut Meta,
+    tramp: &'a Trampoline,
+    specials: &'a [Special],
+    shm_fds: &'a HashMap<u64, OwnedFd>,
+    sysv_sizes: &'a HashMap<u64, u64>,
+    open: &'a mut OpenFiles,
+}
+
+/// The first helper: forks the tracer and exits once the tracer has seized
+/// the caller (so the tracer is never the restored program's child, and
+/// under Yama it is still the caller's descendant when it seizes).
+fn middle(ready: OwnedFd, t: Tracer, source: Source<'static, std::io::Empty>) -> ! {
+    let (held_rd, held_wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => tell(&ready, &format!("E cannot make a pipe: {e}"), 1),
+    };
+    // SAFETY: we are a single-threaded fork; the child runs `tracer_main`
+    // and never returns.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(held_rd);
+            tracer_main(ready, held_wr, t, source)
+        }
+        n if n < 0 => tell(
+            &ready,
+            &format!(
+                "E cannot fork the tracer: {}",
+                std::io::Error::last_os_error()
+            ),
+            1,
+        ),
+        _ => {
+            drop(ready);
+            drop(held_wr);
+            let mut b = [0u8; 1];
+            // End of file once the tracer has seized the caller (or failed).
+            let _ = nix::unistd::read(held_rd.as_raw_fd(), &mut b);
+            // SAFETY: leaves without running the caller's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// Writes a one-line answer to the caller and exits with `code`.
+fn tell(ready: &OwnedFd, msg: &str, code: i32) -> ! {
+    let _ = nix::unistd::write(ready, msg.as_bytes());
+    // SAFETY: leaves without running the caller's exit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+fn tracer_main(
+    ready: OwnedFd,
+    held: OwnedFd,
+    mut t: Tracer,
+    source: Source<'static, std::io::Empty>,
+) -> ! {
+    let c = t.caller;
+    if let Err(e) = ptrace::seize(c, false) {
+        tell(
+            &ready,
+            &format!("E not permitted to trace the calling process {c}: {e}"),
+            1,
+        );
+    }
+    let _ = nix::unistd::write(&ready, b"K");
+    drop(ready);
+    drop(held);
+    // Until the caller stops itself it is still the caller: its signals
+    // are its own.
+    loop {
+        match ptrace::wait(c) {
+            Ok(Stop::Signal(s)) if s == libc::SIGSTOP => break,
+            Ok(Stop::Signal(s)) => {
+                let _ = ptrace::cont(c, Signal::try_from(s).ok());
+            }
+            Ok(Stop::Exited(_)) | Ok(Stop::Killed(_)) | Err(_) => {
+                // It failed on its own and said so.
+                // SAFETY: leaves without running the caller's exit handlers.
+                unsafe { libc::_exit(1) }
+            }
+            Ok(_) => {
+                let _ = ptrace::cont(c, None);
+            }
+        }
+    }
+    // From here on the caller is half replaced: any failure kills it.
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        nix::sys::ptrace::setoptions(
+            Pid::from_raw(c),
+            nix::sys::ptrace::Options::PTRACE_O_TRACESYSGOOD
+                | nix::sys::ptrace::Options::PTRACE_O_EXITKILL,
+        )
+        .ctx(|| format!("cannot trace the calling process {c}"))?;
+        rebuild(&mut t, source)
+    }));
+    let err = match res {
+        Ok(Ok(())) => {
+            // SAFETY: leaves without running the caller's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the tracer panicked".to_string(),
+    };
+    eprintln!(
+        "crtools: in-place restore of pid {} into pid {c} failed: {err}; the process is killed",
+        t.meta.procs[0].p.pid
+    );
+    let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    t.meta.ipc.undo();
+    // SAFETY: leaves without running the caller's exit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+/// Turns the stopped caller into the image's process and lets it run.
+fn rebuild(t: &mut Tracer, source: Source<'static, std::io::Empty>) -> Result<()> {
+    // The IPC objects are changed while the rest of the metadata is read.
+    let mut ipc = std::mem::take(&mut t.meta.ipc);
+    let r = rebuild_with(t, &mut ipc, source);
+    if r.is_ok() {
+        ipc.commit();
+    }
+    t.meta.ipc = ipc;
+    r
+}
+
+fn rebuild_with(
+    t: &mut Tracer,
+    ipc: &mut super::ipc::IpcRestore,
+    mut source: Source<'static, std::io::Empty>,
+) -> Result<()> {
+    let c = t.caller;
+    let meta: &Meta = t.meta;
+    let pi = &meta.procs[0];
+    let mm = pi.mm.as_ref().expect("validated");
+    let r = Remote::new(c, Gate::Trap(t.tramp.addr))?;
+    let mut bp = Building {
+        pi,
+        pid: c,
+        inner: c,
+        b: Builder::new(r, c, t.tramp),
+        writable: Vec::new(),
+    };
+    drain_signals(&mut bp.b)?;
+    bp.b.unregister_rseq()?;
+    let want: Vec<_> = mm
+        .vmas
+        .iter()
+        .filter(|v| {
+            matches!(
+                v.backing,
+                image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
+            )
+        })
+        .collect();
+    bp.b.clear_space(t.specials, &want)?;
+    bp.writable = map_vmas(&mut bp.b, mm, t.shm_fds, t.open, t.sysv_sizes)?;
+    stream_bulk(
+        std::slice::from_mut(&mut bp),
+        meta,
+        ipc,
+        t.shm_fds,
+        t.open,
+        &mut source,
+    )?;
+    t.open.finish_sockets()?;
+    ipc.finish()?;
+    let made = finish(&mut bp, t.tramp, false)?;
+    debug_assert!(made.is_empty(), "single-threaded image");
+    let Building { b, pi, .. } = bp;
+    let sigs = b.r.finish()?;
+    if pi.p.state == image::STATE_STOPPED {
+        // It was in a job-control stop: it stays stopped.
+        let _ = kill(Pid::from_raw(c), Signal::SIGSTOP);
+    }
+    ptrace::detach(c, None).ctx(|| format!("cannot release process {c}"))?;
+    remote::redeliver(c, c, &sigs);
+    Ok(())
+}
+
+/// Takes every signal still pending for the caller (its own, not the
+/// image's) so the restored program does not receive it.
+fn drain_signals(b: &mut Builder) -> Result<()> {
+    let all: u64 = !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+    let set = b.put(&all.to_le_bytes())?;
+    let zero = b.put(&[0u8; 16])?;
+    for _ in 0..256 {
+        if b.r.raw(nr::RT_SIGTIMEDWAIT, &[set, 0, zero, 8])? < 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Streams the bulk records (page contents, shared memory, deleted files'
+/// contents, pipe data) into the processes being built. The same as the
+/// loop in [`super::restore`], as a function over the processes.
+fn stream_bulk<R: Read>(
+    building: &mut [Building],
+    meta: &Meta,
+    ipc: &mut super::ipc::IpcRestore,
+    shm_fds: &HashMap<u64, OwnedFd>,
+    open: &OpenFiles,
+    source: &mut Source<'_, R>,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; image::CHUNK];
+    while let Some(raw) = source.next_record()? {
+        let rec = raw.decode()?;
+        let (pre, data) = DataPrefix::parse(&rec.payload)
+            .ok_or_else(|| corrupt(format!("record {} is too short for its kind", rec.seq)))?;
+        let zlen;
+        let data: &[u8] = if rec.kind == Kind::ZERO {
+            if data.len() < 8 {
+                return Err(corrupt(format!("zero record {} has no length", rec.seq)));
+            }
+            zlen = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
+            if zlen > image::CHUNK {
+                return Err(corrupt(format!("zero record {} is too long", rec.seq)));
+            }
+            &zeros[..zlen]
+        } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
+            data
+        } else {
+            return Err(corrupt(format!(
+                "a {} record after the page data began",
+                rec.kind
+            )));
+        };
+        match pre.space {
+            image::SPACE_PROCESS => {
+                let bp = building
+                    .iter_mut()
+                    .find(|x| x.pi.p.pid as u64 == pre.id)
+                    .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
+                let end = pre.addr.saturating_add(data.len() as u64);
+                if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
+                    return Err(corrupt(format!(
+                        "pages at {:#x}-{:#x} of process {} lie outside its mappings",
+                        pre.addr, end, pre.id
+                    )));
+                }
+                mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
+                    .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
+            }
+            image::SPACE_SHMEM => {
+                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
+                    corrupt(format!("pages for unknown shared memory {}", pre.id))
+                })?;
+                if pre.addr.saturating_add(data.len() as u64) > s.size {
+                    return Err(corrupt(format!(
+                        "pages beyond the end of shared memory {}",
+                        pre.id
+                    )));
+                }
+                let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
+                f.write_all_at(data, pre.addr)
+                    .ctx(|| "cannot fill shared memory".into())?;
+            }
+            image::SPACE_FILE => {
+                let fd = open
+                    .blob_target(pre.id)
+                    .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
+                let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
+                if pre.addr.saturating_add(data.len() as u64) > size {
+                    return Err(corrupt(format!(
+                        "contents beyond the end of file {}",
+                        pre.id
+                    )));
+                }
+                nix::sys::uio::pwrite(
+                    // SAFETY: fd is held open by `open` for the whole restore.
+                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                    data,
+                    pre.addr as i64,
+                )
+                .ctx(|| "cannot write the contents of a deleted file".into())?;
+            }
+            image::SPACE_SYSV_SHM => {
+                ipc.shm_contents(pre.id, pre.addr, data)?;
+            }
+            image::SPACE_SOCKET => {
+                let sk = meta
+                    .sockets
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
+                    return Err(corrupt(format!(
+                        "more data for socket {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_socket(pre.id, data)?;
+            }
+            image::SPACE_PIPE => {
+                let p = meta
+                    .pipes
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown pipe {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > p.data_len {
+                    return Err(corrupt(format!(
+                        "more data for pipe {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_pipe(pre.id, data)?;
+            }
+            s => return Err(corrupt(format!("data for unknown space {s}"))),
+        }
+    }
+    Ok(())
+}

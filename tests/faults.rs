@@ -1,0 +1,102 @@
+//! Checkpoints that fail, and restores into a new pid namespace: a failed
+//! checkpoint never harms the process; `--pidns` restores with the original
+//! pids while the original still runs.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+
+/// The output pipe closes midway: ckpt exits non-zero and quietly, the
+/// process runs on correctly.
+#[test]
+fn closed_output_pipe_leaves_the_process_running() {
+    let orig = Workload::spawn(workload("bigmem"), &["-m", "32", "-d", "20", "-k", "2"]);
+    orig.expect_count(None, 3);
+    let pid = orig.pid().to_string();
+    let mut ckpt = Command::new(bin("ckpt"))
+        .arg(&pid)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ckpt");
+    let mut out = ckpt.stdout.take().expect("stdout");
+    let mut head = [0u8; 100_000];
+    std::io::Read::read_exact(&mut out, &mut head).expect("the start of the image");
+    drop(out);
+    let status = ckpt.wait().expect("wait for ckpt");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut ckpt.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "ckpt succeeded into a closed pipe");
+    assert!(err.is_empty(), "ckpt printed on a broken pipe: {err}");
+    assert_eq!(
+        proc_state(orig.pid()).map(|s| s != 'T' && s != 't'),
+        Some(true)
+    );
+    let n = orig.last_count(None).unwrap();
+    orig.expect_count(None, n + 4);
+    orig.assert_no_fail();
+}
+
+/// A `vfork` child and its parent (which cannot be stopped) are refused
+/// clearly, and the tree goes on.
+#[test]
+fn vfork_is_refused() {
+    // perl calls vfork (58 on x86_64) directly; the child sleeps, the
+    // parent waits in the kernel until it exits.
+    let mut v = Command::new("perl");
+    v.args([
+        "-e",
+        "$|=1; print \"count 1\\n\"; my $p = syscall(58); if ($p == 0) { sleep 30; syscall(60, 0); } while (1) { sleep 1 }",
+    ]);
+    let vw = Workload::spawn_cmd(v);
+    vw.expect_count(None, 1);
+    wait_until(TIMEOUT, || proc_state(vw.pid()) == Some('D'));
+    let f = ckpt(&["-o", "/dev/null", &vw.pid().to_string()]);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert!(f.stderr.contains("shares its memory"), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+}
+
+/// `cr-restart --pidns` restores the tree with its original pids inside a
+/// new pid namespace while the original keeps running with the same pids.
+/// (A session led from outside the tree would read as 0 inside the new
+/// namespace, so the root leads its own session here.)
+#[test]
+fn pidns_restore_beside_the_original() {
+    let orig = Workload::spawn_session(workload("multitask"), &["-d", "20"]);
+    for t in ["root", "A", "A1", "B", "B1"] {
+        orig.expect_count(Some(t), 2);
+    }
+    let tree = orig.tree();
+    let dir = tempdir();
+    let img = dir.path().join("tree.img");
+    ckpt_to_file(&[], orig.pid(), &img);
+    let pidfile = dir.path().join("pid");
+    let mut cmd = Command::new(bin("cr-restart"));
+    cmd.args([
+        "--pidns",
+        "-i",
+        img.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]);
+    let restored = Workload::spawn_cmd(cmd);
+    for t in ["root", "A", "A1", "B", "B1"] {
+        restored.expect_count(Some(t), orig.last_count(Some(t)).unwrap_or(0).min(3) + 3);
+    }
+    let root = read_pidfile(&pidfile);
+    assert_ne!(root, orig.pid());
+    let status = std::fs::read_to_string(format!("/proc/{root}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(
+        nspid.split_whitespace().last() == Some(&orig.pid().to_string()),
+        "inside its namespace the root has its original pid: {nspid}"
+    );
+    // Every original process still runs: no pid was taken from it.
+    for p in tree {
+        assert!(proc_state(p).is_some(), "original process {p} is gone");
+    }
+    orig.assert_no_fail();
+    restored.assert_no_fail();
+}
