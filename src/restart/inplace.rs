@@ -47,12 +47,11 @@ use super::files::{self, OpenFiles};
 use super::space::{self, Builder, Special, Trampoline};
 use super::spool::{self, Source};
 use super::{
-    Building, Meta, Options, ProcImage, connect_external, corrupt, finish, high, map_vmas,
-    raise_nofile, read_meta, validate,
+    Building, Meta, Options, ProcImage, connect_external, finish, high, map_vmas, raise_nofile,
+    read_meta, validate,
 };
 use crate::error::{Context, Error, Result};
-use crate::image::{self, DataPrefix, File, Kind, Reader};
-use crate::sys::mem;
+use crate::image::{self, File, Reader};
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::{self, Gate, Remote, nr};
@@ -517,12 +516,14 @@ fn rebuild_with(
         .collect();
     bp.b.clear_space(t.specials, &want)?;
     bp.writable = map_vmas(&mut bp.b, mm, t.shm_fds, t.open, t.sysv_sizes)?;
-    stream_bulk(
+    let first = source.next_record()?;
+    super::stream_bulk(
         std::slice::from_mut(&mut bp),
         meta,
         ipc,
         t.shm_fds,
         t.open,
+        first,
         &mut source,
     )?;
     t.open.finish_sockets()?;
@@ -549,125 +550,6 @@ fn drain_signals(b: &mut Builder) -> Result<()> {
     for _ in 0..256 {
         if b.r.raw(nr::RT_SIGTIMEDWAIT, &[set, 0, zero, 8])? < 0 {
             break;
-        }
-    }
-    Ok(())
-}
-
-/// Streams the bulk records (page contents, shared memory, deleted files'
-/// contents, pipe data) into the processes being built. The same as the
-/// loop in [`super::restore`], as a function over the processes.
-fn stream_bulk<R: Read>(
-    building: &mut [Building],
-    meta: &Meta,
-    ipc: &mut super::ipc::IpcRestore,
-    shm_fds: &HashMap<u64, OwnedFd>,
-    open: &OpenFiles,
-    source: &mut Source<'_, R>,
-) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    let zeros = vec![0u8; image::CHUNK];
-    while let Some(raw) = source.next_record()? {
-        let rec = raw.decode()?;
-        let (pre, data) = DataPrefix::parse(&rec.payload)
-            .ok_or_else(|| corrupt(format!("record {} is too short for its kind", rec.seq)))?;
-        let zlen;
-        let data: &[u8] = if rec.kind == Kind::ZERO {
-            if data.len() < 8 {
-                return Err(corrupt(format!("zero record {} has no length", rec.seq)));
-            }
-            zlen = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
-            if zlen > image::CHUNK {
-                return Err(corrupt(format!("zero record {} is too long", rec.seq)));
-            }
-            &zeros[..zlen]
-        } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
-            data
-        } else {
-            return Err(corrupt(format!(
-                "a {} record after the page data began",
-                rec.kind
-            )));
-        };
-        match pre.space {
-            image::SPACE_PROCESS => {
-                let bp = building
-                    .iter_mut()
-                    .find(|x| x.pi.p.pid as u64 == pre.id)
-                    .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
-                let end = pre.addr.saturating_add(data.len() as u64);
-                if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
-                    return Err(corrupt(format!(
-                        "pages at {:#x}-{:#x} of process {} lie outside its mappings",
-                        pre.addr, end, pre.id
-                    )));
-                }
-                mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
-                    .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
-            }
-            image::SPACE_SHMEM => {
-                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
-                    corrupt(format!("pages for unknown shared memory {}", pre.id))
-                })?;
-                if pre.addr.saturating_add(data.len() as u64) > s.size {
-                    return Err(corrupt(format!(
-                        "pages beyond the end of shared memory {}",
-                        pre.id
-                    )));
-                }
-                let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
-                f.write_all_at(data, pre.addr)
-                    .ctx(|| "cannot fill shared memory".into())?;
-            }
-            image::SPACE_FILE => {
-                let fd = open
-                    .blob_target(pre.id)
-                    .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
-                let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
-                if pre.addr.saturating_add(data.len() as u64) > size {
-                    return Err(corrupt(format!(
-                        "contents beyond the end of file {}",
-                        pre.id
-                    )));
-                }
-                nix::sys::uio::pwrite(
-                    // SAFETY: fd is held open by `open` for the whole restore.
-                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-                    data,
-                    pre.addr as i64,
-                )
-                .ctx(|| "cannot write the contents of a deleted file".into())?;
-            }
-            image::SPACE_SYSV_SHM => {
-                ipc.shm_contents(pre.id, pre.addr, data)?;
-            }
-            image::SPACE_SOCKET => {
-                let sk = meta
-                    .sockets
-                    .get(&pre.id)
-                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
-                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
-                    return Err(corrupt(format!(
-                        "more data for socket {} than it held",
-                        pre.id
-                    )));
-                }
-                open.fill_socket(pre.id, data)?;
-            }
-            image::SPACE_PIPE => {
-                let p = meta
-                    .pipes
-                    .get(&pre.id)
-                    .ok_or_else(|| corrupt(format!("data for unknown pipe {}", pre.id)))?;
-                if pre.addr.saturating_add(data.len() as u64) > p.data_len {
-                    return Err(corrupt(format!(
-                        "more data for pipe {} than it held",
-                        pre.id
-                    )));
-                }
-                open.fill_pipe(pre.id, data)?;
-            }
-            s => return Err(corrupt(format!("data for unknown space {s}"))),
         }
     }
     Ok(())

@@ -355,9 +355,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC)
             .ctx(|| "cannot create an IPC namespace".into())?;
     }
-    meta.ipc.create()?;
-    let sysv_sizes: HashMap<u64, u64> = meta
-        .ipc
+    let mut ipc = std::mem::take(&mut meta.ipc);
+    ipc.create()?;
+    let sysv_sizes: HashMap<u64, u64> = ipc
         .segments()
         .iter()
         .map(|s| (s.id as u64, s.size))
@@ -463,121 +463,23 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
 
     // Bulk data: page contents and file contents, streamed straight in.
-    let mut next = if matches!(source, spool::Source::Spooled(_)) {
+    let next = if matches!(source, spool::Source::Spooled(_)) {
         source.next_record()?
     } else {
         first
     };
-    let zeros = vec![0u8; image::CHUNK];
-    let mut thp = pages::Thp::new(&building);
-    while let Some(raw) = next {
-        let rec = raw.decode()?;
-        let (pre, data) = DataPrefix::parse(&rec.payload)
-            .ok_or_else(|| corrupt(format!("record {} is too short for its kind", rec.seq)))?;
-        let zlen;
-        let data: &[u8] = if rec.kind == Kind::ZERO {
-            if data.len() < 8 {
-                return Err(corrupt(format!("zero record {} has no length", rec.seq)));
-            }
-            zlen = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
-            if zlen > image::CHUNK {
-                return Err(corrupt(format!("zero record {} is too long", rec.seq)));
-            }
-            &zeros[..zlen]
-        } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
-            data
-        } else {
-            return Err(corrupt(format!(
-                "a {} record after the page data began",
-                rec.kind
-            )));
-        };
-        match pre.space {
-            image::SPACE_PROCESS => {
-                let bp = building
-                    .iter_mut()
-                    .find(|x| x.pi.p.pid as u64 == pre.id)
-                    .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
-                let end = pre.addr.saturating_add(data.len() as u64);
-                if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
-                    return Err(corrupt(format!(
-                        "pages at {:#x}-{:#x} of process {} lie outside its mappings",
-                        pre.addr, end, pre.id
-                    )));
-                }
-                thp.before_write(bp, pre.addr)?;
-                mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
-                    .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
-            }
-            image::SPACE_SHMEM => {
-                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
-                    corrupt(format!("pages for unknown shared memory {}", pre.id))
-                })?;
-                if pre.addr.saturating_add(data.len() as u64) > s.size {
-                    return Err(corrupt(format!(
-                        "pages beyond the end of shared memory {}",
-                        pre.id
-                    )));
-                }
-                let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
-                f.write_all_at(data, pre.addr)
-                    .ctx(|| "cannot fill shared memory".into())?;
-            }
-            image::SPACE_FILE => {
-                let fd = open
-                    .blob_target(pre.id)
-                    .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
-                let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
-                if pre.addr.saturating_add(data.len() as u64) > size {
-                    return Err(corrupt(format!(
-                        "contents beyond the end of file {}",
-                        pre.id
-                    )));
-                }
-                nix::sys::uio::pwrite(
-                    // SAFETY: fd is held open by `open` for the whole restore.
-                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-                    data,
-                    pre.addr as i64,
-                )
-                .ctx(|| "cannot write the contents of a deleted file".into())?;
-            }
-            image::SPACE_SYSV_SHM => {
-                meta.ipc.shm_contents(pre.id, pre.addr, data)?;
-            }
-            image::SPACE_SOCKET => {
-                let sk = meta
-                    .sockets
-                    .get(&pre.id)
-                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
-                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
-                    return Err(corrupt(format!(
-                        "more data for socket {} than it held",
-                        pre.id
-                    )));
-                }
-                open.fill_socket(pre.id, data)?;
-            }
-            image::SPACE_PIPE => {
-                let p = meta
-                    .pipes
-                    .get(&pre.id)
-                    .ok_or_else(|| corrupt(format!("data for unknown pipe {}", pre.id)))?;
-                if pre.addr.saturating_add(data.len() as u64) > p.data_len {
-                    return Err(corrupt(format!(
-                        "more data for pipe {} than it held",
-                        pre.id
-                    )));
-                }
-                open.fill_pipe(pre.id, data)?;
-            }
-            s => return Err(corrupt(format!("data for unknown space {s}"))),
-        }
-        next = source.next_record()?;
-    }
+    stream_bulk(
+        &mut building,
+        &meta,
+        &mut ipc,
+        &shm_fds,
+        &open,
+        next,
+        &mut source,
+    )?;
     // reader.next_raw() returned None: the end record was read and matched.
     open.finish_sockets()?;
-    meta.ipc.finish()?;
+    ipc.finish()?;
 
     let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
     for bp in &mut building {
@@ -609,7 +511,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     let root = pids[&(live[0].p.pid as i32)];
     undo.pids.clear();
-    meta.ipc.commit();
+    ipc.commit();
     drop(open);
     Ok(Restored {
         pid: root,
@@ -689,6 +591,130 @@ fn outer_of(init: i32, inner: i32) -> Option<i32> {
         }
     }
     None
+}
+
+/// Streams the bulk records (page contents, shared memory, SysV segments,
+/// deleted files' contents, pipe and socket data) straight into the objects
+/// being built, starting with `next`. When it returns, the end record has
+/// been read and matched.
+#[allow(clippy::too_many_arguments)]
+fn stream_bulk<R: Read>(
+    building: &mut [Building],
+    meta: &Meta,
+    ipc: &mut ipc::IpcRestore,
+    shm_fds: &HashMap<u64, OwnedFd>,
+    open: &files::OpenFiles,
+    mut next: Option<RawRecord>,
+    source: &mut spool::Source<'_, R>,
+) -> Result<()> {
+    let zeros = vec![0u8; image::CHUNK];
+    let mut thp = pages::Thp::new(building);
+    while let Some(raw) = next {
+        let rec = raw.decode()?;
+        let (pre, data) = DataPrefix::parse(&rec.payload)
+            .ok_or_else(|| corrupt(format!("record {} is too short for its kind", rec.seq)))?;
+        let zlen;
+        let data: &[u8] = if rec.kind == Kind::ZERO {
+            if data.len() < 8 {
+                return Err(corrupt(format!("zero record {} has no length", rec.seq)));
+            }
+            zlen = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
+            if zlen > image::CHUNK {
+                return Err(corrupt(format!("zero record {} is too long", rec.seq)));
+            }
+            &zeros[..zlen]
+        } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
+            data
+        } else {
+            return Err(corrupt(format!(
+                "a {} record after the page data began",
+                rec.kind
+            )));
+        };
+        match pre.space {
+            image::SPACE_PROCESS => {
+                let bp = building
+                    .iter_mut()
+                    .find(|x| x.pi.p.pid as u64 == pre.id)
+                    .ok_or_else(|| corrupt(format!("pages for unknown process {}", pre.id)))?;
+                let end = pre.addr.saturating_add(data.len() as u64);
+                if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
+                    return Err(corrupt(format!(
+                        "pages at {:#x}-{:#x} of process {} lie outside its mappings",
+                        pre.addr, end, pre.id
+                    )));
+                }
+                thp.before_write(bp, pre.addr)?;
+                mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
+                    .ctx(|| format!("cannot write memory of process {}", bp.pid))?;
+            }
+            image::SPACE_SHMEM => {
+                let s = meta.shmem.get(&pre.id).ok_or_else(|| {
+                    corrupt(format!("pages for unknown shared memory {}", pre.id))
+                })?;
+                if pre.addr.saturating_add(data.len() as u64) > s.size {
+                    return Err(corrupt(format!(
+                        "pages beyond the end of shared memory {}",
+                        pre.id
+                    )));
+                }
+                let f = std::fs::File::from(shm_fds[&pre.id].try_clone().ctx(|| "dup".into())?);
+                f.write_all_at(data, pre.addr)
+                    .ctx(|| "cannot fill shared memory".into())?;
+            }
+            image::SPACE_FILE => {
+                let fd = open
+                    .blob_target(pre.id)
+                    .ok_or_else(|| corrupt(format!("contents for unknown file {}", pre.id)))?;
+                let size = meta.files.get(&pre.id).map(|f| f.size).unwrap_or(0);
+                if pre.addr.saturating_add(data.len() as u64) > size {
+                    return Err(corrupt(format!(
+                        "contents beyond the end of file {}",
+                        pre.id
+                    )));
+                }
+                nix::sys::uio::pwrite(
+                    // SAFETY: fd is held open by `open` for the whole restore.
+                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                    data,
+                    pre.addr as i64,
+                )
+                .ctx(|| "cannot write the contents of a deleted file".into())?;
+            }
+            image::SPACE_SYSV_SHM => {
+                ipc.shm_contents(pre.id, pre.addr, data)?;
+            }
+            image::SPACE_SOCKET => {
+                let sk = meta
+                    .sockets
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown socket {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > sk.data_len {
+                    return Err(corrupt(format!(
+                        "more data for socket {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_socket(pre.id, data)?;
+            }
+            image::SPACE_PIPE => {
+                let p = meta
+                    .pipes
+                    .get(&pre.id)
+                    .ok_or_else(|| corrupt(format!("data for unknown pipe {}", pre.id)))?;
+                if pre.addr.saturating_add(data.len() as u64) > p.data_len {
+                    return Err(corrupt(format!(
+                        "more data for pipe {} than it held",
+                        pre.id
+                    )));
+                }
+                open.fill_pipe(pre.id, data)?;
+            }
+            s => return Err(corrupt(format!("data for unknown space {s}"))),
+        }
+        next = source.next_record()?;
+    }
+    Ok(())
 }
 
 /// Creates every process of the tree, each forked by its own parent with
