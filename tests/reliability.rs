@@ -1,0 +1,176 @@
+//! Reliability and security: authenticated (keyed) images, restores that
+//! fail at every stage and leave nothing behind, checkpoints killed at
+//! random moments, many cycles in a row, and hostile images.
+//!
+//! Every test cleans up what it started through the harness's guards
+//! (`Workload`, `Restore`, `IpcGuard`, temporary directories), even when
+//! it fails. No test asserts timing: timeouts are failure guards only.
+
+mod common;
+
+use common::*;
+use crtools::image::{RawRecord, Reader, WriteOptions, Writer};
+use std::path::Path;
+
+// ---------------------------------------------------------------------------
+// Authenticated images
+
+fn write_key(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write key file");
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+/// The processes running the program `exe`.
+fn running(exe: &Path) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
+        .collect()
+}
+
+/// Checks a failed run: status 1 and exactly one line on stderr.
+fn assert_one_line_failure(f: &Finished, want: &str) {
+    assert_eq!(f.code(), Some(1), "{}: {}", f.name, f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}: {}", f.name, f.stderr);
+    assert!(
+        f.stderr.contains(want),
+        "{}: want {want:?}: {}",
+        f.name,
+        f.stderr
+    );
+}
+
+/// Rewrites an image record by record through `edit` (which may change a
+/// record's payload but keeps its digest), with fresh CRCs: what someone
+/// without the key can do to a keyed image.
+fn rewrite(image: &[u8], mut edit: impl FnMut(&mut RawRecord)) -> Vec<u8> {
+    let mut r = Reader::new(image).expect("read image");
+    let mut w = Writer::with_header_raw(Vec::new(), r.header_raw(), WriteOptions { digest: true })
+        .expect("writer");
+    while let Some(mut raw) = r.next_raw().expect("record") {
+        edit(&mut raw);
+        w.write_stored(
+            raw.head.kind,
+            raw.head.flags,
+            raw.head.raw_len as usize,
+            &raw.stored,
+            raw.digest,
+        )
+        .expect("write");
+    }
+    if let Some(d) = r.end_raw().and_then(|e| e.digest) {
+        w.keep_keyed_end(d);
+    }
+    w.finish().expect("finish")
+}
+
+#[test]
+fn keyed_images_round_trip_and_refuse_the_rest() {
+    let dir = tempdir();
+    let key = write_key(dir.path(), "key", b"the secret of the source site\n");
+    let other = write_key(dir.path(), "other", b"someone else's secret\n");
+    let mut orig = Workload::spawn(workload("onetask"), &["-d", "10", "-s", "256"]);
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+
+    // Images of the running workload: plain, summed, keyed, and keyed then
+    // compressed (cr-zstd keeps a keyed stream valid without the key).
+    let plain = dir.path().join("plain.img");
+    ckpt_to_file(&[], pid, &plain);
+    let plain_bytes = std::fs::read(&plain).unwrap();
+    let summed = run("cr-sum", &[], Some(&plain_bytes));
+    summed.assert_success();
+    let keyed = run("cr-sum", &["--key", &key], Some(&plain_bytes));
+    keyed.assert_success();
+    let keyed_z = run("cr-zstd", &[], Some(&keyed.stdout));
+    keyed_z.assert_success();
+    let unz = run("cr-zstd", &["-d"], Some(&keyed_z.stdout));
+    unz.assert_success();
+    assert_eq!(
+        unz.stdout, keyed.stdout,
+        "cr-zstd -d gives the keyed image back"
+    );
+
+    // Checks: with the key, without it, with another key.
+    for img in [&keyed.stdout, &keyed_z.stdout] {
+        let ok = run("cr-sum", &["--check", "--key", &key], Some(img));
+        ok.assert_success();
+        let out = String::from_utf8_lossy(&ok.stdout);
+        assert!(out.contains("keyed digests verified"), "{out}");
+        let nokey = run("cr-sum", &["--check"], Some(img));
+        nokey.assert_success();
+        let out = String::from_utf8_lossy(&nokey.stdout);
+        assert!(out.contains("keyed digests present, not verified"), "{out}");
+        run("cr-info", &[], Some(img)).assert_success();
+        let wrong = run("cr-sum", &["--check", "--key", &other], Some(img));
+        assert_one_line_failure(&wrong, "keyed digest");
+    }
+    let unkeyed = run("cr-sum", &["--check", "--key", &key], Some(&summed.stdout));
+    assert_one_line_failure(&unkeyed, "no keyed digest");
+    // Plain cr-sum over a keyed image would drop the keys: refused.
+    let resum = run("cr-sum", &[], Some(&keyed.stdout));
+    assert_one_line_failure(&resum, "keyed digests");
+
+    // cr-restart --require-key refuses, before creating anything, the
+    // plain, the summed, and the other key's image: the original keeps
+    // its pid and nothing new appears.
+    let exe = workload("onetask");
+    let before = running(&exe);
+    for (name, img, want) in [
+        ("plain", &plain_bytes, "no keyed digest"),
+        ("summed", &summed.stdout, "no keyed digest"),
+        ("keyed", &keyed.stdout, "keyed digest"),
+    ] {
+        let key_for = if name == "keyed" { &other } else { &key };
+        let f = run(
+            "cr-restart",
+            &["--no-pids", "--require-key", key_for],
+            Some(img),
+        );
+        assert_one_line_failure(&f, want);
+    }
+    assert_eq!(running(&exe), before, "processes left by refused restores");
+
+    // Tampered: a page changed and its CRC recomputed, digest kept. The
+    // CRC passes, the keyed digest does not; the restore, already under
+    // way when page data arrives, is undone.
+    let mut changed = false;
+    let tampered = rewrite(&keyed_z.stdout, |raw| {
+        if raw.head.kind == crtools::image::Kind::PAGES && !changed {
+            let mut p = raw.payload().expect("payload").to_vec();
+            let n = p.len();
+            p[n / 2] ^= 0x40;
+            raw.stored = p.into();
+            raw.head.flags &= !crtools::image::F_ZSTD;
+            raw.head.stored_len = raw.head.raw_len;
+            changed = true;
+        }
+    });
+    assert!(changed, "the image has page data");
+    run("cr-sum", &["--check"], Some(&tampered)).assert_success();
+    let f = run("cr-sum", &["--check", "--key", &key], Some(&tampered));
+    assert_one_line_failure(&f, "keyed digest");
+    let f = run(
+        "cr-restart",
+        &["--no-pids", "--require-key", &key],
+        Some(&tampered),
+    );
+    assert_one_line_failure(&f, "keyed digest");
+    assert_eq!(running(&exe), before, "processes left by a refused restore");
+
+    // The round trip: ckpt --kill | cr-sum --key | cr-zstd | cr-restart --require-key.
+    let pid_s = pid.to_string();
+    let mut r = Pipeline::new()
+        .stage("ckpt", &["--kill", &pid_s])
+        .stage("cr-sum", &["--key", &key])
+        .stage("cr-zstd", &[])
+        .restore(&["--require-key", &key]);
+    r.restored.track(pid);
+    orig.expect_exit();
+    let n = orig.last_count(None).unwrap();
+    r.restored.expect_count(None, n + 5);
+    r.expect_pipeline_ok();
+    assert_continues(&orig, &r.restored, None, Original::Killed);
+    r.restored.assert_no_fail();
+}
