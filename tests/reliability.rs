@@ -11,6 +11,7 @@ mod common;
 use common::*;
 use crtools::image::{RawRecord, Reader, WriteOptions, Writer};
 use std::path::Path;
+use std::process::Command;
 
 // ---------------------------------------------------------------------------
 // Authenticated images
@@ -173,4 +174,114 @@ fn keyed_images_round_trip_and_refuse_the_rest() {
     r.expect_pipeline_ok();
     assert_continues(&orig, &r.restored, None, Original::Killed);
     r.restored.assert_no_fail();
+}
+
+// ---------------------------------------------------------------------------
+// All-or-nothing restore: a failure injected at each stage
+
+/// Kills, on drop, any process still running `exe` among `pids`: what a
+/// failed restore should not have left, cleaned up even if the test fails.
+struct Leftovers {
+    exe: std::path::PathBuf,
+    pids: Vec<i32>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for &p in &self.pids {
+            if std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == self.exe) {
+                signal(p, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn host_ipc() -> Vec<Vec<i32>> {
+    [Ipc::Msg, Ipc::Sem, Ipc::Shm]
+        .into_iter()
+        .map(|k| {
+            let mut v = ipc_ids(k);
+            v.sort_unstable();
+            v
+        })
+        .collect()
+}
+
+/// Checkpoints `orig` (killing it) to an image, then restores the image
+/// with a failure injected at every stage, checking that each failed
+/// restore exits 1 with one line and leaves no process, SysV object or
+/// temporary file behind; finally restores it for real.
+fn fail_at_every_stage(mut orig: Workload, exe: &Path, tag: Option<&str>) {
+    let dir = tempdir();
+    let img = dir.path().join("app.img");
+    orig.expect_count(tag, 3);
+    let tree = orig.tree();
+    let _left = Leftovers {
+        exe: exe.to_path_buf(),
+        pids: tree.clone(),
+    };
+    ckpt_to_file(&["--kill"], orig.pid(), &img);
+    orig.expect_exit();
+    for &p in &tree {
+        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} of the original stays");
+    }
+    let ipc_before = host_ipc();
+    for stage in crtools::restart::inject::STAGES {
+        let tmp = tempdir();
+        let mut cmd = Command::new(bin("cr-restart"));
+        cmd.args(["-i", img.to_str().unwrap()])
+            .env("CRTOOLS_FAIL_AT", stage)
+            .env("TMPDIR", tmp.path());
+        let f = run_cmd(cmd, None);
+        assert_one_line_failure(&f, &format!("injected failure at stage {stage}"));
+        for &p in &tree {
+            assert!(
+                wait_pid_gone(p, TIMEOUT),
+                "stage {stage}: pid {p} left behind"
+            );
+        }
+        assert_eq!(
+            running(exe),
+            Vec::<i32>::new(),
+            "stage {stage}: processes left"
+        );
+        assert_eq!(host_ipc(), ipc_before, "stage {stage}: SysV objects left");
+        let files: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(
+            files.is_empty(),
+            "stage {stage}: temporary files left: {files:?}"
+        );
+    }
+    // A mistyped stage is an error too, not a silent success.
+    let mut cmd = Command::new(bin("cr-restart"));
+    cmd.args(["-i", img.to_str().unwrap()])
+        .env("CRTOOLS_FAIL_AT", "nosuchstage");
+    assert_one_line_failure(&run_cmd(cmd, None), "no such stage");
+    // And the image restores: the failures were the injected ones.
+    let mut r = Pipeline::new().input(&img).restore(&[]);
+    r.restored.track_all(&tree);
+    let n = orig.last_count(tag).unwrap();
+    r.restored.expect_count(tag, n + 3);
+    r.restored.assert_no_fail();
+    assert_eq!(
+        host_ipc(),
+        ipc_before,
+        "the restore in its own IPC namespace"
+    );
+}
+
+#[test]
+fn failed_restores_leave_nothing_multitask() {
+    let exe = workload("multitask");
+    let orig = Workload::spawn(&exe, &["-d", "10"]);
+    fail_at_every_stage(orig, &exe, Some("A1"));
+}
+
+#[test]
+fn failed_restores_leave_nothing_ipc_namespace() {
+    let exe = workload("ipcshm");
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--ipc").arg(&exe).args(["-d", "10", "-m", "64"]);
+    let orig = Workload::spawn_cmd(cmd);
+    fail_at_every_stage(orig, &exe, None);
 }
