@@ -285,3 +285,144 @@ fn failed_restores_leave_nothing_ipc_namespace() {
     let orig = Workload::spawn_cmd(cmd);
     fail_at_every_stage(orig, &exe, None);
 }
+
+// ---------------------------------------------------------------------------
+// Checkpoint faults
+
+/// A small reproducible generator (xorshift64*): the seed is printed, and
+/// `CR_SEED` replays a run.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded(default: u64) -> Rng {
+        let seed = std::env::var("CR_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        eprintln!("seed {seed} (set CR_SEED to replay)");
+        Rng(seed.max(1))
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Waits until no process of `pids` is stopped or traced (a ckpt that died
+/// with the tree seized leaves it to the kernel, which detaches it).
+fn assert_not_stopped(pids: &[i32], what: &str) {
+    for &p in pids {
+        let ok = wait_state(p, TIMEOUT, |s| !matches!(s, Some('t' | 'T')));
+        assert!(ok, "{what}: pid {p} left in state {:?}", proc_state(p));
+    }
+}
+
+/// The ckpt process's exit: success, or a clean failure (status 1), never
+/// a panic (101) or another signal than the one the test sent.
+fn assert_clean_ckpt_exit(f: &Finished) {
+    assert!(
+        f.status.success() || f.code() == Some(1),
+        "ckpt ended with {}: {}",
+        f.status,
+        f.stderr
+    );
+    assert!(!f.stderr.contains("panicked"), "{}", f.stderr);
+}
+
+/// Known failure, kept to be run by hand (`cargo test --release --test
+/// reliability -- --ignored`): when ckpt dies by SIGKILL while it runs a
+/// remote syscall in the target (registers pointed at a `syscall`
+/// instruction with the call's arguments), the kernel detaches the target
+/// in that state and it resumes with the borrowed registers: SIGSEGV
+/// within the first few dozen trials. Repairing it needs the target's
+/// hijacked state to be recoverable without the tracer (e.g. a tracer
+/// process that outlives the one killed and puts the registers back).
+#[test]
+#[ignore = "known bug: SIGKILL of ckpt during a remote syscall crashes the target"]
+fn ckpt_killed_at_random_moments_leaves_the_target_running() {
+    const TRIALS: usize = 100;
+    let mut rng = Rng::seeded(0x5eed_c0de);
+    let mut orig = Workload::spawn(workload("bigmem"), &["-m", "8", "-d", "2", "-k", "1"]);
+    orig.expect_count(None, 2);
+    let pid = orig.pid();
+    let pid_s = pid.to_string();
+    let mut finished_first = 0;
+    for trial in 0..TRIALS {
+        let delay = rng.below(50);
+        let mut c = Command::new(bin("ckpt"))
+            .args(["-o", "/dev/null", &pid_s])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ckpt");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = c.kill();
+        let status = c.wait().expect("wait for ckpt");
+        if status.success() {
+            finished_first += 1;
+        }
+        let what = format!("trial {trial} (kill after {delay} ms)");
+        assert_not_stopped(&[pid], &what);
+        if let Some(st) = orig.wait_exit(std::time::Duration::from_millis(20)) {
+            panic!("{what}: the target ended with {st}\n{}", orig.report());
+        }
+        let n = orig.last_count(None).unwrap_or(0);
+        orig.expect_count(None, n + 2);
+        orig.assert_no_fail();
+    }
+    eprintln!("{TRIALS} trials, {finished_first} checkpoints finished before the kill");
+    check_consecutive(&orig.counts(None)).unwrap_or_else(|e| panic!("{e}\n{}", orig.report()));
+}
+
+#[test]
+fn target_exiting_during_the_checkpoint() {
+    for round in 0..8 {
+        let mut orig = Workload::spawn(workload("onetask"), &["-d", "1", "-n", "30"]);
+        let pid = orig.pid().to_string();
+        // Checkpoint it again and again while it runs to its end.
+        let mut ckpts = 0;
+        while orig.try_status().is_none() && ckpts < 50 {
+            let f = ckpt(&["-o", "/dev/null", &pid]);
+            assert_clean_ckpt_exit(&f);
+            ckpts += 1;
+        }
+        let st = orig.expect_exit();
+        assert!(
+            st.success(),
+            "round {round}: exited with {st}\n{}",
+            orig.report()
+        );
+        orig.assert_no_fail();
+        check_consecutive(&orig.counts(None)).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn target_forking_during_the_freeze() {
+    let tags = ["root", "A", "A1", "B", "B1"];
+    for round in 0..8 {
+        let orig = Workload::spawn(workload("multitask"), &["-d", "5"]);
+        let pid = orig.pid().to_string();
+        // Right after the start, while the tree is still forking.
+        let f = ckpt(&["-o", "/dev/null", &pid]);
+        assert_clean_ckpt_exit(&f);
+        if !f.status.success() {
+            assert_eq!(f.stderr.lines().count(), 1, "round {round}: {}", f.stderr);
+        }
+        for t in tags {
+            orig.expect_count(Some(t), 5);
+        }
+        assert_not_stopped(&orig.tree(), &format!("round {round}"));
+        for t in tags {
+            let n = orig.last_count(Some(t)).unwrap();
+            orig.expect_count(Some(t), n + 2);
+            check_consecutive(&orig.counts(Some(t))).unwrap_or_else(|e| panic!("{t}: {e}"));
+        }
+        orig.assert_no_fail();
+    }
+}
