@@ -426,3 +426,72 @@ fn target_forking_during_the_freeze() {
         orig.assert_no_fail();
     }
 }
+
+// ---------------------------------------------------------------------------
+// Load and soak
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn zombies() -> usize {
+    all_pids()
+        .into_iter()
+        .filter(|&p| proc_state(p) == Some('Z'))
+        .count()
+}
+
+/// 200 checkpoint/restore cycles in a row, each restoring from the previous
+/// restore: the counts stay consecutive, no FAIL, and the tools leave no
+/// growing number of descriptors, processes or zombies.
+#[test]
+fn two_hundred_cycles() {
+    const CYCLES: usize = 200;
+    let zombies_before = zombies();
+    let mut prev = Workload::spawn(workload("onetask"), &["-d", "5", "-s", "64"]);
+    prev.expect_count(None, 2);
+    let root = prev.pid();
+    let root_s = root.to_string();
+    let mut fds = Vec::new();
+    let mut finished = Vec::new();
+    for cycle in 0..CYCLES {
+        let mut r = Pipeline::new()
+            .stage("ckpt", &["--kill", &root_s])
+            .restore(&[]);
+        r.restored.track(root);
+        r.expect_pipeline_ok();
+        prev.expect_exit();
+        let n = prev.last_count(None).unwrap();
+        r.restored.expect_count(None, n + 2);
+        assert_continues(&prev, &r.restored, None, Original::Killed);
+        r.restored.assert_no_fail();
+        // cr-restart waits in the foreground for the restored root.
+        fds.push(fd_count(r.restored.pid()));
+        assert_eq!(
+            ppid_of(root),
+            Some(r.restored.pid()),
+            "cycle {cycle}: the root is cr-restart's child"
+        );
+        let Restore { pipeline, restored } = r;
+        drop(pipeline);
+        // Kept until the end: dropping a finished workload kills the pids
+        // it knew, the root among them.
+        finished.push(std::mem::replace(&mut prev, restored));
+    }
+    eprintln!(
+        "{CYCLES} cycles; cr-restart descriptors per cycle: first {:?}, last {:?}",
+        &fds[..3],
+        &fds[CYCLES - 3..]
+    );
+    assert!(
+        fds.iter().all(|&n| n == fds[0]),
+        "cr-restart's descriptors changed across cycles: {fds:?}"
+    );
+    drop(prev);
+    drop(finished);
+    assert!(
+        wait_until(TIMEOUT, || zombies() <= zombies_before),
+        "zombies grew from {zombies_before} to {}",
+        zombies()
+    );
+}
