@@ -495,3 +495,50 @@ fn two_hundred_cycles() {
         zombies()
     );
 }
+
+/// Checkpoints of processes under heavy activity (threads busy, memory
+/// churning), ten in a row, then a migration: the workload's own checks
+/// pass throughout and its counts continue.
+#[test]
+fn checkpoints_under_heavy_activity() {
+    let cases: [(&str, &[&str], &[&str]); 2] = [
+        (
+            "threads",
+            &["-d", "1", "-t", "6"],
+            &["t0", "t1", "t2", "t3", "t4", "t5"],
+        ),
+        ("bigmem", &["-d", "1", "-m", "32", "-k", "8"], &[]),
+    ];
+    for (name, args, tags) in cases {
+        let mut orig = Workload::spawn(workload(name), args);
+        let tags: Vec<Option<&str>> = if tags.is_empty() {
+            vec![None]
+        } else {
+            tags.iter().map(|t| Some(*t)).collect()
+        };
+        for &t in &tags {
+            orig.expect_count(t, 3);
+        }
+        let pid = orig.pid().to_string();
+        for i in 0..10 {
+            let f = ckpt(&["-o", "/dev/null", &pid]);
+            assert!(f.status.success(), "{name}: checkpoint {i}: {}", f.stderr);
+            orig.assert_no_fail();
+        }
+        assert_not_stopped(&orig.tree(), name);
+        for &t in &tags {
+            let n = orig.last_count(t).unwrap();
+            orig.expect_count(t, n + 2);
+        }
+        let mut r = migrate(&mut orig, &[("cr-zstd", &[])]);
+        for &t in &tags {
+            let n = orig.last_count(t).unwrap();
+            r.restored.expect_count(t, n + 3);
+        }
+        r.expect_pipeline_ok();
+        for &t in &tags {
+            assert_continues(&orig, &r.restored, t, Original::Killed);
+        }
+        r.restored.assert_no_fail();
+    }
+}
