@@ -103,6 +103,19 @@ pub fn input(path: Option<&Path>, force: bool) -> Result<Box<dyn Read + Send>, C
     Ok(Box::new(BufReader::with_capacity(BUF_SIZE, file)))
 }
 
+/// Reads a key file for keyed digests: its whole contents are the HMAC
+/// key. An empty file is refused (it would be no secret at all).
+pub fn read_key(path: &Path) -> anyhow::Result<crate::image::Key> {
+    let bytes = std::fs::read(path).map_err(|source| CliError::Open {
+        path: path.into(),
+        source,
+    })?;
+    if bytes.is_empty() {
+        anyhow::bail!("{}: the key file is empty", path.display());
+    }
+    Ok(crate::image::Key::new(&bytes))
+}
+
 /// Whether an error, anywhere in its chain, is a closed output pipe.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use crtools::cli;
-use crtools::image::Reader;
+use crtools::image::{KeyCheck, Reader};
 use crtools::restart::{self, FdSource};
 
 /// Restore the process tree whose image is on standard input (or FILE) and
@@ -47,6 +47,12 @@ struct Args {
     /// How long to wait for a pid still held by an exiting process.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pid_wait: u64,
+    /// Restore only an image authenticated with this key: every record and
+    /// the end record must carry an HMAC-SHA-256 digest keyed with the
+    /// bytes of FILE (made by cr-sum --key FILE). Anything else is refused,
+    /// an unkeyed header before anything is created.
+    #[arg(long, value_name = "FILE")]
+    require_key: Option<PathBuf>,
     /// Read an image even if standard input is a terminal.
     #[arg(short, long)]
     force: bool,
@@ -74,8 +80,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut restored = None;
     let code = cli::run("cr-restart", || {
+        let key = args.require_key.as_deref().map(cli::read_key).transpose()?;
         let input = cli::input(args.input.as_deref(), args.force)?;
-        let reader = Reader::new(input)?;
+        let require = key.is_some();
+        let reader = Reader::with_key(input, KeyCheck { key, require })?;
         let opts = restart::Options {
             original_pids: !args.no_pids || args.pidns,
             fd_map: args.fds.clone(),

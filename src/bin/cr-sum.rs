@@ -1,4 +1,5 @@
-//! `cr-sum`: add SHA-256 digests to a checkpoint image, or verify them.
+//! `cr-sum`: add SHA-256 (or, with a key, HMAC-SHA-256) digests to a
+//! checkpoint image, or verify them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,10 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use crtools::cli;
 use crtools::filters::Stats;
-use crtools::filters::sum::{self, SumOptions};
+use crtools::filters::sum::{self, DigestMode, SumOptions};
 
 /// Add a SHA-256 digest to every record of a checkpoint image and a stream
-/// digest to its end record, or with --check verify them all.
+/// digest to its end record, or with --check verify them all. With --key,
+/// the digests are HMAC-SHA-256 keyed with the key file's bytes.
 #[derive(Parser)]
 #[command(name = "cr-sum", version)]
 struct Args {
@@ -17,6 +19,10 @@ struct Args {
     /// the first record that does not match or carries none.
     #[arg(short, long)]
     check: bool,
+    /// Keyed digests: HMAC-SHA-256 with the bytes of FILE as the key. With
+    /// --check, every digest must be keyed with it.
+    #[arg(short, long, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Hashing threads; 0 means one per core (the default).
     #[arg(short = 'T', long, default_value_t = 0)]
     threads: usize,
@@ -36,12 +42,13 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::run("cr-sum", || {
+        let key = args.key.as_deref().map(cli::read_key).transpose()?;
         let input = cli::input(args.file.as_deref(), args.force)?;
         let threads = cli::threads(args.threads);
         let mut progress = cli::Progress::new("cr-sum", args.quiet);
         let mut show = |s: &Stats| progress.update(s.bytes_in, s.bytes_out);
         if args.check {
-            let report = sum::check(input, threads, Some(&mut show))?;
+            let report = sum::check(input, threads, key, Some(&mut show))?;
             drop(progress);
             if !args.quiet {
                 let hex: String = report
@@ -49,8 +56,13 @@ fn main() -> ExitCode {
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect();
+                let keyed = match (report.keyed, report.keys_verified) {
+                    (0, _) => String::new(),
+                    (_, true) => ", keyed digests verified".into(),
+                    (_, false) => ", keyed digests present, not verified (no --key)".into(),
+                };
                 println!(
-                    "OK: {} records, {} bytes, stream digest {hex}",
+                    "OK: {} records, {} bytes, stream digest {hex}{keyed}",
                     report.records, report.bytes
                 );
             }
@@ -58,7 +70,7 @@ fn main() -> ExitCode {
             let output = cli::output(args.output.as_deref(), args.force)?;
             let opts = SumOptions {
                 threads,
-                ..SumOptions::default()
+                mode: key.map_or(DigestMode::Sha256, DigestMode::Keyed),
             };
             sum::sum(input, output, &opts, Some(&mut show))?;
         }

@@ -138,7 +138,9 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     };
     let header_raw = reader.header_raw().clone();
     count(&header_raw, &mut kinds);
-    verified += header_raw.digest.is_some() as u64;
+    // Keyed digests (F_HMAC) cannot be verified without the key.
+    let plain = |raw: &RawRecord| (raw.digest.is_some() && !raw.head.keyed()) as u64;
+    verified += plain(&header_raw);
 
     let mut procs: BTreeMap<u32, ProcInfo> = BTreeMap::new();
     let mut files: BTreeMap<u64, File> = BTreeMap::new();
@@ -154,7 +156,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         }
         // Decoding checks the digest.
         let rec = raw.decode()?;
-        verified += raw.digest.is_some() as u64;
+        verified += plain(&raw);
         match kind {
             Kind::PROCESS => {
                 let p: Process = rec.decode()?;
@@ -196,7 +198,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     ek.raw += end_payload;
     if reader.end_has_digest() {
         digests += 1;
-        verified += 1;
+        verified += reader.end_raw().map_or(0, plain);
     }
     for t in fdtables {
         let fds = t

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::{FilterError, Result, Stats};
-use crate::image::{RawRecord, Reader, WriteOptions, Writer};
+use crate::image::{Key, RawRecord, Reader, WriteOptions, Writer};
 
 enum Slot<T> {
     Pending(Receiver<Result<T>>),
@@ -121,16 +121,29 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// What digests a [`transform`]'s output carries on its header and end
+/// record (the worker decides those of the records between).
+#[derive(Debug, Clone)]
+pub enum Signing {
+    /// Those of the input: none, plain, or keyed (passed on unchanged,
+    /// so a filter without the key keeps a keyed stream valid).
+    Keep,
+    /// Plain SHA-256 digests. Refused on a keyed input, which would lose
+    /// its keys.
+    Plain,
+    /// Keyed digests with this key; a keyed input must be keyed with it.
+    Keyed(Key),
+}
+
 /// Copies a stream record by record through a per-record transform: the
 /// header passes unchanged, each record becomes what the worker returns
 /// (its head's `kind` and `seq` must stay), and a new end record closes the
-/// output. The output carries digests on its header and end record when
-/// `digest` is set or the input's header had one.
+/// output, with digests as `signing` says.
 pub fn transform<R, W, M, F>(
     input: R,
     output: W,
     threads: usize,
-    digest: bool,
+    signing: Signing,
     make: M,
     mut progress: Option<super::ProgressFn<'_>>,
 ) -> Result<(W, Stats)>
@@ -141,11 +154,32 @@ where
     F: FnMut(RawRecord) -> Result<(u64, RawRecord)>,
 {
     let mut reader = Reader::new(input)?;
-    let header = reader.header_raw().decode()?;
-    let opts = WriteOptions {
-        digest: digest || reader.header_has_digest(),
+    let header_raw = reader.header_raw().clone();
+    let header = header_raw.decode()?;
+    let out = Counting::new(output);
+    let keyed_in = header_raw.head.keyed();
+    let mut writer = match signing {
+        Signing::Keyed(key) => {
+            if keyed_in {
+                header_raw.verify_keyed(&key)?;
+            }
+            Writer::keyed(out, &header.payload, key)?
+        }
+        Signing::Plain if keyed_in => {
+            return Err(FilterError::Usage(
+                "the image carries keyed digests: give their key (--key) to keep them".into(),
+            ));
+        }
+        Signing::Keep if keyed_in => {
+            Writer::with_header_raw(out, &header_raw, WriteOptions { digest: true })?
+        }
+        signing => {
+            let opts = WriteOptions {
+                digest: matches!(signing, Signing::Plain) || reader.header_has_digest(),
+            };
+            Writer::with_header_payload(out, &header.payload, opts)?
+        }
     };
-    let mut writer = Writer::with_header_payload(Counting::new(output), &header.payload, opts)?;
     let mut stats = Stats {
         records: 0,
         bytes_in: reader.bytes_read(),
@@ -173,6 +207,15 @@ where
             Ok(())
         },
     )?;
+    if keyed_in
+        && let Some(d) = reader
+            .end_raw()
+            .filter(|e| e.head.keyed())
+            .and_then(|e| e.digest)
+    {
+        // Only used when the writer has no key of its own (`Keep`).
+        writer.keep_keyed_end(d);
+    }
     let out = writer.finish()?;
     stats.bytes_in = reader.bytes_read();
     stats.bytes_out = out.count;

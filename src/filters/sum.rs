@@ -1,34 +1,42 @@
 //! `cr-sum`: adds a SHA-256 digest to every record and a stream digest to
-//! the end record; `--check` verifies them.
+//! the end record; `--check` verifies them. With a key (`--key FILE`) the
+//! digests are HMAC-SHA-256 keyed with the file's bytes and flagged
+//! [`F_HMAC`], so only a holder of the key can make or check them.
 //!
 //! A record digest is SHA-256 over `kind:u16 seq:u32 raw payload` (see
 //! [`record_digest`]), so compression does not change it; the stream digest
 //! is SHA-256 over the record digests in order (the [`Writer`] computes it,
-//! the [`Reader`] checks it).
+//! the [`Reader`] checks it). A keyed stream's end record carries a keyed
+//! digest over its record count and that stream digest ([`end_mac`]), which
+//! is what ties the records together: none can be dropped, added or taken
+//! from another stream made with the same key.
+//!
+//! Without the key, `--check` of a keyed stream verifies the CRCs and the
+//! chain of digests, and says that the keyed digests were not verified.
 //!
 //! [`Writer`]: crate::image::Writer
+//! [`end_mac`]: crate::image::stream::end_mac
 
 use std::io::{Read, Write};
 
+use super::pipeline::Signing;
 use super::pipeline::{for_each, transform};
 use super::{FilterError, ProgressFn, Result, Stats};
-use crate::image::stream::{DIGEST_LEN, decompress, record_digest};
-use crate::image::{ImageError, Kind, RawRecord, Reader};
+use crate::image::stream::{DIGEST_LEN, F_HMAC, keyed_digest, record_digest};
+use crate::image::{ImageError, Key, KeyCheck, Kind, RawRecord, Reader};
 
 /// Which digest `cr-sum` writes.
-///
-/// Only plain SHA-256 exists. A keyed mode (HMAC-SHA-256, so that a digest
-/// proves who wrote the stream and not only that it is intact) would be a
-/// second variant here; it needs a header flag naming the mode so that
-/// readers without the key do not report every record as corrupt.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub enum DigestMode {
+    /// Plain SHA-256: proves the image intact, not who made it.
     #[default]
     Sha256,
+    /// HMAC-SHA-256 with this key, flagged [`F_HMAC`] in every record head.
+    Keyed(Key),
 }
 
 /// How `cr-sum` works.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SumOptions {
     pub threads: usize,
     pub mode: DigestMode,
@@ -44,25 +52,41 @@ impl Default for SumOptions {
 }
 
 /// The digest of a record's raw payload, decompressing it if needed.
-pub fn compute_digest(raw: &RawRecord, mode: DigestMode) -> Result<[u8; DIGEST_LEN]> {
-    let DigestMode::Sha256 = mode;
-    Ok(if raw.head.compressed() {
-        let payload = decompress(&raw.head, &raw.stored)?;
-        record_digest(raw.head.kind, raw.head.seq, &payload)
-    } else {
-        record_digest(raw.head.kind, raw.head.seq, &raw.stored)
+pub fn compute_digest(raw: &RawRecord, mode: &DigestMode) -> Result<[u8; DIGEST_LEN]> {
+    let payload = raw.payload()?;
+    Ok(match mode {
+        DigestMode::Sha256 => record_digest(raw.head.kind, raw.head.seq, &payload),
+        DigestMode::Keyed(key) => keyed_digest(key, raw.head.kind, raw.head.seq, &payload),
     })
 }
 
-/// The record with its digest set. A digest it already carries must match.
-pub fn digest_record(mut raw: RawRecord, mode: DigestMode) -> Result<RawRecord> {
-    let d = compute_digest(&raw, mode)?;
-    if raw.digest.is_some_and(|old| old != d) {
-        return Err(ImageError::Digest {
-            seq: raw.head.seq,
-            kind: raw.head.kind,
+/// The record with its digest set. A digest it already carries must match:
+/// a plain one is checked, and replaced when keying; a keyed one must be
+/// of the same key.
+pub fn digest_record(mut raw: RawRecord, mode: &DigestMode) -> Result<RawRecord> {
+    let (seq, kind) = (raw.head.seq, raw.head.kind);
+    match (mode, raw.head.keyed()) {
+        (DigestMode::Sha256, true) => {
+            return Err(FilterError::Usage(
+                "the image carries keyed digests: give their key (--key) to keep them".into(),
+            ));
         }
-        .into());
+        (DigestMode::Keyed(key), true) => {
+            raw.verify_keyed(key)?;
+            return Ok(raw);
+        }
+        (DigestMode::Keyed(_), false) if raw.digest.is_some() => {
+            // Check the plain digest before replacing it.
+            raw.decode()?;
+        }
+        _ => {}
+    }
+    let d = compute_digest(&raw, mode)?;
+    if !raw.head.keyed() && raw.digest.is_some_and(|old| old != d) {
+        return Err(ImageError::Digest { seq, kind }.into());
+    }
+    if let DigestMode::Keyed(_) = mode {
+        raw.head.flags |= F_HMAC;
     }
     raw.digest = Some(d);
     Ok(raw)
@@ -76,13 +100,17 @@ pub fn sum<R: Read + Send, W: Write>(
     opts: &SumOptions,
     progress: Option<ProgressFn<'_>>,
 ) -> Result<(W, Stats)> {
-    let mode = opts.mode;
+    let mode = &opts.mode;
     let make = || {
         move |raw: RawRecord| -> Result<(u64, RawRecord)> {
             Ok((raw.head.frame_len(), digest_record(raw, mode)?))
         }
     };
-    transform(input, output, opts.threads, true, make, progress)
+    let signing = match mode {
+        DigestMode::Sha256 => Signing::Plain,
+        DigestMode::Keyed(key) => Signing::Keyed(key.clone()),
+    };
+    transform(input, output, opts.threads, signing, make, progress)
 }
 
 /// What `cr-sum --check` verified.
@@ -92,18 +120,28 @@ pub struct CheckReport {
     pub records: u64,
     pub bytes: u64,
     pub stream_digest: [u8; DIGEST_LEN],
+    /// Records with a keyed digest, header and end included.
+    pub keyed: u64,
+    /// Whether those keyed digests were verified (a key was given); if
+    /// not, only CRCs and the chain of digests were.
+    pub keys_verified: bool,
 }
 
 /// Reads a whole stream and verifies every record's CRC and digest and the
 /// stream digest. Fails on the first record (in stream order) that is
 /// damaged or carries no digest, and on a stream without a stream digest.
+/// With `key`, every digest must be keyed with it; without, keyed digests
+/// are counted in the report but not verified.
 pub fn check<R: Read + Send>(
     input: R,
     threads: usize,
+    key: Option<Key>,
     mut progress: Option<ProgressFn<'_>>,
 ) -> Result<CheckReport> {
-    // `Reader::new` already verified the header's digest, if it has one.
-    let mut reader = Reader::new(input)?;
+    // The reader verifies the header's digest, if it has one, and with a
+    // key every keyed digest as it reads.
+    let require = key.is_some();
+    let mut reader = Reader::with_key(input, KeyCheck { key, require })?;
     if !reader.header_has_digest() {
         return Err(FilterError::NotSummed);
     }
@@ -148,5 +186,7 @@ pub fn check<R: Read + Send>(
         records: end.records + 1,
         bytes: reader.bytes_read(),
         stream_digest,
+        keyed: reader.keyed_records(),
+        keys_verified: reader.verifies_keys(),
     })
 }

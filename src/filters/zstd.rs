@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 
 use bytes::Bytes;
 
-use super::pipeline::transform;
+use super::pipeline::{Signing, transform};
 use super::{FilterError, ProgressFn, Result, Stats};
 use crate::image::stream::decompress;
 use crate::image::{F_ZSTD, ImageError, RawRecord};
@@ -133,7 +133,7 @@ pub fn compress<R: Read + Send, W: Write>(
             Ok((raw.head.frame_len(), c.compress(raw)))
         }
     };
-    transform(input, output, opts.threads, false, make, progress)
+    transform(input, output, opts.threads, Signing::Keep, make, progress)
 }
 
 /// Copies an image from `input` to `output` with every record plain.
@@ -144,5 +144,5 @@ pub fn decompress_stream<R: Read + Send, W: Write>(
     progress: Option<ProgressFn<'_>>,
 ) -> Result<(W, Stats)> {
     let make = || |raw: RawRecord| Ok((raw.head.frame_len(), decompress_record(raw)?));
-    transform(input, output, threads, false, make, progress)
+    transform(input, output, threads, Signing::Keep, make, progress)
 }

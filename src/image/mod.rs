@@ -7,6 +7,7 @@
 //! may add a SHA-256 digest to it, and [`Reader`] undoes both transparently.
 //! The format is specified in `man/cr-image.5`.
 
+pub mod hmac;
 pub mod records;
 pub mod stream;
 #[doc(hidden)]
@@ -15,9 +16,11 @@ pub mod synth;
 mod tests;
 pub mod wire;
 
+pub use hmac::Key;
 pub use records::*;
 pub use stream::{
-    CHUNK, F_DIGEST, F_ZSTD, Head, MAX_PAYLOAD, RawRecord, Reader, Record, WriteOptions, Writer,
+    CHUNK, F_DIGEST, F_HMAC, F_ZSTD, Head, KeyCheck, MAX_PAYLOAD, RawRecord, Reader, Record,
+    WriteOptions, Writer,
 };
 
 use thiserror::Error;
@@ -45,6 +48,12 @@ pub enum ImageError {
     Crc { seq: u32, kind: Kind },
     #[error("corrupt image: record {seq} ({kind}) does not match its SHA-256 digest")]
     Digest { seq: u32, kind: Kind },
+    #[error(
+        "record {seq} ({kind}) does not match its keyed digest (wrong key, or the image was altered)"
+    )]
+    KeyedDigest { seq: u32, kind: Kind },
+    #[error("record {seq} ({kind}) carries no keyed digest, and one is required")]
+    NotKeyed { seq: u32, kind: Kind },
     #[error("corrupt image: the stream digest in the end record does not match")]
     StreamDigest,
     #[error("corrupt image: record {seq} ({kind}) cannot be decoded: {reason}")]

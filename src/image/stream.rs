@@ -10,12 +10,21 @@
 //! `crc` is CRC32C over the head (with `crc` zero), the stored payload and
 //! the digest. The digest is SHA-256 over `kind:u16 seq:u32 raw payload`,
 //! so compressing a record does not change it.
+//!
+//! With [`F_HMAC`] the digest is keyed: HMAC-SHA-256 with a secret key over
+//! the same bytes, except for the end record, whose keyed digest covers
+//! `kind seq records stream_digest` and not its byte count (see
+//! [`end_mac`]), so a filter without the key may still compress a keyed
+//! stream. A reader without the key checks CRCs and the stream digest's
+//! chain and skips keyed digests; a reader with the key checks them, and
+//! can require every record to carry one.
 
 use std::io::{self, Read, Write};
 
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 
+use super::hmac::{Key, ct_eq};
 use super::records::{EndRecord, FORMAT_MAJOR, Kind, StreamHeader};
 use super::wire::{self, Wire};
 use super::{ImageError, Result};
@@ -35,7 +44,10 @@ pub const CHUNK: usize = 1 << 20;
 pub const F_ZSTD: u16 = 1;
 /// A SHA-256 digest of the raw payload follows the stored payload.
 pub const F_DIGEST: u16 = 2;
-const KNOWN_FLAGS: u16 = F_ZSTD | F_DIGEST;
+/// The digest is HMAC-SHA-256 with a secret key, not plain SHA-256 (only
+/// with [`F_DIGEST`]).
+pub const F_HMAC: u16 = 4;
+const KNOWN_FLAGS: u16 = F_ZSTD | F_DIGEST | F_HMAC;
 
 /// A decoded record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +91,10 @@ impl Head {
     pub fn has_digest(&self) -> bool {
         self.flags & F_DIGEST != 0
     }
+    /// Whether the digest is keyed (HMAC-SHA-256).
+    pub fn keyed(&self) -> bool {
+        self.flags & F_HMAC != 0
+    }
     /// Bytes this record takes in the stream.
     pub fn frame_len(&self) -> u64 {
         HEAD_LEN as u64
@@ -98,6 +114,28 @@ pub fn record_digest(kind: Kind, seq: u32, raw: &[u8]) -> [u8; DIGEST_LEN] {
     h.update(seq.to_le_bytes());
     h.update(raw);
     h.finalize().into()
+}
+
+/// The keyed digest of a record other than the end record: HMAC-SHA-256
+/// over kind, sequence number and raw payload.
+pub fn keyed_digest(key: &Key, kind: Kind, seq: u32, raw: &[u8]) -> [u8; DIGEST_LEN] {
+    key.mac(&[&kind.0.to_le_bytes(), &seq.to_le_bytes(), raw])
+}
+
+/// The keyed digest of the end record: HMAC-SHA-256 over `kind:u16 seq:u32
+/// records:u64` and the stream digest (a 0 byte when absent, else 1 and the
+/// 32 bytes). The byte count is left out: the reader checks it against the
+/// stream anyway, and leaving it out lets `cr-zstd` recompress a keyed
+/// stream without the key.
+pub fn end_mac(key: &Key, seq: u32, end: &EndRecord) -> [u8; DIGEST_LEN] {
+    let mut sd = vec![end.stream_digest.is_some() as u8];
+    sd.extend_from_slice(end.stream_digest.as_ref().map_or(&[][..], |d| &d[..]));
+    key.mac(&[
+        &Kind::END.0.to_le_bytes(),
+        &seq.to_le_bytes(),
+        &end.records.to_le_bytes(),
+        &sd,
+    ])
 }
 
 fn frame_crc(head: &[u8; HEAD_LEN], stored: &[&[u8]], digest: Option<&[u8; DIGEST_LEN]>) -> u32 {
@@ -208,14 +246,13 @@ impl Record {
 }
 
 impl RawRecord {
-    /// The raw payload: decompressed if needed, digest checked if present.
+    /// The raw payload: decompressed if needed, a plain digest checked if
+    /// present. A keyed digest is not checked here: a [`Reader`] holding
+    /// the key checks it as it reads.
     pub fn decode(&self) -> Result<Record> {
-        let payload = if self.head.compressed() {
-            decompress(&self.head, &self.stored)?
-        } else {
-            self.stored.clone()
-        };
+        let payload = self.payload()?;
         if let Some(d) = &self.digest
+            && !self.head.keyed()
             && record_digest(self.head.kind, self.head.seq, &payload) != *d
         {
             return Err(ImageError::Digest {
@@ -228,6 +265,35 @@ impl RawRecord {
             seq: self.head.seq,
             payload,
         })
+    }
+
+    /// The raw payload, decompressed if needed; no digest checked.
+    pub fn payload(&self) -> Result<Bytes> {
+        if self.head.compressed() {
+            decompress(&self.head, &self.stored)
+        } else {
+            Ok(self.stored.clone())
+        }
+    }
+
+    /// Checks a keyed digest with `key` (not for the end record, whose
+    /// keyed digest is [`end_mac`]).
+    pub fn verify_keyed(&self, key: &Key) -> Result<()> {
+        let ok = match &self.digest {
+            Some(d) if self.head.keyed() => ct_eq(
+                &keyed_digest(key, self.head.kind, self.head.seq, &self.payload()?),
+                d,
+            ),
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ImageError::KeyedDigest {
+                seq: self.head.seq,
+                kind: self.head.kind,
+            })
+        }
     }
 }
 
@@ -263,6 +329,20 @@ pub struct Reader<R> {
     chain: Option<Sha256>,
     end: Option<EndRecord>,
     end_digest: bool,
+    key: Option<Key>,
+    require_key: bool,
+    keyed: u64,
+    end_raw: Option<RawRecord>,
+}
+
+/// How a [`Reader`] treats keyed digests.
+#[derive(Debug, Clone, Default)]
+pub struct KeyCheck {
+    /// Verify every keyed digest with this key.
+    pub key: Option<Key>,
+    /// Refuse any record, and an end record without a stream digest, that
+    /// is not keyed (needs `key`).
+    pub require: bool,
 }
 
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -280,7 +360,15 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 
 impl<R: Read> Reader<R> {
     /// Reads the preamble and the header record.
-    pub fn new(mut inner: R) -> Result<Self> {
+    pub fn new(inner: R) -> Result<Self> {
+        Self::with_key(inner, KeyCheck::default())
+    }
+
+    /// Like [`new`](Self::new), checking keyed digests as `check` says.
+    pub fn with_key(mut inner: R, check: KeyCheck) -> Result<Self> {
+        if check.require && check.key.is_none() {
+            return Err(ImageError::Usage("a key is required to require one".into()));
+        }
         let mut pre = [0u8; 8];
         let n = read_full(&mut inner, &mut pre)?;
         if n == 0 {
@@ -308,6 +396,10 @@ impl<R: Read> Reader<R> {
             chain: Some(Sha256::new()),
             end: None,
             end_digest: false,
+            key: check.key,
+            require_key: check.require,
+            keyed: 0,
+            end_raw: None,
         };
         let raw = r.read_frame()?.ok_or(ImageError::Truncated {
             what: "header record",
@@ -319,6 +411,7 @@ impl<R: Read> Reader<R> {
                 reason: "the first record is not a header".into(),
             });
         }
+        r.check_key(&raw)?;
         let rec = raw.decode()?;
         let header: StreamHeader = rec.decode()?;
         if header.format_major != FORMAT_MAJOR {
@@ -349,6 +442,34 @@ impl<R: Read> Reader<R> {
     pub fn bytes_read(&self) -> u64 {
         self.bytes
     }
+    /// Records read so far (header and end included) whose digest is keyed.
+    pub fn keyed_records(&self) -> u64 {
+        self.keyed
+    }
+    /// Whether keyed digests are being verified (a key was given).
+    pub fn verifies_keys(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Counts a keyed record and checks its digest when holding the key;
+    /// refuses an unkeyed one when a key is required. The end record's
+    /// keyed digest is checked where it is decoded.
+    fn check_key(&mut self, raw: &RawRecord) -> Result<()> {
+        if raw.head.keyed() && raw.digest.is_some() {
+            self.keyed += 1;
+            if let Some(key) = &self.key
+                && raw.head.kind != Kind::END
+            {
+                raw.verify_keyed(key)?;
+            }
+        } else if self.require_key {
+            return Err(ImageError::NotKeyed {
+                seq: raw.head.seq,
+                kind: raw.head.kind,
+            });
+        }
+        Ok(())
+    }
 
     fn read_frame(&mut self) -> Result<Option<RawRecord>> {
         let mut hb = [0u8; HEAD_LEN];
@@ -372,7 +493,10 @@ impl<R: Read> Reader<R> {
         if head.kind.0 == 0 {
             return Err(corrupt("record kind 0".into()));
         }
-        if head.flags & !KNOWN_FLAGS != 0 || reserved != 0 {
+        if head.flags & !KNOWN_FLAGS != 0
+            || reserved != 0
+            || (head.flags & F_HMAC != 0 && head.flags & F_DIGEST == 0)
+        {
             // Could be a bit flip in the header: a CRC over the header
             // alone is not kept, so say what is wrong.
             return Err(corrupt(format!("unknown flags {:#x}", head.flags)));
@@ -445,6 +569,7 @@ impl<R: Read> Reader<R> {
                 reason: "a second header record".into(),
             });
         }
+        self.check_key(&raw)?;
         if raw.head.kind == Kind::END {
             let rec = raw.decode()?;
             let end: EndRecord = rec.decode()?;
@@ -453,6 +578,21 @@ impl<R: Read> Reader<R> {
                 kind: Kind::END,
                 reason,
             };
+            if let (Some(key), Some(d)) = (&self.key, &raw.digest)
+                && raw.head.keyed()
+                && !ct_eq(&end_mac(key, raw.head.seq, &end), d)
+            {
+                return Err(ImageError::KeyedDigest {
+                    seq: raw.head.seq,
+                    kind: Kind::END,
+                });
+            }
+            if self.require_key && end.stream_digest.is_none() {
+                return Err(ImageError::NotKeyed {
+                    seq: raw.head.seq,
+                    kind: Kind::END,
+                });
+            }
             if end.records != raw.head.seq as u64 || end.bytes != before {
                 return Err(bad(format!(
                     "end record counts {} records and {} bytes, the stream had {} and {}",
@@ -477,6 +617,7 @@ impl<R: Read> Reader<R> {
             }
             self.end = Some(end);
             self.end_digest = raw.digest.is_some();
+            self.end_raw = Some(raw);
             return Ok(None);
         }
         self.chain_add(&raw);
@@ -516,6 +657,11 @@ impl<R> Reader<R> {
     pub fn end_has_digest(&self) -> bool {
         self.end_digest
     }
+    /// The end record as read (once the stream ended), e.g. to pass on its
+    /// keyed digest.
+    pub fn end_raw(&self) -> Option<&RawRecord> {
+        self.end_raw.as_ref()
+    }
 }
 
 impl<R> Reader<R> {
@@ -539,6 +685,8 @@ pub struct Writer<W: Write> {
     seq: u32,
     bytes: u64,
     chain: Option<Sha256>,
+    key: Option<Key>,
+    end_digest: Option<[u8; DIGEST_LEN]>,
 }
 
 impl<W: Write> Writer<W> {
@@ -549,17 +697,53 @@ impl<W: Write> Writer<W> {
 
     /// Like [`new`](Self::new) with an already encoded header, so a filter
     /// keeps fields it does not know.
-    pub fn with_header_payload(mut out: W, header: &[u8], opts: WriteOptions) -> Result<Self> {
+    pub fn with_header_payload(out: W, header: &[u8], opts: WriteOptions) -> Result<Self> {
+        let mut w = Self::start(out, opts, None)?;
+        w.write_record(Kind::HEADER, header)?;
+        Ok(w)
+    }
+
+    /// A writer whose every record, and the end record, gets a keyed
+    /// digest ([`F_HMAC`]) with `key`.
+    pub fn keyed(out: W, header: &[u8], key: Key) -> Result<Self> {
+        let mut w = Self::start(out, WriteOptions { digest: true }, Some(key))?;
+        w.write_record(Kind::HEADER, header)?;
+        Ok(w)
+    }
+
+    /// A writer whose header record is `header` exactly as read, its digest
+    /// (keyed or not) kept: for filters passing a stream on.
+    pub fn with_header_raw(out: W, header: &RawRecord, opts: WriteOptions) -> Result<Self> {
+        let mut w = Self::start(out, opts, None)?;
+        w.write_stored(
+            Kind::HEADER,
+            header.head.flags,
+            header.head.raw_len as usize,
+            &header.stored,
+            header.digest,
+        )?;
+        Ok(w)
+    }
+
+    fn start(mut out: W, opts: WriteOptions, key: Option<Key>) -> Result<Self> {
         out.write_all(&PREAMBLE)?;
-        let mut w = Writer {
+        Ok(Writer {
             out,
             opts,
             seq: 0,
             bytes: PREAMBLE.len() as u64,
             chain: Some(Sha256::new()),
-        };
-        w.write_record(Kind::HEADER, header)?;
-        Ok(w)
+            key,
+            end_digest: None,
+        })
+    }
+
+    /// Ends the stream with this keyed digest on the end record instead of
+    /// one computed here: a filter without the key passing on a keyed
+    /// stream keeps its end record's digest, valid as long as the record
+    /// count and the record digests did not change (see [`end_mac`]).
+    pub fn keep_keyed_end(&mut self, digest: [u8; DIGEST_LEN]) {
+        self.end_digest = Some(digest);
     }
 
     /// The sequence number the next record will get.
@@ -573,6 +757,15 @@ impl<W: Write> Writer<W> {
     /// Writes an uncompressed record whose payload is the concatenation of `parts`.
     pub fn write_parts(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        if let Some(key) = &self.key {
+            let mut msg: Vec<&[u8]> = Vec::with_capacity(parts.len() + 2);
+            let (k, s) = (kind.0.to_le_bytes(), self.seq.to_le_bytes());
+            msg.push(&k);
+            msg.push(&s);
+            msg.extend_from_slice(parts);
+            let d = key.mac(&msg);
+            return self.write_frame(kind, F_HMAC, len, parts, Some(d));
+        }
         let digest = self.opts.digest.then(|| {
             let mut h = Sha256::new();
             h.update(kind.0.to_le_bytes());
@@ -617,7 +810,8 @@ impl<W: Write> Writer<W> {
     /// Writes a record framed elsewhere: `stored` is the payload as it will
     /// stand (compressed when `flags` has [`F_ZSTD`]), `raw_len` its
     /// decompressed size, `digest` the raw payload's digest computed for the
-    /// sequence number [`next_seq`](Self::next_seq) returns.
+    /// sequence number [`next_seq`](Self::next_seq) returns ([`F_HMAC`] in
+    /// `flags` when it is keyed).
     pub fn write_stored(
         &mut self,
         kind: Kind,
@@ -626,7 +820,12 @@ impl<W: Write> Writer<W> {
         stored: &[u8],
         digest: Option<[u8; DIGEST_LEN]>,
     ) -> Result<()> {
-        self.write_frame(kind, flags & F_ZSTD, raw_len, &[stored], digest)
+        let keep = if digest.is_some() {
+            F_ZSTD | F_HMAC
+        } else {
+            F_ZSTD
+        };
+        self.write_frame(kind, flags & keep, raw_len, &[stored], digest)
     }
 
     fn write_frame(
@@ -704,11 +903,19 @@ impl<W: Write> Writer<W> {
             stream_digest,
         };
         let payload = wire::encode(&end);
-        let digest = self
-            .opts
-            .digest
-            .then(|| record_digest(Kind::END, self.seq, &payload));
-        self.write_frame(Kind::END, 0, payload.len(), &[&payload], digest)?;
+        let (flags, digest) = if let Some(key) = &self.key {
+            (F_HMAC, Some(end_mac(key, self.seq, &end)))
+        } else if let Some(d) = self.end_digest {
+            (F_HMAC, Some(d))
+        } else {
+            (
+                0,
+                self.opts
+                    .digest
+                    .then(|| record_digest(Kind::END, self.seq, &payload)),
+            )
+        };
+        self.write_frame(Kind::END, flags, payload.len(), &[&payload], digest)?;
         self.out.flush()?;
         Ok(self.out)
     }

@@ -7,6 +7,7 @@
 
 pub mod child;
 pub mod files;
+pub mod inject;
 pub mod inplace;
 pub mod ipc;
 mod pages;
@@ -303,6 +304,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let reader_flags = reader.header().flags;
     let meta = read_meta(&mut reader)?;
     validate(&meta)?;
+    inject::check("meta")?;
     let mut undo = Undo { pids: Vec::new() };
     let mut meta = meta;
     let first = meta.first_bulk.take();
@@ -357,6 +359,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     let mut ipc = std::mem::take(&mut meta.ipc);
     ipc.create()?;
+    inject::check("ipc")?;
     let sysv_sizes: HashMap<u64, u64> = ipc
         .segments()
         .iter()
@@ -388,6 +391,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     open.ptys = tty::Ptys::new(meta.ptys.clone());
 
     let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
+    inject::check("tree")?;
     let pids = tree.outer.clone();
     let live: Vec<&ProcImage> = meta
         .procs
@@ -461,6 +465,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         bp.b.clear_space(&specials, &want)?;
         bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open, &sysv_sizes)?;
     }
+    inject::check("map")?;
 
     // Bulk data: page contents and file contents, streamed straight in.
     let next = if matches!(source, spool::Source::Spooled(_)) {
@@ -480,11 +485,13 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     // reader.next_raw() returned None: the end record was read and matched.
     open.finish_sockets()?;
     ipc.finish()?;
+    inject::check("data")?;
 
     let mut threads: Vec<(i32, i32, Remote)> = Vec::new();
     for bp in &mut building {
         threads.extend(finish(bp, &tramp, opts.original_pids)?);
     }
+    inject::check("threads")?;
     // Release: every thread of every process at once.
     let mut sessions = Vec::new();
     for bp in building {
@@ -498,6 +505,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     for (pid, tid, r, stopped) in sessions {
         deferred.push((pid, tid, r.finish()?, stopped));
     }
+    inject::check("release")?;
     for (pid, tid, _, stopped) in &deferred {
         if *stopped {
             // It was in a job-control stop: it stays stopped.
@@ -712,6 +720,7 @@ fn stream_bulk<R: Read>(
             }
             s => return Err(corrupt(format!("data for unknown space {s}"))),
         }
+        inject::check("pages")?;
         next = source.next_record()?;
     }
     Ok(())

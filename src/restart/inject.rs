@@ -1,0 +1,57 @@
+//! Failure injection, a testing aid: `CRTOOLS_FAIL_AT=<stage>` makes a
+//! restore fail at that named stage, as a real error there would, so tests
+//! can check that every stage's failure leaves nothing behind (restore is
+//! all or nothing).
+//!
+//! Always compiled in and inert unless the variable is set: the variable is
+//! read once, and each check is then a comparison of two strings. An unknown
+//! stage name fails the restore at its first check, so a mistyped test
+//! does not pass silently.
+//!
+//! The stages, in order ([`STAGES`]):
+//!
+//! | stage     | where the restore stands                                      |
+//! | --------- | ------------------------------------------------------------- |
+//! | `meta`    | metadata read and validated; nothing created                  |
+//! | `ipc`     | SysV objects (and an IPC namespace) created; no process yet   |
+//! | `tree`    | every process forked with its pid, stopped, descriptors placed |
+//! | `map`     | address spaces cleared and every mapping made                 |
+//! | `pages`   | the first bulk record written into a process (mid stream)     |
+//! | `data`    | all bulk data in, the end record verified                     |
+//! | `threads` | per-process state and threads restored                        |
+//! | `release` | registers set, just before the tree is let go                 |
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+/// The variable naming the stage to fail at.
+pub const VAR: &str = "CRTOOLS_FAIL_AT";
+
+/// Every stage a restore checks, in the order it reaches them.
+pub const STAGES: &[&str] = &[
+    "meta", "ipc", "tree", "map", "pages", "data", "threads", "release",
+];
+
+fn wanted() -> Option<&'static str> {
+    static AT: OnceLock<Option<String>> = OnceLock::new();
+    AT.get_or_init(|| std::env::var(VAR).ok().filter(|s| !s.is_empty()))
+        .as_deref()
+}
+
+/// Fails when the restore was asked to fail at `stage` (or at a stage that
+/// does not exist).
+pub fn check(stage: &'static str) -> Result<()> {
+    debug_assert!(STAGES.contains(&stage), "unlisted stage {stage}");
+    match wanted() {
+        None => Ok(()),
+        Some(w) if w == stage => Err(Error::msg(format!(
+            "injected failure at stage {stage} ({VAR})"
+        ))),
+        Some(w) if !STAGES.contains(&w) => Err(Error::msg(format!(
+            "{VAR}={w}: no such stage (stages: {})",
+            STAGES.join(", ")
+        ))),
+        Some(_) => Ok(()),
+    }
+}
