@@ -34,8 +34,47 @@ struct Args {
     pid: i32,
 }
 
+extern "C" fn on_signal(_: libc::c_int) {
+    checkpoint::request_abort();
+}
+
+/// The checkpoint runs in a worker child; this process only waits for it.
+/// Killing `ckpt` (even with SIGKILL) then never leaves the tree with
+/// borrowed registers: the worker gets SIGTERM (parent-death signal),
+/// stops at its next safe point and hands the tree back as it was.
+fn split_worker() -> Option<ExitCode> {
+    let parent = std::process::id() as i32;
+    // SAFETY: ckpt has no other thread yet; the child goes on running this
+    // program's ordinary code, like a process of its own.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let code = crtools::restart::wait_forwarding(child.as_raw(), child.as_raw());
+            Some(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: a handler that only stores to an atomic; prctl and
+            // getppid take and return integers.
+            unsafe {
+                for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                    libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != parent {
+                    checkpoint::request_abort();
+                }
+            }
+            None
+        }
+        // No worker: checkpoint in this process.
+        Err(_) => None,
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(code) = split_worker() {
+        return code;
+    }
     cli::run("ckpt", || {
         let after = if args.kill {
             After::Kill

@@ -386,6 +386,7 @@ pub fn dump_pages<W: Write>(
 /// Writes the runs of a chunk: non-zero runs as `PAGES` and, in private
 /// file mappings, zero runs as `ZERO`.
 fn emit<W: Write>(pid: i32, d: &Done, w: &mut Writer<W>, stats: &mut DumpStats) -> Result<()> {
+    crate::checkpoint::check_abort()?;
     let page = PAGE as usize;
     for r in &d.runs {
         let data = &d.buf[d.data.clone()][r.first * page..r.end * page];

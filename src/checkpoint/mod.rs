@@ -29,6 +29,23 @@ use crate::sys::remote::{self, Gate, Remote, nr};
 pub use freeze::After;
 use freeze::Frozen;
 
+static ABORT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks a running checkpoint to stop at its next safe point and hand the
+/// tree back as it was. Async-signal-safe: `ckpt` calls it from its
+/// SIGTERM/SIGINT/SIGHUP handler.
+pub fn request_abort() {
+    ABORT.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Fails when an abort was requested.
+pub(crate) fn check_abort() -> Result<()> {
+    if ABORT.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::msg("interrupted; the tree was left as it was"));
+    }
+    Ok(())
+}
+
 /// How to checkpoint.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -123,6 +140,7 @@ fn write_image<W: Write>(
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
     for &(pid, ppid) in &frozen.procs {
+        check_abort()?;
         let st = read_process(frozen, pid, if pid == root { 0 } else { ppid }, &mut shmem)?;
         fdtables.push(files.read_fds(pid)?);
         states.push(st);
@@ -666,6 +684,7 @@ fn ask_process(r: &mut Remote, pid: i32, scratch: u64, p: &mut Process, mm: &mut
         if sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32 {
             continue;
         }
+        check_abort()?;
         r.call(nr::RT_SIGACTION, &[sig as u64, 0, scratch, 8])?;
         let v = read_u64s(pid, scratch, 4)?;
         p.sigactions.push(SigAction {
