@@ -100,3 +100,59 @@ fn pidns_restore_beside_the_original() {
     orig.assert_no_fail();
     restored.assert_no_fail();
 }
+
+/// A tree whose root is the init of its own pid namespace is checkpointed
+/// with the pids it sees itself and restored as the init of a new one.
+#[test]
+fn pid_namespace_init_round_trip() {
+    let wl = workload("multitask");
+    let orig = Workload::spawn(
+        "unshare",
+        &["--pid", "--fork", wl.to_str().unwrap(), "-d", "20"],
+    );
+    for t in ["root", "A", "A1", "B", "B1"] {
+        orig.expect_count(Some(t), 2);
+    }
+    let init = children_of(orig.pid())[0];
+    let nspid = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("NSpid:"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(nspid(init).last().map(String::as_str), Some("1"));
+    let dir = tempdir();
+    let img = dir.path().join("ns.img");
+    ckpt_to_file(&[], init, &img);
+    let info = run("cr-info", &[img.to_str().unwrap()], None);
+    info.assert_success();
+    let pidfile = dir.path().join("pid");
+    let mut cmd = Command::new(bin("cr-restart"));
+    cmd.args([
+        "-i",
+        img.to_str().unwrap(),
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]);
+    let restored = Workload::spawn_cmd(cmd);
+    for t in ["root", "A", "A1", "B", "B1"] {
+        restored.expect_count(Some(t), 4);
+    }
+    let root = read_pidfile(&pidfile);
+    assert_eq!(
+        nspid(root).last().map(String::as_str),
+        Some("1"),
+        "{:?}",
+        nspid(root)
+    );
+    assert!(proc_state(init).is_some(), "the original init is gone");
+    orig.assert_no_fail();
+    restored.assert_no_fail();
+}

@@ -305,6 +305,7 @@ fn read_chunk(
 /// same, byte for byte, as a single thread would write.
 pub fn dump_pages<W: Write>(
     pid: i32,
+    image_pid: u32,
     plans: &[VmaPlan],
     w: &mut Writer<W>,
     buf: &mut Vec<u8>,
@@ -336,7 +337,7 @@ pub fn dump_pages<W: Write>(
         let mut memf = None;
         for &job in &jobs {
             let d = read_chunk(pid, job, std::mem::take(buf), patches, &mut memf)?;
-            emit(pid, &d, w, stats)?;
+            emit(image_pid, &d, w, stats)?;
             d.applied.iter().for_each(|&i| applied[i] = true);
             *buf = d.buf;
         }
@@ -367,7 +368,7 @@ pub fn dump_pages<W: Write>(
                 let d = results[i % readers]
                     .recv()
                     .map_err(|_| Error::msg("a memory reader thread died"))??;
-                emit(pid, &d, w, stats)?;
+                emit(image_pid, &d, w, stats)?;
                 d.applied.iter().for_each(|&i| applied[i] = true);
                 let _ = returns[i % readers].send(d.buf);
             }
@@ -385,7 +386,7 @@ pub fn dump_pages<W: Write>(
 
 /// Writes the runs of a chunk: non-zero runs as `PAGES` and, in private
 /// file mappings, zero runs as `ZERO`.
-fn emit<W: Write>(pid: i32, d: &Done, w: &mut Writer<W>, stats: &mut DumpStats) -> Result<()> {
+fn emit<W: Write>(pid: u32, d: &Done, w: &mut Writer<W>, stats: &mut DumpStats) -> Result<()> {
     crate::checkpoint::check_abort()?;
     let page = PAGE as usize;
     for r in &d.runs {

@@ -171,6 +171,7 @@ fn write_image<W: Write>(
     }
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
+    let ns = NsPids::read(root, frozen)?;
     let xstate_size = states
         .first()
         .and_then(|s| s.threads.first())
@@ -188,17 +189,31 @@ fn write_image<W: Write>(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        root_pid: root as u32,
-        flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 },
+        root_pid: ns.as_ref().map_or(root as u32, |n| n.pid(root)),
+        flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 }
+            | if ns.is_some() {
+                image::HDR_PIDNS_INIT
+            } else {
+                0
+            },
         xstate_size,
     };
     let mut w = Writer::new(out, &header, WriteOptions::default())?;
     for s in &states {
-        w.write(Kind::PROCESS, &s.process)?;
+        w.write(Kind::PROCESS, &ns_process(&ns, &s.process, root)?)?;
         for t in &s.threads {
-            w.write(Kind::THREAD, t)?;
+            let mut t = t.clone();
+            if let Some(n) = &ns {
+                t.pid = n.pid(t.pid as i32);
+                t.tid = n.pid(t.tid as i32);
+            }
+            w.write(Kind::THREAD, &t)?;
         }
-        w.write(Kind::MM, &s.mm)?;
+        let mut mm = s.mm.clone();
+        if let Some(n) = &ns {
+            mm.pid = n.pid(mm.pid as i32);
+        }
+        w.write(Kind::MM, &mm)?;
     }
     for f in &files.files {
         w.write(Kind::FILE, f)?;
@@ -218,11 +233,15 @@ fn write_image<W: Write>(
         w.write(Kind::SHMEM, *s)?;
     }
     for z in &zombies {
-        w.write(Kind::PROCESS, z)?;
+        w.write(Kind::PROCESS, &ns_process(&ns, z, root)?)?;
     }
     ipc.write_meta(&mut w)?;
     for t in &fdtables {
-        w.write(Kind::FDTABLE, t)?;
+        let mut t = t.clone();
+        if let Some(n) = &ns {
+            t.pid = n.pid(t.pid as i32);
+        }
+        w.write(Kind::FDTABLE, &t)?;
     }
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
@@ -234,6 +253,8 @@ fn write_image<W: Write>(
         };
         memory::dump_pages(
             s.process.pid as i32,
+            ns.as_ref()
+                .map_or(s.process.pid, |n| n.pid(s.process.pid as i32)),
             &s.plans,
             &mut w,
             &mut buf,
@@ -565,6 +586,78 @@ fn read_process(
         mm,
         plans,
     })
+}
+
+/// Pids as the tree sees them itself, when its root is the init of its own
+/// pid namespace: the image then holds those, and a restore recreates the
+/// namespace with the root as its init.
+struct NsPids {
+    map: HashMap<i32, u32>,
+    groups: HashMap<i32, (u32, u32)>,
+}
+
+impl NsPids {
+    fn read(root: i32, frozen: &Frozen) -> Result<Option<NsPids>> {
+        let st = proc::status(root).map_err(perr(root))?;
+        if st.ns_pid.len() < 2 || st.ns_pid.last() != Some(&1) {
+            return Ok(None);
+        }
+        let depth = st.ns_pid.len();
+        let mut n = NsPids {
+            map: HashMap::new(),
+            groups: HashMap::new(),
+        };
+        for &(pid, _) in frozen.procs.iter().chain(frozen.zombies.iter()) {
+            let s = proc::status(pid).map_err(perr(pid))?;
+            if s.ns_pid.len() != depth {
+                return Err(Error::msg(format!(
+                    "cannot checkpoint pid {pid}: it is in a pid namespace nested inside the tree's, which is not supported"
+                )));
+            }
+            let last = |v: &[i32]| v.last().copied().unwrap_or(0) as u32;
+            n.map.insert(pid, last(&s.ns_pid));
+            n.groups.insert(pid, (last(&s.ns_pgid), last(&s.ns_sid)));
+            for t in frozen.threads_of(pid) {
+                if t.tid != pid {
+                    let ts = proc::task_status(pid, t.tid).map_err(perr(pid))?;
+                    n.map.insert(t.tid, last(&ts.ns_pid));
+                }
+            }
+        }
+        Ok(Some(n))
+    }
+
+    fn pid(&self, host: i32) -> u32 {
+        self.map.get(&host).copied().unwrap_or(0)
+    }
+}
+
+/// A process record with the pids the tree sees itself (see [`NsPids`]).
+fn ns_process(ns: &Option<NsPids>, p: &Process, root: i32) -> Result<Process> {
+    let Some(n) = ns else {
+        return Ok(p.clone());
+    };
+    let mut q = p.clone();
+    let host = p.pid as i32;
+    q.pid = n.pid(host);
+    q.ppid = if host == root {
+        0
+    } else {
+        n.pid(p.ppid as i32)
+    };
+    (q.pgid, q.sid) = n.groups.get(&host).copied().unwrap_or((0, 0));
+    q.tids = p
+        .tids
+        .iter()
+        .map(|&t| n.pid(t as i32))
+        .collect::<Vec<_>>()
+        .into();
+    for t in q.posix_timers.iter_mut() {
+        if t.notify_tid != 0 {
+            t.notify_tid = n.pid(t.notify_tid as i32);
+        }
+    }
+    Ok(q)
 }
 
 /// A zombie child: what its parent will collect.

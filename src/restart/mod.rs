@@ -309,7 +309,8 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut meta = meta;
     let first = meta.first_bulk.take();
     let mut spooled = None;
-    if opts.original_pids && !opts.pidns {
+    let ns_init = reader_flags & image::HDR_PIDNS_INIT != 0;
+    if opts.original_pids && !opts.pidns && !ns_init {
         let held: Vec<i32> = meta
             .procs
             .iter()
@@ -390,7 +391,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     open.sockets = meta.sockets.clone();
     open.ptys = tty::Ptys::new(meta.ptys.clone());
 
-    let mut tree = spawn_tree(&meta, opts, &mut open, &mut undo)?;
+    let mut tree = spawn_tree(&meta, opts, ns_init, &mut open, &mut undo)?;
     inject::check("tree")?;
     let pids = tree.outer.clone();
     let live: Vec<&ProcImage> = meta
@@ -732,10 +733,14 @@ fn stream_bulk<R: Read>(
 fn spawn_tree(
     meta: &Meta,
     opts: &Options,
+    ns_init: bool,
     open: &mut files::OpenFiles,
     undo: &mut Undo,
 ) -> Result<Tree> {
-    if opts.original_pids && !opts.pidns {
+    // The root was the init of its own pid namespace: it is again, in a new
+    // one (which also keeps the pids from colliding), so no cr-init.
+    let with_init = opts.pidns && !ns_init;
+    if opts.original_pids && !opts.pidns && !ns_init {
         let mut ids: Vec<u32> = Vec::new();
         let root_pgid = meta.procs[0].p.pgid;
         for pi in &meta.procs {
@@ -885,7 +890,7 @@ fn spawn_tree(
     let forked = loop {
         // SAFETY: the child runs only `child_main` or `init_main` (see above).
         let r = unsafe {
-            if opts.pidns {
+            if opts.pidns || ns_init {
                 // Init of a new pid namespace; our own children stay in ours.
                 fork_with_pid(None, libc::CLONE_NEWPID as u64, libc::SIGCHLD)
             } else {
@@ -903,7 +908,7 @@ fn spawn_tree(
         break r;
     };
     let root_pid = match forked {
-        Ok(Forked::Child) if opts.pidns => child::init_main(&plans, &shared),
+        Ok(Forked::Child) if with_init => child::init_main(&plans, &shared),
         Ok(Forked::Child) => child::child_main(&plans, 0, &shared),
         Ok(Forked::Parent(pid)) => pid,
         Err(nix::errno::Errno::EEXIST) => {
@@ -938,7 +943,7 @@ fn spawn_tree(
             _ => Error::msg("cannot restore: a new process exited early".to_string()),
         }
     };
-    let init = opts.pidns.then_some(root_pid);
+    let init = with_init.then_some(root_pid);
     // Each new process reports itself; trace it, then let it go on.
     let mut pids = BTreeMap::new();
     let mut inner = BTreeMap::new();
@@ -971,6 +976,12 @@ fn spawn_tree(
             continue;
         }
         let pid = match init {
+            None if ns_init && image_pid == root.image_pid => root_pid,
+            None if ns_init => outer_of(root_pid, seen).ok_or_else(|| {
+                Error::msg(format!(
+                    "cannot restore pid {image_pid}: cannot find it in the new pid namespace"
+                ))
+            })?,
             Some(init) => outer_of(init, seen).ok_or_else(|| {
                 Error::msg(format!(
                     "cannot restore pid {image_pid}: cannot find it in the new pid namespace"
