@@ -9,7 +9,9 @@
 //!
 //! Environment: `CR_BENCH_RUNS=N`, `CR_BENCH_MIB=M` (size of the big
 //! workload, default 1024), `CR_BENCH_ONLY=a,b` (groups: limits are always
-//! measured; groups are big, thp, sparse, small, tree, rss, zstd).
+//! measured; groups are big, thp, sparse, small, tree),
+//! `CR_BENCH_BIN_DIR=DIR` (the tools of another build), `CR_BENCH_DIR`
+//! (where images go, default /tmp).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -404,7 +406,13 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     (r, w)
 }
 
+/// The tool `name`: this build's, or `$CR_BENCH_BIN_DIR/name` to measure
+/// another build (e.g. the previous commit's) with the same bench.
 fn bin(name: &str) -> &'static OsStr {
+    if let Some(dir) = std::env::var_os("CR_BENCH_BIN_DIR") {
+        let p = Path::new(&dir).join(name).into_os_string();
+        return Box::leak(p.into_boxed_os_str());
+    }
     OsStr::new(match name {
         "ckpt" => env!("CARGO_BIN_EXE_ckpt"),
         "cr-restart" => env!("CARGO_BIN_EXE_cr-restart"),
