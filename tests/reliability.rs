@@ -272,14 +272,20 @@ fn fail_at_every_stage(mut orig: Workload, exe: &Path, tag: Option<&str>) {
 
 #[test]
 fn failed_restores_leave_nothing_multitask() {
-    let exe = workload("multitask");
+    // A private copy of the program, so that processes of other tests
+    // running multitask at the same time are not counted as leftovers.
+    let bin_dir = tempdir();
+    let exe = bin_dir.path().join("multitask-failures");
+    std::fs::copy(workload("multitask"), &exe).expect("copy the workload");
     let orig = Workload::spawn(&exe, &["-d", "10"]);
     fail_at_every_stage(orig, &exe, Some("A1"));
 }
 
 #[test]
 fn failed_restores_leave_nothing_ipc_namespace() {
-    let exe = workload("ipcshm");
+    let bin_dir = tempdir();
+    let exe = bin_dir.path().join("ipcshm-failures");
+    std::fs::copy(workload("ipcshm"), &exe).expect("copy the workload");
     let mut cmd = Command::new("unshare");
     cmd.arg("--ipc").arg(&exe).args(["-d", "10", "-m", "64"]);
     let orig = Workload::spawn_cmd(cmd);

@@ -545,6 +545,8 @@ fn read_process(
     })?;
     let gate = Gate::Syscall(vdso.start + off as u64);
     let tid = threads[0].tid;
+    // Tracer and tracee on one CPU: a remote syscall is then a few times cheaper.
+    let _pin = remote::SameCpu::new(tid);
     let mut r = Remote::new(tid, gate)?;
     let scratch = r.call(
         nr::MMAP,
@@ -565,6 +567,7 @@ fn read_process(
         res = if i == 0 {
             ask_thread(&mut r, pid, scratch, t)
         } else {
+            let _tpin = remote::SameCpu::new(t.tid as i32);
             Remote::new(t.tid as i32, gate)
                 .map_err(Error::from)
                 .and_then(|mut tr| {

@@ -400,8 +400,12 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         .filter(|pi| pi.p.state != image::STATE_ZOMBIE)
         .collect();
     let mut building: Vec<Building> = Vec::new();
+    // Every process on the restorer's CPU while it is rebuilt (remote
+    // syscalls are a few times cheaper); affinities go back at the release.
+    let mut pins: Vec<remote::SameCpu> = Vec::new();
     for pi in &live {
         let pid = pids[&(pi.p.pid as i32)];
+        pins.push(remote::SameCpu::new(pid));
         let r = Remote::new(pid, Gate::Trap(tramp.addr))?;
         building.push(Building {
             pi,
@@ -493,6 +497,14 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         threads.extend(finish(bp, &tramp, opts.original_pids)?);
     }
     inject::check("threads")?;
+    // Affinities back, last pinned first; threads made while pinned take
+    // their process's.
+    while let Some(p) = pins.pop() {
+        drop(p);
+    }
+    for (pid, tid, _) in &threads {
+        remote::copy_affinity(*pid, *tid);
+    }
     // Release: every thread of every process at once.
     let mut sessions = Vec::new();
     for bp in building {

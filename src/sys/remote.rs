@@ -331,6 +331,13 @@ fn set_affinity(tid: i32, set: &libc::cpu_set_t) -> bool {
     unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(set), set) == 0 }
 }
 
+/// Gives thread `to` the CPU affinity of thread `from` (best effort).
+pub fn copy_affinity(from: i32, to: i32) {
+    if let Some(set) = get_affinity(from) {
+        set_affinity(to, &set);
+    }
+}
+
 impl SameCpu {
     /// Pins this thread and `tid` to the CPU this thread runs on now.
     pub fn new(tid: i32) -> SameCpu {
