@@ -156,3 +156,29 @@ fn pid_namespace_init_round_trip() {
     orig.assert_no_fail();
     restored.assert_no_fail();
 }
+
+/// `cr-restart` run by an unprivileged user refuses an image of another
+/// user's (here root's) process before creating anything.
+#[test]
+fn unprivileged_restore_of_another_users_process_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let orig = Workload::spawn(workload("onetask"), &["-d", "20"]);
+    orig.expect_count(None, 2);
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let img = dir.path().join("root.img");
+    ckpt_to_file(&[], orig.pid(), &img);
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = children_of(std::process::id() as i32).len();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin("cr-restart"))
+        .args(["--no-pids", "-i", img.to_str().unwrap()])
+        .stdin(Stdio::null());
+    let f = run_cmd(cmd, None);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    assert!(f.stderr.contains("only root may restore"), "{}", f.stderr);
+    assert_eq!(children_of(std::process::id() as i32).len(), before);
+    orig.assert_no_fail();
+}

@@ -165,8 +165,41 @@ fn proc_of(m: &mut Meta, pid: u32) -> Result<&mut ProcImage> {
     })
 }
 
+/// Trust: a restorer that is not root restores only processes with its own
+/// credentials and no capabilities beyond its own; an image asking for
+/// another user, a set-id process or capabilities is refused.
+fn check_privilege(m: &Meta) -> Result<()> {
+    // SAFETY: these only read our own credentials.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 {
+        return Ok(());
+    }
+    let own = std::fs::read("/proc/self/status")
+        .ok()
+        .and_then(|b| crate::sys::proc::parse_status(&b).ok())
+        .unwrap_or_default();
+    for pi in &m.procs {
+        let c = &pi.p.creds;
+        let ids_ok = [c.uid, c.euid, c.suid, c.fsuid].iter().all(|&x| x == uid)
+            && [c.gid, c.egid, c.sgid, c.fsgid].iter().all(|&x| x == gid);
+        let caps = c.cap_prm | c.cap_eff | c.cap_inh | c.cap_amb;
+        let caps_ok = caps & !own.cap_prm == 0;
+        if !ids_ok || !caps_ok {
+            return Err(Error::msg(format!(
+                "cannot restore pid {}: it ran as uid {} gid {}{}, and only root may restore another user's process, a set-id process or capabilities",
+                pi.p.pid,
+                c.euid,
+                c.egid,
+                if caps_ok { "" } else { " with capabilities" }
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks what the restorer relies on before touching anything.
 fn validate(m: &Meta) -> Result<()> {
+    check_privilege(m)?;
     let live: Vec<&ProcImage> = m
         .procs
         .iter()
