@@ -65,7 +65,7 @@ fn hostile_records_are_refused_cleanly() {
             "mapping beyond the address space",
             Box::new({
                 let rec = r(im);
-                move |v| v[im].1 = edit::<Mm>(&rec, |m| m.vmas[0].end = u64::MAX & !0xfff)
+                move |v| v[im].1 = edit::<Mm>(&rec, |m| m.vmas[0].end = !0xfff)
             }),
         ),
         (
