@@ -43,15 +43,14 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::child::{self, ChildPlan, Step};
-use super::files::{self, OpenFiles};
+use super::files::OpenFiles;
 use super::space::{self, Builder, Special, Trampoline};
 use super::spool::{self, Source};
 use super::{
-    Building, Meta, Options, ProcImage, connect_external, finish, high, map_vmas, raise_nofile,
-    read_meta, validate,
+    Building, Meta, Options, ProcImage, finish, high, map_vmas, raise_nofile, read_meta, validate,
 };
 use crate::error::{Context, Error, Result};
-use crate::image::{self, File, Reader};
+use crate::image::{self, Reader};
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::{self, Gate, Remote, nr};
@@ -247,47 +246,13 @@ fn plan_files(
     open: &mut OpenFiles,
 ) -> Result<(ChildPlan, Vec<OwnedFd>)> {
     let p = &pi.p;
-    let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
     let mut plan = ChildPlan {
         image_pid: p.pid as i32,
         umask: p.umask,
         ..Default::default()
     };
     let mut keep = Vec::new();
-    let mut targets = Vec::new();
-    if let Some(t) = &pi.fds {
-        for fd in t.fds.iter() {
-            let f = &meta.files[&fd.file_id];
-            let src = open.open(f, fd.fd, &external).map_err(|e| {
-                Error::msg(format!(
-                    "cannot restore descriptor {} of pid {}: {e}",
-                    fd.fd, p.pid
-                ))
-            })?;
-            plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
-            targets.push(fd.fd);
-        }
-    }
-    let cwd = high(
-        files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
-        open.base,
-    )?;
-    plan.cwd = Some(cwd.as_raw_fd());
-    keep.push(cwd);
-    if !p.root.is_empty() && p.root != b"/" {
-        let r = high(files::open_dir(&p.root)?, open.base)?;
-        plan.root = Some(r.as_raw_fd());
-        keep.push(r);
-    }
-    targets.sort_unstable();
-    let mut lo = 0u32;
-    for t in targets {
-        if t > lo {
-            plan.close.push((lo, t - 1));
-        }
-        lo = t + 1;
-    }
-    plan.close.push((lo, u32::MAX));
+    super::plan_files(pi, meta, opts, open, &mut plan, &mut keep)?;
     Ok((plan, keep))
 }
 

@@ -588,6 +588,56 @@ fn raise_nofile(want: u64) {
     }
 }
 
+/// Fills the parts of a new process's plan that the restorer opens for it:
+/// its descriptors (held above every number the image uses), root and
+/// working directory, and what to close after placing them.
+fn plan_files(
+    pi: &ProcImage,
+    meta: &Meta,
+    opts: &Options,
+    open: &mut files::OpenFiles,
+    plan: &mut child::ChildPlan,
+    keep: &mut Vec<OwnedFd>,
+) -> Result<()> {
+    let p = &pi.p;
+    let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
+    let mut targets = Vec::new();
+    if let Some(t) = &pi.fds {
+        for fd in t.fds.iter() {
+            let f = &meta.files[&fd.file_id];
+            let src = open.open(f, fd.fd, &external).map_err(|e| {
+                Error::msg(format!(
+                    "cannot restore descriptor {} of pid {}: {e}",
+                    fd.fd, p.pid
+                ))
+            })?;
+            plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
+            targets.push(fd.fd);
+        }
+    }
+    let cwd = high(
+        files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
+        open.base,
+    )?;
+    plan.cwd = Some(cwd.as_raw_fd());
+    keep.push(cwd);
+    if !p.root.is_empty() && p.root != b"/" {
+        let r = high(files::open_dir(&p.root)?, open.base)?;
+        plan.root = Some(r.as_raw_fd());
+        keep.push(r);
+    }
+    targets.sort_unstable();
+    let mut lo = 0u32;
+    for t in targets {
+        if t > lo {
+            plan.close.push((lo, t - 1));
+        }
+        lo = t + 1;
+    }
+    plan.close.push((lo, u32::MAX));
+    Ok(())
+}
+
 /// Moves a descriptor above `base` (close-on-exec).
 fn high(fd: OwnedFd, base: RawFd) -> Result<OwnedFd> {
     let raw = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
@@ -821,20 +871,7 @@ fn spawn_tree(
             setpgid: p.pgid == p.pid,
             ..Default::default()
         };
-        let mut targets = Vec::new();
-        if let Some(t) = &pi.fds {
-            for fd in t.fds.iter() {
-                let f = &meta.files[&fd.file_id];
-                let src = open.open(f, fd.fd, &external).map_err(|e| {
-                    Error::msg(format!(
-                        "cannot restore descriptor {} of pid {}: {e}",
-                        fd.fd, p.pid
-                    ))
-                })?;
-                plan.fds.push((fd.fd as RawFd, src, fd.cloexec));
-                targets.push(fd.fd);
-            }
-        }
+        plan_files(pi, meta, opts, open, &mut plan, &mut keep)?;
         if let Some(f) = tty::ctty_file(p, &meta.files) {
             let src = open.open(f, u32::MAX, &external).map_err(|e| {
                 Error::msg(format!(
@@ -844,31 +881,11 @@ fn spawn_tree(
             })?;
             plan.ctty = Some(src);
         }
-        let cwd = high(
-            files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
-            open.base,
-        )?;
-        plan.cwd = Some(cwd.as_raw_fd());
-        keep.push(cwd);
-        if !p.root.is_empty() && p.root != b"/" {
-            let r = high(files::open_dir(&p.root)?, open.base)?;
-            plan.root = Some(r.as_raw_fd());
-            keep.push(r);
-        }
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
         let rd = high(rd, open.base)?;
         plan.sync_rd = rd.as_raw_fd();
         keep.push(rd);
         sync_wr.push(wr);
-        targets.sort_unstable();
-        let mut lo = 0u32;
-        for t in targets {
-            if t > lo {
-                plan.close.push((lo, t - 1));
-            }
-            lo = t + 1;
-        }
-        plan.close.push((lo, u32::MAX));
         plans.push(plan);
     }
     // Children and zombies, under their parents.
