@@ -29,19 +29,7 @@ fn migrate_and_check(
     more: u64,
 ) -> (Workload, Restore) {
     let mut orig = Workload::spawn(program, args);
-    for &t in tags {
-        orig.expect_count(t, warm);
-    }
-    let mut r = migrate(&mut orig, filters);
-    orig.wait_eof(TIMEOUT);
-    for &t in tags {
-        let last = orig.last_count(t).unwrap_or(0);
-        r.restored.expect_count(t, last + more);
-    }
-    r.expect_pipeline_ok();
-    for &t in tags {
-        assert_continues(&orig, &r.restored, t, Original::Killed);
-    }
+    let r = migrate_and_continue(&mut orig, tags, filters, warm, more);
     (orig, r)
 }
 

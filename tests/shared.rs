@@ -29,19 +29,7 @@ fn roundtrip(name: &str, args: &[&str], tags: &[Option<&str>], own_ipc: bool) {
         }
     }
     let mut orig = Workload::spawn_cmd(cmd);
-    for &t in tags {
-        orig.expect_count(t, 3);
-    }
-    let mut r = migrate(&mut orig, &[]);
-    orig.wait_eof(TIMEOUT);
-    for &t in tags {
-        let last = orig.last_count(t).unwrap_or(0);
-        r.restored.expect_count(t, last + 5);
-    }
-    r.expect_pipeline_ok();
-    for &t in tags {
-        assert_continues(&orig, &r.restored, t, Original::Killed);
-    }
+    migrate_and_continue(&mut orig, tags, &[], 3, 5);
 }
 
 fn host_ipc() -> (Vec<i32>, Vec<i32>, Vec<i32>) {

@@ -57,16 +57,7 @@ fn migrate_tree(
         orig.expect_count(t, warm);
     }
     let before = ids(&orig.tree());
-    let mut r = migrate(&mut orig, filters);
-    orig.wait_eof(TIMEOUT);
-    for &t in tags {
-        let last = orig.last_count(t).unwrap_or(0);
-        r.restored.expect_count(t, last + more);
-    }
-    r.expect_pipeline_ok();
-    for &t in tags {
-        assert_continues(&orig, &r.restored, t, Original::Killed);
-    }
+    let r = migrate_and_continue(&mut orig, tags, filters, warm, more);
     assert_same_tree(&before, orig.pid(), r.restored.pid());
     (orig, r)
 }

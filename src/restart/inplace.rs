@@ -46,9 +46,7 @@ use super::child::{self, ChildPlan, Step};
 use super::files::OpenFiles;
 use super::space::{self, Builder, Special, Trampoline};
 use super::spool::{self, Source};
-use super::{
-    Building, Meta, Options, ProcImage, finish, high, map_vmas, raise_nofile, read_meta, validate,
-};
+use super::{Building, Meta, Options, ProcImage, finish, high, raise_nofile, read_meta, validate};
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
 use crate::sys::proc;
@@ -458,7 +456,6 @@ fn rebuild_with(
     let c = t.caller;
     let meta: &Meta = t.meta;
     let pi = &meta.procs[0];
-    let mm = pi.mm.as_ref().expect("validated");
     let r = Remote::new(c, Gate::Trap(t.tramp.addr))?;
     let mut bp = Building {
         pi,
@@ -468,19 +465,7 @@ fn rebuild_with(
         writable: Vec::new(),
     };
     drain_signals(&mut bp.b)?;
-    bp.b.unregister_rseq()?;
-    let want: Vec<_> = mm
-        .vmas
-        .iter()
-        .filter(|v| {
-            matches!(
-                v.backing,
-                image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
-            )
-        })
-        .collect();
-    bp.b.clear_space(t.specials, &want)?;
-    bp.writable = map_vmas(&mut bp.b, mm, t.shm_fds, t.open, t.sysv_sizes)?;
+    super::rebuild_space(&mut bp, t.specials, t.shm_fds, t.open, t.sysv_sizes)?;
     let first = source.next_record()?;
     super::stream_bulk(
         std::slice::from_mut(&mut bp),

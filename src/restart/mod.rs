@@ -488,20 +488,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         let _ = bp.b.r.raw(nr::RT_SIGTIMEDWAIT, &[set_at, 0, zero_at, 8]);
     }
     for bp in &mut building {
-        bp.b.unregister_rseq()?;
-        let mm = bp.pi.mm.as_ref().expect("validated");
-        let want: Vec<_> = mm
-            .vmas
-            .iter()
-            .filter(|v| {
-                matches!(
-                    v.backing,
-                    image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
-                )
-            })
-            .collect();
-        bp.b.clear_space(&specials, &want)?;
-        bp.writable = map_vmas(&mut bp.b, mm, &shm_fds, &open, &sysv_sizes)?;
+        rebuild_space(bp, &specials, &shm_fds, &open, &sysv_sizes)?;
     }
     inject::check("map")?;
 
@@ -586,6 +573,33 @@ fn raise_nofile(want: u64) {
             libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
         }
     }
+}
+
+/// Replaces a stopped process's address space with the image's mappings
+/// (contents come later): drops glibc's rseq, moves the kernel's vDSO and
+/// vvar to the image's addresses, unmaps the rest, maps every VMA.
+fn rebuild_space(
+    bp: &mut Building,
+    specials: &[space::Special],
+    shm_fds: &HashMap<u64, OwnedFd>,
+    open: &files::OpenFiles,
+    sysv_sizes: &HashMap<u64, u64>,
+) -> Result<()> {
+    bp.b.unregister_rseq()?;
+    let mm = bp.pi.mm.as_ref().expect("validated");
+    let want: Vec<_> = mm
+        .vmas
+        .iter()
+        .filter(|v| {
+            matches!(
+                v.backing,
+                image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
+            )
+        })
+        .collect();
+    bp.b.clear_space(specials, &want)?;
+    bp.writable = map_vmas(&mut bp.b, mm, shm_fds, open, sysv_sizes)?;
+    Ok(())
 }
 
 /// Fills the parts of a new process's plan that the restorer opens for it:

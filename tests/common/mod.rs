@@ -1434,6 +1434,32 @@ pub fn checkpoint_restore(
     r
 }
 
+/// Lets every tag of `orig` count to `warm`, migrates it with `ckpt --kill |
+/// FILTERS | cr-restart`, and checks that every tag continues for `more`
+/// counts without gap or repeat (and the pipeline succeeded).
+pub fn migrate_and_continue(
+    orig: &mut Workload,
+    tags: &[Option<&str>],
+    filters: &[(&str, &[&str])],
+    warm: u64,
+    more: u64,
+) -> Restore {
+    for &t in tags {
+        orig.expect_count(t, warm);
+    }
+    let mut r = migrate(orig, filters);
+    orig.wait_eof(TIMEOUT);
+    for &t in tags {
+        let last = orig.last_count(t).unwrap_or(0);
+        r.restored.expect_count(t, last + more);
+    }
+    r.expect_pipeline_ok();
+    for &t in tags {
+        assert_continues(orig, &r.restored, t, Original::Killed);
+    }
+    r
+}
+
 /// [`checkpoint_restore`] with `ckpt --kill` and a plain `cr-restart`.
 pub fn migrate(orig: &mut Workload, filters: &[(&str, &[&str])]) -> Restore {
     checkpoint_restore(orig, &["--kill"], filters, &[])
