@@ -115,13 +115,11 @@ fn trim_attachment(
     at: u64,
     src: &MapSources,
 ) -> Result<()> {
-    let size = *src.sysv_sizes.get(&segment).ok_or_else(|| {
-        Error::Invalid(Fault::Mapping {
-            pid: image_pid,
-            start: at,
-            end: at,
-            why: MappingFault::MissingSysvSegment,
-        })
+    let size = *src.sysv_sizes.get(&segment).ok_or(Fault::Mapping {
+        pid: image_pid,
+        start: at,
+        end: at,
+        why: MappingFault::MissingSysvSegment,
     })?;
     let len = (size + space::PAGE - 1) & !(space::PAGE - 1);
     let mut pos = at;
