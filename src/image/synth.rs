@@ -303,6 +303,7 @@ pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
             &FdTable {
                 pid,
                 fds: List(fds),
+                ..Default::default()
             },
         )?;
         layout.push((pid, dumped));

@@ -251,6 +251,11 @@ fn plan_files(
     };
     let mut keep = Vec::new();
     super::plan_files(pi, meta, opts, open, &mut plan, &mut keep)?;
+    // Its POSIX locks are taken after the point of no return: refuse now
+    // if someone holds one in the way.
+    if let Some(t) = &pi.fds {
+        super::locks::check_posix(t, &meta.files, open)?;
+    }
     Ok((plan, keep))
 }
 

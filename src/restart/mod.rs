@@ -10,6 +10,7 @@ pub mod files;
 pub mod inject;
 pub mod inplace;
 pub mod ipc;
+pub mod locks;
 mod pages;
 pub mod space;
 pub mod spool;
@@ -200,6 +201,7 @@ fn check_privilege(m: &Meta) -> Result<()> {
 /// Checks what the restorer relies on before touching anything.
 fn validate(m: &Meta) -> Result<()> {
     check_privilege(m)?;
+    locks::validate(m.procs.iter().filter_map(|pi| pi.fds.as_ref()), &m.files)?;
     let live: Vec<&ProcImage> = m
         .procs
         .iter()
@@ -1389,6 +1391,7 @@ fn finish<'a>(
     space::queue_signals(b, inner, 0, &pi.p.shared_pending)?;
     space::queue_signals(b, inner, inner, &t.pending)?;
     space::posix_timers(b, &pi.p)?;
+    locks::take_posix(b, pi.p.pid, pi.fds.as_ref())?;
     restore_creds(b, &pi.p)?;
     // The last syscall unmaps the trampoline itself; stop at its exit.
     b.r.set_gate(Gate::Syscall(tramp.addr));

@@ -2,6 +2,7 @@
 
 pub mod clone;
 pub mod ipc;
+pub mod locks;
 pub mod mem;
 pub mod pagemap;
 pub mod proc;
