@@ -242,7 +242,7 @@ fn helper_main(parent: i32, fd: RawFd) -> ! {
         let opts = checkpoint::Options {
             after: After::Resume,
             patches: vec![(STATE.as_ptr() as u64, RESTORED.to_le_bytes().to_vec())],
-            exclude: vec![me],
+            exclude: vec![crate::sys::Pid::from_raw(me)],
         };
         checkpoint::checkpoint(parent, &mut w, &opts)?;
         Ok(())

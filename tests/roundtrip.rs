@@ -438,6 +438,66 @@ fn detach_with_pidfile() {
     assert_continues(&orig, &r.restored, None, Original::Killed);
 }
 
+/// `--pidfile` that cannot be written: cr-restart exits 1 with one line
+/// naming the file, and nothing restored is left running, whether the
+/// path fails before the restore (no such directory) or only at the end
+/// (the name is a directory, so the final rename fails); with and without
+/// `--detach`. No temporary file is left either.
+#[test]
+fn unwritable_pidfile_leaves_nothing_running() {
+    let dir = tempdir();
+    let img = dir.path().join("img");
+    let orig = Workload::spawn(workload("onetask"), &["-d", "23"]);
+    orig.expect_count(None, 3);
+    ckpt_to_file(&[], orig.pid(), &img);
+    let cmdline = cmdline_of(orig.pid()).unwrap();
+    let copies = || -> Vec<i32> {
+        all_pids()
+            .into_iter()
+            .filter(|&p| p != orig.pid() && cmdline_of(p).as_deref() == Some(cmdline.as_str()))
+            .collect()
+    };
+    let taken = dir.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("f"), "x").unwrap();
+    let err = dir.path().join("err");
+    for pidfile in ["/nonexistent/x", path_str(&taken)] {
+        for detach in [true, false] {
+            let mut args = vec!["-i", path_str(&img), "--no-pids", "--pidfile", pidfile];
+            if detach {
+                args.push("-d");
+            }
+            // stdout and stderr are not pipes: a restored process left
+            // running would hold them open.
+            let status = Command::new(bin("cr-restart"))
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&err).unwrap())
+                .status()
+                .unwrap();
+            let left = copies();
+            for &p in &left {
+                signal(p, libc::SIGKILL);
+            }
+            let msg = std::fs::read_to_string(&err).unwrap();
+            assert!(
+                left.is_empty(),
+                "cr-restart {args:?} left {left:?} running: {msg}"
+            );
+            assert_eq!(status.code(), Some(1), "cr-restart {args:?}: {msg}");
+            assert_eq!(msg.lines().count(), 1, "cr-restart {args:?}: {msg}");
+            assert!(msg.contains(pidfile), "cr-restart {args:?}: {msg}");
+        }
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 3, "files left: {names:?}");
+    orig.assert_no_fail();
+}
+
 #[test]
 fn fd_option_redirects_an_external_stdout() {
     let dir = tempdir();
@@ -659,4 +719,39 @@ fn pid_in_use_is_refused() {
     orig.assert_no_fail();
     check_consecutive(&orig.counts(None)).unwrap();
     assert_eq!(procs_in_group(pid), vec![pid]);
+}
+
+/// The image as a positional FILE (like the other tools; `-` is stdin),
+/// and `--no-pids` with `--pidns` refused as a usage error.
+#[test]
+fn restore_from_positional_file_and_conflicting_pid_options() {
+    let dir = tempdir();
+    let img = dir.path().join("img");
+    let mut orig = Workload::spawn(workload("onetask"), &["-d", "20"]);
+    orig.expect_count(None, 3);
+    ckpt_to_file(&["--kill"], orig.pid(), &img);
+    orig.expect_exit();
+    let last = orig.last_count(None).unwrap();
+    let mut cmd = Command::new(bin("cr-restart"));
+    cmd.arg(path_str(&img));
+    let mut restored = Workload::spawn_cmd(cmd);
+    restored.track(orig.pid());
+    restored.expect_count(None, last + 3);
+    assert_continues(&orig, &restored, None, Original::Killed);
+    drop(restored);
+    assert!(wait_pid_gone(orig.pid(), TIMEOUT));
+    let f = run(
+        "cr-restart",
+        &["-"],
+        Some(&std::fs::read(&img).unwrap()[..10]),
+    );
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    for args in [
+        &["--no-pids", "--pidns", path_str(&img)][..],
+        &["-i", path_str(&img), path_str(&img)][..],
+    ] {
+        let f = run("cr-restart", args, None);
+        assert_eq!(f.code(), Some(2), "cr-restart {args:?}: {}", f.stderr);
+        assert!(f.stderr.contains("cannot be used with"), "{}", f.stderr);
+    }
 }

@@ -367,3 +367,77 @@ fn group_led_from_outside_is_refused() {
         check_consecutive(&orig.counts(Some(t))).unwrap();
     }
 }
+
+/// Two CPU-bound processes beside the test while it lives (issue 18: the
+/// zombie and itimer cases failed under load).
+fn cpu_burners() -> Vec<Workload> {
+    (0..2)
+        .map(|_| Workload::spawn("sh", &["-c", "while :; do :; done"]))
+        .collect()
+}
+
+/// `rounds` migrations in a row (`ckpt --kill PID | cr-restart`, each
+/// restoring what the previous cr-restart restored): every tag continues
+/// without gap or repeat after each, with the tree's pids, parents, groups
+/// and sessions kept. Returns the last cr-restart.
+fn round_trips(orig: Workload, tags: &[Option<&str>], rounds: usize) -> Workload {
+    let pid = orig.pid();
+    let pid_s = pid.to_string();
+    let before = ids(&orig.tree());
+    let tree = orig.tree();
+    let pgids: Vec<i32> = tree.iter().filter_map(|&p| pgid_of(p)).collect();
+    let mut prev = orig;
+    // Earlier cr-restarts, kept until the end so their guards clean up.
+    let mut held = Vec::new();
+    for round in 0..rounds {
+        for &t in tags {
+            let n = prev.last_count(t).unwrap_or(0);
+            prev.expect_count(t, n + 2);
+        }
+        let mut r = Pipeline::new()
+            .stage("ckpt", &["--kill", &pid_s])
+            .restore(&[]);
+        r.restored.track_all(&tree);
+        for &g in &pgids {
+            r.restored.track_group(g);
+        }
+        // The original is the test's child (round 0) or the previous
+        // cr-restart's, which exits with it: reap it, or its pid stays held.
+        assert!(
+            prev.wait_exit(TIMEOUT).is_some() && prev.wait_eof(TIMEOUT),
+            "round {round}: ckpt --kill did not end pid {pid}\n{}",
+            prev.report()
+        );
+        for &t in tags {
+            let last = prev.last_count(t).unwrap_or(0);
+            r.restored.expect_line(
+                |l| parse_count(l).is_some_and(|(x, n)| x == t && n >= last + 2),
+                &format!("round {round}: {t:?} continuing past {last}"),
+            );
+        }
+        r.expect_pipeline_ok();
+        for &t in tags {
+            assert_continues(&prev, &r.restored, t, Original::Killed);
+        }
+        assert_same_tree(&before, pid, r.restored.pid());
+        held.push(prev);
+        prev = r.restored;
+    }
+    prev
+}
+
+#[test]
+fn four_zombies_and_a_live_child_twenty_round_trips() {
+    let orig = Workload::spawn(workload("zombielive"), &["-d", "20", "-z", "4"]);
+    orig.expect_count(None, 2);
+    assert_eq!(children_of(orig.pid()).len(), 5);
+    round_trips(orig, &[None], 20);
+}
+
+#[test]
+fn four_zombies_and_a_live_child_twenty_round_trips_under_load() {
+    let _burn = cpu_burners();
+    let orig = Workload::spawn(workload("zombielive"), &["-d", "20", "-z", "4"]);
+    orig.expect_count(None, 2);
+    round_trips(orig, &[None], 20);
+}

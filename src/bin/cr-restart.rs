@@ -1,6 +1,8 @@
 //! `cr-restart`: restore a process tree from an image on stdin.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,6 +11,9 @@ use clap::Parser;
 use crtools::cli;
 use crtools::image::{KeyCheck, Reader};
 use crtools::restart::{self, FdSource};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 
 /// Restore the process tree whose image is on standard input (or FILE) and
 /// resume it. By default every process gets its original pid, and
@@ -19,11 +24,14 @@ use crtools::restart::{self, FdSource};
 #[derive(Parser)]
 #[command(name = "cr-restart", version, about)]
 struct Args {
-    /// Read the image from FILE instead of standard input.
+    /// Read the image from FILE instead of standard input ("-" is stdin).
+    #[arg(value_name = "FILE", conflicts_with = "input")]
+    file: Option<PathBuf>,
+    /// Read the image from FILE (the same as the positional FILE).
     #[arg(short, long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// Give the restored processes new pids instead of their original ones.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pidns")]
     no_pids: bool,
     /// Restore inside a new pid namespace, under a minimal init that reaps
     /// orphans, so the original pids never collide with running processes.
@@ -76,37 +84,105 @@ fn parse_fd(s: &str) -> Result<(u32, FdSource), String> {
     Ok((n, src))
 }
 
+/// The pid file, made in two steps so that a restore is all or nothing:
+/// a temporary file beside it is created before anything is restored (a
+/// path that cannot be written fails the restore before it starts), and
+/// renamed into place once the pid is known.
+struct PidFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl PidFile {
+    fn create(path: &Path) -> anyhow::Result<PidFile> {
+        let name = path.file_name().with_context(|| {
+            format!("cannot write the pid file {}: no file name", path.display())
+        })?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+        })
+    }
+
+    /// Writes `pid` and renames the file into place.
+    fn commit(mut self, pid: i32) -> anyhow::Result<()> {
+        let mut f = self.file.take().expect("pid file open");
+        f.write_all(format!("{pid}\n").as_bytes())
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path))
+            .with_context(|| format!("cannot write the pid file {}", self.path.display()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Not committed (or the rename failed): leave nothing behind.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// Kills a restored tree whose restore cannot be completed, and reaps the
+/// process cr-restart waits for.
+fn kill_restored(r: &restart::Restored) {
+    for &pid in std::iter::once(&r.wait_pid).chain(r.pids.values()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = waitpid(Pid::from_raw(r.wait_pid), None);
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut restored = None;
     let code = cli::run("cr-restart", || {
         let key = args.require_key.as_deref().map(cli::read_key).transpose()?;
-        let input = cli::input(args.input.as_deref(), args.force)?;
+        let path = args.file.as_deref().or(args.input.as_deref());
+        let input = cli::input(path, args.force)?;
         let require = key.is_some();
         let reader = Reader::with_key(input, KeyCheck { key, require })?;
         let opts = restart::Options {
-            original_pids: !args.no_pids || args.pidns,
+            original_pids: !args.no_pids,
             fd_map: args.fds.clone(),
             pid_wait: Duration::from_secs(args.pid_wait),
             pidns: args.pidns,
         };
+        let pidfile = args.pidfile.as_deref().map(PidFile::create).transpose()?;
         if args.in_place {
-            if let Some(p) = &args.pidfile {
-                let me = std::process::id();
-                std::fs::write(p, format!("{me}\n"))
-                    .with_context(|| format!("cannot write {}", p.display()))?;
+            if let Some(p) = pidfile {
+                p.commit(std::process::id() as i32)?;
             }
             // Returns only on failure; then nothing was changed.
-            match restart::inplace::restore_in_place(reader, &opts)? {}
+            let e = match restart::inplace::restore_in_place(reader, &opts) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            if let Some(p) = &args.pidfile {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e.into());
         }
         let r = restart::restore(reader, &opts)?;
-        if let Some(p) = &args.pidfile {
-            std::fs::write(p, format!("{}\n", r.pid)).with_context(|| {
-                format!("restored pid {}, but cannot write {}", r.pid, p.display())
-            })?;
-        }
         if r.pid <= 0 {
             bail!("restore returned no process");
+        }
+        if let Some(p) = pidfile
+            && let Err(e) = p.commit(r.pid)
+        {
+            kill_restored(&r);
+            bail!(
+                "{}; the restored tree (root pid {}) was killed",
+                cli::error_line(&e),
+                r.pid
+            );
         }
         restored = Some((r.wait_pid, r.pid));
         Ok(())

@@ -8,8 +8,8 @@
 use nix::sys::signal::Signal;
 
 use crate::error::{Context, Error, Result};
-use crate::sys::proc;
-use crate::sys::ptrace::{self, Stop};
+use crate::sys::ptrace::{self, Resume, Running, Stop, Stopped, Waited};
+use crate::sys::{Pid, Tid, proc};
 
 /// What to do with the tree once its image is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,27 +24,31 @@ pub enum After {
 }
 
 /// One frozen thread.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FrozenThread {
-    pub pid: i32,
-    pub tid: i32,
+    pub pid: Pid,
+    pub tid: Tid,
     /// It was in a job-control stop before we came.
     pub was_stopped: bool,
+    /// The handle through which it is read, and let go.
+    pub tracee: Stopped,
 }
 
 /// A frozen tree: processes in the order parents before children.
 pub struct Frozen {
     /// `(pid, ppid)` of every live process, root first.
-    pub procs: Vec<(i32, i32)>,
+    pub procs: Vec<(Pid, Pid)>,
     /// `(pid, ppid)` of every zombie child in the tree.
-    pub zombies: Vec<(i32, i32)>,
+    pub zombies: Vec<(Pid, Pid)>,
     pub threads: Vec<FrozenThread>,
     released: bool,
     /// Pids never visited: not frozen, not recorded, nor their descendants.
-    exclude: Vec<i32>,
+    exclude: Vec<Pid>,
 }
 
-fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
+/// Seizes one thread after checking it can be; returns whether it was in
+/// a job-control stop.
+fn seize_thread(pid: Pid, tid: Tid) -> Result<(Running, bool)> {
     let st = proc::task_stat(pid, tid)
         .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
     let status = proc::task_status(pid, tid)
@@ -60,10 +64,10 @@ fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
             "cannot checkpoint pid {pid}: thread {tid} is exiting"
         )));
     }
-    if tid == pid {
-        refuse_shared_vm(pid, st.ppid)?;
+    if tid.is_main_of(pid) {
+        refuse_shared_vm(pid, Pid::from_raw(st.ppid))?;
     }
-    ptrace::seize(tid, false).map_err(|e| match e {
+    let running = ptrace::seize_thread(tid, false).map_err(|e| match e {
         nix::errno::Errno::EPERM => Error::msg(format!(
             "cannot checkpoint pid {pid}: not permitted to trace thread {tid}"
         )),
@@ -71,27 +75,23 @@ fn seize_thread(pid: i32, tid: i32) -> Result<FrozenThread> {
             "cannot checkpoint pid {pid}: seizing thread {tid}: {e}"
         )),
     })?;
-    Ok(FrozenThread {
-        pid,
-        tid,
-        was_stopped: st.state == b'T',
-    })
+    Ok((running, st.state == b'T'))
 }
 
 /// Refuses a process that shares its address space with its parent or a
 /// child without being a thread of it: a `vfork` child and its waiting
 /// parent (which cannot even be stopped), or `CLONE_VM` processes.
-fn refuse_shared_vm(pid: i32, ppid: i32) -> Result<()> {
+fn refuse_shared_vm(pid: Pid, ppid: Pid) -> Result<()> {
     const KCMP_VM: i32 = 1;
-    let same_vm = |a: i32, b: i32| {
+    let same_vm = |a: Pid, b: Pid| {
         // SAFETY: kcmp compares kernel objects by integer ids; no memory is passed.
-        unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_VM, 0, 0) == 0 }
+        unsafe { libc::syscall(libc::SYS_kcmp, a.as_raw(), b.as_raw(), KCMP_VM, 0, 0) == 0 }
     };
-    let mut others: Vec<i32> = Vec::new();
-    for t in proc::tasks(pid).unwrap_or_default() {
-        others.extend(proc::children(pid, t).unwrap_or_default());
+    let mut others: Vec<Pid> = Vec::new();
+    for t in proc::threads(pid).unwrap_or_default() {
+        others.extend(proc::child_pids(pid, t).unwrap_or_default());
     }
-    if ppid > 0 {
+    if ppid.as_raw() > 0 {
         others.push(ppid);
     }
     for o in others {
@@ -109,54 +109,63 @@ fn refuse_shared_vm(pid: i32, ppid: i32) -> Result<()> {
 /// wait) fails the checkpoint instead of hanging it.
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn wait_interrupted(t: &FrozenThread) -> Result<()> {
+///
+/// A thread that fails here is left seized but running: it cannot be
+/// detached until it stops, and the kernel detaches it when we exit.
+fn wait_interrupted(pid: Pid, mut running: Running) -> Result<Stopped> {
+    let tid = running.tid();
     let deadline = std::time::Instant::now() + STOP_TIMEOUT;
     loop {
-        let stop = loop {
-            match ptrace::try_wait(t.tid).ctx(|| format!("waiting for thread {}", t.tid))? {
-                Some(s) => break s,
-                None if std::time::Instant::now() >= deadline => {
+        let waited = loop {
+            match running
+                .try_wait()
+                .ctx(|| format!("waiting for thread {tid}"))?
+            {
+                Ok(w) => break w,
+                Err(r) if std::time::Instant::now() >= deadline => {
+                    drop(r);
                     return Err(Error::msg(format!(
-                        "cannot checkpoint pid {}: thread {} did not stop within {} s (an uninterruptible wait?)",
-                        t.pid,
-                        t.tid,
+                        "cannot checkpoint pid {pid}: thread {tid} did not stop within {} s (an uninterruptible wait?)",
                         STOP_TIMEOUT.as_secs()
                     )));
                 }
-                None => std::thread::sleep(std::time::Duration::from_micros(200)),
+                Err(r) => {
+                    running = r;
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
             }
         };
-        match stop {
-            Stop::EventStop(_) => return Ok(()),
-            // A signal being delivered: let it through, the interrupt stays pending.
-            Stop::Signal(sig) => {
-                let sig = Signal::try_from(sig).ok();
-                ptrace::cont(t.tid, sig).ctx(|| format!("resuming thread {}", t.tid))?;
-            }
-            Stop::Exited(_) | Stop::Killed(_) => {
+        let (stopped, stop) = match waited {
+            Waited::Stopped(s, stop) => (s, stop),
+            Waited::Gone(..) => {
                 return Err(Error::msg(format!(
-                    "cannot checkpoint pid {}: it exited during the checkpoint",
-                    t.pid
+                    "cannot checkpoint pid {pid}: it exited during the checkpoint"
                 )));
             }
-            Stop::Syscall | Stop::Event(_) => {
-                ptrace::cont(t.tid, None).ctx(|| format!("resuming thread {}", t.tid))?;
-            }
-        }
+        };
+        // A signal being delivered: let it through, the interrupt stays pending.
+        let sig = match stop {
+            Stop::EventStop(_) => return Ok(stopped),
+            Stop::Signal(sig) => Signal::try_from(sig).ok(),
+            _ => None,
+        };
+        running = stopped
+            .resume(Resume::Cont, sig)
+            .ctx(|| format!("resuming thread {tid}"))?;
     }
 }
 
 impl Frozen {
     /// Freezes `root` and, when `tree` is set, all its descendants, repeating
     /// until no new thread or child appears.
-    pub fn freeze(root: i32, tree: bool) -> Result<Frozen> {
+    pub fn freeze(root: Pid, tree: bool) -> Result<Frozen> {
         Self::freeze_excluding(root, tree, &[])
     }
 
     /// As [`Frozen::freeze`], leaving out the processes `exclude` (and so
     /// their descendants): they are neither frozen nor listed as children
     /// or zombies. The root cannot be excluded.
-    pub fn freeze_excluding(root: i32, tree: bool, exclude: &[i32]) -> Result<Frozen> {
+    pub fn freeze_excluding(root: Pid, tree: bool, exclude: &[Pid]) -> Result<Frozen> {
         let mut f = Frozen {
             procs: Vec::new(),
             zombies: Vec::new(),
@@ -166,7 +175,7 @@ impl Frozen {
         };
         std::fs::metadata(format!("/proc/{root}"))
             .map_err(|_| Error::msg(format!("cannot checkpoint pid {root}: no such process")))?;
-        let mut queue = vec![(root, 0)];
+        let mut queue = vec![(root, Pid::from_raw(0))];
         loop {
             // Depth first, children after their parent.
             while let Some((pid, ppid)) = queue.pop() {
@@ -174,14 +183,14 @@ impl Frozen {
             }
             // Threads or children that appeared while we froze the others.
             for &(pid, ppid) in &f.procs {
-                let tids = proc::tasks(pid)
+                let tids = proc::threads(pid)
                     .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
                 if tids.iter().any(|t| !f.threads.iter().any(|x| x.tid == *t)) {
                     queue.push((pid, ppid));
                 }
                 if tree {
                     for t in f.threads.iter().filter(|t| t.pid == pid) {
-                        for c in proc::children(pid, t.tid).unwrap_or_default() {
+                        for c in proc::child_pids(pid, t.tid).unwrap_or_default() {
                             if !f.known(c) {
                                 queue.push((c, pid));
                             }
@@ -196,7 +205,7 @@ impl Frozen {
     }
 
     /// Already visited, or never to be.
-    fn known(&self, pid: i32) -> bool {
+    fn known(&self, pid: Pid) -> bool {
         self.exclude.contains(&pid)
             || self.procs.iter().any(|&(p, _)| p == pid)
             || self.zombies.iter().any(|&(p, _)| p == pid)
@@ -204,11 +213,11 @@ impl Frozen {
 
     fn visit(
         &mut self,
-        root: i32,
-        pid: i32,
-        ppid: i32,
+        root: Pid,
+        pid: Pid,
+        ppid: Pid,
         tree: bool,
-        queue: &mut Vec<(i32, i32)>,
+        queue: &mut Vec<(Pid, Pid)>,
     ) -> Result<()> {
         let fresh = !self.known(pid);
         if fresh {
@@ -229,9 +238,9 @@ impl Frozen {
         }
         // Threads: seize until the set is stable.
         loop {
-            let tids = proc::tasks(pid)
+            let tids = proc::threads(pid)
                 .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-            let new: Vec<i32> = tids
+            let new: Vec<Tid> = tids
                 .into_iter()
                 .filter(|t| !self.threads.iter().any(|x| x.tid == *t))
                 .collect();
@@ -239,16 +248,23 @@ impl Frozen {
                 break;
             }
             for tid in new {
-                let t = seize_thread(pid, tid)?;
-                self.threads.push(t.clone());
-                ptrace::interrupt(tid).ctx(|| format!("interrupting thread {tid}"))?;
-                wait_interrupted(&t)?;
+                let (running, was_stopped) = seize_thread(pid, tid)?;
+                running
+                    .interrupt()
+                    .ctx(|| format!("interrupting thread {tid}"))?;
+                let tracee = wait_interrupted(pid, running)?;
+                self.threads.push(FrozenThread {
+                    pid,
+                    tid,
+                    was_stopped,
+                    tracee,
+                });
             }
         }
         if tree && fresh {
             let mut kids = Vec::new();
             for t in self.threads.iter().filter(|t| t.pid == pid) {
-                kids.extend(proc::children(pid, t.tid).unwrap_or_default());
+                kids.extend(proc::child_pids(pid, t.tid).unwrap_or_default());
             }
             kids.sort_unstable();
             kids.dedup();
@@ -261,8 +277,12 @@ impl Frozen {
         Ok(())
     }
 
-    pub fn threads_of(&self, pid: i32) -> impl Iterator<Item = &FrozenThread> {
+    pub fn threads_of(&self, pid: Pid) -> impl Iterator<Item = &FrozenThread> {
         self.threads.iter().filter(move |t| t.pid == pid)
+    }
+
+    pub fn threads_of_mut(&mut self, pid: Pid) -> impl Iterator<Item = &mut FrozenThread> {
+        self.threads.iter_mut().filter(move |t| t.pid == pid)
     }
 
     /// Lets the tree go as `after` says. Threads whose registers were
@@ -272,71 +292,57 @@ impl Frozen {
         match after {
             After::Kill => {
                 for &(pid, _) in &self.procs {
-                    let _ =
-                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(pid.nix(), Signal::SIGKILL);
                 }
                 Ok(())
             }
             After::Stop => {
                 for &(pid, _) in &self.procs {
-                    let _ =
-                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP);
+                    let _ = nix::sys::signal::kill(pid.nix(), Signal::SIGSTOP);
                 }
-                self.detach_all(true);
+                self.detach_all();
                 Ok(())
             }
             After::Resume => {
-                self.detach_all(false);
+                self.detach_all();
                 Ok(())
             }
         }
     }
 
-    fn detach_all(&self, leave_stopped: bool) {
-        for t in &self.threads {
-            resume_thread(t.tid);
-            let _ = ptrace::detach(t.tid, None);
-            if t.was_stopped && !leave_stopped {
-                // A seized task in a job-control stop stays stopped after
-                // PTRACE_DETACH; it was stopped before we came, so that is right.
-            }
+    fn detach_all(&mut self) {
+        // A seized task in a job-control stop stays stopped after
+        // PTRACE_DETACH; it was stopped before we came, so that is right.
+        for t in std::mem::take(&mut self.threads) {
+            resume_and_detach(t.tracee);
         }
     }
 }
 
 /// Takes a thread from whatever stop our remote syscalls left it in back to
 /// an interrupt stop, so the kernel's own syscall-restart logic runs on
-/// its registers when it is let go.
-fn resume_thread(tid: i32) {
-    if ptrace::interrupt(tid).is_err() {
-        return;
-    }
-    if ptrace::cont(tid, None).is_err() {
-        return;
-    }
-    loop {
-        match ptrace::wait(tid) {
-            Ok(Stop::EventStop(_)) => return,
-            Ok(Stop::Signal(sig)) => {
-                let sig = Signal::try_from(sig).ok();
-                if ptrace::cont(tid, sig).is_err() {
-                    return;
-                }
+/// its registers when it is let go, and lets it go.
+fn resume_and_detach(mut t: Stopped) {
+    if t.interrupt().is_ok() {
+        let mut sig = None;
+        loop {
+            match t.step(Resume::Cont, sig) {
+                Ok(Stop::EventStop(_)) => break,
+                // A signal being delivered: let it through.
+                Ok(Stop::Signal(s)) => sig = Signal::try_from(s).ok(),
+                Ok(Stop::Syscall) | Ok(Stop::Event(_)) => sig = None,
+                // Gone, or not ours to wait for any more.
+                _ => break,
             }
-            Ok(Stop::Syscall) | Ok(Stop::Event(_)) => {
-                if ptrace::cont(tid, None).is_err() {
-                    return;
-                }
-            }
-            _ => return,
         }
     }
+    let _ = t.detach(None);
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
         if !self.released {
-            self.detach_all(false);
+            self.detach_all();
         }
     }
 }

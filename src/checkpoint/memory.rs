@@ -11,7 +11,7 @@ use crate::error::{Context, Error, Result};
 use crate::image::{self, DataPrefix, Kind, Shmem, Vma, Writer};
 use crate::sys::mem;
 use crate::sys::pagemap::Pagemap;
-use crate::sys::proc;
+use crate::sys::{Pid, proc};
 
 const PAGE: u64 = 4096;
 
@@ -25,7 +25,7 @@ pub struct VmaPlan {
 }
 
 /// Reads the VMAs of `pid` and which of their pages to dump.
-pub fn plan(pid: i32, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
+pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
     let err = |e: proc::ProcError| Error::msg(format!("cannot checkpoint pid {pid}: {e}"));
     let maps = proc::maps(pid).map_err(err)?;
     let smaps = proc::smaps_vmflags(pid).map_err(err)?;
@@ -246,7 +246,7 @@ fn scan(bytes: &[u8], first: usize, runs: &mut Vec<Run>) {
 /// zero and non-zero runs with their CRCs, a piece at a time so that each
 /// byte is read from the cache right after it was copied in.
 fn read_chunk(
-    pid: i32,
+    pid: Pid,
     job: Job,
     mut buf: Vec<u8>,
     patches: &[Patch],
@@ -304,7 +304,7 @@ fn read_chunk(
 /// the records in order, each with one vectored write. The stream is the
 /// same, byte for byte, as a single thread would write.
 pub fn dump_pages<W: Write>(
-    pid: i32,
+    pid: Pid,
     image_pid: u32,
     plans: &[VmaPlan],
     w: &mut Writer<W>,
@@ -419,7 +419,7 @@ fn emit<W: Write>(pid: u32, d: &Done, w: &mut Writer<W>, stats: &mut DumpStats) 
 /// Dumps a shared memory object once, through `/proc/PID/map_files`,
 /// skipping holes.
 pub fn dump_shmem<W: Write>(
-    pid: i32,
+    pid: Pid,
     vma: &Vma,
     obj: &Shmem,
     w: &mut Writer<W>,

@@ -14,6 +14,7 @@ pub mod locks;
 pub mod memory;
 pub mod tty;
 
+use std::borrow::BorrowMut;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -23,12 +24,12 @@ use crate::image::{
     self, AltStack, Creds, ITimer, Kind, Mm, PosixTimer, Process, Rlimit, Rseq, Shmem, SigAction,
     StreamHeader, Thread, WriteOptions, Writer,
 };
-use crate::sys::proc;
-use crate::sys::ptrace;
+use crate::sys::ptrace::{self, Stopped};
 use crate::sys::remote::{self, Gate, Remote, nr};
+use crate::sys::{Pid, Tid, proc};
 
 pub use freeze::After;
-use freeze::Frozen;
+use freeze::{Frozen, FrozenThread};
 
 static ABORT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -56,7 +57,7 @@ pub struct Options {
     pub patches: Vec<memory::Patch>,
     /// Processes left out of the tree (with their descendants): neither
     /// frozen nor recorded. Self-checkpoint leaves out its own helper.
-    pub exclude: Vec<i32>,
+    pub exclude: Vec<Pid>,
 }
 
 /// What a checkpoint did, for reporting.
@@ -107,15 +108,16 @@ pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary>
     if pid as u32 == std::process::id() {
         return Err(Error::msg("cannot checkpoint ckpt itself"));
     }
+    let pid = Pid::from_raw(pid);
     let t0 = Instant::now();
-    let frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
+    let mut frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),
         ..Default::default()
     };
     // Any error from here on drops `frozen`, which resumes the tree.
-    write_image(&frozen, pid, out, &mut summary, opts)?;
+    write_image(&mut frozen, pid, out, &mut summary, opts)?;
     summary.frozen_for = t0.elapsed();
     frozen.release(opts.after)?;
     Ok(summary)
@@ -129,8 +131,8 @@ struct ProcState {
 }
 
 fn write_image<W: Write>(
-    frozen: &Frozen,
-    root: i32,
+    frozen: &mut Frozen,
+    root: Pid,
     out: W,
     summary: &mut Summary,
     opts: &Options,
@@ -140,10 +142,12 @@ fn write_image<W: Write>(
     let mut files = files::FileTable::new();
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
-    for &(pid, ppid) in &frozen.procs {
+    for (pid, ppid) in frozen.procs.clone() {
         check_abort()?;
-        let st = read_process(frozen, pid, if pid == root { 0 } else { ppid }, &mut shmem)?;
-        fdtables.push(files.read_fds(pid)?);
+        let ppid = if pid == root { Pid::from_raw(0) } else { ppid };
+        let mut threads: Vec<_> = frozen.threads_of_mut(pid).collect();
+        let st = read_process(&mut threads, pid, ppid, &mut shmem)?;
+        fdtables.push(files.read_fds(pid.as_raw())?);
         states.push(st);
     }
     locks::check_complete(&fdtables)?;
@@ -153,7 +157,7 @@ fn write_image<W: Write>(
         .map(|&(pid, ppid)| read_zombie(pid, ppid))
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
-    let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p).collect();
+    let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
     let ptys = tty::decide(&mut files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
@@ -191,7 +195,7 @@ fn write_image<W: Write>(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        root_pid: ns.as_ref().map_or(root as u32, |n| n.pid(root)),
+        root_pid: ns.as_ref().map_or(root.as_u32(), |n| n.pid(root.as_raw())),
         flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 }
             | if ns.is_some() {
                 image::HDR_PIDNS_INIT
@@ -248,13 +252,10 @@ fn write_image<W: Write>(
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
     for s in &states {
-        let patches: &[memory::Patch] = if s.process.pid as i32 == root {
-            &opts.patches
-        } else {
-            &[]
-        };
+        let pid = Pid::from_raw(s.process.pid as i32);
+        let patches: &[memory::Patch] = if pid == root { &opts.patches } else { &[] };
         memory::dump_pages(
-            s.process.pid as i32,
+            pid,
             ns.as_ref()
                 .map_or(s.process.pid, |n| n.pid(s.process.pid as i32)),
             &s.plans,
@@ -269,7 +270,7 @@ fn write_image<W: Write>(
         for p in &s.plans {
             if p.vma.backing == image::VMA_SHARED_ANON && done_shm.insert(p.vma.shmem_id) {
                 memory::dump_shmem(
-                    s.process.pid as i32,
+                    Pid::from_raw(s.process.pid as i32),
                     &p.vma,
                     &shmem[&p.vma.shmem_id],
                     &mut w,
@@ -374,28 +375,27 @@ fn dump_file_contents<W: Write>(
     Ok(())
 }
 
-fn perr(pid: i32) -> impl Fn(proc::ProcError) -> Error {
+fn perr(pid: Pid) -> impl Fn(proc::ProcError) -> Error {
     move |e| Error::msg(format!("cannot checkpoint pid {pid}: {e}"))
 }
 
 /// Reads everything about one frozen process.
 fn read_process(
-    frozen: &Frozen,
-    pid: i32,
-    ppid: i32,
+    threads: &mut [&mut FrozenThread],
+    pid: Pid,
+    ppid: Pid,
     shmem: &mut HashMap<u64, Shmem>,
 ) -> Result<ProcState> {
     let stat = proc::stat(pid).map_err(perr(pid))?;
     let status = proc::status(pid).map_err(perr(pid))?;
-    let threads: Vec<_> = frozen.threads_of(pid).cloned().collect();
     let plans = memory::plan(pid, shmem)?;
     let vdso = plans
         .iter()
         .find(|p| p.vma.backing == image::VMA_VDSO)
         .map(|p| p.vma.start..p.vma.end);
     let mut process = Process {
-        pid: pid as u32,
-        ppid: ppid as u32,
+        pid: pid.as_u32(),
+        ppid: ppid.as_u32(),
         pgid: stat.pgrp as u32,
         sid: stat.session as u32,
         state: image::STATE_RUNNING,
@@ -426,7 +426,7 @@ fn read_process(
         },
         tids: threads
             .iter()
-            .map(|t| t.tid as u32)
+            .map(|t| t.tid.as_u32())
             .collect::<Vec<_>>()
             .into(),
         nice: stat.nice as i32,
@@ -435,7 +435,7 @@ fn read_process(
     if let Some(ex) = process.exe.strip_suffix(b" (deleted)") {
         process.exe = ex.to_vec();
     }
-    if frozen.threads_of(pid).any(|t| t.was_stopped) {
+    if threads.iter().any(|t| t.was_stopped) {
         process.state = image::STATE_STOPPED;
     }
     process.personality = std::fs::read_to_string(format!("/proc/{pid}/personality"))
@@ -451,7 +451,7 @@ fn read_process(
         // into the live `old`.
         let r = unsafe {
             libc::prlimit64(
-                pid,
+                pid.as_raw(),
                 res as libc::__rlimit_resource_t,
                 std::ptr::null(),
                 &mut old,
@@ -465,7 +465,9 @@ fn read_process(
             });
         }
     }
-    process.shared_pending = ptrace::peek_siginfo(threads[0].tid, true)
+    process.shared_pending = threads[0]
+        .tracee
+        .pending(true)
         .ctx(|| format!("cannot read pending signals of pid {pid}"))?
         .into_iter()
         .map(|s| s.to_vec())
@@ -473,7 +475,7 @@ fn read_process(
         .into();
 
     let mut mm = Mm {
-        pid: pid as u32,
+        pid: pid.as_u32(),
         start_code: stat.start_code,
         end_code: stat.end_code,
         start_data: stat.start_data,
@@ -494,16 +496,16 @@ fn read_process(
     };
 
     let mut out_threads = Vec::new();
-    for t in &threads {
+    for t in threads.iter() {
         let regs =
-            ptrace::get_regs(t.tid).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
-        let xstate = ptrace::get_xstate(t.tid)
-            .ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
-        let sigmask = ptrace::get_sigmask(t.tid)
-            .ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
-        let pending = ptrace::peek_siginfo(t.tid, false)
+            (t.tracee.regs()).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
+        let xstate =
+            (t.tracee.xstate()).ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
+        let sigmask =
+            (t.tracee.sigmask()).ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
+        let pending = (t.tracee.pending(false))
             .ctx(|| format!("cannot read pending signals of thread {}", t.tid))?;
-        let rseq = ptrace::rseq_config(t.tid)
+        let rseq = (t.tracee.rseq())
             .ctx(|| format!("cannot read rseq of thread {}", t.tid))?
             .map(|c| Rseq {
                 addr: c.addr,
@@ -514,8 +516,8 @@ fn read_process(
         let (robust_list, robust_len) = robust_list(t.tid)?;
         let tstat = proc::task_stat(pid, t.tid).map_err(perr(pid))?;
         out_threads.push(Thread {
-            pid: pid as u32,
-            tid: t.tid as u32,
+            pid: pid.as_u32(),
+            tid: t.tid.as_u32(),
             regs: ptrace::regs_to_bytes(&regs),
             xstate,
             sigmask,
@@ -546,10 +548,11 @@ fn read_process(
         ))
     })?;
     let gate = Gate::Syscall(vdso.start + off as u64);
-    let tid = threads[0].tid;
+    let (first, others) = threads.split_first_mut().expect("a process has a thread");
+    let tid = first.tid;
     // Tracer and tracee on one CPU: a remote syscall is then a few times cheaper.
-    let _pin = remote::SameCpu::new(tid);
-    let mut r = Remote::new(tid, gate)?;
+    let _pin = remote::SameCpu::new(tid.as_raw());
+    let mut r = Remote::on(&mut first.tracee, gate)?;
     let scratch = r.call(
         nr::MMAP,
         &[
@@ -562,27 +565,27 @@ fn read_process(
         ],
     )?;
     let mut res = ask_process(&mut r, pid, scratch, &mut process, &mut mm);
-    for (i, t) in out_threads.iter_mut().enumerate() {
+    let (out_first, out_others) = out_threads.split_first_mut().expect("one per thread");
+    if res.is_ok() {
+        res = ask_thread(&mut r, pid, scratch, out_first);
+    }
+    for (ft, t) in others.iter_mut().zip(out_others) {
         if res.is_err() {
             break;
         }
-        res = if i == 0 {
-            ask_thread(&mut r, pid, scratch, t)
-        } else {
-            let _tpin = remote::SameCpu::new(t.tid as i32);
-            Remote::new(t.tid as i32, gate)
-                .map_err(Error::from)
-                .and_then(|mut tr| {
-                    let r2 = ask_thread(&mut tr, pid, scratch, t);
-                    let deferred = tr.finish()?;
-                    remote::redeliver(pid, t.tid as i32, &deferred);
-                    r2
-                })
-        };
+        let _tpin = remote::SameCpu::new(ft.tid.as_raw());
+        res = Remote::on(&mut ft.tracee, gate)
+            .map_err(Error::from)
+            .and_then(|mut tr| {
+                let r2 = ask_thread(&mut tr, pid, scratch, t);
+                let deferred = tr.finish()?;
+                remote::redeliver(pid.as_raw(), ft.tid.as_raw(), &deferred);
+                r2
+            });
     }
     let unmapped = r.call(nr::MUNMAP, &[scratch, 4096]);
     let deferred = r.finish()?;
-    remote::redeliver(pid, tid, &deferred);
+    remote::redeliver(pid.as_raw(), tid.as_raw(), &deferred);
     res?;
     unmapped?;
     Ok(ProcState {
@@ -602,7 +605,7 @@ struct NsPids {
 }
 
 impl NsPids {
-    fn read(root: i32, frozen: &Frozen) -> Result<Option<NsPids>> {
+    fn read(root: Pid, frozen: &Frozen) -> Result<Option<NsPids>> {
         let st = proc::status(root).map_err(perr(root))?;
         if st.ns_pid.len() < 2 || st.ns_pid.last() != Some(&1) {
             return Ok(None);
@@ -620,12 +623,13 @@ impl NsPids {
                 )));
             }
             let last = |v: &[i32]| v.last().copied().unwrap_or(0) as u32;
-            n.map.insert(pid, last(&s.ns_pid));
-            n.groups.insert(pid, (last(&s.ns_pgid), last(&s.ns_sid)));
+            n.map.insert(pid.as_raw(), last(&s.ns_pid));
+            n.groups
+                .insert(pid.as_raw(), (last(&s.ns_pgid), last(&s.ns_sid)));
             for t in frozen.threads_of(pid) {
-                if t.tid != pid {
+                if !t.tid.is_main_of(pid) {
                     let ts = proc::task_status(pid, t.tid).map_err(perr(pid))?;
-                    n.map.insert(t.tid, last(&ts.ns_pid));
+                    n.map.insert(t.tid.as_raw(), last(&ts.ns_pid));
                 }
             }
         }
@@ -638,14 +642,14 @@ impl NsPids {
 }
 
 /// A process record with the pids the tree sees itself (see [`NsPids`]).
-fn ns_process(ns: &Option<NsPids>, p: &Process, root: i32) -> Result<Process> {
+fn ns_process(ns: &Option<NsPids>, p: &Process, root: Pid) -> Result<Process> {
     let Some(n) = ns else {
         return Ok(p.clone());
     };
     let mut q = p.clone();
     let host = p.pid as i32;
     q.pid = n.pid(host);
-    q.ppid = if host == root {
+    q.ppid = if host == root.as_raw() {
         0
     } else {
         n.pid(p.ppid as i32)
@@ -666,11 +670,11 @@ fn ns_process(ns: &Option<NsPids>, p: &Process, root: i32) -> Result<Process> {
 }
 
 /// A zombie child: what its parent will collect.
-fn read_zombie(pid: i32, ppid: i32) -> Result<Process> {
+fn read_zombie(pid: Pid, ppid: Pid) -> Result<Process> {
     let st = proc::stat(pid).map_err(perr(pid))?;
     Ok(Process {
-        pid: pid as u32,
-        ppid: ppid as u32,
+        pid: pid.as_u32(),
+        ppid: ppid.as_u32(),
         pgid: st.pgrp as u32,
         sid: st.session as u32,
         state: image::STATE_ZOMBIE,
@@ -684,7 +688,7 @@ fn read_zombie(pid: i32, ppid: i32) -> Result<Process> {
 /// Checks that every session and process group can be rebuilt: each is
 /// led by a process of the tree, or is the root's own (inherited from
 /// outside, and joined to cr-restart's on restore).
-fn check_sessions(root: i32, states: &[ProcState], zombies: &[Process]) -> Result<()> {
+fn check_sessions(root: Pid, states: &[ProcState], zombies: &[Process]) -> Result<()> {
     let all: Vec<&Process> = states
         .iter()
         .map(|s| &s.process)
@@ -693,10 +697,10 @@ fn check_sessions(root: i32, states: &[ProcState], zombies: &[Process]) -> Resul
     let in_tree = |pid: u32| all.iter().any(|p| p.pid == pid);
     let root_p = all
         .iter()
-        .find(|p| p.pid == root as u32)
+        .find(|p| p.pid == root.as_u32())
         .expect("root is in the tree");
     for p in &all {
-        if p.pid == root as u32 {
+        if p.pid == root.as_u32() {
             continue;
         }
         if !in_tree(p.sid) && p.sid != root_p.sid {
@@ -727,14 +731,14 @@ fn check_sessions(root: i32, states: &[ProcState], zombies: &[Process]) -> Resul
     Ok(())
 }
 
-fn robust_list(tid: i32) -> Result<(u64, u64)> {
+fn robust_list(tid: Tid) -> Result<(u64, u64)> {
     let mut head: u64 = 0;
     let mut len: usize = 0;
     // SAFETY: get_robust_list writes a pointer and a length into the live locals.
     let r = unsafe {
         libc::syscall(
             libc::SYS_get_robust_list,
-            tid,
+            tid.as_raw(),
             &mut head as *mut u64,
             &mut len as *mut usize,
         )
@@ -748,7 +752,7 @@ fn robust_list(tid: i32) -> Result<(u64, u64)> {
     Ok((head, len as u64))
 }
 
-fn read_u64s(pid: i32, addr: u64, n: usize) -> Result<Vec<u64>> {
+fn read_u64s(pid: Pid, addr: u64, n: usize) -> Result<Vec<u64>> {
     let mut b = vec![0u8; n * 8];
     let mut memf = None;
     crate::sys::mem::read_exact(pid, addr, &mut b, &mut memf)
@@ -760,7 +764,12 @@ fn read_u64s(pid: i32, addr: u64, n: usize) -> Result<Vec<u64>> {
 
 /// Per-thread state only the thread can tell: its alternate signal stack
 /// and the address the kernel clears when it exits.
-fn ask_thread(r: &mut Remote, pid: i32, scratch: u64, t: &mut Thread) -> Result<()> {
+fn ask_thread(
+    r: &mut Remote<impl BorrowMut<Stopped>>,
+    pid: Pid,
+    scratch: u64,
+    t: &mut Thread,
+) -> Result<()> {
     r.call(nr::SIGALTSTACK, &[0, scratch])?;
     let v = read_u64s(pid, scratch, 3)?;
     t.altstack = AltStack {
@@ -774,7 +783,13 @@ fn ask_thread(r: &mut Remote, pid: i32, scratch: u64, t: &mut Thread) -> Result<
 }
 
 /// Signal handlers, timers and brk.
-fn ask_process(r: &mut Remote, pid: i32, scratch: u64, p: &mut Process, mm: &mut Mm) -> Result<()> {
+fn ask_process(
+    r: &mut Remote<impl BorrowMut<Stopped>>,
+    pid: Pid,
+    scratch: u64,
+    p: &mut Process,
+    mm: &mut Mm,
+) -> Result<()> {
     mm.brk = r.call(nr::BRK, &[0])?;
     r.call(nr::PRCTL, &[libc::PR_GET_CHILD_SUBREAPER as u64, scratch])?;
     p.child_subreaper = read_u64s(pid, scratch, 1)?[0] as u32 != 0;

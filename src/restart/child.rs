@@ -167,6 +167,70 @@ fn become_zombie(status: i32, name: &[u8; 16]) -> ! {
     }
 }
 
+/// Forks the plan's zombie children and waits until each has exited.
+///
+/// Their `SIGCHLD`s stay blocked and are then discarded: the original
+/// parent had them already, and under ptrace an unblocked one would stop
+/// this process in a signal-delivery stop before it forks the rest of its
+/// children, which the restorer, waiting for those children to report,
+/// would never see (issue 18: several zombies and a live child).
+fn make_zombies(plan: &ChildPlan, shared: &Shared) {
+    if plan.zombies.is_empty() {
+        return;
+    }
+    let set: u64 = 1 << (libc::SIGCHLD - 1);
+    // SAFETY: raw syscalls on integers and stack buffers in a forked child,
+    // no allocation (see `child_main`).
+    unsafe {
+        let mut old: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &set,
+            &mut old,
+            8usize,
+        );
+        for (want, status, name) in &plan.zombies {
+            let (want, status) = (*want, *status);
+            let pid = match fork_retry(want, libc::SIGCHLD) {
+                Ok(Forked::Child) => become_zombie(status, name),
+                Ok(Forked::Parent(p)) => p,
+                Err(_) => fail(plan, shared, Step::Zombie),
+            };
+            let mut si: libc::siginfo_t = std::mem::zeroed();
+            while libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut si,
+                libc::WEXITED | libc::WNOWAIT | libc::__WALL,
+            ) < 0
+            {
+                if errno() != libc::EINTR {
+                    fail(plan, shared, Step::Zombie);
+                }
+            }
+        }
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &set,
+            std::ptr::null_mut::<libc::siginfo_t>(),
+            &zero,
+            8usize,
+        );
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &old,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+}
+
 /// Places the plan's descriptors at their numbers, changes root and
 /// working directory, and sets the umask: raw syscalls only, no
 /// allocation. On failure returns the step, with `errno` still set.
@@ -244,14 +308,7 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
         } else if plan.setpgid && libc::setpgid(0, 0) < 0 {
             fail(plan, shared, Step::Session);
         }
-        for (want, status, name) in &plan.zombies {
-            let (want, status) = (*want, *status);
-            match fork_retry(want, libc::SIGCHLD) {
-                Ok(Forked::Child) => become_zombie(status, name),
-                Ok(Forked::Parent(_)) => {}
-                Err(_) => fail(plan, shared, Step::Zombie),
-            }
-        }
+        make_zombies(plan, shared);
         for &(pgid, want) in &plan.ghosts {
             match fork_retry(want, libc::SIGCHLD) {
                 Ok(Forked::Child) => {

@@ -6,11 +6,14 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use super::ids::Pid;
+
 /// Largest number of iovecs one `process_vm_*v` call takes (`UIO_MAXIOV`).
 pub const IOV_MAX: usize = 1024;
 
 /// Reads `buf.len()` bytes at `addr` of process `pid`; returns how many were read.
-pub fn read_vm(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_vm(pid: impl Into<Pid>, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let pid: Pid = pid.into();
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -21,7 +24,7 @@ pub fn read_vm(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
     };
     // SAFETY: `local` describes `buf`, valid for writes of its length; the
     // remote iovec is only interpreted in the other process.
-    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    let n = unsafe { libc::process_vm_readv(pid.as_raw(), &local, 1, &remote, 1, 0) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -30,7 +33,13 @@ pub fn read_vm(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Reads exactly `buf.len()` bytes, falling back to `/proc/PID/mem` for
 /// what `process_vm_readv` cannot read.
-pub fn read_exact(pid: i32, addr: u64, buf: &mut [u8], mem: &mut Option<File>) -> io::Result<()> {
+pub fn read_exact(
+    pid: impl Into<Pid>,
+    addr: u64,
+    buf: &mut [u8],
+    mem: &mut Option<File>,
+) -> io::Result<()> {
+    let pid: Pid = pid.into();
     let mut done = 0;
     while done < buf.len() {
         match read_vm(pid, addr + done as u64, &mut buf[done..]) {
@@ -47,7 +56,13 @@ pub fn read_exact(pid: i32, addr: u64, buf: &mut [u8], mem: &mut Option<File>) -
 
 /// Writes all of `data` at `addr` of process `pid`, falling back to
 /// `/proc/PID/mem` (which writes through read-only private mappings).
-pub fn write_all(pid: i32, addr: u64, data: &[u8], mem: &mut Option<File>) -> io::Result<()> {
+pub fn write_all(
+    pid: impl Into<Pid>,
+    addr: u64,
+    data: &[u8],
+    mem: &mut Option<File>,
+) -> io::Result<()> {
+    let pid: Pid = pid.into();
     let mut done = 0;
     while done < data.len() {
         let local = libc::iovec {
@@ -59,7 +74,7 @@ pub fn write_all(pid: i32, addr: u64, data: &[u8], mem: &mut Option<File>) -> io
             iov_len: data.len() - done,
         };
         // SAFETY: `local` describes a live slice that the kernel only reads.
-        let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
+        let n = unsafe { libc::process_vm_writev(pid.as_raw(), &local, 1, &remote, 1, 0) };
         if n <= 0 {
             break;
         }
@@ -73,7 +88,12 @@ pub fn write_all(pid: i32, addr: u64, data: &[u8], mem: &mut Option<File>) -> io
 }
 
 /// Writes many `(address, bytes)` pieces with as few syscalls as possible.
-pub fn write_batch(pid: i32, pieces: &[(u64, &[u8])], mem: &mut Option<File>) -> io::Result<()> {
+pub fn write_batch(
+    pid: impl Into<Pid>,
+    pieces: &[(u64, &[u8])],
+    mem: &mut Option<File>,
+) -> io::Result<()> {
+    let pid: Pid = pid.into();
     for chunk in pieces.chunks(IOV_MAX) {
         let local: Vec<libc::iovec> = chunk
             .iter()
@@ -93,7 +113,7 @@ pub fn write_batch(pid: i32, pieces: &[(u64, &[u8])], mem: &mut Option<File>) ->
         // SAFETY: every local iovec describes a live slice the kernel only reads.
         let n = unsafe {
             libc::process_vm_writev(
-                pid,
+                pid.as_raw(),
                 local.as_ptr(),
                 local.len() as libc::c_ulong,
                 remote.as_ptr(),
@@ -111,7 +131,7 @@ pub fn write_batch(pid: i32, pieces: &[(u64, &[u8])], mem: &mut Option<File>) ->
     Ok(())
 }
 
-fn proc_mem(pid: i32, cache: &mut Option<File>, write: bool) -> io::Result<&File> {
+fn proc_mem(pid: Pid, cache: &mut Option<File>, write: bool) -> io::Result<&File> {
     if cache.is_none() {
         let path = format!("/proc/{pid}/mem");
         let f = std::fs::OpenOptions::new()

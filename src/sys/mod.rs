@@ -1,6 +1,15 @@
-//! Thin, safe wrappers over kernel interfaces that nix lacks: /proc parsers, pagemap, ptrace register sets, remote syscalls, clone3.
+//! The door to the kernel: thin, safe wrappers over what nix lacks (/proc
+//! parsers, pagemap, ptrace register sets, remote syscalls, clone3, SysV
+//! IPC, pty ioctls, `sock_diag`).
+//!
+//! Ids: [`Pid`], [`Tid`] and [`Fd`] (in [`ids`]) are our own newtypes, not
+//! `nix::unistd::Pid` (one type for processes and threads alike); they
+//! convert to nix's at the nix calls. A traced thread is a
+//! [`ptrace::Running`] or a [`ptrace::Stopped`]: registers and remote
+//! syscalls ([`remote::Remote`]) need the stopped one.
 
 pub mod clone;
+pub mod ids;
 pub mod ipc;
 pub mod locks;
 pub mod mem;
@@ -10,3 +19,5 @@ pub mod ptrace;
 pub mod remote;
 pub mod tty;
 pub mod unixdiag;
+
+pub use ids::{Fd, Pid, Tid};

@@ -194,7 +194,8 @@ pub struct Pagemap {
 
 impl Pagemap {
     /// Open `/proc/PID/pagemap`.
-    pub fn open(pid: i32) -> Result<Self> {
+    pub fn open(pid: impl Into<super::ids::Pid>) -> Result<Self> {
+        let pid = pid.into();
         Self::open_path(PathBuf::from(format!("/proc/{pid}/pagemap")))
     }
 

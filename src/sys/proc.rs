@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::ids::{Fd, Pid, Tid};
+
 /// Why a `/proc` file could not be read or understood.
 #[derive(Debug, Error)]
 pub enum ProcError {
@@ -210,11 +212,11 @@ fn key_value(line: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((line[..colon].trim_ascii(), line[colon + 1..].trim_ascii()))
 }
 
-fn proc_path(pid: i32, rest: &str) -> PathBuf {
+fn proc_path(pid: Pid, rest: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{rest}"))
 }
 
-fn task_path(pid: i32, tid: i32, rest: &str) -> PathBuf {
+fn task_path(pid: Pid, tid: Tid, rest: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/task/{tid}/{rest}"))
 }
 
@@ -310,10 +312,16 @@ fn numeric_entries(path: &Path) -> Result<Vec<i32>> {
 
 /// Thread ids of process `pid`, from `/proc/PID/task`: the thread-group
 /// leader (`pid` itself) first if it is listed, the others in ascending order.
-pub fn tasks(pid: i32) -> Result<Vec<i32>> {
+pub fn tasks(pid: impl Into<Pid>) -> Result<Vec<i32>> {
+    let pid = pid.into();
     let mut tids = numeric_entries(&proc_path(pid, "task"))?;
-    tids.sort_unstable_by_key(|&t| (t != pid, t));
+    tids.sort_unstable_by_key(|&t| (t != pid.as_raw(), t));
     Ok(tids)
+}
+
+/// [`tasks`], typed.
+pub fn threads(pid: Pid) -> Result<Vec<Tid>> {
+    Ok(tasks(pid)?.into_iter().map(Tid::from_raw).collect())
 }
 
 /// Parse a `children` file: pids separated by spaces.
@@ -326,8 +334,15 @@ pub fn parse_children(buf: &[u8]) -> ParseResult<Vec<i32>> {
 /// Children of thread `tid` of process `pid`, from
 /// `/proc/PID/task/TID/children` (a process's children are spread over the
 /// threads that forked them: ask every thread).
-pub fn children(pid: i32, tid: i32) -> Result<Vec<i32>> {
+pub fn children(pid: impl Into<Pid>, tid: impl Into<Tid>) -> Result<Vec<i32>> {
+    let pid = pid.into();
+    let tid = tid.into();
     read_parse(task_path(pid, tid, "children"), parse_children)
+}
+
+/// [`children`], typed.
+pub fn child_pids(pid: Pid, tid: Tid) -> Result<Vec<Pid>> {
+    Ok(children(pid, tid)?.into_iter().map(Pid::from_raw).collect())
 }
 
 /// The target of a symbolic link, as raw bytes.
@@ -341,7 +356,8 @@ pub fn readlink_bytes(path: impl AsRef<Path>) -> Result<Vec<u8>> {
 /// Open file descriptors of `pid` and what `/proc/PID/fd/N` links to
 /// (`/path`, `pipe:[ino]`, `socket:[ino]`, `anon_inode:[eventfd]`, ...),
 /// sorted by fd. A descriptor closed while listing is left out.
-pub fn fds(pid: i32) -> Result<Vec<(i32, Vec<u8>)>> {
+pub fn fds(pid: impl Into<Pid>) -> Result<Vec<(i32, Vec<u8>)>> {
+    let pid = pid.into();
     let dir = proc_path(pid, "fd");
     let mut nums = numeric_entries(&dir)?;
     nums.sort_unstable();
@@ -358,27 +374,32 @@ pub fn fds(pid: i32) -> Result<Vec<(i32, Vec<u8>)>> {
 
 /// `readlink /proc/PID/exe`: the executable's path (with ` (deleted)` if it
 /// was removed).
-pub fn exe(pid: i32) -> Result<Vec<u8>> {
+pub fn exe(pid: impl Into<Pid>) -> Result<Vec<u8>> {
+    let pid = pid.into();
     readlink_bytes(proc_path(pid, "exe"))
 }
 
 /// `readlink /proc/PID/cwd`.
-pub fn cwd(pid: i32) -> Result<Vec<u8>> {
+pub fn cwd(pid: impl Into<Pid>) -> Result<Vec<u8>> {
+    let pid = pid.into();
     readlink_bytes(proc_path(pid, "cwd"))
 }
 
 /// `readlink /proc/PID/root`.
-pub fn root(pid: i32) -> Result<Vec<u8>> {
+pub fn root(pid: impl Into<Pid>) -> Result<Vec<u8>> {
+    let pid = pid.into();
     readlink_bytes(proc_path(pid, "root"))
 }
 
 /// Raw `/proc/PID/cmdline`: NUL-terminated arguments (see [`split_nul`]).
-pub fn cmdline(pid: i32) -> Result<Vec<u8>> {
+pub fn cmdline(pid: impl Into<Pid>) -> Result<Vec<u8>> {
+    let pid = pid.into();
     read_file(&proc_path(pid, "cmdline"))
 }
 
 /// Raw `/proc/PID/environ`: NUL-terminated `KEY=value` strings.
-pub fn environ(pid: i32) -> Result<Vec<u8>> {
+pub fn environ(pid: impl Into<Pid>) -> Result<Vec<u8>> {
+    let pid = pid.into();
     read_file(&proc_path(pid, "environ"))
 }
 
@@ -393,7 +414,8 @@ pub fn split_nul(buf: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Raw `/proc/PID/auxv` (see [`parse_auxv`]).
-pub fn auxv(pid: i32) -> Result<Vec<u8>> {
+pub fn auxv(pid: impl Into<Pid>) -> Result<Vec<u8>> {
+    let pid = pid.into();
     read_file(&proc_path(pid, "auxv"))
 }
 
@@ -423,7 +445,8 @@ pub fn parse_comm(buf: &[u8]) -> Vec<u8> {
 }
 
 /// `/proc/PID/comm`: the command name (at most 15 bytes, raw).
-pub fn comm(pid: i32) -> Result<Vec<u8>> {
+pub fn comm(pid: impl Into<Pid>) -> Result<Vec<u8>> {
+    let pid = pid.into();
     Ok(parse_comm(&read_file(&proc_path(pid, "comm"))?))
 }
 
@@ -643,12 +666,15 @@ pub fn parse_stat(buf: &[u8]) -> ParseResult<Stat> {
 }
 
 /// `/proc/PID/stat`.
-pub fn stat(pid: i32) -> Result<Stat> {
+pub fn stat(pid: impl Into<Pid>) -> Result<Stat> {
+    let pid = pid.into();
     read_parse(proc_path(pid, "stat"), parse_stat)
 }
 
 /// `/proc/PID/task/TID/stat`.
-pub fn task_stat(pid: i32, tid: i32) -> Result<Stat> {
+pub fn task_stat(pid: impl Into<Pid>, tid: impl Into<Tid>) -> Result<Stat> {
+    let pid = pid.into();
+    let tid = tid.into();
     read_parse(task_path(pid, tid, "stat"), parse_stat)
 }
 
@@ -859,13 +885,16 @@ pub fn parse_status(buf: &[u8]) -> ParseResult<Status> {
 }
 
 /// `/proc/PID/status`.
-pub fn status(pid: i32) -> Result<Status> {
+pub fn status(pid: impl Into<Pid>) -> Result<Status> {
+    let pid = pid.into();
     read_parse(proc_path(pid, "status"), parse_status)
 }
 
 /// `/proc/PID/task/TID/status` (signal masks and pending signals are per
 /// thread).
-pub fn task_status(pid: i32, tid: i32) -> Result<Status> {
+pub fn task_status(pid: impl Into<Pid>, tid: impl Into<Tid>) -> Result<Status> {
+    let pid = pid.into();
+    let tid = tid.into();
     read_parse(task_path(pid, tid, "status"), parse_status)
 }
 
@@ -1014,7 +1043,8 @@ pub fn parse_maps(buf: &[u8]) -> ParseResult<Vec<MapEntry>> {
 }
 
 /// `/proc/PID/maps`, in address order.
-pub fn maps(pid: i32) -> Result<Vec<MapEntry>> {
+pub fn maps(pid: impl Into<Pid>) -> Result<Vec<MapEntry>> {
+    let pid = pid.into();
     read_parse(proc_path(pid, "maps"), parse_maps)
 }
 
@@ -1106,12 +1136,14 @@ pub fn parse_smaps(buf: &[u8]) -> ParseResult<Vec<SmapsEntry>> {
 }
 
 /// `/proc/PID/smaps`. Slower than `maps`: the kernel walks the page tables.
-pub fn smaps(pid: i32) -> Result<Vec<SmapsEntry>> {
+pub fn smaps(pid: impl Into<Pid>) -> Result<Vec<SmapsEntry>> {
+    let pid = pid.into();
     read_parse(proc_path(pid, "smaps"), parse_smaps)
 }
 
 /// `(start, VmFlags)` of every mapping, from `/proc/PID/smaps`.
-pub fn smaps_vmflags(pid: i32) -> Result<Vec<(u64, Vec<[u8; 2]>)>> {
+pub fn smaps_vmflags(pid: impl Into<Pid>) -> Result<Vec<(u64, Vec<[u8; 2]>)>> {
+    let pid = pid.into();
     Ok(smaps(pid)?
         .into_iter()
         .map(|e| (e.start, e.vm_flags))
@@ -1191,7 +1223,9 @@ pub fn parse_fdinfo(buf: &[u8]) -> ParseResult<FdInfo> {
 }
 
 /// `/proc/PID/fdinfo/FD`.
-pub fn fdinfo(pid: i32, fd: i32) -> Result<FdInfo> {
+pub fn fdinfo(pid: impl Into<Pid>, fd: impl Into<Fd>) -> Result<FdInfo> {
+    let pid = pid.into();
+    let fd = fd.into();
     read_parse(proc_path(pid, &format!("fdinfo/{fd}")), parse_fdinfo)
 }
 
@@ -1314,14 +1348,15 @@ pub fn parse_timers(buf: &[u8]) -> ParseResult<Vec<PosixTimerInfo>> {
 
 /// `/proc/PID/timers`: the process's POSIX timers (not their current value:
 /// that needs `timer_gettime` from inside the process).
-pub fn timers(pid: i32) -> Result<Vec<PosixTimerInfo>> {
+pub fn timers(pid: impl Into<Pid>) -> Result<Vec<PosixTimerInfo>> {
+    let pid = pid.into();
     read_parse(proc_path(pid, "timers"), parse_timers)
 }
 
 // ---------------------------------------------------------------------------
 // map_files
 
-fn map_files_path(pid: i32, start: u64, end: u64) -> PathBuf {
+fn map_files_path(pid: Pid, start: u64, end: u64) -> PathBuf {
     proc_path(pid, &format!("map_files/{start:x}-{end:x}"))
 }
 
@@ -1330,7 +1365,8 @@ fn map_files_path(pid: i32, start: u64, end: u64) -> PathBuf {
 /// inode on the internal shmem mount: two mappings with the same pair share
 /// the same memory. Private anonymous mappings have no entry (`ENOENT`).
 /// Needs `CAP_SYS_ADMIN`.
-pub fn map_files_ino(pid: i32, start: u64, end: u64) -> Result<(u64, u64)> {
+pub fn map_files_ino(pid: impl Into<Pid>, start: u64, end: u64) -> Result<(u64, u64)> {
+    let pid = pid.into();
     let path = map_files_path(pid, start, end);
     let md = std::fs::metadata(&path).map_err(|e| ProcError::io(&path, e))?;
     Ok((md.dev(), md.ino()))
@@ -1338,7 +1374,8 @@ pub fn map_files_ino(pid: i32, start: u64, end: u64) -> Result<(u64, u64)> {
 
 /// `readlink /proc/PID/map_files/START-END`: the mapped file's path exactly
 /// (no escaping, unlike `maps`), with ` (deleted)` if it was removed.
-pub fn map_files_link(pid: i32, start: u64, end: u64) -> Result<Vec<u8>> {
+pub fn map_files_link(pid: impl Into<Pid>, start: u64, end: u64) -> Result<Vec<u8>> {
+    let pid = pid.into();
     readlink_bytes(map_files_path(pid, start, end))
 }
 
@@ -2237,7 +2274,7 @@ VmFlags: rd wr mr mw me ac sd hg dd
         assert_eq!(stat(child.pid).unwrap().comm, name);
         assert_eq!(status(child.pid).unwrap().name, name);
         assert_eq!(comm(child.pid).unwrap(), name);
-        let raw = read_file(&proc_path(child.pid, "status")).unwrap();
+        let raw = read_file(&proc_path(child.pid.into(), "status")).unwrap();
         assert!(
             raw.starts_with(b"Name:\tx\\ny\\\\z (deleted)\n"),
             "{}",

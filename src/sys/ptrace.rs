@@ -1,14 +1,24 @@
 //! ptrace: the requests nix lacks (register sets, signal masks, queued
-//! siginfo, rseq), and stop events decoded into one enum.
+//! siginfo, rseq), stop events decoded into one enum, and the tracee types.
 //!
-//! "The tracee died" is an error value ([`Stop::Exited`], [`Stop::Killed`] or
-//! `ESRCH`), never a panic.
+//! A seized thread is either [`Running`] or [`Stopped`] (reverie's
+//! `safeptrace` idea): only a `Stopped` handle can have its registers read
+//! or written or run remote syscalls, resuming it consumes it into a
+//! `Running`, and only waiting on a `Running` gives a `Stopped` back. "The
+//! tracee died" is a value ([`Waited::Gone`], a [`Stop::is_gone`] stop, or
+//! `ESRCH` from a call), never a panic.
+//!
+//! The free functions taking a raw thread id are the layer under those
+//! types; `src/restart` still calls them directly until it adopts the
+//! types.
 
 use nix::errno::Errno;
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+
+use super::ids::Tid;
 
 pub use libc::user_regs_struct as Regs;
 
@@ -321,5 +331,245 @@ pub fn try_wait(tid: i32) -> nix::Result<Option<Stop>> {
     match waitpid(pid(tid), Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG))? {
         WaitStatus::StillAlive => Ok(None),
         ws => Ok(Some(decode(ws))),
+    }
+}
+
+/// How a stopped tracee is resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// `PTRACE_CONT`: until the next signal or event.
+    Cont,
+    /// `PTRACE_SYSCALL`: until the next syscall entry or exit as well.
+    Syscall,
+}
+
+/// A seized thread that may be running: it can be interrupted or waited
+/// for, nothing else.
+#[derive(Debug)]
+#[must_use = "a running tracee is only given back stopped by waiting for it"]
+pub struct Running {
+    tid: Tid,
+}
+
+/// A seized thread in a ptrace stop: the only handle through which its
+/// registers, signal mask and queued signals are read or written and
+/// remote syscalls run. Not `Clone`: one handle per stopped thread.
+///
+/// A thread can still die while stopped (SIGKILL); then every call fails
+/// with `ESRCH`.
+#[derive(Debug)]
+pub struct Stopped {
+    tid: Tid,
+}
+
+/// What waiting for a running tracee gave.
+#[derive(Debug)]
+pub enum Waited {
+    /// It stopped; the stop says why.
+    Stopped(Stopped, Stop),
+    /// It exited or was killed ([`Stop::Exited`] or [`Stop::Killed`]).
+    Gone(Tid, Stop),
+}
+
+/// Seizes a thread without stopping it (see [`seize`]).
+pub fn seize_thread(tid: Tid, exitkill: bool) -> nix::Result<Running> {
+    seize(tid.as_raw(), exitkill)?;
+    Ok(Running { tid })
+}
+
+fn waited(tid: Tid, stop: Stop) -> Waited {
+    if stop.is_gone() {
+        Waited::Gone(tid, stop)
+    } else {
+        Waited::Stopped(Stopped { tid }, stop)
+    }
+}
+
+impl Running {
+    pub fn tid(&self) -> Tid {
+        self.tid
+    }
+
+    /// `PTRACE_INTERRUPT`: the thread stops soon with a
+    /// [`Stop::EventStop`].
+    pub fn interrupt(&self) -> nix::Result<()> {
+        interrupt(self.tid.as_raw())
+    }
+
+    /// Waits for the thread's next report.
+    pub fn wait(self) -> nix::Result<Waited> {
+        Ok(waited(self.tid, wait(self.tid.as_raw())?))
+    }
+
+    /// The thread's next report if it has one now, else the handle back.
+    pub fn try_wait(self) -> nix::Result<std::result::Result<Waited, Running>> {
+        Ok(match try_wait(self.tid.as_raw())? {
+            Some(stop) => Ok(waited(self.tid, stop)),
+            None => Err(self),
+        })
+    }
+}
+
+impl Stopped {
+    /// A handle on `tid`, which the caller knows by other means to be a
+    /// seized thread in a ptrace stop (it has waited for the stop itself
+    /// through the raw functions). The adapter for code that does not hold
+    /// the handle from [`Running::wait`].
+    pub fn assume_stopped(tid: Tid) -> Stopped {
+        Stopped { tid }
+    }
+
+    pub fn tid(&self) -> Tid {
+        self.tid
+    }
+
+    pub fn regs(&self) -> nix::Result<Regs> {
+        get_regs(self.tid.as_raw())
+    }
+    pub fn set_regs(&mut self, regs: &Regs) -> nix::Result<()> {
+        set_regs(self.tid.as_raw(), regs)
+    }
+    /// Sets the general registers from raw `NT_PRSTATUS` bytes.
+    pub fn set_regs_bytes(&mut self, regs: &[u8]) -> nix::Result<()> {
+        set_regs_bytes(self.tid.as_raw(), regs)
+    }
+    /// The extended register state (FPU, SSE, AVX, AVX-512) as XSAVE bytes.
+    pub fn xstate(&self) -> nix::Result<Vec<u8>> {
+        get_xstate(self.tid.as_raw())
+    }
+    pub fn set_xstate(&mut self, xstate: &[u8]) -> nix::Result<()> {
+        set_xstate(self.tid.as_raw(), xstate)
+    }
+    pub fn sigmask(&self) -> nix::Result<u64> {
+        get_sigmask(self.tid.as_raw())
+    }
+    pub fn set_sigmask(&mut self, mask: u64) -> nix::Result<()> {
+        set_sigmask(self.tid.as_raw(), mask)
+    }
+    /// Signals queued to the thread (`shared = false`) or its process.
+    pub fn pending(&self, shared: bool) -> nix::Result<Vec<SigInfo>> {
+        peek_siginfo(self.tid.as_raw(), shared)
+    }
+    pub fn rseq(&self) -> nix::Result<Option<RseqConfig>> {
+        rseq_config(self.tid.as_raw())
+    }
+    /// The id a `PTRACE_EVENT_CLONE` stop reports.
+    pub fn event_msg(&self) -> nix::Result<Tid> {
+        event_msg(self.tid.as_raw()).map(Tid::from_raw)
+    }
+    /// Adds `PTRACE_O_TRACECLONE` (see [`set_options_clone`]).
+    pub fn trace_clones(&mut self) -> nix::Result<()> {
+        set_options_clone(self.tid.as_raw())
+    }
+    /// `PTRACE_INTERRUPT`, taking effect at the next resume.
+    pub fn interrupt(&self) -> nix::Result<()> {
+        interrupt(self.tid.as_raw())
+    }
+
+    /// Resumes the thread, delivering `sig` if given.
+    pub fn resume(self, how: Resume, sig: Option<Signal>) -> nix::Result<Running> {
+        match how {
+            Resume::Cont => cont(self.tid.as_raw(), sig)?,
+            Resume::Syscall => syscall(self.tid.as_raw(), sig)?,
+        }
+        Ok(Running { tid: self.tid })
+    }
+
+    /// Resumes the thread and waits for its next report, keeping the
+    /// handle: afterwards it is stopped again, unless the returned stop
+    /// [`Stop::is_gone`] (then every later call fails with `ESRCH`).
+    pub fn step(&mut self, how: Resume, sig: Option<Signal>) -> nix::Result<Stop> {
+        let tid = self.tid.as_raw();
+        match how {
+            Resume::Cont => cont(tid, sig)?,
+            Resume::Syscall => syscall(tid, sig)?,
+        }
+        wait(tid)
+    }
+
+    /// Lets the thread go, delivering `sig` if given.
+    pub fn detach(self, sig: Option<Signal>) -> nix::Result<()> {
+        detach(self.tid.as_raw(), sig)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::remote::{self, Gate, Remote, nr};
+    use crate::sys::{Pid, mem, proc};
+
+    /// A `sleep` child, killed and reaped when dropped.
+    struct Sleeper(std::process::Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn stopped_sleeper() -> (Sleeper, Stopped) {
+        let child = Sleeper(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("sleep"),
+        );
+        let tid = Tid::from_raw(child.0.id() as i32);
+        let running = seize_thread(tid, false).expect("seize");
+        running.interrupt().expect("interrupt");
+        match running.wait().expect("wait") {
+            Waited::Stopped(s, Stop::EventStop(_)) => (child, s),
+            other => panic!("unexpected report {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stopped_tracee_runs_remote_syscalls_and_is_let_go() {
+        let (child, mut t) = stopped_sleeper();
+        let pid = Pid::from_raw(child.0.id() as i32);
+        let before = t.regs().expect("regs");
+        let vdso = proc::maps(pid)
+            .expect("maps")
+            .into_iter()
+            .find(|m| m.path == b"[vdso]")
+            .expect("a vDSO");
+        let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
+        mem::read_exact(pid, vdso.start, &mut code, &mut None).expect("read vDSO");
+        let off = remote::find_syscall_insn(&code).expect("syscall insn");
+        let gate = Gate::Syscall(vdso.start + off as u64);
+        {
+            let mut r = Remote::on(&mut t, gate).expect("session");
+            assert_eq!(
+                r.call(nr::GETPID, &[]).expect("getpid"),
+                pid.as_u32() as u64
+            );
+            assert!(r.finish().expect("finish").is_empty());
+        }
+        let after = t.regs().expect("regs");
+        assert_eq!((before.rip, before.rax), (after.rip, after.rax));
+        t.detach(None).expect("detach");
+    }
+
+    #[test]
+    fn a_killed_tracee_is_reported_gone() {
+        let (mut child, t) = stopped_sleeper();
+        let tid = t.tid();
+        let running = t.resume(Resume::Cont, None).expect("resume");
+        child.0.kill().expect("kill");
+        // The first report may be the SIGKILL's exit, or an event first.
+        let mut running = running;
+        loop {
+            match running.wait().expect("wait") {
+                Waited::Gone(gone, Stop::Killed(sig)) => {
+                    assert_eq!((gone, sig), (tid, libc::SIGKILL));
+                    break;
+                }
+                Waited::Gone(_, other) => panic!("unexpected exit {other:?}"),
+                Waited::Stopped(s, _) => running = s.resume(Resume::Cont, None).expect("resume"),
+            }
+        }
+        let _ = child.0.wait();
     }
 }

@@ -15,7 +15,10 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use thiserror::Error;
 
-use super::ptrace::{self, Regs, Stop};
+use std::borrow::BorrowMut;
+
+use super::ids::Tid;
+use super::ptrace::{Regs, Resume, Stop, Stopped};
 
 /// Where the tracee finds a `syscall` instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +131,12 @@ fn name_of(nr: i64) -> String {
 }
 
 /// A session of remote syscalls in one stopped thread.
-pub struct Remote {
+///
+/// It holds the thread's [`Stopped`] handle (owned, or borrowed as
+/// `&mut Stopped`) for as long as it runs, so nothing else resumes the
+/// thread or changes its registers meanwhile.
+pub struct Remote<T: BorrowMut<Stopped> = Stopped> {
+    tracee: T,
     tid: i32,
     gate: Gate,
     saved: Regs,
@@ -139,13 +147,26 @@ pub struct Remote {
     restore: Option<Regs>,
 }
 
-impl Remote {
-    /// Starts a session in `tid`, which must be in a ptrace stop.
+impl Remote<Stopped> {
+    /// Starts a session in thread `tid`, which the caller knows to be in a
+    /// ptrace stop (the adapter over [`Remote::on`] for code that holds
+    /// raw thread ids).
     pub fn new(tid: i32, gate: Gate) -> Result<Self> {
-        let saved = ptrace::get_regs(tid).map_err(|e| perr("GETREGS", tid, e))?;
-        let saved_mask = ptrace::get_sigmask(tid).map_err(|e| perr("GETSIGMASK", tid, e))?;
-        ptrace::set_sigmask(tid, !0u64).map_err(|e| perr("SETSIGMASK", tid, e))?;
+        Remote::on(Stopped::assume_stopped(Tid::from_raw(tid)), gate)
+    }
+}
+
+impl<T: BorrowMut<Stopped>> Remote<T> {
+    /// Starts a session in a stopped thread.
+    pub fn on(mut tracee: T, gate: Gate) -> Result<Self> {
+        let t = tracee.borrow_mut();
+        let tid = t.tid().as_raw();
+        let saved = t.regs().map_err(|e| perr("GETREGS", tid, e))?;
+        let saved_mask = t.sigmask().map_err(|e| perr("GETSIGMASK", tid, e))?;
+        t.set_sigmask(!0u64)
+            .map_err(|e| perr("SETSIGMASK", tid, e))?;
         Ok(Remote {
+            tracee,
             tid,
             gate,
             saved,
@@ -196,30 +217,35 @@ impl Remote {
         r.r10 = a(3);
         r.r8 = a(4);
         r.r9 = a(5);
-        ptrace::set_regs(tid, &r).map_err(|e| perr("SETREGS", tid, e))?;
+        self.tracee
+            .borrow_mut()
+            .set_regs(&r)
+            .map_err(|e| perr("SETREGS", tid, e))?;
         match self.gate {
             Gate::Syscall(_) => {
-                self.resume_until(true, |s| s == Stop::Syscall)?; // entry
-                self.resume_until(true, |s| s == Stop::Syscall)?; // exit
+                self.resume_until(Resume::Syscall, |s| s == Stop::Syscall)?; // entry
+                self.resume_until(Resume::Syscall, |s| s == Stop::Syscall)?; // exit
             }
             Gate::Trap(_) => {
-                self.resume_until(false, |s| s == Stop::Signal(libc::SIGTRAP))?;
+                self.resume_until(Resume::Cont, |s| s == Stop::Signal(libc::SIGTRAP))?;
             }
         }
-        let out = ptrace::get_regs(tid).map_err(|e| perr("GETREGS", tid, e))?;
+        let out = self
+            .tracee
+            .borrow()
+            .regs()
+            .map_err(|e| perr("GETREGS", tid, e))?;
         Ok(out.rax as i64)
     }
 
-    fn resume_until(&mut self, syscall_stops: bool, want: impl Fn(Stop) -> bool) -> Result<()> {
+    fn resume_until(&mut self, how: Resume, want: impl Fn(Stop) -> bool) -> Result<()> {
         let tid = self.tid;
         loop {
-            let r = if syscall_stops {
-                ptrace::syscall(tid, None)
-            } else {
-                ptrace::cont(tid, None)
-            };
-            r.map_err(|e| perr("resume", tid, e))?;
-            let stop = ptrace::wait(tid).map_err(|e| perr("wait", tid, e))?;
+            let stop = self
+                .tracee
+                .borrow_mut()
+                .step(how, None)
+                .map_err(|e| perr("resume", tid, e))?;
             if want(stop) {
                 return Ok(());
             }
@@ -260,9 +286,11 @@ impl Remote {
 
     fn put_back(&mut self) -> Result<()> {
         if let Some(regs) = self.restore.take() {
-            ptrace::set_regs(self.tid, &regs).map_err(|e| perr("SETREGS", self.tid, e))?;
-            ptrace::set_sigmask(self.tid, self.saved_mask)
-                .map_err(|e| perr("SETSIGMASK", self.tid, e))?;
+            let tid = self.tid;
+            let t = self.tracee.borrow_mut();
+            t.set_regs(&regs).map_err(|e| perr("SETREGS", tid, e))?;
+            t.set_sigmask(self.saved_mask)
+                .map_err(|e| perr("SETSIGMASK", tid, e))?;
         }
         Ok(())
     }
@@ -273,7 +301,7 @@ impl Remote {
     }
 }
 
-impl Drop for Remote {
+impl<T: BorrowMut<Stopped>> Drop for Remote<T> {
     fn drop(&mut self) {
         let _ = self.put_back();
     }
