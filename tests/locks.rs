@@ -91,7 +91,8 @@ fn posix_record_locks_keep_their_ranges_and_types() {
     expect("after the restore");
     release(&r, orig.pid(), None);
     assert_eq!(probe("posix", "w", 0, 0, &file), GOT);
-    r.restored.expect_count(None, r.restored.last_count(None).unwrap() + 2);
+    r.restored
+        .expect_count(None, r.restored.last_count(None).unwrap() + 2);
     r.restored.assert_no_fail();
 }
 
@@ -157,15 +158,24 @@ fn flock_shared_and_exclusive_locks_are_restored() {
 fn a_lock_taken_meanwhile_fails_the_restore_and_leaves_nothing() {
     for (mode, tags, want) in [
         ("posix", &[None][..], "POSIX write lock on bytes 100-199"),
-        ("flock-ex", &[None][..], "flock write lock on the whole file"),
-        ("ofd", &[None, Some("child")][..], "OFD write lock on bytes 0-9"),
+        (
+            "flock-ex",
+            &[None][..],
+            "flock write lock on the whole file",
+        ),
+        (
+            "ofd",
+            &[None, Some("child")][..],
+            "OFD write lock on bytes 0-9",
+        ),
     ] {
         let (dir, file) = data_file();
         let mut orig = start(mode, &file, tags);
         let tree = orig.tree();
         let img = dir.path().join("img");
         ckpt_to_file(&["--kill"], orig.pid(), &img);
-        orig.wait_exit(TIMEOUT).expect("ckpt --kill ended the workload");
+        orig.wait_exit(TIMEOUT)
+            .expect("ckpt --kill ended the workload");
         for &p in &tree {
             assert!(wait_pid_gone(p, TIMEOUT), "pid {p} lingers");
         }
@@ -180,7 +190,10 @@ fn a_lock_taken_meanwhile_fails_the_restore_and_leaves_nothing() {
         assert!(err.contains(&format!("pid {}", tree[0])), "{mode}: {err}");
         assert!(err.contains("descriptor 3"), "{mode}: {err}");
         if mode == "posix" {
-            assert!(err.contains(&format!("held by pid {}", thief.pid())), "{err}");
+            assert!(
+                err.contains(&format!("held by pid {}", thief.pid())),
+                "{err}"
+            );
         }
         for &p in &tree {
             assert!(wait_pid_gone(p, TIMEOUT), "{mode}: pid {p} left running");
@@ -228,7 +241,8 @@ fn sqlite_exclusive_transaction_survives_the_restore() {
         locked.stderr
     );
     let mut r = migrate(&mut orig, &[]);
-    r.restored.expect_count(None, orig.last_count(None).unwrap() + 3);
+    r.restored
+        .expect_count(None, orig.last_count(None).unwrap() + 3);
     r.expect_pipeline_ok();
     let locked = sqlite(&db, "SELECT count(*) FROM t");
     assert!(
@@ -242,7 +256,12 @@ fn sqlite_exclusive_transaction_survives_the_restore() {
     let status = r.restored.expect_exit();
     assert!(status.success(), "{}", r.restored.report());
     let check = sqlite(&db, "PRAGMA integrity_check");
-    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "ok", "{}", check.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "ok",
+        "{}",
+        check.stderr
+    );
     let rows = sqlite(&db, "SELECT count(*), min(v), max(id) FROM t");
     assert_eq!(
         String::from_utf8_lossy(&rows.stdout).trim(),

@@ -50,7 +50,12 @@ pub fn parse_line(line: &[u8]) -> std::result::Result<Option<LockLine>, String> 
     let mut w = line
         .split(|c| c.is_ascii_whitespace())
         .filter(|w| !w.is_empty());
-    let bad = || format!("an unreadable lock line {:?}", String::from_utf8_lossy(line));
+    let bad = || {
+        format!(
+            "an unreadable lock line {:?}",
+            String::from_utf8_lossy(line)
+        )
+    };
     let id = w.next().ok_or_else(bad)?;
     if !id.ends_with(b":") {
         return Err(bad());
@@ -86,7 +91,11 @@ pub fn parse_line(line: &[u8]) -> std::result::Result<Option<LockLine>, String> 
         b"READ" => false,
         _ => return Err(bad()),
     };
-    let num = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok());
+    let num = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    };
     let pid = w
         .next()
         .and_then(|b| std::str::from_utf8(b).ok()?.parse::<i32>().ok())
@@ -218,9 +227,15 @@ mod tests {
             }
         );
         let o = line("2: OFDLCK ADVISORY  READ -1 fe:00:10011170 20 24");
-        assert_eq!((o.kind, o.write, o.pid, o.start, o.len), (image::LOCK_OFD, false, -1, 20, 5));
+        assert_eq!(
+            (o.kind, o.write, o.pid, o.start, o.len),
+            (image::LOCK_OFD, false, -1, 20, 5)
+        );
         let f = line("1: FLOCK  ADVISORY  READ 7080 fe:00:10011171 0 EOF");
-        assert_eq!((f.kind, f.write, f.start, f.len), (image::LOCK_FLOCK, false, 0, 0));
+        assert_eq!(
+            (f.kind, f.write, f.start, f.len),
+            (image::LOCK_FLOCK, false, 0, 0)
+        );
         let e = line("3: POSIX  ADVISORY  WRITE 7080 fe:00:10011170 50 EOF");
         assert_eq!((e.start, e.len), (50, 0));
         // The widest range a lock can have ends at OFFSET_MAX.
@@ -238,7 +253,12 @@ mod tests {
         assert!(e.contains("lease"), "{e}");
         let e = parse_line(b"1: POSIX  MANDATORY WRITE 7080 fe:00:1 0 EOF").unwrap_err();
         assert!(e.contains("mandatory"), "{e}");
-        for junk in ["", "1:", "1: POSIX ADVISORY WRITE", "1: POSIX ADVISORY WRITE x 0:0:1 0 EOF"] {
+        for junk in [
+            "",
+            "1:",
+            "1: POSIX ADVISORY WRITE",
+            "1: POSIX ADVISORY WRITE x 0:0:1 0 EOF",
+        ] {
             assert!(parse_line(junk.as_bytes()).is_err(), "{junk:?}");
         }
         // A last byte before the first is not a range.

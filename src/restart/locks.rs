@@ -58,7 +58,10 @@ pub fn validate<'a>(
     let range_ok = |l: &Lock| {
         l.start <= i64::MAX as u64
             && l.len <= i64::MAX as u64
-            && (l.len == 0 || l.start.checked_add(l.len - 1).is_some_and(|e| e <= i64::MAX as u64))
+            && (l.len == 0
+                || l.start
+                    .checked_add(l.len - 1)
+                    .is_some_and(|e| e <= i64::MAX as u64))
     };
     for t in tables {
         for l in t.locks.iter() {
@@ -103,7 +106,11 @@ pub fn take_file_locks(fd: RawFd, f: &File) -> Result<()> {
         r.map_err(|e| {
             let why = if is_conflict(e.raw_os_error()) {
                 if l.kind == image::LOCK_OFD {
-                    holder(locks::posix_conflict(fd, l.write, l.start, l.len).ok().flatten())
+                    holder(
+                        locks::posix_conflict(fd, l.write, l.start, l.len)
+                            .ok()
+                            .flatten(),
+                    )
                 } else {
                     holder(None)
                 }
@@ -135,7 +142,10 @@ pub fn check_posix(t: &FdTable, files: &HashMap<u64, File>, open: &OpenFiles) ->
         let Some(fd) = open.get(d.file_id) else {
             continue;
         };
-        let path = files.get(&d.file_id).map(|f| f.path.as_slice()).unwrap_or_default();
+        let path = files
+            .get(&d.file_id)
+            .map(|f| f.path.as_slice())
+            .unwrap_or_default();
         let e = |why: String| {
             Error::msg(format!(
                 "cannot restore pid {}: cannot take back its {} of {} (descriptor {}): {why}",
@@ -163,7 +173,9 @@ pub fn take_posix(b: &mut Builder, pid: u32, t: Option<&FdTable>) -> Result<()> 
         let r = b.call(nr::FCNTL, &[l.fd as u64, libc::F_SETLK as u64, at]);
         let Err(err) = r else { continue };
         let why = match &err {
-            Error::Remote(RemoteError::Syscall { errno, .. }) if is_conflict(Some(*errno as i32)) => {
+            Error::Remote(RemoteError::Syscall { errno, .. })
+                if is_conflict(Some(*errno as i32)) =>
+            {
                 holder(conflict_of(b.pid, l))
             }
             other => other.to_string(),
@@ -263,14 +275,29 @@ mod tests {
             )])
         };
         let empty: [&FdTable; 0] = [];
-        assert!(validate(empty.into_iter(), &file(lock(image::LOCK_FLOCK, true, 0, 0, 0))).is_ok());
-        assert!(validate(empty.into_iter(), &file(lock(image::LOCK_OFD, false, 3, 4, 0))).is_ok());
+        assert!(
+            validate(
+                empty.into_iter(),
+                &file(lock(image::LOCK_FLOCK, true, 0, 0, 0))
+            )
+            .is_ok()
+        );
+        assert!(
+            validate(
+                empty.into_iter(),
+                &file(lock(image::LOCK_OFD, false, 3, 4, 0))
+            )
+            .is_ok()
+        );
         for bad in [
             lock(image::LOCK_FLOCK, true, 1, 0, 0),
             lock(image::LOCK_POSIX, true, 0, 0, 3),
             lock(0, true, 0, 0, 0),
         ] {
-            assert!(validate(empty.into_iter(), &file(bad.clone())).is_err(), "{bad:?}");
+            assert!(
+                validate(empty.into_iter(), &file(bad.clone())).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -94,7 +94,10 @@ mod tests {
         assert!(ofd_lock(b.as_raw_fd(), false, 4, 0).is_err());
         ofd_lock(b.as_raw_fd(), false, 5, 0).unwrap();
         // The OFD write lock is in the way of a POSIX read lock on it.
-        assert_eq!(posix_conflict(b.as_raw_fd(), false, 0, 3).unwrap(), Some(-1));
+        assert_eq!(
+            posix_conflict(b.as_raw_fd(), false, 0, 3).unwrap(),
+            Some(-1)
+        );
         assert_eq!(posix_conflict(b.as_raw_fd(), false, 0, 2).unwrap(), None);
         flock(a.as_raw_fd(), false).unwrap();
         flock(b.as_raw_fd(), false).unwrap();
