@@ -11,13 +11,13 @@
 //! Every lock is taken without waiting: one that someone else took in the
 //! meantime fails the restore, which then kills everything it built.
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::files::OpenFiles;
+use super::meta::{FdImage, Live};
 use super::space::Builder;
 use crate::error::{Error, Result};
-use crate::image::{self, FdTable, File, Lock};
+use crate::image::{self, Fault, File, Lock};
 use crate::sys::locks;
 use crate::sys::remote::{RemoteError, nr};
 
@@ -47,46 +47,54 @@ fn holder(pid: Option<i32>) -> String {
     }
 }
 
-/// Checks the locks of the image before anything is built: each kind
-/// where it belongs, ranges `fcntl` accepts, POSIX locks on a descriptor
-/// of their process.
-pub fn validate<'a>(
-    tables: impl Iterator<Item = &'a FdTable>,
-    files: &HashMap<u64, File>,
-) -> Result<()> {
-    let bad = |what: String| Err(Error::msg(format!("invalid image: {what}")));
-    let range_ok = |l: &Lock| {
-        l.start <= i64::MAX as u64
-            && l.len <= i64::MAX as u64
-            && (l.len == 0
-                || l.start
-                    .checked_add(l.len - 1)
-                    .is_some_and(|e| e <= i64::MAX as u64))
-    };
-    for t in tables {
-        for l in t.locks.iter() {
-            if l.kind != image::LOCK_POSIX || !range_ok(l) {
-                return bad(format!("process {}: an impossible lock {l:?}", t.pid));
-            }
-            if !t.fds.iter().any(|d| d.fd == l.fd) {
-                return bad(format!(
-                    "process {}: a lock on descriptor {}, which it does not have",
-                    t.pid, l.fd
-                ));
-            }
-        }
+fn range_ok(l: &Lock) -> bool {
+    let max = i64::MAX as u64;
+    l.start <= max
+        && l.len <= max
+        && (l.len == 0 || l.start.checked_add(l.len - 1).is_some_and(|e| e <= max))
+}
+
+/// Checks the POSIX locks of process `pid` (pure): ranges `fcntl` accepts,
+/// each on a descriptor the process has.
+pub fn check_posix_locks(
+    pid: u32,
+    locks: &[Lock],
+    fds: &[FdImage],
+) -> std::result::Result<(), Fault> {
+    for l in locks {
+        let why = if l.kind != image::LOCK_POSIX {
+            "not a POSIX lock"
+        } else if !range_ok(l) {
+            "a range fcntl refuses"
+        } else if !fds.iter().any(|d| d.fd == l.fd) {
+            "on a descriptor the process does not have"
+        } else {
+            continue;
+        };
+        return Err(Fault::Lock {
+            owner: format!("process {pid}"),
+            lock: format!("{l:?}"),
+            why,
+        });
     }
-    for f in files.values() {
-        for l in f.locks.iter() {
-            let ok = match l.kind {
-                image::LOCK_OFD => range_ok(l),
-                image::LOCK_FLOCK => l.start == 0 && l.len == 0,
-                _ => false,
-            };
-            if !ok {
-                return bad(format!("file {}: an impossible lock {l:?}", f.id));
-            }
-        }
+    Ok(())
+}
+
+/// Checks the OFD and `flock` locks of file `f` (pure).
+pub fn check_file_locks(f: &File) -> std::result::Result<(), Fault> {
+    for l in f.locks.iter() {
+        let why = match l.kind {
+            image::LOCK_OFD if range_ok(l) => continue,
+            image::LOCK_OFD => "a range fcntl refuses",
+            image::LOCK_FLOCK if l.start == 0 && l.len == 0 => continue,
+            image::LOCK_FLOCK => "a flock lock with a range",
+            _ => "not an OFD or flock lock",
+        };
+        return Err(Fault::Lock {
+            owner: format!("file {}", f.id),
+            lock: format!("{l:?}"),
+            why,
+        });
     }
     Ok(())
 }
@@ -132,26 +140,22 @@ fn is_conflict(errno: Option<i32>) -> bool {
 }
 
 /// Checks, with `F_GETLK` on the restorer's descriptions, that no process
-/// holds a lock in the way of the POSIX locks of process `t`: a restore
+/// holds a lock in the way of the POSIX locks of process `pi`: a restore
 /// that cannot proceed fails before it changes anything.
-pub fn check_posix(t: &FdTable, files: &HashMap<u64, File>, open: &OpenFiles) -> Result<()> {
-    for l in t.locks.iter() {
-        let Some(d) = t.fds.iter().find(|d| d.fd == l.fd) else {
+pub fn check_posix(pi: &Live, open: &OpenFiles) -> Result<()> {
+    for l in &pi.locks {
+        let Some(d) = pi.fds.iter().find(|d| d.fd == l.fd) else {
             continue;
         };
-        let Some(fd) = open.get(d.file_id) else {
+        let Some(fd) = open.get(d.file.id) else {
             continue;
         };
-        let path = files
-            .get(&d.file_id)
-            .map(|f| f.path.as_slice())
-            .unwrap_or_default();
         let e = |why: String| {
             Error::msg(format!(
                 "cannot restore pid {}: cannot take back its {} of {} (descriptor {}): {why}",
-                t.pid,
+                pi.p.pid,
                 describe(l),
-                String::from_utf8_lossy(path),
+                String::from_utf8_lossy(&d.file.path),
                 l.fd
             ))
         };
@@ -164,11 +168,10 @@ pub fn check_posix(t: &FdTable, files: &HashMap<u64, File>, open: &OpenFiles) ->
     Ok(())
 }
 
-/// Takes the POSIX locks of the process `b` drives (image pid `pid`), from
-/// inside it. Its descriptors are in place and nothing closes them after
-/// this.
-pub fn take_posix(b: &mut Builder, pid: u32, t: Option<&FdTable>) -> Result<()> {
-    for l in t.iter().flat_map(|t| t.locks.iter()) {
+/// Takes the POSIX locks of process `pi`, which `b` drives, from inside
+/// it. Its descriptors are in place and nothing closes them after this.
+pub fn take_posix(b: &mut Builder, pi: &Live) -> Result<()> {
+    for l in &pi.locks {
         let at = b.put(&locks::flock_bytes(l.write, l.start, l.len))?;
         let r = b.call(nr::FCNTL, &[l.fd as u64, libc::F_SETLK as u64, at]);
         let Err(err) = r else { continue };
@@ -180,11 +183,15 @@ pub fn take_posix(b: &mut Builder, pid: u32, t: Option<&FdTable>) -> Result<()> 
             }
             other => other.to_string(),
         };
-        let path = std::fs::read_link(format!("/proc/{}/fd/{}", b.pid, l.fd))
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "?".into());
+        let path = pi
+            .fds
+            .iter()
+            .find(|d| d.fd == l.fd)
+            .map(|d| String::from_utf8_lossy(&d.file.path).into_owned())
+            .unwrap_or_default();
         return Err(Error::msg(format!(
-            "cannot restore pid {pid}: cannot take back its {} of {path} (descriptor {}): {why}",
+            "cannot restore pid {}: cannot take back its {} of {path} (descriptor {}): {why}",
+            pi.p.pid,
             describe(l),
             l.fd
         )));
@@ -209,7 +216,6 @@ fn conflict_of(real: i32, l: &Lock) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Fd;
     use crate::image::wire::List;
 
     fn lock(kind: u8, write: bool, start: u64, len: u64, fd: u32) -> Lock {
@@ -240,64 +246,51 @@ mod tests {
 
     #[test]
     fn validation_refuses_misplaced_locks_and_impossible_ranges() {
-        let table = |l: Lock| FdTable {
-            pid: 10,
-            fds: List(vec![Fd {
-                fd: 3,
-                cloexec: false,
-                file_id: 1,
-            }]),
-            locks: List(vec![l]),
-        };
-        let none = HashMap::new();
-        let ok = table(lock(image::LOCK_POSIX, true, 1 << 30, 1, 3));
-        assert!(validate([&ok].into_iter(), &none).is_ok());
-        let eof = table(lock(image::LOCK_POSIX, true, i64::MAX as u64, 0, 3));
-        assert!(validate([&eof].into_iter(), &none).is_ok());
-        for bad in [
-            lock(image::LOCK_POSIX, true, 0, 0, 4),
-            lock(image::LOCK_OFD, true, 0, 0, 3),
-            lock(image::LOCK_POSIX, true, u64::MAX, 0, 3),
-            lock(image::LOCK_POSIX, true, i64::MAX as u64, 2, 3),
-            lock(9, true, 0, 0, 3),
+        let fds = [FdImage {
+            fd: 3,
+            cloexec: false,
+            file: File::default(),
+        }];
+        let posix = |l: Lock| check_posix_locks(10, &[l], &fds);
+        assert!(posix(lock(image::LOCK_POSIX, true, 1 << 30, 1, 3)).is_ok());
+        assert!(posix(lock(image::LOCK_POSIX, false, i64::MAX as u64, 0, 3)).is_ok());
+        for (bad, why) in [
+            (lock(image::LOCK_POSIX, true, 0, 0, 4), "descriptor"),
+            (lock(image::LOCK_OFD, true, 0, 0, 3), "not a POSIX"),
+            (lock(image::LOCK_POSIX, true, u64::MAX, 0, 3), "range"),
+            (
+                lock(image::LOCK_POSIX, true, i64::MAX as u64, 2, 3),
+                "range",
+            ),
+            (lock(9, true, 0, 0, 3), "not a POSIX"),
         ] {
-            let t = table(bad.clone());
-            assert!(validate([&t].into_iter(), &none).is_err(), "{bad:?}");
+            let e = posix(bad.clone()).unwrap_err();
+            assert!(
+                matches!(e, Fault::Lock { why: w, .. } if w.contains(why)),
+                "{bad:?}: {e}"
+            );
+            assert!(
+                e.to_string().starts_with("process 10: impossible lock"),
+                "{e}"
+            );
         }
         let file = |l: Lock| {
-            HashMap::from([(
-                1,
-                File {
-                    id: 1,
-                    locks: List(vec![l]),
-                    ..Default::default()
-                },
-            )])
+            check_file_locks(&File {
+                id: 1,
+                locks: List(vec![l]),
+                ..Default::default()
+            })
         };
-        let empty: [&FdTable; 0] = [];
-        assert!(
-            validate(
-                empty.into_iter(),
-                &file(lock(image::LOCK_FLOCK, true, 0, 0, 0))
-            )
-            .is_ok()
-        );
-        assert!(
-            validate(
-                empty.into_iter(),
-                &file(lock(image::LOCK_OFD, false, 3, 4, 0))
-            )
-            .is_ok()
-        );
+        assert!(file(lock(image::LOCK_FLOCK, true, 0, 0, 0)).is_ok());
+        assert!(file(lock(image::LOCK_OFD, false, 3, 4, 0)).is_ok());
         for bad in [
             lock(image::LOCK_FLOCK, true, 1, 0, 0),
+            lock(image::LOCK_OFD, true, u64::MAX, 1, 0),
             lock(image::LOCK_POSIX, true, 0, 0, 3),
             lock(0, true, 0, 0, 0),
         ] {
-            assert!(
-                validate(empty.into_iter(), &file(bad.clone())).is_err(),
-                "{bad:?}"
-            );
+            let e = file(bad.clone()).unwrap_err();
+            assert!(e.to_string().starts_with("file 1: impossible lock"), "{e}");
         }
     }
 }
