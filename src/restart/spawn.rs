@@ -58,6 +58,21 @@ pub(crate) fn pid_is_live(pid: i32) -> bool {
     std::fs::metadata(format!("/proc/{pid}")).is_ok() && !pid_is_dying(pid)
 }
 
+/// Whether a pid is held by a running process nothing is about to end: not
+/// exiting, and not traced (`ckpt --kill` holds its tree traced until it
+/// kills it).
+pub(crate) fn pid_is_staying(pid: i32) -> bool {
+    pid_is_live(pid)
+        && std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .is_some_and(|v| v.trim() == "0")
+        })
+}
+
+/// What to do about a pid in use.
+pub(crate) const PID_IN_USE: &str = "pid already in use (restore with --no-pids, or --pidns to keep the pids in a new pid namespace)";
+
 /// Whether a pid is held by a process that is exiting or a zombie.
 fn pid_is_dying(pid: i32) -> bool {
     match std::fs::read(format!("/proc/{pid}/stat")) {
@@ -199,10 +214,9 @@ fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
         while std::fs::metadata(format!("/proc/{id}")).is_ok() {
             if Instant::now() >= deadline
                 || pid_is_live(id as i32) && Instant::now() + wait / 2 >= deadline
+                || pid_is_staying(id as i32)
             {
-                return Err(Error::msg(format!(
-                    "cannot restore pid {id}: pid already in use"
-                )));
+                return Err(Error::msg(format!("cannot restore pid {id}: {PID_IN_USE}")));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -337,7 +351,11 @@ fn fork_root(
         Ok(Forked::Child) => child::child_main(plans, 0, shared),
         Ok(Forked::Parent(pid)) => Ok(pid),
         Err(nix::errno::Errno::EEXIST) => Err(Error::msg(format!(
-            "cannot restore pid {}: pid already in use",
+            "cannot restore pid {}: {PID_IN_USE}",
+            root.image_pid
+        ))),
+        Err(nix::errno::Errno::EPERM) if root.want.is_some() => Err(Error::msg(format!(
+            "cannot restore pid {}: clone3: EPERM: choosing pids needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); restore with --no-pids",
             root.image_pid
         ))),
         Err(e) => Err(Error::msg(format!(
