@@ -62,11 +62,30 @@ pub(crate) fn pid_is_live(pid: i32) -> bool {
 /// exiting, and not traced (`ckpt --kill` holds its tree traced until it
 /// kills it).
 pub(crate) fn pid_is_staying(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    let exiting = std::fs::read(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        // Field 9, flags, counted after the command name.
+        let after = s.iter().rposition(|&c| c == b')').map_or(0, |i| i + 2);
+        std::str::from_utf8(&s[after.min(s.len())..])
+            .ok()
+            .and_then(|t| t.split(' ').nth(6)?.parse::<u64>().ok())
+            .is_none_or(|f| f & PF_EXITING != 0)
+    });
+    let field = |s: &str, name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
     pid_is_live(pid)
+        && !exiting
         && std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("TracerPid:"))
-                .is_some_and(|v| v.trim() == "0")
+            let killed = ["SigPnd:", "ShdPnd:"].iter().any(|n| {
+                field(&s, n)
+                    .and_then(|v| u64::from_str_radix(&v, 16).ok())
+                    .is_some_and(|m| m & SIGKILL_BIT != 0)
+            });
+            field(&s, "TracerPid:").as_deref() == Some("0") && !killed
         })
 }
 
