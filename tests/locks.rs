@@ -179,6 +179,14 @@ fn a_lock_taken_meanwhile_fails_the_restore_and_leaves_nothing() {
         for &p in &tree {
             assert!(wait_pid_gone(p, TIMEOUT), "pid {p} lingers");
         }
+        // cr-info lists the locks under their descriptor.
+        let mut info = Command::new(bin("cr-info"));
+        info.stdin(std::fs::File::open(&img).expect("open the image"));
+        let info = run_cmd_inherit_stdin(info);
+        assert!(
+            info.contains(want),
+            "{mode}: cr-info shows no lock:\n{info}"
+        );
         // The same program takes the same locks first.
         let thief = start(mode, &file, tags);
         let f = run("cr-restart", &["-i", path_str(&img)], None);
@@ -200,6 +208,18 @@ fn a_lock_taken_meanwhile_fails_the_restore_and_leaves_nothing() {
         }
         thief.assert_no_fail();
     }
+}
+
+/// Runs a command with the stdin it was given; its stdout, or a panic
+/// with its stderr.
+fn run_cmd_inherit_stdin(mut c: Command) -> String {
+    let out = c.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sqlite(db: &Path, sql: &str) -> Finished {

@@ -38,6 +38,8 @@ pub struct FdInfo {
     /// `FT_*` of the file, when its `FILE` record was found.
     pub ftype: Option<u8>,
     pub path: String,
+    /// File locks held through it (`POSIX write lock on bytes 5-14`).
+    pub locks: Vec<String>,
 }
 
 /// One process of the tree.
@@ -211,6 +213,10 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                     file_id: fd.file_id,
                     ftype: f.map(|f| f.ftype),
                     path: f.map(|f| lossy(&f.path)).unwrap_or_default(),
+                    locks: (t.locks.iter().filter(|l| l.fd == fd.fd))
+                        .chain(f.iter().flat_map(|f| f.locks.iter()))
+                        .map(|l| l.to_string())
+                        .collect(),
                 }
             })
             .collect();
@@ -325,7 +331,7 @@ impl Info {
                     "memory_bytes": self.memory_bytes(p),
                     "fds": p.fds.iter().map(|f| json!({
                         "fd": f.fd, "file_id": f.file_id,
-                        "type": f.ftype.map(ftype_name), "path": f.path,
+                        "type": f.ftype.map(ftype_name), "path": f.path, "locks": f.locks,
                     })).collect::<Vec<_>>(),
                 })
             })
@@ -438,6 +444,9 @@ impl fmt::Display for Info {
                     fd.ftype.map_or("?", ftype_name),
                     fd.path
                 )?;
+                for l in &fd.locks {
+                    writeln!(f, "              {l}")?;
+                }
             }
         }
         Ok(())
