@@ -290,3 +290,34 @@ fn sqlite_exclusive_transaction_survives_the_restore() {
         rows.stderr
     );
 }
+
+/// `cr-restart --in-place`: the caller becomes the process and holds its
+/// POSIX locks; with someone holding one in the way it refuses before it
+/// changes itself.
+#[test]
+fn in_place_restore_takes_the_locks_or_refuses_first() {
+    let (dir, file) = data_file();
+    let mut orig = start("posix", &file, &[None]);
+    let img = dir.path().join("img");
+    ckpt_to_file(&["--kill"], orig.pid(), &img);
+    orig.wait_exit(TIMEOUT)
+        .expect("ckpt --kill ended the workload");
+    let thief = start("posix", &file, &[None]);
+    let f = run("cr-restart", &["--in-place", "-i", path_str(&img)], None);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("POSIX write lock on bytes 100-199")
+            && f.stderr.contains(&format!("held by pid {}", thief.pid())),
+        "{}",
+        f.stderr
+    );
+    drop(thief);
+    let r = Workload::spawn(bin("cr-restart"), &["--in-place", "-i", path_str(&img)]);
+    r.expect_count(None, orig.last_count(None).unwrap() + 2);
+    assert_eq!(probe("posix", "w", 150, 1, &file), REFUSED);
+    assert_eq!(probe("posix", "w", 250, 1, &file), GOT);
+    assert!(signal(r.pid(), libc::SIGUSR1));
+    r.expect_line(|l| l == "released", "released");
+    assert_eq!(probe("posix", "w", 150, 1, &file), GOT);
+    r.assert_no_fail();
+}
