@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::io::Write;
 
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{Parser, ValueEnum};
 use clap_complete::Shell;
 
 /// The program's arguments, parsed by clap; or, for `--completions SHELL` as the only

@@ -37,7 +37,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     cli::run("cr-zstd", || {
         let input = cli::input(args.file.as_deref(), args.force)?;
         let output =
