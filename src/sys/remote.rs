@@ -68,6 +68,7 @@ pub mod nr {
     pub const SETITIMER: i64 = 38;
     pub const GETPID: i64 = 39;
     pub const CLOSE: i64 = 3;
+    pub const FCNTL: i64 = 72;
     pub const OPEN: i64 = 2;
     pub const SIGALTSTACK: i64 = 131;
     pub const PERSONALITY: i64 = 135;
