@@ -131,3 +131,40 @@ fn every_man_page_lists_exactly_the_programs_options() {
     }
     assert!(drift.is_empty(), "man pages drifted:\n{}", drift.join("\n"));
 }
+
+/// Every program prints its completion script for bash, zsh and fish (what the package
+/// and scripts/install.sh ship), naming the program and its options; an unknown shell
+/// is a usage error.
+#[test]
+fn every_program_prints_its_completions() {
+    for program in PROGRAMS {
+        let options = help_options(program);
+        let long = options
+            .iter()
+            .find(|o| o.starts_with("--") && *o != "--help" && *o != "--version")
+            .unwrap_or_else(|| panic!("{program}: no long option of its own"));
+        for shell in ["bash", "zsh", "fish"] {
+            let out = Command::new(bin(program))
+                .args(["--completions", shell])
+                .output()
+                .expect("run --completions");
+            assert!(
+                out.status.success(),
+                "{program} --completions {shell}: {out:?}"
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(program) && text.contains(long.trim_start_matches('-')),
+                "{program} --completions {shell} lacks {program} or {long}:\n{text}"
+            );
+        }
+        let out = Command::new(bin(program))
+            .args(["--completions", "nosuchshell"])
+            .output()
+            .expect("run --completions");
+        assert_eq!(out.status.code(), Some(2), "{program}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with(&format!("{program}: ")), "{program}: {err}");
+        assert_eq!(err.lines().count(), 1, "{program}: {err}");
+    }
+}
