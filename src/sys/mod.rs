@@ -14,6 +14,7 @@ pub mod ipc;
 pub mod mem;
 pub mod pagemap;
 pub mod proc;
+pub mod process;
 pub mod ptrace;
 pub mod remote;
 pub mod tty;
