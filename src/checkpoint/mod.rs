@@ -1,9 +1,8 @@
 //! Checkpoint: freeze a process tree, read its state from /proc, ptrace
 //! and remote syscalls, and write its image.
 //!
-//! Order of the stream: header; per process `PROCESS`, `THREAD`s, `MM`;
-//! `FILE`s and `SHMEM`s; `FDTABLE`s; then page data; then contents of
-//! deleted files; then the end record. The tree is let go only after the
+//! The order of the records written is stated once, in cr-image(5),
+//! section ORDERING (`write_image` follows it). The tree is let go only after the
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
