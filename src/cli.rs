@@ -25,12 +25,14 @@ pub enum CliError {
     OutputTerminal,
     #[error("refusing to read an image from a terminal (use -f to force)")]
     InputTerminal,
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), io_reason(source))]
     Open {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    #[error("{}: is also an input; refusing to write the output over it", .0.display())]
+    SameFile(PathBuf),
     #[error("invalid size {0:?} (expected a number with an optional K, M or G suffix)")]
     Size(String),
 }
@@ -48,33 +50,321 @@ fn grow_pipe(fd: &impl AsFd) {
     );
 }
 
-/// Opens where an image goes: stdout when `path` is `None` or `-`, else
-/// `path` (created or truncated). Refuses a terminal unless `force`.
-/// The writer is buffered ([`BUF_SIZE`]); callers must flush it.
-pub fn output(path: Option<&Path>, force: bool) -> Result<Box<dyn Write + Send>, CliError> {
-    let file = if is_stdio(path) {
-        // A duplicate of fd 1 as a `File`: `Stdout` is line-buffered and
-        // would cut binary data into many small writes.
-        let fd = io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|source| CliError::Open {
-                path: "stdout".into(),
+/// Where an image goes: stdout, or a file written under a temporary name
+/// in the same directory and renamed into place only by
+/// [`Output::commit`]. Dropped without a commit (an error, a panic), it
+/// removes its temporary file, and the file named by `-o` keeps what it
+/// had. SIGINT, SIGTERM and SIGHUP remove it too (when the program left
+/// them at their default action). An existing output is replaced
+/// atomically, as `sort -o` and `cp` do; an output that exists and is not
+/// a regular file (`/dev/null`, a FIFO) is written in place.
+pub struct Output {
+    writer: BufWriter<File>,
+    temp: Option<TempFile>,
+}
+
+impl Output {
+    /// Opens where an image goes: stdout when `path` is `None` or `-`,
+    /// else `path`. Refuses a terminal unless `force`, and a path that is
+    /// one of `inputs` (`None` there is stdin): the same file by device
+    /// and inode. The writer is buffered ([`BUF_SIZE`]).
+    pub fn open(
+        path: Option<&Path>,
+        force: bool,
+        inputs: &[Option<&Path>],
+    ) -> Result<Output, CliError> {
+        let (file, temp) = if is_stdio(path) {
+            // A duplicate of fd 1 as a `File`: `Stdout` is line-buffered and
+            // would cut binary data into many small writes.
+            let fd = io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| CliError::Open {
+                    path: "stdout".into(),
+                    source,
+                })?;
+            (File::from(fd), None)
+        } else {
+            let path = path.unwrap_or(Path::new("-"));
+            refuse_same_file(path, inputs)?;
+            let open_err = |source| CliError::Open {
+                path: path.into(),
                 source,
-            })?;
-        File::from(fd)
-    } else {
-        let path = path.unwrap_or(Path::new("-"));
-        File::create(path).map_err(|source| CliError::Open {
-            path: path.into(),
-            source,
-        })?
-    };
-    if !force && file.is_terminal() {
-        return Err(CliError::OutputTerminal);
+            };
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => {
+                    return Err(open_err(io::Error::from_raw_os_error(libc::EISDIR)));
+                }
+                Ok(m) if !m.is_file() => (File::create(path).map_err(open_err)?, None),
+                _ => {
+                    let (file, temp) = TempFile::create(path).map_err(open_err)?;
+                    (file, Some(temp))
+                }
+            }
+        };
+        if !force && file.is_terminal() {
+            return Err(CliError::OutputTerminal);
+        }
+        grow_pipe(&file);
+        Ok(Output {
+            writer: BufWriter::with_capacity(BUF_SIZE, file),
+            temp,
+        })
     }
-    grow_pipe(&file);
-    Ok(Box::new(BufWriter::with_capacity(BUF_SIZE, file)))
+
+    /// Flushes and closes the output; a file output is left under its
+    /// temporary name, to be renamed by [`TempFile::commit`] (or removed
+    /// when that is dropped). `None` for stdout or a non-regular file.
+    pub fn close(self) -> Result<Option<TempFile>, CliError> {
+        let Output { writer, temp } = self;
+        let name = |temp: &Option<TempFile>| {
+            temp.as_ref()
+                .map_or_else(|| PathBuf::from("stdout"), |t| t.dest.clone())
+        };
+        match writer.into_inner() {
+            Ok(_file) => Ok(temp),
+            Err(e) => Err(CliError::Open {
+                path: name(&temp),
+                source: e.into_error(),
+            }),
+        }
+    }
+
+    /// Flushes the output and, for a file, renames it into place.
+    pub fn commit(self) -> Result<(), CliError> {
+        match self.close()? {
+            Some(temp) => temp.commit(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// The device and inode of `path` (`None`: stdin), if it exists.
+fn file_id(path: Option<&Path>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = match path {
+        Some(p) if !is_stdio(Some(p)) => std::fs::metadata(p).ok()?,
+        _ => File::from(io::stdin().as_fd().try_clone_to_owned().ok()?)
+            .metadata()
+            .ok()?,
+    };
+    m.is_file().then(|| (m.dev(), m.ino()))
+}
+
+/// Refuses to write `out` when it is one of `inputs`: the input would be
+/// replaced by the output made from it.
+pub fn refuse_same_file(out: &Path, inputs: &[Option<&Path>]) -> Result<(), CliError> {
+    let Some(id) = file_id(Some(out)) else {
+        return Ok(());
+    };
+    if inputs.iter().any(|&i| file_id(i) == Some(id)) {
+        return Err(CliError::SameFile(out.into()));
+    }
+    Ok(())
+}
+
+/// A file being written under a temporary name beside its destination:
+/// [`commit`](TempFile::commit) renames it into place; dropped, it is
+/// removed.
+pub struct TempFile {
+    temp: PathBuf,
+    dest: PathBuf,
+    slot: cleanup::Slot,
+}
+
+impl TempFile {
+    /// Creates a new, empty temporary file in the directory of `dest`
+    /// (of the file it links to, for a symbolic link, so the link stays).
+    /// When `dest` exists, the new file gets its permissions.
+    pub fn create(dest: &Path) -> io::Result<(File, TempFile)> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let existing = std::fs::metadata(dest).ok();
+        let dest = match std::fs::symlink_metadata(dest) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(dest)?,
+            _ => dest.to_path_buf(),
+        };
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let base = dest
+            .file_name()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::IsADirectory))?;
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut name = std::ffi::OsString::from(".");
+            name.push(base);
+            name.push(format!(".{}.{n}.tmp", std::process::id()));
+            let temp = dir.join(name);
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            if let Some(m) = &existing {
+                opts.mode(m.permissions().mode() & 0o7777);
+            }
+            match opts.open(&temp) {
+                Ok(file) => {
+                    let slot = cleanup::register(&temp);
+                    if let Some(m) = &existing {
+                        // The mode the file had, whatever the umask; and
+                        // its owner, when allowed.
+                        use std::os::unix::fs::MetadataExt;
+                        let _ = file.set_permissions(m.permissions());
+                        let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
+                    }
+                    return Ok((file, TempFile { temp, dest, slot }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Where the file goes.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Renames the file into place, replacing what was there.
+    pub fn commit(self) -> Result<(), CliError> {
+        std::fs::rename(&self.temp, &self.dest).map_err(|source| CliError::Open {
+            path: self.dest.clone(),
+            source,
+        })?;
+        cleanup::unregister(&self.slot);
+        std::mem::forget(self);
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        cleanup::unregister(&self.slot);
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+/// Temporary files to remove if SIGINT, SIGTERM or SIGHUP ends the
+/// program: a list the signal handler can walk without locks or
+/// allocation. Entries are never freed (a path per output file).
+mod cleanup {
+    use std::ffi::{CString, c_char};
+    use std::path::Path;
+    use std::ptr::null_mut;
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicPtr, Ordering};
+
+    struct Node {
+        path: AtomicPtr<c_char>,
+        next: *mut Node,
+    }
+
+    static HEAD: AtomicPtr<Node> = AtomicPtr::new(null_mut());
+
+    /// An entry of the list; cleared by [`unregister`].
+    pub struct Slot(&'static Node);
+
+    // SAFETY: a node is only read through atomics after it is published,
+    // and `next` never changes once the node is in the list.
+    unsafe impl Send for Slot {}
+    // SAFETY: as for Send: shared access goes through the atomic only.
+    unsafe impl Sync for Slot {}
+
+    pub fn register(path: &Path) -> Slot {
+        install();
+        use std::os::unix::ffi::OsStrExt;
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
+        let ptr = c.into_raw();
+        // Reuse a cleared node, or push a new one.
+        let mut at = HEAD.load(Ordering::Acquire);
+        while !at.is_null() {
+            // SAFETY: nodes are leaked, so a published pointer stays valid.
+            let node = unsafe { &*at };
+            if node
+                .path
+                .compare_exchange(null_mut(), ptr, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Slot(node);
+            }
+            at = node.next;
+        }
+        let node = Box::leak(Box::new(Node {
+            path: AtomicPtr::new(ptr),
+            next: null_mut(),
+        }));
+        let mut head = HEAD.load(Ordering::Acquire);
+        loop {
+            node.next = head;
+            match HEAD.compare_exchange(head, node, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Slot(node),
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Takes the path out of the list. Its string is leaked: a handler
+    /// running at this moment may still be reading it.
+    pub fn unregister(slot: &Slot) {
+        slot.0.path.store(null_mut(), Ordering::Release);
+    }
+
+    extern "C" fn on_signal(sig: libc::c_int) {
+        let mut at = HEAD.load(Ordering::Acquire);
+        while !at.is_null() {
+            // SAFETY: nodes and their strings are never freed; unlink,
+            // signal and raise are async-signal-safe.
+            unsafe {
+                let p = (*at).path.load(Ordering::Acquire);
+                if !p.is_null() {
+                    libc::unlink(p);
+                }
+                at = (*at).next;
+            }
+        }
+        // SAFETY: back to the default action, then die of the signal.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+
+    /// Installs the handler for each of SIGINT, SIGTERM and SIGHUP that is
+    /// at its default action (a program with its own handlers, like ckpt's
+    /// worker, removes its files on the error path instead).
+    fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                // SAFETY: sigaction reads and writes the given structs only;
+                // the handler is async-signal-safe.
+                unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                        || old.sa_sigaction != libc::SIG_DFL
+                    {
+                        continue;
+                    }
+                    let mut act: libc::sigaction = std::mem::zeroed();
+                    act.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+                    libc::sigemptyset(&mut act.sa_mask);
+                    libc::sigaction(sig, &act, std::ptr::null_mut());
+                }
+            }
+        });
+    }
 }
 
 /// Opens where an image comes from: stdin when `path` is `None` or `-`,
@@ -91,10 +381,15 @@ pub fn input(path: Option<&Path>, force: bool) -> Result<Box<dyn Read + Send>, C
         File::from(fd)
     } else {
         let path = path.unwrap_or(Path::new("-"));
-        File::open(path).map_err(|source| CliError::Open {
+        let open_err = |source| CliError::Open {
             path: path.into(),
             source,
-        })?
+        };
+        let file = File::open(path).map_err(open_err)?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(open_err(io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        file
     };
     if !force && file.is_terminal() {
         return Err(CliError::InputTerminal);
@@ -116,6 +411,31 @@ pub fn read_key(path: &Path) -> anyhow::Result<crate::image::Key> {
     Ok(crate::image::Key::new(&bytes))
 }
 
+/// An I/O error's reason as a user reads it: "No such file or
+/// directory", without Rust's " (os error 2)".
+pub fn io_reason(e: &io::Error) -> String {
+    strip_os_error(&e.to_string())
+}
+
+/// `s` without any " (os error N)" that Rust adds to system errors.
+pub fn strip_os_error(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" (os error ") {
+        let tail = &rest[i + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Whether an error, anywhere in its chain, is a closed output pipe.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
@@ -133,7 +453,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub fn error_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
-        let msg = cause.to_string();
+        let msg = strip_os_error(&cause.to_string());
         if msg.is_empty() || line.ends_with(&msg) {
             continue;
         }
@@ -271,5 +591,11 @@ mod tests {
         let pipe = io::Error::from(io::ErrorKind::BrokenPipe);
         let e = anyhow::Error::from(crate::image::ImageError::Io(pipe)).context("writing");
         assert!(is_broken_pipe(&e));
+        let e = anyhow::Error::from(io::Error::from_raw_os_error(libc::ENOENT)).context("x.img");
+        assert_eq!(error_line(&e), "x.img: No such file or directory");
+        assert_eq!(
+            strip_os_error("a (os error x) b (os error 12)"),
+            "a (os error x) b"
+        );
     }
 }

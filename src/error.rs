@@ -3,7 +3,7 @@
 use nix::errno::Errno;
 use thiserror::Error;
 
-use crate::image::ImageError;
+use crate::image::{Fault, ImageError};
 use crate::sys::ipc::IpcError;
 use crate::sys::remote::RemoteError;
 
@@ -12,6 +12,9 @@ use crate::sys::remote::RemoteError;
 pub enum Error {
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// Records that decode but cannot be restored as they are.
+    #[error("invalid image: {0}")]
+    Invalid(#[from] Fault),
     #[error(transparent)]
     Remote(#[from] RemoteError),
     #[error("{what}: {source}")]

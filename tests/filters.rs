@@ -374,21 +374,79 @@ fn split_respects_the_size_and_refuses_bad_part_sets() {
 }
 
 #[test]
-fn a_record_larger_than_the_part_size_gets_its_own_part() {
+fn split_size_is_a_hard_maximum_even_inside_records() {
+    // Random pages: 1 MiB records that do not shrink.
     let s = image(&Spec {
         fill: Fill::Random,
         ..Spec::small(8, 2 << 20)
     });
+    for (size, bytes) in [("64K", 64u64 << 10), ("1M", 1 << 20), ("3000", 3000)] {
+        let input = if bytes < 4096 {
+            image(&Spec::small(9, 0))
+        } else {
+            s.clone()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("x");
+        ok(SPLIT, &["-b", size, prefix.to_str().unwrap()], &input);
+        let parts = parts_of(&prefix);
+        let lens: Vec<u64> = parts
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect();
+        let (last, full) = lens.split_last().unwrap();
+        assert!(full.iter().all(|&l| l == bytes), "{size}: {lens:?}");
+        assert!(*last <= bytes && *last > 52, "{size}: {lens:?}");
+        assert_eq!(split_join(&input, size), input, "{size}");
+    }
+}
+
+#[test]
+fn splitting_again_with_the_same_prefix_leaves_no_stale_parts() {
+    let s = summed(&Spec::small(3, 1 << 20));
     let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("x");
-    ok(SPLIT, &["-b", "64K", prefix.to_str().unwrap()], &s);
-    let parts = parts_of(&prefix);
-    let big = parts
-        .iter()
-        .filter(|p| std::fs::metadata(p).unwrap().len() > 64 << 10)
-        .count();
-    assert!(big >= 2, "1 MiB records need parts of their own");
-    assert_eq!(split_join(&s, "64K"), s);
+    let prefix = dir.path().join("img");
+    let p = prefix.to_str().unwrap();
+    ok(SPLIT, &["-b", "64K", p], &s);
+    let many = parts_of(&prefix);
+    // Kept: a file with a part's name that is not a part.
+    let other = dir.path().join("img.999");
+    std::fs::write(&other, b"not a part").unwrap();
+    ok(SPLIT, &["-b", "256K", p], &s);
+    std::fs::remove_file(&other).unwrap();
+    let few = parts_of(&prefix);
+    assert!(few.len() < many.len(), "{few:?}");
+    assert_eq!(few[..], many[..few.len()]);
+    assert_eq!(split_join(&s, "256K"), s);
+    let mut args = vec!["-j".to_string()];
+    args.extend(few.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+    assert_eq!(ok(SPLIT, &args, &[]), s);
+
+    // A part left from another split of the same image: the likely cause
+    // is named.
+    let stale = dir.path().join("img.old");
+    ok(SPLIT, &["-b", "64K", stale.to_str().unwrap()], &s);
+    let olds = parts_of(&stale);
+    let mut args: Vec<String> = vec!["-j".into()];
+    args.extend(few.iter().map(|p| p.display().to_string()));
+    args.push(olds[few.len()].display().to_string());
+    let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+    let err = fails(SPLIT, &args, &[]);
+    assert!(err.contains("left over from another split"), "{err}");
+    // One of another image.
+    let t = summed(&Spec::small(4, 1 << 20));
+    let foreign = dir.path().join("other");
+    ok(SPLIT, &["-b", "256K", foreign.to_str().unwrap()], &t);
+    let mut args: Vec<String> = vec!["-j".into()];
+    args.extend(few.iter().map(|p| p.display().to_string()));
+    args[2] = parts_of(&foreign)[1].display().to_string();
+    let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+    let err = fails(SPLIT, &args, &[]);
+    assert!(
+        err.contains("another stream") && err.contains("left over from another split"),
+        "{err}"
+    );
 }
 
 /// Starts `bin` reading `input` from a file, reads a few bytes of its

@@ -1,28 +1,61 @@
 //! Hostile images fed to `cr-restart`: a real image re-written with absurd
 //! values in its records (and valid CRCs, so the framing passes): impossible
-//! addresses, overlapping or unaligned mappings, huge descriptors, missing
-//! references, wrong register sizes, records out of order, page data outside
-//! the mappings. Each must be refused with exit status 1 and one line on
-//! stderr, never a panic or a hang, and nothing may be left behind.
+//! addresses, ids and descriptors, overlapping or unaligned mappings,
+//! missing references, wrong register sizes, records out of order, page
+//! data outside the mappings. One test per case. Each must be refused with
+//! exit status 1 and one line on stderr naming the fault, never a panic or
+//! a hang, and nothing may be left behind; a fault the metadata validation
+//! finds is also checked in-process to be the intended [`Fault`] variant,
+//! so a case cannot pass for the wrong reason.
 
 mod common;
 
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
 use common::*;
 use crtools::image::{
-    self, DataPrefix, FdTable, Kind, Mm, Process, Reader, Record, Thread, WriteOptions, Writer,
-    wire,
+    self, DataPrefix, Fault, FdTable, Kind, MappingFault, Mm, Process, Reader, Record, Thread,
+    WriteOptions, Writer, wire,
 };
-use std::process::Command;
+use crtools::restart::meta::{self, Meta};
 
-/// The records of an image, decoded.
-fn records(img: &[u8]) -> (image::StreamHeader, Vec<Record>) {
-    let mut r = Reader::new(img).expect("a valid image");
-    let header = r.header().clone();
-    let mut out = Vec::new();
-    while let Some(rec) = r.next_record().expect("a valid record") {
-        out.push(rec);
+/// A real image of one process, decoded, made once.
+struct Base {
+    header: image::StreamHeader,
+    recs: Vec<Record>,
+}
+
+impl Base {
+    fn find(&self, k: Kind) -> usize {
+        self.recs.iter().position(|r| r.kind == k).unwrap()
     }
-    (header, out)
+    fn plain(&self) -> Vec<(Kind, Vec<u8>)> {
+        self.recs
+            .iter()
+            .map(|r| (r.kind, r.payload.to_vec()))
+            .collect()
+    }
+}
+
+fn base() -> &'static Base {
+    static BASE: OnceLock<Base> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let orig = Workload::spawn(workload("onetask"), &["-d", "20"]);
+        orig.expect_count(None, 2);
+        let dir = tempdir();
+        let path = dir.path().join("ok.img");
+        ckpt_to_file(&[], orig.pid(), &path);
+        orig.assert_no_fail();
+        let img = std::fs::read(&path).unwrap();
+        let mut r = Reader::new(&img[..]).expect("a valid image");
+        let header = r.header().clone();
+        let mut recs = Vec::new();
+        while let Some(rec) = r.next_record().expect("a valid record") {
+            recs.push(rec);
+        }
+        Base { header, recs }
+    })
 }
 
 /// Writes records as a new, well-framed stream.
@@ -34,139 +67,62 @@ fn stream(header: &image::StreamHeader, recs: &[(Kind, Vec<u8>)]) -> Vec<u8> {
     w.finish().unwrap()
 }
 
-fn edit<T: wire::Wire>(rec: &Record, f: impl FnOnce(&mut T)) -> Vec<u8> {
-    let mut v: T = rec.decode().unwrap();
-    f(&mut v);
-    wire::encode(&v)
+/// Decodes record `i` as `T`, changes it, re-encodes it.
+fn edit<T: wire::Wire>(v: &mut [(Kind, Vec<u8>)], i: usize, f: impl FnOnce(&mut T)) {
+    let mut x: T = wire::decode(&v[i].1).unwrap();
+    f(&mut x);
+    v[i].1 = wire::encode(&x);
 }
 
-#[test]
-fn hostile_records_are_refused_cleanly() {
-    let orig = Workload::spawn(workload("onetask"), &["-d", "20"]);
-    orig.expect_count(None, 2);
+/// Replaces the prefix of the data record `i`.
+fn edit_prefix(v: &mut [(Kind, Vec<u8>)], i: usize, f: impl FnOnce(&mut DataPrefix)) {
+    let (mut pre, data) = DataPrefix::parse(&v[i].1)
+        .map(|(p, d)| (p, d.to_vec()))
+        .unwrap();
+    f(&mut pre);
+    v[i].1 = [pre.to_bytes().to_vec(), data].concat();
+}
+
+/// What the metadata validation says about an image.
+fn validation(img: &[u8]) -> Result<(), crtools::Error> {
+    let mut r = Reader::new(img)?;
+    Meta::validate(meta::read(&mut r)?)?;
+    Ok(())
+}
+
+/// Only one `cr-restart` at a time, so "nothing left behind" sees only its own.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Makes the base image hostile with `mutate`; checks that validation
+/// refuses it with a fault `fault` accepts (`None`: a fault found later,
+/// while the data streams in, or by the decoder: validation must then not
+/// refuse it), and that `cr-restart` refuses it cleanly with one line
+/// containing `message`.
+fn refused(
+    mutate: impl FnOnce(&mut Vec<(Kind, Vec<u8>)>),
+    fault: Option<fn(&Fault) -> bool>,
+    message: &str,
+) {
+    let b = base();
+    let mut v = b.plain();
+    mutate(&mut v);
+    let img = stream(&b.header, &v);
+    let checked = validation(&img);
+    match (fault, &checked) {
+        (Some(want), Err(crtools::Error::Invalid(f))) => {
+            assert!(want(f), "refused for another reason: {f:?}")
+        }
+        (Some(_), other) => panic!("validation did not refuse it as a fault: {other:?}"),
+        (None, Err(crtools::Error::Invalid(f))) => {
+            panic!("refused by validation, not at the intended stage: {f:?}")
+        }
+        (None, _) => {}
+    }
+
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir();
-    let path = dir.path().join("ok.img");
-    ckpt_to_file(&[], orig.pid(), &path);
-    let img = std::fs::read(&path).unwrap();
-    let (header, recs) = records(&img);
-    let plain: Vec<(Kind, Vec<u8>)> = recs.iter().map(|r| (r.kind, r.payload.to_vec())).collect();
-    let find = |k: Kind| recs.iter().position(|r| r.kind == k).unwrap();
-    let (ip, it, im, ifd, ipg) = (
-        find(Kind::PROCESS),
-        find(Kind::THREAD),
-        find(Kind::MM),
-        find(Kind::FDTABLE),
-        find(Kind::PAGES),
-    );
-    type Case = (&'static str, Box<dyn Fn(&mut Vec<(Kind, Vec<u8>)>)>);
-    let r = |i: usize| recs[i].clone();
-    let cases: Vec<Case> = vec![
-        (
-            "mapping beyond the address space",
-            Box::new({
-                let rec = r(im);
-                move |v| v[im].1 = edit::<Mm>(&rec, |m| m.vmas[0].end = !0xfff)
-            }),
-        ),
-        (
-            "unaligned mapping",
-            Box::new({
-                let rec = r(im);
-                move |v| v[im].1 = edit::<Mm>(&rec, |m| m.vmas[0].start += 1)
-            }),
-        ),
-        (
-            "overlapping mappings",
-            Box::new({
-                let rec = r(im);
-                move |v| {
-                    v[im].1 = edit::<Mm>(&rec, |m| {
-                        let first = m.vmas[0].clone();
-                        m.vmas.insert(1, first);
-                    })
-                }
-            }),
-        ),
-        (
-            "registers of the wrong size",
-            Box::new({
-                let rec = r(it);
-                move |v| v[it].1 = edit::<Thread>(&rec, |t| t.regs.truncate(8))
-            }),
-        ),
-        (
-            "absurd descriptor number",
-            Box::new({
-                let rec = r(ifd);
-                move |v| v[ifd].1 = edit::<FdTable>(&rec, |t| t.fds[0].fd = 1 << 30)
-            }),
-        ),
-        (
-            "descriptor of a missing file",
-            Box::new({
-                let rec = r(ifd);
-                move |v| v[ifd].1 = edit::<FdTable>(&rec, |t| t.fds[0].file_id = 999_999)
-            }),
-        ),
-        (
-            "pid 0",
-            Box::new({
-                let rec = r(ip);
-                move |v| v[ip].1 = edit::<Process>(&rec, |p| p.pid = 0)
-            }),
-        ),
-        (
-            "thread before its process",
-            Box::new(move |v| v.swap(ip, it)),
-        ),
-        (
-            "memory record missing",
-            Box::new(move |v| {
-                v.remove(im);
-            }),
-        ),
-        (
-            "metadata after page data",
-            Box::new(move |v| {
-                let m = v.remove(im);
-                v.insert(ipg, m);
-            }),
-        ),
-        (
-            "pages outside the mappings",
-            Box::new(move |v| {
-                let (pre, data) = DataPrefix::parse(&v[ipg].1)
-                    .map(|(p, d)| (p, d.to_vec()))
-                    .unwrap();
-                let bad = DataPrefix {
-                    addr: 0x1000,
-                    ..pre
-                };
-                v[ipg].1 = [bad.to_bytes().to_vec(), data].concat();
-            }),
-        ),
-        (
-            "pages for an unknown process",
-            Box::new(move |v| {
-                let (pre, data) = DataPrefix::parse(&v[ipg].1)
-                    .map(|(p, d)| (p, d.to_vec()))
-                    .unwrap();
-                let bad = DataPrefix {
-                    id: 4_000_000,
-                    ..pre
-                };
-                v[ipg].1 = [bad.to_bytes().to_vec(), data].concat();
-            }),
-        ),
-        (
-            "unknown required record kind",
-            Box::new(move |v| v.insert(1, (Kind(0x7abc), vec![1, 2, 3]))),
-        ),
-        (
-            "garbage metadata payload",
-            Box::new(move |v| v[ip].1 = vec![0xff; 64]),
-        ),
-    ];
+    let bad = dir.path().join("bad.img");
+    std::fs::write(&bad, &img).unwrap();
     let exe = workload("onetask");
     let running = || -> Vec<i32> {
         all_pids()
@@ -175,23 +131,323 @@ fn hostile_records_are_refused_cleanly() {
             .collect()
     };
     let me = std::process::id() as i32;
-    for (name, mutate) in cases {
-        let mut v = plain.clone();
-        mutate(&mut v);
-        let bad = dir.path().join("bad.img");
-        std::fs::write(&bad, stream(&header, &v)).unwrap();
-        let before = (children_of(me), running());
-        let mut cmd = Command::new(bin("cr-restart"));
-        cmd.args(["--no-pids", "-i", bad.to_str().unwrap()]);
-        let f = run_cmd(cmd, None);
-        assert_eq!(f.code(), Some(1), "{name}: {}", f.stderr);
-        assert_eq!(f.stderr.lines().count(), 1, "{name}: {}", f.stderr);
-        assert!(!f.stderr.contains("panicked"), "{name}: {}", f.stderr);
-        assert_eq!(
-            (children_of(me), running()),
-            before,
-            "{name}: processes left behind"
-        );
+    let before = (children_of(me), running());
+    let mut cmd = Command::new(bin("cr-restart"));
+    cmd.args(["--no-pids", "-i", bad.to_str().unwrap()]);
+    let f = run_cmd(cmd, None);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    assert!(!f.stderr.contains("panicked"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains(message),
+        "expected {message:?} in: {}",
+        f.stderr
+    );
+    if let Err(crtools::Error::Invalid(fault)) = checked {
+        assert!(f.stderr.contains(&fault.to_string()), "{}", f.stderr);
     }
-    orig.assert_no_fail();
+    assert_eq!(
+        (children_of(me), running()),
+        before,
+        "processes left behind"
+    );
+}
+
+#[test]
+fn mapping_beyond_the_address_space() {
+    let im = base().find(Kind::MM);
+    refused(
+        |v| edit::<Mm>(v, im, |m| m.vmas[0].end = !0xfff),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Mapping {
+                    why: MappingFault::OutsideUserSpace,
+                    ..
+                }
+            )
+        }),
+        "lies outside the user address space",
+    );
+}
+
+#[test]
+fn unaligned_mapping() {
+    let im = base().find(Kind::MM);
+    refused(
+        |v| edit::<Mm>(v, im, |m| m.vmas[0].start += 1),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Mapping {
+                    why: MappingFault::Unaligned,
+                    ..
+                }
+            )
+        }),
+        "is not a page-aligned range",
+    );
+}
+
+#[test]
+fn overlapping_mappings() {
+    let im = base().find(Kind::MM);
+    refused(
+        |v| {
+            edit::<Mm>(v, im, |m| {
+                let first = m.vmas[0].clone();
+                m.vmas.insert(1, first);
+            })
+        },
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Mapping {
+                    why: MappingFault::Overlaps,
+                    ..
+                }
+            )
+        }),
+        "overlaps the one before it",
+    );
+}
+
+#[test]
+fn registers_of_the_wrong_size() {
+    let it = base().find(Kind::THREAD);
+    refused(
+        |v| edit::<Thread>(v, it, |t| t.regs.truncate(8)),
+        Some(|f| matches!(f, Fault::RegsSize { .. })),
+        "have the wrong size",
+    );
+}
+
+#[test]
+fn impossible_thread_id() {
+    let it = base().find(Kind::THREAD);
+    // A second thread with an id beyond any pid.
+    refused(
+        |v| {
+            let t = v[it].clone();
+            v.insert(it + 1, t);
+            edit::<Thread>(v, it + 1, |t| t.tid = 1 << 31);
+        },
+        Some(|f| matches!(f, Fault::Tid { tid } if *tid == 1 << 31)),
+        "impossible thread id 2147483648",
+    );
+}
+
+#[test]
+fn no_main_thread() {
+    let it = base().find(Kind::THREAD);
+    refused(
+        |v| edit::<Thread>(v, it, |t| t.tid += 1),
+        Some(|f| matches!(f, Fault::NoMainThread { .. })),
+        "has no main thread record",
+    );
+}
+
+#[test]
+fn absurd_descriptor_number() {
+    let ifd = base().find(Kind::FDTABLE);
+    refused(
+        |v| edit::<FdTable>(v, ifd, |t| t.fds[0].fd = 1 << 30),
+        Some(|f| matches!(f, Fault::Fd { fd, .. } if *fd == 1 << 30)),
+        "impossible descriptor 1073741824",
+    );
+}
+
+#[test]
+fn descriptor_of_a_missing_file() {
+    let ifd = base().find(Kind::FDTABLE);
+    refused(
+        |v| edit::<FdTable>(v, ifd, |t| t.fds[0].file_id = 999_999),
+        Some(|f| matches!(f, Fault::MissingFile { .. })),
+        "refers to a missing file",
+    );
+}
+
+#[test]
+fn pid_0() {
+    let ip = base().find(Kind::PROCESS);
+    // Its thread, memory and descriptor records then name a process the
+    // image lacks: the first of them is refused.
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.pid = 0),
+        Some(|f| matches!(f, Fault::NoProcessFor { .. })),
+        "which has no process record before it",
+    );
+}
+
+#[test]
+fn pid_beyond_pid_max() {
+    let b = base();
+    let (ip, it, im, ifd) = (
+        b.find(Kind::PROCESS),
+        b.find(Kind::THREAD),
+        b.find(Kind::MM),
+        b.find(Kind::FDTABLE),
+    );
+    let big = 1u32 << 31;
+    refused(
+        |v| {
+            edit::<Process>(v, ip, |p| p.pid = big);
+            edit::<Thread>(v, it, |t| (t.pid, t.tid) = (big, big));
+            edit::<Mm>(v, im, |m| m.pid = big);
+            edit::<FdTable>(v, ifd, |t| t.pid = big);
+        },
+        Some(|f| matches!(f, Fault::Pid { pid } if *pid == 1 << 31)),
+        "impossible pid 2147483648",
+    );
+}
+
+#[test]
+fn process_group_id_of_2_to_the_31() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.pgid = 1 << 31),
+        Some(|f| matches!(f, Fault::GroupId { field: "pgid", value, .. } if *value == 1 << 31)),
+        "impossible pgid 2147483648",
+    );
+}
+
+#[test]
+fn session_id_of_2_to_the_32_minus_1() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.sid = u32::MAX),
+        Some(|f| matches!(f, Fault::GroupId { field: "sid", value, .. } if *value == u32::MAX)),
+        "impossible sid 4294967295",
+    );
+}
+
+#[test]
+fn terminal_foreground_group_of_2_to_the_31() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.tty_pgrp = 1 << 31),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::GroupId {
+                    field: "tty_pgrp",
+                    ..
+                }
+            )
+        }),
+        "impossible tty_pgrp 2147483648",
+    );
+}
+
+#[test]
+fn impossible_exit_signal() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.exit_signal = 1 << 31),
+        Some(|f| matches!(f, Fault::ExitSignal { .. })),
+        "impossible exit signal 2147483648",
+    );
+}
+
+#[test]
+fn process_twice() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| {
+            let p = v[ip].clone();
+            v.insert(ip + 1, p);
+        },
+        Some(|f| matches!(f, Fault::DuplicateProcess { .. })),
+        "appears twice",
+    );
+}
+
+#[test]
+fn root_with_a_parent() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.ppid = 1),
+        Some(|f| matches!(f, Fault::FirstNotRoot { .. })),
+        "is not the root of the tree",
+    );
+}
+
+#[test]
+fn thread_before_its_process() {
+    let (ip, it) = (base().find(Kind::PROCESS), base().find(Kind::THREAD));
+    refused(
+        move |v| v.swap(ip, it),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::NoProcessFor {
+                    kind: Kind::THREAD,
+                    ..
+                }
+            )
+        }),
+        "which has no process record before it",
+    );
+}
+
+#[test]
+fn memory_record_missing() {
+    let im = base().find(Kind::MM);
+    refused(
+        move |v| {
+            v.remove(im);
+        },
+        Some(|f| matches!(f, Fault::NoMemory { .. })),
+        "has no memory record",
+    );
+}
+
+#[test]
+fn metadata_after_page_data() {
+    let (im, ipg) = (base().find(Kind::MM), base().find(Kind::PAGES));
+    // A second copy of the memory record after the first page data: the
+    // metadata is complete, the stream order is not.
+    refused(
+        move |v| {
+            let m = v[im].clone();
+            v.insert(ipg + 1, m);
+        },
+        None,
+        "invalid image: a mm (0x0012) record after the page data began",
+    );
+}
+
+#[test]
+fn pages_outside_the_mappings() {
+    let ipg = base().find(Kind::PAGES);
+    refused(
+        move |v| edit_prefix(v, ipg, |p| p.addr = 0x1000),
+        None,
+        "lie outside its mappings",
+    );
+}
+
+#[test]
+fn pages_for_an_unknown_process() {
+    let ipg = base().find(Kind::PAGES);
+    refused(
+        move |v| edit_prefix(v, ipg, |p| p.id = 4_000_000),
+        None,
+        "invalid image: pages for unknown process 4000000",
+    );
+}
+
+#[test]
+fn unknown_required_record_kind() {
+    refused(
+        |v| v.insert(1, (Kind(0x7abc), vec![1, 2, 3])),
+        None,
+        "are not supported by this version",
+    );
+}
+
+#[test]
+fn garbage_metadata_payload() {
+    let ip = base().find(Kind::PROCESS);
+    refused(move |v| v[ip].1 = vec![0xff; 64], None, "cannot be decoded");
 }

@@ -83,15 +83,22 @@ fn main() -> ExitCode {
         } else {
             After::Resume
         };
-        let out = cli::output(args.output.as_deref(), args.force)?;
-        let s = checkpoint::checkpoint(
-            args.pid,
-            out,
-            &checkpoint::Options {
-                after,
-                ..Default::default()
-            },
-        )?;
+        let out = cli::Output::open(args.output.as_deref(), args.force, &[])?;
+        let opts = checkpoint::Options {
+            after,
+            ..Default::default()
+        };
+        // The image file is in place before the tree is released; if it
+        // cannot be, the tree goes on as it was.
+        let s = checkpoint::checkpoint_then(args.pid, out, &opts, |out| {
+            out.commit().map_err(|e| match e {
+                cli::CliError::Open { path, source } => crtools::Error::Io {
+                    what: path.display().to_string(),
+                    source,
+                },
+                e => crtools::Error::msg(e.to_string()),
+            })
+        })?;
         if args.verbose {
             eprintln!(
                 "ckpt: pid {}: {} process(es), {} thread(s), {} pages ({} bytes), {} zero pages skipped, frozen for {:.3} ms",

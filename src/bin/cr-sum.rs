@@ -67,12 +67,14 @@ fn main() -> ExitCode {
                 );
             }
         } else {
-            let output = cli::output(args.output.as_deref(), args.force)?;
+            let output =
+                cli::Output::open(args.output.as_deref(), args.force, &[args.file.as_deref()])?;
             let opts = SumOptions {
                 threads,
                 mode: key.map_or(DigestMode::Sha256, DigestMode::Keyed),
             };
-            sum::sum(input, output, &opts, Some(&mut show))?;
+            let (output, _) = sum::sum(input, output, &opts, Some(&mut show))?;
+            output.commit()?;
         }
         Ok(())
     })

@@ -40,20 +40,22 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::run("cr-zstd", || {
         let input = cli::input(args.file.as_deref(), args.force)?;
-        let output = cli::output(args.output.as_deref(), args.force)?;
+        let output =
+            cli::Output::open(args.output.as_deref(), args.force, &[args.file.as_deref()])?;
         let threads = cli::threads(args.threads);
         let mut progress = cli::Progress::new("cr-zstd", args.quiet);
         let mut show = |s: &Stats| progress.update(s.bytes_in, s.bytes_out);
-        if args.decompress {
+        let (output, _) = if args.decompress {
             zstd::decompress_stream(input, output, threads, Some(&mut show))
-                .context("decompressing")?;
+                .context("decompressing")?
         } else {
             let opts = ZstdOptions {
                 level: args.level,
                 threads,
             };
-            zstd::compress(input, output, &opts, Some(&mut show)).context("compressing")?;
-        }
+            zstd::compress(input, output, &opts, Some(&mut show)).context("compressing")?
+        };
+        output.commit()?;
         Ok(())
     })
 }

@@ -24,7 +24,7 @@ use crate::image::{
 };
 use crate::sys::ptrace::{self, Stopped};
 use crate::sys::remote::{self, Gate, Remote, nr};
-use crate::sys::{Pid, Tid, proc, process};
+use crate::sys::{Pid, Tid, proc, process, rlimit};
 
 pub use freeze::After;
 use freeze::{Frozen, FrozenThread};
@@ -96,6 +96,18 @@ fn uname() -> (String, String) {
 
 /// Checkpoints the tree rooted at `pid` into `out`.
 pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary> {
+    checkpoint_then(pid, out, opts, |_| Ok(()))
+}
+
+/// [`checkpoint`], handing the flushed output to `done` before the tree
+/// is released (`ckpt -o` renames its file into place there): if `done`
+/// fails, the tree is left as it was.
+pub fn checkpoint_then<W: Write>(
+    pid: i32,
+    out: W,
+    opts: &Options,
+    done: impl FnOnce(W) -> Result<()>,
+) -> Result<Summary> {
     if pid <= 0 {
         return Err(Error::msg(format!(
             "cannot checkpoint pid {pid}: not a process id"
@@ -113,7 +125,8 @@ pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary>
         ..Default::default()
     };
     // Any error from here on drops `frozen`, which resumes the tree.
-    write_image(&mut frozen, pid, out, &mut summary, opts)?;
+    let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
+    done(out)?;
     summary.frozen_for = t0.elapsed();
     frozen.release(opts.after)?;
     Ok(summary)
@@ -132,7 +145,7 @@ fn write_image<W: Write>(
     out: W,
     summary: &mut Summary,
     opts: &Options,
-) -> Result<()> {
+) -> Result<W> {
     let (arch, kernel) = uname();
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
@@ -328,11 +341,11 @@ fn write_image<W: Write>(
     }) {
         dump_file_contents(f, t.0 as i32, t.1 as i32, &mut w, &mut buf)?;
     }
-    w.finish()?;
+    let out = w.finish()?;
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
     summary.bytes = stats.bytes;
-    Ok(())
+    Ok(out)
 }
 
 fn dump_file_contents<W: Write>(
@@ -443,7 +456,7 @@ fn read_process(
         .and_then(|s| u32::from_str_radix(s.trim(), 16).ok())
         .unwrap_or(0);
     for res in 0..16u32 {
-        if let Ok((cur, max)) = process::get_rlimit(pid, res) {
+        if let Ok((cur, max)) = rlimit::get(pid, res) {
             process.rlimits.push(Rlimit {
                 resource: res,
                 cur,

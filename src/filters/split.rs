@@ -1,5 +1,6 @@
-//! `cr-split`: cuts a stream into ordered, self-checking parts at record
-//! boundaries, and joins parts back into the original stream byte for byte.
+//! `cr-split`: cuts a stream into ordered, self-checking parts of a fixed
+//! size (a cut may fall inside a record), and joins parts back into the
+//! original stream byte for byte.
 //!
 //! Every part is a part header followed by a run of stream bytes:
 //!
@@ -132,8 +133,8 @@ struct OpenPart<W> {
     head: PartHeader,
 }
 
-/// Places verified units (runs of stream bytes that must not be cut) into
-/// parts.
+/// Places verified runs of stream bytes into parts of exactly `size`
+/// bytes (the last one shorter), cutting wherever a part is full.
 struct Parts<W, F> {
     open: F,
     size: u64,
@@ -144,33 +145,37 @@ struct Parts<W, F> {
 }
 
 impl<W: Write + Seek, F: FnMut(u32) -> Result<W>> Parts<W, F> {
-    fn place(&mut self, unit: &[u8]) -> Result<()> {
-        let size = self.size;
-        if let Some(p) = self.cur.take_if(|p| {
-            p.head.len > 0 && PART_HEAD_LEN as u64 + p.head.len + unit.len() as u64 > size
-        }) {
-            Self::close(p, false)?;
-        }
-        let part = match &mut self.cur {
-            Some(p) => p,
-            None => {
-                let mut out = (self.open)(self.count)?;
-                let head = PartHeader {
-                    flags: 0,
-                    index: self.count,
-                    stream_id: self.stream_id,
-                    offset: self.offset,
-                    len: 0,
-                };
-                // A placeholder, rewritten when the part is closed.
-                out.write_all(&head.to_bytes())?;
-                self.count += 1;
-                self.cur.insert(OpenPart { out, head })
+    fn place(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let room = self.size - PART_HEAD_LEN as u64;
+        while !bytes.is_empty() {
+            if let Some(p) = self.cur.take_if(|p| p.head.len == room) {
+                Self::close(p, false)?;
             }
-        };
-        part.out.write_all(unit)?;
-        part.head.len += unit.len() as u64;
-        self.offset += unit.len() as u64;
+            let part = match &mut self.cur {
+                Some(p) => p,
+                None => {
+                    let mut out = (self.open)(self.count)?;
+                    let head = PartHeader {
+                        flags: 0,
+                        index: self.count,
+                        stream_id: self.stream_id,
+                        offset: self.offset,
+                        len: 0,
+                    };
+                    // A placeholder, rewritten when the part is closed.
+                    out.write_all(&head.to_bytes())?;
+                    self.count = self.count.checked_add(1).ok_or_else(|| {
+                        FilterError::Usage("more than 2^32 parts: give a larger size".into())
+                    })?;
+                    self.cur.insert(OpenPart { out, head })
+                }
+            };
+            let n = (room - part.head.len).min(bytes.len() as u64) as usize;
+            part.out.write_all(&bytes[..n])?;
+            part.head.len += n as u64;
+            self.offset += n as u64;
+            bytes = &bytes[n..];
+        }
         Ok(())
     }
 
@@ -185,19 +190,22 @@ impl<W: Write + Seek, F: FnMut(u32) -> Result<W>> Parts<W, F> {
     }
 }
 
-/// Cuts the stream from `input` into parts of at most `size` bytes (part
-/// header included) where possible: cuts fall between records, and a
-/// record too large for one part gets a part of its own. `open(i)` gives
-/// the writer for part `i`. Each record is verified before it is written.
+/// The smallest part size: a part header and one stream byte.
+pub const MIN_PART_SIZE: u64 = PART_HEAD_LEN as u64 + 1;
+
+/// Cuts the stream from `input` into parts of at most `size` bytes, part
+/// header included: every part but the last is exactly `size` bytes, cut
+/// wherever it fills up, inside a record if need be. `open(i)` gives the
+/// writer for part `i`. Each record is verified before it is written.
 pub fn split<R, W, F>(input: R, size: u64, open: F) -> Result<SplitReport>
 where
     R: Read,
     W: Write + Seek,
     F: FnMut(u32) -> Result<W>,
 {
-    if size <= PART_HEAD_LEN as u64 {
+    if size < MIN_PART_SIZE {
         return Err(FilterError::Usage(format!(
-            "part size {size} is too small (the part header alone takes {PART_HEAD_LEN} bytes)"
+            "part size {size} is too small (at least {MIN_PART_SIZE}: the part header alone takes {PART_HEAD_LEN} bytes)"
         )));
     }
     let mut reader = Reader::new(Tee {
@@ -212,7 +220,7 @@ where
         count: 0,
         offset: 0,
     };
-    // The preamble and the header record: one unit.
+    // The preamble and the header record.
     let mut unit = reader.get_mut().take();
     loop {
         let more = reader.next_raw()?.is_some();
@@ -338,6 +346,9 @@ fn read_part_header<R: Read>(part: &mut PartInput<R>) -> Result<PartHeader> {
     Ok(head)
 }
 
+/// The likely cause of a part that does not fit with the others.
+const STALE: &str = "is it left over from another split with the same prefix?";
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -363,7 +374,7 @@ pub fn join<R: Read, W: Write>(mut parts: Vec<PartInput<R>>, mut output: W) -> R
         };
         if head.stream_id != heads[0].stream_id {
             return Err(bad(format!(
-                "belongs to another stream ({}, not {} like {})",
+                "belongs to another stream ({}, not {} like {}): {STALE}",
                 hex(&head.stream_id),
                 hex(&heads[0].stream_id),
                 names[0]
@@ -391,16 +402,16 @@ pub fn join<R: Read, W: Write>(mut parts: Vec<PartInput<R>>, mut output: W) -> R
             };
             return Err(bad(reason));
         }
-        if head.offset != offset {
-            return Err(bad(format!(
-                "starts at stream byte {} but the parts before it end at {offset}",
-                head.offset
-            )));
-        }
         if i > 0 && heads[i - 1].is_last() {
             return Err(bad(format!(
-                "follows {}, which is the last part of its stream",
+                "follows {}, which is the last part of its stream: {STALE}",
                 names[i - 1]
+            )));
+        }
+        if head.offset != offset {
+            return Err(bad(format!(
+                "starts at stream byte {} but the parts before it end at {offset}: {STALE}",
+                head.offset
             )));
         }
         offset += head.len;

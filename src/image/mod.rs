@@ -7,6 +7,7 @@
 //! may add a SHA-256 digest to it, and [`Reader`] undoes both transparently.
 //! The format is specified in `man/cr-image.5`.
 
+mod fault;
 pub mod hmac;
 pub mod records;
 pub mod stream;
@@ -16,6 +17,7 @@ pub mod synth;
 mod tests;
 pub mod wire;
 
+pub use fault::{DataTarget, Fault, MappingFault};
 pub use hmac::Key;
 pub use records::*;
 pub use stream::{

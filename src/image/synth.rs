@@ -447,3 +447,123 @@ pub fn from_recipe(data: &[u8]) -> Vec<u8> {
     }
     w.finish().expect("Vec")
 }
+
+/// One process of a synthetic tree for [`tree`].
+#[derive(Debug, Clone, Default)]
+pub struct TreeProc {
+    pub pid: u32,
+    /// 0 for the root.
+    pub ppid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    /// A zombie has no threads, memory or descriptors.
+    pub zombie: bool,
+    /// Threads besides the main one; their tids follow the pid.
+    pub extra_threads: u32,
+    /// `(descriptor, file id)`; a file id used by several descriptors is
+    /// one shared open file.
+    pub fds: Vec<(u32, u64)>,
+}
+
+/// The metadata of a process tree of the given shape, as a complete image
+/// without page data (header flags `flags`, e.g. `HDR_PIDNS_INIT`): what
+/// restore planning reads, for its unit tests and fuzz target.
+pub fn tree(procs: &[TreeProc], flags: u32) -> Vec<u8> {
+    const OK: &str = "writing to a Vec cannot fail";
+    let header = StreamHeader {
+        format_major: FORMAT_MAJOR,
+        format_minor: FORMAT_MINOR,
+        arch: "x86_64".into(),
+        page_size: PAGE as u32,
+        kernel: "6.1.0-synthetic".into(),
+        tool: concat!("crtools ", env!("CARGO_PKG_VERSION"), " (synth)").into(),
+        stream_id: [7; 16],
+        created: 1_700_000_000,
+        root_pid: procs.first().map_or(0, |p| p.pid),
+        flags,
+        xstate_size: 0,
+    };
+    let mut w = Writer::new(Vec::new(), &header, WriteOptions::default()).expect(OK);
+    let mut ids: Vec<u64> = procs
+        .iter()
+        .flat_map(|p| p.fds.iter().map(|&(_, id)| id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let path = format!("/tmp/synth/file-{id}").into_bytes();
+        let f = File {
+            id,
+            ftype: FT_REGULAR,
+            path: path.clone(),
+            link: path,
+            mode: 0o100644,
+            ..File::default()
+        };
+        w.write(Kind::FILE, &f).expect(OK);
+    }
+    for (i, tp) in procs.iter().enumerate() {
+        let p = Process {
+            pid: tp.pid,
+            ppid: tp.ppid,
+            pgid: tp.pgid,
+            sid: tp.sid,
+            state: if tp.zombie {
+                STATE_ZOMBIE
+            } else {
+                STATE_RUNNING
+            },
+            exit_status: if tp.zombie { 3 << 8 } else { 0 },
+            exit_signal: 17,
+            comm: format!("tree-{i}").into_bytes(),
+            cwd: b"/".to_vec(),
+            root: b"/".to_vec(),
+            umask: 0o022,
+            ..Process::default()
+        };
+        w.write(Kind::PROCESS, &p).expect(OK);
+        if tp.zombie {
+            continue;
+        }
+        for t in 0..=tp.extra_threads {
+            let th = Thread {
+                pid: tp.pid,
+                tid: tp.pid + t,
+                regs: vec![0u8; 27 * 8],
+                ..Thread::default()
+            };
+            w.write(Kind::THREAD, &th).expect(OK);
+        }
+        let base = 0x5555_0000_0000u64 + i as u64 * 0x10_0000;
+        let mm = Mm {
+            pid: tp.pid,
+            vmas: List(vec![Vma {
+                start: base,
+                end: base + 4 * PAGE,
+                prot: 3,
+                backing: VMA_ANON,
+                ..Vma::default()
+            }]),
+            ..Mm::default()
+        };
+        w.write(Kind::MM, &mm).expect(OK);
+        let fds = tp
+            .fds
+            .iter()
+            .map(|&(fd, file_id)| Fd {
+                fd,
+                cloexec: false,
+                file_id,
+            })
+            .collect();
+        w.write(
+            Kind::FDTABLE,
+            &FdTable {
+                pid: tp.pid,
+                fds: List(fds),
+            },
+        )
+        .expect(OK);
+    }
+    w.finish().expect(OK)
+}

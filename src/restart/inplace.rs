@@ -34,7 +34,6 @@
 //! keeps what no syscall undoes: the caller's seccomp filters and
 //! `no_new_privs`, its scheduling settings and its cgroup.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -43,15 +42,17 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::child::{self, ChildPlan, Step};
-use super::files::OpenFiles;
-use super::space::{self, Builder, Special, Trampoline};
+use super::meta::{self, Meta};
+use super::plan::{self, PlanOptions, ProcPlan};
+use super::space::Builder;
+use super::spawn::{child_plan, high};
 use super::spool::{self, Source};
-use super::{Building, Meta, Options, ProcImage, finish, high, raise_nofile, read_meta, validate};
+use super::{Building, Held, Options, bulk, finish, ipc, map};
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
-use crate::sys::remote::{self, Gate, Remote, nr};
+use crate::sys::remote::nr;
 
 /// Replaces the calling process with the single process of the image from
 /// `reader`, keeping the caller's pid. Returns only on failure, and then
@@ -67,8 +68,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
             "cannot restore in place inside a new pid namespace: the process keeps the caller's pid",
         ));
     }
-    let mut meta = read_meta(&mut reader)?;
-    validate(&meta)?;
+    let mut meta = meta::load(&mut reader)?;
     check_image(&meta)?;
     if reader.header().flags & image::HDR_OWN_IPCNS != 0 {
         return Err(Error::msg(
@@ -79,59 +79,30 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     let me = unsafe { libc::getpid() };
     check_caller(me)?;
     // The whole stream, every record checked, before anything changes.
-    let first = meta.first_bulk.take();
+    let first = meta.take_first_bulk();
     let source: Source<'static, std::io::Empty> =
         Source::Spooled(spool::spool(first, &mut reader)?);
 
-    let mut shm_fds: HashMap<u64, OwnedFd> = HashMap::new();
-    for s in meta.shmem.values() {
-        let fd = nix::sys::memfd::memfd_create(
-            c"crtools-shmem",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .ctx(|| "cannot create shared memory".into())?;
-        nix::unistd::ftruncate(&fd, s.size as i64).ctx(|| "cannot size shared memory".into())?;
-        shm_fds.insert(s.id, fd);
-    }
     // SysV IPC objects with their ids (removed again if we fail before
-    // the point of no return: `meta.ipc` undoes on drop).
-    meta.ipc.create()?;
-    let sysv_sizes: HashMap<u64, u64> = meta
-        .ipc
-        .segments()
-        .iter()
-        .map(|s| (s.id as u64, s.size))
-        .collect();
-    let pi = &meta.procs[0];
-    let mm = pi.mm.as_ref().expect("validated");
-    let avoid: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
-    let tramp = Trampoline::map(&avoid)?;
-    let specials = space::own_specials()?;
-    let max_fd = pi
-        .fds
-        .iter()
-        .flat_map(|t| t.fds.iter().map(|f| f.fd))
-        .max()
-        .unwrap_or(2)
-        .max(2);
-    raise_nofile(max_fd as u64 + 256);
-    let mut open = OpenFiles::new(max_fd as RawFd + 1);
-    open.pipes = meta.pipes.clone();
-    open.sockets = meta.sockets.clone();
-    open.ptys = super::tty::Ptys::new(meta.ptys.clone());
-    let (plan, _keep) = plan_files(pi, &meta, opts, &mut open)?;
+    // the point of no return: `ipc` undoes on drop).
+    let mut ipc = meta.take_ipc();
+    ipc.create()?;
+    let mut held = Held::new(&meta, &ipc)?;
+    let plan = plan::plan(&meta, PlanOptions::default());
+    let mut keep = Vec::new();
+    let cplan = child_plan(meta.root(), plan.root(), opts, &mut held.open, &mut keep)?;
     // Where the caller reports a failure of its own steps: its standard
     // error, before it is replaced.
     let errfd = nix::unistd::dup(2)
         .ok()
         // SAFETY: dup just returned this descriptor.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .map(|fd| high(fd, open.base))
+        .map(|fd| high(fd, held.open.base))
         .transpose()?;
     let (ready_rd, ready_wr) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
-    let ready_rd = high(ready_rd, open.base)?;
-    let ready_wr = high(ready_wr, open.base)?;
+    let ready_rd = high(ready_rd, held.open.base)?;
+    let ready_wr = high(ready_wr, held.open.base)?;
     {
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -153,12 +124,10 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
         drop(ready_rd);
         let t = Tracer {
             caller: me,
-            meta: &mut meta,
-            tramp: &tramp,
-            specials: &specials,
-            shm_fds: &shm_fds,
-            sysv_sizes: &sysv_sizes,
-            open: &mut open,
+            meta: &meta,
+            plan: plan.root(),
+            ipc: &mut ipc,
+            held: &mut held,
         };
         // Whatever happens in the helpers, they never return into the
         // caller's code.
@@ -194,18 +163,18 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
         // SAFETY: timer_delete takes an integer id.
         unsafe { libc::syscall(libc::SYS_timer_delete, t.id as libc::c_long) };
     }
-    become_stopped(&plan, errfd.as_ref().map(|f| f.as_raw_fd()))
+    become_stopped(&cplan, errfd.as_ref().map(|f| f.as_raw_fd()))
 }
 
 /// Refuses images the caller cannot become.
 fn check_image(m: &Meta) -> Result<()> {
-    let n = m.procs.len();
+    let n = m.len();
     if n != 1 {
         return Err(Error::msg(format!(
             "cannot restore in place: the image holds {n} processes (zombies included); only an image of a single process can become the calling process"
         )));
     }
-    let pi = &m.procs[0];
+    let pi = m.root();
     if pi.threads.len() != 1 {
         return Err(Error::msg(format!(
             "cannot restore in place: process {} of the image has {} threads; only a single-threaded process can become the calling process",
@@ -233,25 +202,6 @@ fn check_caller(me: i32) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The caller's own descriptors, working directory and root, as in
-/// `spawn_tree`: sources held above every target, ranges to close.
-fn plan_files(
-    pi: &ProcImage,
-    meta: &Meta,
-    opts: &Options,
-    open: &mut OpenFiles,
-) -> Result<(ChildPlan, Vec<OwnedFd>)> {
-    let p = &pi.p;
-    let mut plan = ChildPlan {
-        image_pid: p.pid as i32,
-        umask: p.umask,
-        ..Default::default()
-    };
-    let mut keep = Vec::new();
-    super::plan_files(pi, meta, opts, open, &mut plan, &mut keep)?;
-    Ok((plan, keep))
 }
 
 /// The caller's last steps as itself: take the image's descriptors and
@@ -323,12 +273,10 @@ fn kill_self() -> ! {
 /// What the tracer needs, all prepared by the caller before the fork.
 struct Tracer<'a> {
     caller: i32,
-    meta: &'a mut Meta,
-    tramp: &'a Trampoline,
-    specials: &'a [Special],
-    shm_fds: &'a HashMap<u64, OwnedFd>,
-    sysv_sizes: &'a HashMap<u64, u64>,
-    open: &'a mut OpenFiles,
+    meta: &'a Meta,
+    plan: &'a ProcPlan,
+    ipc: &'a mut ipc::IpcRestore,
+    held: &'a mut Held,
 }
 
 /// The first helper: forks the tracer and exits once the tracer has seized
@@ -428,66 +376,43 @@ fn tracer_main(
     };
     eprintln!(
         "crtools: in-place restore of pid {} into pid {c} failed: {err}; the process is killed",
-        t.meta.procs[0].p.pid
+        t.meta.root().p.pid
     );
     let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
-    t.meta.ipc.undo();
+    t.ipc.undo();
     // SAFETY: leaves without running the caller's exit handlers.
     unsafe { libc::_exit(1) }
 }
 
 /// Turns the stopped caller into the image's process and lets it run.
-fn rebuild(t: &mut Tracer, source: Source<'static, std::io::Empty>) -> Result<()> {
-    // The IPC objects are changed while the rest of the metadata is read.
-    let mut ipc = std::mem::take(&mut t.meta.ipc);
-    let r = rebuild_with(t, &mut ipc, source);
-    if r.is_ok() {
-        ipc.commit();
-    }
-    t.meta.ipc = ipc;
-    r
-}
-
-fn rebuild_with(
-    t: &mut Tracer,
-    ipc: &mut super::ipc::IpcRestore,
-    mut source: Source<'static, std::io::Empty>,
-) -> Result<()> {
+fn rebuild(t: &mut Tracer, mut source: Source<'static, std::io::Empty>) -> Result<()> {
     let c = t.caller;
-    let meta: &Meta = t.meta;
-    let pi = &meta.procs[0];
-    let r = Remote::new(c, Gate::Trap(t.tramp.addr))?;
-    let mut bp = Building {
-        pi,
-        pid: c,
-        inner: c,
-        b: Builder::new(r, c, t.tramp),
-        writable: Vec::new(),
-    };
+    let pi = t.meta.root();
+    let held = &mut *t.held;
+    let mut bp = Building::new(pi, c, c, &held.tramp)?;
     drain_signals(&mut bp.b)?;
-    super::rebuild_space(&mut bp, t.specials, t.shm_fds, t.open, t.sysv_sizes)?;
+    map::rebuild_space(&mut bp, t.plan, &held.specials, &held.map_sources())?;
     let first = source.next_record()?;
-    super::stream_bulk(
+    let mut sinks = bulk::Sinks {
+        meta: t.meta,
+        ipc: t.ipc,
+        shm_fds: &held.shm_fds,
+        open: &held.open,
+    };
+    bulk::stream_bulk(
         std::slice::from_mut(&mut bp),
-        meta,
-        ipc,
-        t.shm_fds,
-        t.open,
+        &mut sinks,
         first,
         &mut source,
     )?;
-    t.open.finish_sockets()?;
-    ipc.finish()?;
-    let made = finish(&mut bp, t.tramp, false)?;
+    held.open.finish_sockets()?;
+    t.ipc.finish()?;
+    let made = finish::finish(&mut bp, &held.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");
-    let Building { b, pi, .. } = bp;
-    let sigs = b.r.finish()?;
-    if pi.p.state == image::STATE_STOPPED {
-        // It was in a job-control stop: it stays stopped.
-        let _ = kill(Pid::from_raw(c), Signal::SIGSTOP);
-    }
-    ptrace::detach(c, None).ctx(|| format!("cannot release process {c}"))?;
-    remote::redeliver(c, c, &sigs);
+    let stopped = pi.p.state == image::STATE_STOPPED;
+    finish::release(vec![(c, c, bp.b.r, stopped)], false)?;
+    // The IPC objects are the restored program's now.
+    t.ipc.commit();
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! Page data on restore: what the bulk-data loop of [`super::restore`]
+//! Page data on restore: what the bulk-data loop of [`super::bulk`]
 //! does before it writes a process's pages.
 //!
 //! Mappings that had transparent huge pages (`VMA_F_HUGEPAGE`, the `hg`
@@ -27,12 +27,12 @@ impl Thp {
         let pending = building
             .iter()
             .flat_map(|bp| {
-                bp.pi.mm.iter().flat_map(move |mm| {
-                    mm.vmas
-                        .iter()
-                        .filter(|v| v.flags & image::VMA_F_HUGEPAGE != 0 && v.dumped_pages > 0)
-                        .map(move |v| (bp.pid, v.start, v.end))
-                })
+                bp.pi
+                    .mm
+                    .vmas
+                    .iter()
+                    .filter(|v| v.flags & image::VMA_F_HUGEPAGE != 0 && v.dumped_pages > 0)
+                    .map(move |v| (bp.pid, v.start, v.end))
             })
             .collect();
         Thp { pending }

@@ -9,6 +9,7 @@
 //! syscalls ([`remote::Remote`]) need the stopped one.
 
 pub mod clone;
+pub mod creds;
 pub mod ids;
 pub mod ipc;
 pub mod mem;
@@ -17,6 +18,7 @@ pub mod proc;
 pub mod process;
 pub mod ptrace;
 pub mod remote;
+pub mod rlimit;
 pub mod tty;
 pub mod unixdiag;
 

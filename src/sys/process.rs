@@ -1,4 +1,4 @@
-//! Per-process and per-thread calls nix lacks: `kcmp`, `prlimit64`,
+//! Per-process and per-thread calls nix lacks: `kcmp`,
 //! `get_robust_list`, `getrandom`, and the descriptor calls a checkpoint
 //! uses to look at pipes and sockets without consuming their data.
 
@@ -30,52 +30,6 @@ pub fn kcmp(a: Pid, b: Pid, what: Kcmp) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(r == 0)
-}
-
-/// A resource limit: `(soft, hard)`.
-pub type Rlimit = (u64, u64);
-
-/// Resource `resource`'s limit in process `pid`.
-pub fn get_rlimit(pid: Pid, resource: u32) -> io::Result<Rlimit> {
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit64 with a null new limit only writes the old one into
-    // the live `old`.
-    let r = unsafe {
-        libc::prlimit64(
-            pid.as_raw(),
-            resource as libc::__rlimit_resource_t,
-            std::ptr::null(),
-            &mut old,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((old.rlim_cur, old.rlim_max))
-}
-
-/// Sets resource `resource`'s limit in process `pid`.
-pub fn set_rlimit(pid: Pid, resource: u32, (cur, max): Rlimit) -> io::Result<()> {
-    let lim = libc::rlimit64 {
-        rlim_cur: cur,
-        rlim_max: max,
-    };
-    // SAFETY: prlimit64 reads the live `lim`; the old-limit pointer is null.
-    let r = unsafe {
-        libc::prlimit64(
-            pid.as_raw(),
-            resource as libc::__rlimit_resource_t,
-            &lim,
-            std::ptr::null_mut(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A thread's robust futex list: `(head, length)`.
@@ -192,7 +146,7 @@ mod tests {
     use std::os::fd::AsFd;
 
     #[test]
-    fn kcmp_and_rlimits_of_this_process() {
+    fn kcmp_robust_list_and_getrandom_of_this_process() {
         let me = Pid::this();
         assert!(kcmp(me, me, Kcmp::Vm).unwrap());
         let f = std::fs::File::open("/proc/self/stat").unwrap();
@@ -201,10 +155,6 @@ mod tests {
         let other = std::fs::File::open("/proc/self/stat").unwrap();
         assert!(kcmp(me, me, Kcmp::File(fd, Fd::from_raw(dup.as_raw_fd()))).unwrap());
         assert!(!kcmp(me, me, Kcmp::File(fd, Fd::from_raw(other.as_raw_fd()))).unwrap());
-        let nofile = get_rlimit(me, libc::RLIMIT_NOFILE).unwrap();
-        set_rlimit(me, libc::RLIMIT_NOFILE, nofile).unwrap();
-        assert_eq!(get_rlimit(me, libc::RLIMIT_NOFILE).unwrap(), nofile);
-        assert!(get_rlimit(me, 999).is_err());
         let (head, len) = robust_list(me.main_thread()).unwrap();
         assert!(head != 0 && len > 0, "glibc registers a robust list");
         let mut b = [0u8; 32];

@@ -1,0 +1,120 @@
+//! What can be wrong inside an image whose framing is sound: records that
+//! decode but contradict each other or ask for the impossible. The
+//! restorer refuses such an image with one of these, naming the record
+//! (process, thread, mapping, descriptor or data record), the field and
+//! what was wrong; the edge shows it as one line, `invalid image: ...`.
+
+use thiserror::Error;
+
+use super::Kind;
+
+/// Why a mapping was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MappingFault {
+    Unaligned,
+    OutsideUserSpace,
+    Overlaps,
+    MissingShmem,
+    MissingSysvSegment,
+    OffsetBeyondStart,
+}
+
+impl std::fmt::Display for MappingFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MappingFault::Unaligned => "is not a page-aligned range",
+            MappingFault::OutsideUserSpace => "lies outside the user address space",
+            MappingFault::Overlaps => "overlaps the one before it",
+            MappingFault::MissingShmem => "refers to a shared memory object the image lacks",
+            MappingFault::MissingSysvSegment => "refers to a SysV segment the image lacks",
+            MappingFault::OffsetBeyondStart => "has an offset beyond its own address",
+        })
+    }
+}
+
+/// Which object a bulk-data record was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataTarget {
+    SharedMemory,
+    File,
+    Socket,
+    Pipe,
+}
+
+impl std::fmt::Display for DataTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DataTarget::SharedMemory => "shared memory",
+            DataTarget::File => "file",
+            DataTarget::Socket => "socket",
+            DataTarget::Pipe => "pipe",
+        })
+    }
+}
+
+/// An image fault: which record, which field, what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Fault {
+    #[error("process {pid} appears twice")]
+    DuplicateProcess { pid: u32 },
+    #[error("a {kind} record refers to process {pid}, which has no process record before it")]
+    NoProcessFor { kind: Kind, pid: u32 },
+    #[error("no live process in the image")]
+    NoLiveProcess,
+    #[error("the first process {pid} is not the root of the tree")]
+    FirstNotRoot { pid: u32 },
+    #[error("impossible pid {pid}")]
+    Pid { pid: u32 },
+    /// `field` is `pgid`, `sid` or `tty_pgrp`.
+    #[error("process {pid}: impossible {field} {value}")]
+    GroupId {
+        pid: u32,
+        field: &'static str,
+        value: u32,
+    },
+    #[error("process {pid}: impossible exit signal {signal}")]
+    ExitSignal { pid: u32, signal: u32 },
+    #[error("process {pid} comes before its parent {ppid}")]
+    ParentAfter { pid: u32, ppid: u32 },
+    #[error("zombie {pid} has threads or memory")]
+    ZombieBody { pid: u32 },
+    #[error("process {pid} has no memory record")]
+    NoMemory { pid: u32 },
+    #[error("process {pid} has no main thread record")]
+    NoMainThread { pid: u32 },
+    #[error("process {pid} has {count} threads")]
+    TooManyThreads { pid: u32, count: usize },
+    #[error("registers of thread {tid} have the wrong size")]
+    RegsSize { tid: u32 },
+    #[error("impossible thread id {tid}")]
+    Tid { tid: u32 },
+    #[error("process {pid}: mapping {start:#x}-{end:#x} {why}")]
+    Mapping {
+        pid: u32,
+        start: u64,
+        end: u64,
+        why: MappingFault,
+    },
+    #[error("process {pid}: descriptor {fd} refers to a missing file")]
+    MissingFile { pid: u32, fd: u32 },
+    #[error("process {pid}: impossible descriptor {fd}")]
+    Fd { pid: u32, fd: u32 },
+    #[error("record {seq} is too short for its kind")]
+    ShortData { seq: u32 },
+    #[error("zero record {seq} has no length")]
+    ZeroNoLength { seq: u32 },
+    #[error("zero record {seq} is too long")]
+    ZeroTooLong { seq: u32 },
+    #[error("a {kind} record after the page data began")]
+    MetaAfterData { kind: Kind },
+    #[error("pages for unknown process {id}")]
+    PagesUnknownProcess { id: u64 },
+    #[error("pages at {start:#x}-{end:#x} of process {id} lie outside its mappings")]
+    PagesOutside { id: u64, start: u64, end: u64 },
+    #[error("data for unknown {target} {id}")]
+    DataUnknown { target: DataTarget, id: u64 },
+    #[error("data beyond the end of {target} {id}")]
+    DataBeyond { target: DataTarget, id: u64 },
+    #[error("data for unknown space {space}")]
+    UnknownSpace { space: u32 },
+}

@@ -1,0 +1,148 @@
+//! The bulk data of an image (page contents, shared memory, SysV
+//! segments, deleted files' contents, pipe and socket data), streamed
+//! straight into the objects being built, each record checked against
+//! what the metadata said the object holds.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+
+use super::files::OpenFiles;
+use super::meta::Meta;
+use super::{Building, inject, ipc, pages, spool};
+use crate::error::{Context, Result};
+use crate::image::{self, DataPrefix, DataTarget, Fault, Kind, RawRecord};
+use crate::sys::mem;
+
+/// Where the bulk data goes.
+pub(crate) struct Sinks<'a> {
+    pub meta: &'a Meta,
+    pub ipc: &'a mut ipc::IpcRestore,
+    pub shm_fds: &'a HashMap<u64, OwnedFd>,
+    pub open: &'a OpenFiles,
+}
+
+/// Streams the bulk records, starting with `next`, into `building` and
+/// `sinks`. When it returns, the end record has been read and matched.
+pub(crate) fn stream_bulk<R: Read>(
+    building: &mut [Building],
+    sinks: &mut Sinks,
+    mut next: Option<RawRecord>,
+    source: &mut spool::Source<'_, R>,
+) -> Result<()> {
+    let zeros = vec![0u8; image::CHUNK];
+    let mut thp = pages::Thp::new(building);
+    while let Some(raw) = next {
+        let rec = raw.decode()?;
+        let (pre, data) =
+            DataPrefix::parse(&rec.payload).ok_or(Fault::ShortData { seq: rec.seq })?;
+        let data: &[u8] = if rec.kind == Kind::ZERO {
+            let len = data.get(..8).ok_or(Fault::ZeroNoLength { seq: rec.seq })?;
+            let zlen = u64::from_le_bytes([
+                len[0], len[1], len[2], len[3], len[4], len[5], len[6], len[7],
+            ]);
+            zeros
+                .get(..zlen.try_into().unwrap_or(usize::MAX))
+                .ok_or(Fault::ZeroTooLong { seq: rec.seq })?
+        } else if matches!(rec.kind, Kind::PAGES | Kind::BLOB) {
+            data
+        } else {
+            return Err(Fault::MetaAfterData { kind: rec.kind }.into());
+        };
+        if pre.space == image::SPACE_PROCESS {
+            let bp = building
+                .iter_mut()
+                .find(|x| x.pi.p.pid as u64 == pre.id)
+                .ok_or(Fault::PagesUnknownProcess { id: pre.id })?;
+            process_pages(bp, &mut thp, &pre, data)?;
+        } else {
+            object_data(sinks, &pre, data)?;
+        }
+        inject::check("pages")?;
+        next = source.next_record()?;
+    }
+    Ok(())
+}
+
+/// Writes page contents into a process being built.
+fn process_pages(
+    bp: &mut Building,
+    thp: &mut pages::Thp,
+    pre: &DataPrefix,
+    data: &[u8],
+) -> Result<()> {
+    let end = pre.addr.saturating_add(data.len() as u64);
+    if !bp.writable.iter().any(|&(s, e)| s <= pre.addr && end <= e) {
+        return Err(Fault::PagesOutside {
+            id: pre.id,
+            start: pre.addr,
+            end,
+        }
+        .into());
+    }
+    thp.before_write(bp, pre.addr)?;
+    mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
+        .ctx(|| format!("cannot write memory of process {}", bp.pid))
+}
+
+/// Writes the data of an object the restorer holds: shared memory, a
+/// deleted file, a SysV segment, a socket's or a pipe's queue.
+fn object_data(sinks: &mut Sinks, pre: &DataPrefix, data: &[u8]) -> Result<()> {
+    let meta = sinks.meta;
+    let id = pre.id;
+    let end = pre.addr.saturating_add(data.len() as u64);
+    let check = |target, size: Option<u64>| -> Result<()> {
+        match size {
+            None => Err(Fault::DataUnknown { target, id }.into()),
+            Some(size) if end > size => Err(Fault::DataBeyond { target, id }.into()),
+            Some(_) => Ok(()),
+        }
+    };
+    match pre.space {
+        image::SPACE_SHMEM => {
+            check(
+                DataTarget::SharedMemory,
+                meta.shmem().get(&id).map(|s| s.size),
+            )?;
+            let fd = sinks.shm_fds.get(&id).ok_or(Fault::DataUnknown {
+                target: DataTarget::SharedMemory,
+                id,
+            })?;
+            let f = std::fs::File::from(fd.try_clone().ctx(|| "dup".into())?);
+            f.write_all_at(data, pre.addr)
+                .ctx(|| "cannot fill shared memory".into())
+        }
+        image::SPACE_FILE => {
+            let fd = sinks.open.blob_target(id).ok_or(Fault::DataUnknown {
+                target: DataTarget::File,
+                id,
+            })?;
+            check(
+                DataTarget::File,
+                Some(meta.files().get(&id).map(|f| f.size).unwrap_or(0)),
+            )?;
+            nix::sys::uio::pwrite(
+                // SAFETY: fd is held open by `open` for the whole restore.
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                data,
+                pre.addr as i64,
+            )
+            .ctx(|| "cannot write the contents of a deleted file".into())?;
+            Ok(())
+        }
+        image::SPACE_SYSV_SHM => sinks.ipc.shm_contents(id, pre.addr, data),
+        image::SPACE_SOCKET => {
+            check(
+                DataTarget::Socket,
+                meta.sockets().get(&id).map(|s| s.data_len),
+            )?;
+            sinks.open.fill_socket(id, data)
+        }
+        image::SPACE_PIPE => {
+            check(DataTarget::Pipe, meta.pipes().get(&id).map(|p| p.data_len))?;
+            sinks.open.fill_pipe(id, data)
+        }
+        space => Err(Fault::UnknownSpace { space }.into()),
+    }
+}

@@ -1,0 +1,134 @@
+//! The last steps of building each process, after its memory contents:
+//! protections and advice, mm fields, resource limits, threads, signals,
+//! timers, credentials, registers; then the release of the whole tree.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::Building;
+use super::space::{self, Builder, Trampoline};
+use crate::error::{Context, Error, Result};
+use crate::image::{self, Process};
+use crate::sys::ptrace;
+use crate::sys::remote::{self, Gate, Remote, nr};
+
+/// A thread made by [`finish`]: `(pid, tid, session)`.
+pub(crate) type MadeThread = (i32, i32, Remote);
+
+/// Everything after the memory contents: protections, mm fields, signal
+/// state, timers, threads, credentials, registers; ends with the trampoline
+/// unmapped and every thread stopped at its final registers. Returns the
+/// remote sessions of the threads it created.
+pub(crate) fn finish<'a>(
+    bp: &mut Building<'a>,
+    tramp: &'a Trampoline,
+    same_ids: bool,
+) -> Result<Vec<MadeThread>> {
+    let pi = bp.pi;
+    let mm = &pi.mm;
+    let pid = bp.pid;
+    let inner = bp.inner;
+    let b = &mut bp.b;
+    for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
+        if space::build_prot(v) != v.prot {
+            b.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64])?;
+        }
+        let advice = [
+            (image::VMA_F_HUGEPAGE, libc::MADV_HUGEPAGE),
+            (image::VMA_F_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+            (image::VMA_F_DONTFORK, libc::MADV_DONTFORK),
+            (image::VMA_F_DONTDUMP, libc::MADV_DONTDUMP),
+        ];
+        for (bit, adv) in advice {
+            if v.flags & bit != 0 {
+                b.call(nr::MADVISE, &[v.start, v.end - v.start, adv as u64])?;
+            }
+        }
+    }
+    space::finish_process(b, &pi.p, mm)?;
+    for rl in pi.p.rlimits.iter() {
+        crate::sys::rlimit::set(pid, rl.resource, rl.cur, rl.max).map_err(|e| {
+            Error::msg(format!(
+                "cannot restore resource limit {} of pid {}: {e}",
+                rl.resource, pi.p.pid
+            ))
+        })?;
+    }
+    // Other threads: cloned from the main one with their own ids.
+    let mut made = Vec::new();
+    if pi.threads.len() > 1 {
+        ptrace::set_options_clone(pid).ctx(|| format!("cannot trace the threads of pid {pid}"))?;
+    }
+    for t in pi.threads.iter().skip(1) {
+        let (tid, inner_tid) = space::create_thread(b, &t.t, same_ids)?;
+        let r = Remote::new(tid, Gate::Trap(tramp.addr))?;
+        let mut tb = Builder::new(r, pid, tramp);
+        space::finish_thread(&mut tb, &t.t, tid)?;
+        space::queue_signals(&mut tb, inner, inner_tid, &t.t.pending)?;
+        tb.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
+        made.push((pid, tid, tb.r));
+    }
+    let t = pi.main_thread();
+    space::finish_thread(b, &t.t, pid)?;
+    space::queue_signals(b, inner, 0, &pi.p.shared_pending)?;
+    space::queue_signals(b, inner, inner, &t.t.pending)?;
+    space::posix_timers(b, &pi.p)?;
+    restore_creds(b, &pi.p)?;
+    // The last syscall unmaps the trampoline itself; stop at its exit.
+    b.r.set_gate(Gate::Syscall(tramp.addr));
+    b.call(nr::MUNMAP, &[tramp.addr, tramp.len])?;
+    b.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
+    Ok(made)
+}
+
+/// Credentials last: after them the process may no longer be allowed to
+/// do what the restore needs.
+fn restore_creds(b: &mut Builder, p: &Process) -> Result<()> {
+    let c = &p.creds;
+    let (uid, gid) = crate::sys::creds::real_ids();
+    let same_ids = [c.uid, c.euid, c.suid, c.fsuid].iter().all(|&x| x == uid)
+        && [c.gid, c.egid, c.sgid, c.fsgid].iter().all(|&x| x == gid);
+    if same_ids {
+        return Ok(());
+    }
+    if !c.groups.is_empty() {
+        let mut g = Vec::new();
+        for x in c.groups.iter() {
+            g.extend_from_slice(&x.to_le_bytes());
+        }
+        let at = b.put(&g)?;
+        b.call(nr::SETGROUPS, &[c.groups.len() as u64, at])?;
+    }
+    b.call(nr::SETRESGID, &[c.gid as u64, c.egid as u64, c.sgid as u64])?;
+    b.call(nr::SETRESUID, &[c.uid as u64, c.euid as u64, c.suid as u64])?;
+    Ok(())
+}
+
+/// One thread ready to go: `(pid, tid, session, stays stopped)`.
+pub(crate) type Ready = (i32, i32, Remote, bool);
+
+/// Lets every thread go at once, in `order`: each is put at its final
+/// registers, detached (a process that was in a job-control stop stays
+/// stopped), then gets back the signals that arrived while it was built.
+/// `inject`: whether the `release` failure-injection stage applies.
+pub(crate) fn release(order: Vec<Ready>, inject: bool) -> Result<()> {
+    let mut deferred = Vec::new();
+    for (pid, tid, r, stopped) in order {
+        deferred.push((pid, tid, r.finish()?, stopped));
+    }
+    if inject {
+        super::inject::check("release")?;
+    }
+    for (pid, tid, _, stopped) in &deferred {
+        if *stopped {
+            // It was in a job-control stop: it stays stopped.
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
+        }
+        ptrace::detach(*tid, None)
+            .ctx(|| format!("cannot release thread {tid} of process {pid}"))?;
+    }
+    for (pid, tid, sigs, _) in &deferred {
+        remote::redeliver(*pid, *tid, sigs);
+    }
+    Ok(())
+}

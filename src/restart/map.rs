@@ -1,0 +1,224 @@
+//! Rebuilding a stopped process's address space (contents come later,
+//! from [`super::bulk`]): drop glibc's rseq, move the kernel's vDSO and
+//! vvar to the image's addresses, unmap the rest, then carry out the
+//! plan's [`MapStep`]s with remote syscalls.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::files::OpenFiles;
+use super::plan::{MapStep, ProcPlan};
+use super::space::{self, Builder, Special};
+use super::{Building, ipc};
+use crate::error::{Error, Result};
+use crate::image::{self, Fault, MappingFault, Mm, Vma};
+use crate::sys::remote::nr;
+
+/// What the mappings of every process may refer to.
+pub(crate) struct MapSources<'a> {
+    /// The restorer's memfds of the shared memory objects, by id.
+    pub shm_fds: &'a HashMap<u64, OwnedFd>,
+    pub open: &'a OpenFiles,
+    /// Sizes of the SysV segments, by id.
+    pub sysv_sizes: &'a HashMap<u64, u64>,
+}
+
+/// Replaces a stopped process's address space with the image's mappings
+/// and records which ranges its page data may fill.
+pub(crate) fn rebuild_space(
+    bp: &mut Building,
+    pp: &ProcPlan,
+    specials: &[Special],
+    src: &MapSources,
+) -> Result<()> {
+    bp.b.unregister_rseq()?;
+    let mm = &bp.pi.mm;
+    let want: Vec<_> = mm
+        .vmas
+        .iter()
+        .filter(|v| {
+            matches!(
+                v.backing,
+                image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
+            )
+        })
+        .collect();
+    bp.b.clear_space(specials, &want)?;
+    bp.writable = map_vmas(&mut bp.b, bp.pi.p.pid, mm, &pp.map, src)?;
+    Ok(())
+}
+
+/// Carries out `steps` over the VMAs of `mm`; returns the ranges whose
+/// contents may be written.
+fn map_vmas(
+    b: &mut Builder,
+    image_pid: u32,
+    mm: &Mm,
+    steps: &[MapStep],
+    src: &MapSources,
+) -> Result<Vec<(u64, u64)>> {
+    let mut remote_fds: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
+    let mut writable = Vec::new();
+    let vma = |i: usize| -> Result<&Vma> {
+        mm.vmas.get(i).ok_or_else(|| {
+            Error::msg(format!(
+                "restore plan names mapping {i} of {image_pid}, which it lacks"
+            ))
+        })
+    };
+    for &step in steps {
+        match step {
+            MapStep::Attach {
+                segment,
+                at,
+                vma: i,
+            } => {
+                let v = vma(i)?;
+                let flags = ipc::attach_flags(v.prot, v.flags & image::VMA_F_MAYWRITE != 0);
+                b.call(nr::SHMAT, &[segment, at, flags as u64])
+                    .map_err(|e| {
+                        Error::msg(format!(
+                            "cannot attach SysV segment {segment} at {at:#x} in pid {}: {e}",
+                            b.pid
+                        ))
+                    })?;
+            }
+            MapStep::Protect { vma: i } => {
+                let v = vma(i)?;
+                b.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64])?;
+            }
+            MapStep::Trim { segment, at } => {
+                trim_attachment(b, image_pid, mm, segment, at, src)?;
+            }
+            MapStep::Map { vma: i } => {
+                let v = vma(i)?;
+                map_one(b, v, &mut remote_fds, src)?;
+                if v.dumped_pages > 0 {
+                    writable.push((v.start, v.end));
+                }
+            }
+        }
+    }
+    for fd in remote_fds.into_values() {
+        b.call(nr::CLOSE, &[fd])?;
+    }
+    Ok(writable)
+}
+
+/// Unmaps what a SysV attachment at `at` covers beyond the pieces the
+/// image has of it.
+fn trim_attachment(
+    b: &mut Builder,
+    image_pid: u32,
+    mm: &Mm,
+    segment: u64,
+    at: u64,
+    src: &MapSources,
+) -> Result<()> {
+    let size = *src.sysv_sizes.get(&segment).ok_or(Fault::Mapping {
+        pid: image_pid,
+        start: at,
+        end: at,
+        why: MappingFault::MissingSysvSegment,
+    })?;
+    let len = (size + space::PAGE - 1) & !(space::PAGE - 1);
+    let mut pos = at;
+    let mut pieces: Vec<(u64, u64)> = mm
+        .vmas
+        .iter()
+        .filter(|v| {
+            v.backing == image::VMA_SYSV_SHM && v.shmem_id == segment && v.start - v.pgoff == at
+        })
+        .map(|v| (v.start, v.end))
+        .collect();
+    pieces.sort_unstable();
+    for (s, e) in pieces.into_iter().chain([(at + len, at + len)]) {
+        if s > pos {
+            b.call(nr::MUNMAP, &[pos, s - pos])?;
+        }
+        pos = pos.max(e);
+    }
+    Ok(())
+}
+
+/// Maps one VMA, opening its file in the process once per path and mode.
+fn map_one(
+    b: &mut Builder,
+    v: &Vma,
+    remote_fds: &mut HashMap<(Vec<u8>, bool), u64>,
+    src: &MapSources,
+) -> Result<()> {
+    let me = std::process::id();
+    let prot = space::build_prot(v) as u64;
+    let shared = v.flags & image::VMA_F_SHARED != 0;
+    let mut flags = libc::MAP_FIXED as u64
+        | if shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        } as u64;
+    if v.flags & image::VMA_F_GROWSDOWN != 0 {
+        flags |= libc::MAP_GROWSDOWN as u64;
+    }
+    let len = v.end - v.start;
+    let (fd, off) = match v.backing {
+        image::VMA_ANON => {
+            flags |= libc::MAP_ANONYMOUS as u64;
+            (u64::MAX, 0)
+        }
+        image::VMA_FILE | image::VMA_SHARED_ANON => {
+            let path: Vec<u8> = if v.backing == image::VMA_SHARED_ANON {
+                let fd = src.shm_fds.get(&v.shmem_id).ok_or_else(|| {
+                    Error::msg(format!(
+                        "cannot map {:#x}-{:#x}: shared memory {} was not created",
+                        v.start, v.end, v.shmem_id
+                    ))
+                })?;
+                format!("/proc/{me}/fd/{}", fd.as_raw_fd()).into_bytes()
+            } else if let Some(fd) = (v.file_id != 0)
+                .then(|| src.open.blob_target(v.file_id))
+                .flatten()
+            {
+                format!("/proc/{me}/fd/{fd}").into_bytes()
+            } else {
+                v.path.clone()
+            };
+            let rw = shared && v.prot & libc::PROT_WRITE as u32 != 0;
+            let key = (path.clone(), rw);
+            let fd = match remote_fds.get(&key) {
+                Some(&fd) => fd,
+                None => {
+                    let at = b.put_path(&path)?;
+                    let mode = if rw { libc::O_RDWR } else { libc::O_RDONLY };
+                    let fd = b
+                        .call(nr::OPENAT, &[libc::AT_FDCWD as u64, at, mode as u64, 0])
+                        .map_err(|e| {
+                            Error::msg(format!(
+                                "cannot map {} at {:#x} in pid {}: {e}",
+                                String::from_utf8_lossy(&v.path),
+                                v.start,
+                                b.pid
+                            ))
+                        })?;
+                    remote_fds.insert(key, fd);
+                    fd
+                }
+            };
+            (fd, v.pgoff)
+        }
+        other => {
+            return Err(Error::msg(format!(
+                "cannot restore mapping {:#x}-{:#x}: backing {other} is not supported yet",
+                v.start, v.end
+            )));
+        }
+    };
+    b.call(nr::MMAP, &[v.start, len, prot, flags, fd, off])
+        .map_err(|e| {
+            Error::msg(format!(
+                "cannot map {:#x}-{:#x} in pid {}: {e}",
+                v.start, v.end, b.pid
+            ))
+        })?;
+    Ok(())
+}

@@ -1,0 +1,458 @@
+//! Reading an image's metadata and validating it, once: [`Meta`] can only
+//! be made by [`Meta::validate`], so code that holds one indexes nothing
+//! that could be missing. Every process has a resolved parent, every live
+//! process its memory record and a main thread with registers of the right
+//! size, every descriptor its file, every shared mapping its object; pids,
+//! thread ids, group and session ids are in range.
+//!
+//! Pure code: no syscalls (the fuzz target `plan` runs it on any bytes).
+//! What the restorer's own privileges allow is checked separately, by
+//! [`check_privilege`].
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use crate::error::{Error, Result};
+use crate::image::{
+    self, Fault, FdTable, File, Kind, MappingFault, Mm, Process, RawRecord, Reader, Shmem, Thread,
+};
+use crate::sys::ptrace::{self, Regs};
+
+use super::ipc;
+use super::space::{PAGE, TASK_SIZE};
+
+/// The largest pid Linux hands out (`PID_MAX_LIMIT` on 64-bit).
+pub const PID_MAX: u32 = 4_194_304;
+/// The most threads one process of an image may have.
+pub const MAX_THREADS: usize = 4096;
+/// The largest descriptor number an image may use.
+pub const MAX_FD: u32 = 1 << 20;
+
+/// The metadata records as read, before validation.
+#[derive(Default)]
+pub struct RawMeta {
+    procs: Vec<RawProc>,
+    files: HashMap<u64, File>,
+    shmem: HashMap<u64, Shmem>,
+    pipes: HashMap<u64, image::Pipe>,
+    sockets: HashMap<u64, image::Socket>,
+    ptys: HashMap<u64, image::Pty>,
+    ipc: ipc::IpcRestore,
+    /// The first bulk-data record, read to find the end of the metadata.
+    first_bulk: Option<RawRecord>,
+}
+
+#[derive(Default)]
+struct RawProc {
+    p: Process,
+    threads: Vec<Thread>,
+    mm: Option<Mm>,
+    fds: Option<FdTable>,
+}
+
+/// Reads the metadata records of an image, up to its first bulk record.
+pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
+    let mut m = RawMeta::default();
+    while let Some(raw) = reader.next_raw()? {
+        let kind = raw.head.kind;
+        if matches!(kind, Kind::PAGES | Kind::ZERO | Kind::BLOB) {
+            m.first_bulk = Some(raw);
+            break;
+        }
+        let rec = raw.decode()?;
+        match kind {
+            Kind::PROCESS => {
+                let p: Process = rec.decode()?;
+                if m.procs.iter().any(|x| x.p.pid == p.pid) {
+                    return Err(Fault::DuplicateProcess { pid: p.pid }.into());
+                }
+                m.procs.push(RawProc {
+                    p,
+                    ..Default::default()
+                });
+            }
+            Kind::THREAD => {
+                let t: Thread = rec.decode()?;
+                m.proc_of(kind, t.pid)?.threads.push(t);
+            }
+            Kind::MM => {
+                let mm: Mm = rec.decode()?;
+                let pid = mm.pid;
+                m.proc_of(kind, pid)?.mm = Some(mm);
+            }
+            Kind::FDTABLE => {
+                let t: FdTable = rec.decode()?;
+                let pid = t.pid;
+                m.proc_of(kind, pid)?.fds = Some(t);
+            }
+            Kind::FILE => {
+                let f: File = rec.decode()?;
+                m.files.insert(f.id, f);
+            }
+            Kind::SHMEM => {
+                let s: Shmem = rec.decode()?;
+                m.shmem.insert(s.id, s);
+            }
+            Kind::PIPE => {
+                let p: image::Pipe = rec.decode()?;
+                m.pipes.insert(p.id, p);
+            }
+            Kind::SOCKET => {
+                let s: image::Socket = rec.decode()?;
+                m.sockets.insert(s.id, s);
+            }
+            Kind::PTY => {
+                let p: image::Pty = rec.decode()?;
+                m.ptys.insert(p.id, p);
+            }
+            Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
+                m.ipc.add(&rec)?;
+            }
+            k if k.is_optional() => {}
+            k => {
+                return Err(Error::msg(format!(
+                    "cannot restore this image: records of kind {k} are not supported by this version"
+                )));
+            }
+        }
+    }
+    Ok(m)
+}
+
+impl RawMeta {
+    fn proc_of(&mut self, kind: Kind, pid: u32) -> Result<&mut RawProc> {
+        self.procs
+            .iter_mut()
+            .find(|x| x.p.pid == pid)
+            .ok_or(Error::Invalid(Fault::NoProcessFor { kind, pid }))
+    }
+}
+
+/// A thread of a live process, its registers decoded.
+#[derive(Debug)]
+pub struct ThreadImage {
+    pub t: Thread,
+    pub regs: Regs,
+}
+
+/// A descriptor of a live process with its file.
+#[derive(Debug)]
+pub struct FdImage {
+    pub fd: u32,
+    pub cloexec: bool,
+    pub file: File,
+}
+
+/// A live process of a validated image.
+#[derive(Debug)]
+pub struct Live {
+    pub p: Process,
+    /// Index of its parent in [`Meta::live`]; `None` for the root.
+    pub parent: Option<usize>,
+    pub mm: Mm,
+    /// The main thread (tid = pid) first; never empty.
+    pub threads: Vec<ThreadImage>,
+    pub fds: Vec<FdImage>,
+}
+
+impl Live {
+    /// The main thread.
+    pub fn main_thread(&self) -> &ThreadImage {
+        // Construction (`Meta::validate`) puts the main thread first.
+        &self.threads[0]
+    }
+}
+
+/// A zombie of a validated image.
+#[derive(Debug)]
+pub struct Zombie {
+    pub p: Process,
+    /// Index of its parent in [`Meta::live`].
+    pub parent: usize,
+}
+
+/// One process in image order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    Live(usize),
+    Zombie(usize),
+}
+
+/// Validated metadata: made only by [`Meta::validate`].
+pub struct Meta {
+    live: Vec<Live>,
+    zombies: Vec<Zombie>,
+    /// Every process in image order.
+    order: Vec<Member>,
+    files: HashMap<u64, File>,
+    shmem: HashMap<u64, Shmem>,
+    pipes: HashMap<u64, image::Pipe>,
+    sockets: HashMap<u64, image::Socket>,
+    ptys: HashMap<u64, image::Pty>,
+    ipc: ipc::IpcRestore,
+    first_bulk: Option<RawRecord>,
+}
+
+fn pid_ok(pid: u32) -> bool {
+    pid != 0 && pid <= PID_MAX
+}
+
+impl Meta {
+    /// Checks everything the restorer relies on and resolves every
+    /// reference; the one way to make a [`Meta`].
+    pub fn validate(raw: RawMeta) -> std::result::Result<Meta, Fault> {
+        let RawMeta {
+            procs,
+            files,
+            shmem,
+            pipes,
+            sockets,
+            ptys,
+            ipc,
+            first_bulk,
+        } = raw;
+        let root = procs
+            .iter()
+            .find(|pi| pi.p.state != image::STATE_ZOMBIE)
+            .ok_or(Fault::NoLiveProcess)?;
+        match procs.first() {
+            Some(first) if first.p.ppid == 0 && first.p.state != image::STATE_ZOMBIE => {}
+            _ => return Err(Fault::FirstNotRoot { pid: root.p.pid }),
+        }
+        let sysv: Vec<u64> = ipc.segments().iter().map(|s| s.id as u64).collect();
+        let mut live: Vec<Live> = Vec::new();
+        let mut zombies = Vec::new();
+        let mut order = Vec::new();
+        // image pid -> index in `live`, for the processes seen so far.
+        let mut index: HashMap<u32, usize> = HashMap::new();
+        for (i, pi) in procs.into_iter().enumerate() {
+            let p = &pi.p;
+            let pid = p.pid;
+            if !pid_ok(pid) {
+                return Err(Fault::Pid { pid });
+            }
+            for (field, value) in [("pgid", p.pgid), ("sid", p.sid), ("tty_pgrp", p.tty_pgrp)] {
+                // 0: outside the image's pid namespace (or no terminal).
+                if value > PID_MAX {
+                    return Err(Fault::GroupId { pid, field, value });
+                }
+            }
+            if p.exit_signal > 64 {
+                return Err(Fault::ExitSignal {
+                    pid,
+                    signal: p.exit_signal,
+                });
+            }
+            let parent = if i == 0 {
+                None
+            } else {
+                Some(
+                    *index
+                        .get(&p.ppid)
+                        .ok_or(Fault::ParentAfter { pid, ppid: p.ppid })?,
+                )
+            };
+            if p.state == image::STATE_ZOMBIE {
+                if !pi.threads.is_empty() || pi.mm.is_some() {
+                    return Err(Fault::ZombieBody { pid });
+                }
+                let Some(parent) = parent else {
+                    return Err(Fault::FirstNotRoot { pid });
+                };
+                order.push(Member::Zombie(zombies.len()));
+                zombies.push(Zombie { p: pi.p, parent });
+                continue;
+            }
+            let mm = pi.mm.ok_or(Fault::NoMemory { pid })?;
+            if pi.threads.first().is_none_or(|t| t.tid != pid) {
+                return Err(Fault::NoMainThread { pid });
+            }
+            if pi.threads.len() > MAX_THREADS {
+                return Err(Fault::TooManyThreads {
+                    pid,
+                    count: pi.threads.len(),
+                });
+            }
+            let mut threads = Vec::with_capacity(pi.threads.len());
+            for t in pi.threads {
+                let regs =
+                    ptrace::regs_from_bytes(&t.regs).ok_or(Fault::RegsSize { tid: t.tid })?;
+                if !pid_ok(t.tid) {
+                    return Err(Fault::Tid { tid: t.tid });
+                }
+                threads.push(ThreadImage { t, regs });
+            }
+            check_vmas(pid, &mm, &shmem, &sysv)?;
+            let mut fds = Vec::new();
+            for fd in pi.fds.iter().flat_map(|t| t.fds.iter()) {
+                let file = files
+                    .get(&fd.file_id)
+                    .ok_or(Fault::MissingFile { pid, fd: fd.fd })?;
+                if fd.fd > MAX_FD {
+                    return Err(Fault::Fd { pid, fd: fd.fd });
+                }
+                fds.push(FdImage {
+                    fd: fd.fd,
+                    cloexec: fd.cloexec,
+                    file: file.clone(),
+                });
+            }
+            index.insert(pid, live.len());
+            order.push(Member::Live(live.len()));
+            live.push(Live {
+                p: pi.p,
+                parent,
+                mm,
+                threads,
+                fds,
+            });
+        }
+        Ok(Meta {
+            live,
+            zombies,
+            order,
+            files,
+            shmem,
+            pipes,
+            sockets,
+            ptys,
+            ipc,
+            first_bulk,
+        })
+    }
+
+    /// The live processes, root first, each after its parent.
+    pub fn live(&self) -> &[Live] {
+        &self.live
+    }
+    /// The root of the tree.
+    pub fn root(&self) -> &Live {
+        // `validate` refuses an image whose first process is not live.
+        &self.live[0]
+    }
+    pub fn zombies(&self) -> &[Zombie] {
+        &self.zombies
+    }
+    /// Every process in image order.
+    pub fn order(&self) -> &[Member] {
+        &self.order
+    }
+    /// The process record of a member.
+    pub fn process(&self, m: Member) -> &Process {
+        match m {
+            Member::Live(i) => &self.live[i].p,
+            Member::Zombie(i) => &self.zombies[i].p,
+        }
+    }
+    /// How many processes, zombies included.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+    pub fn files(&self) -> &HashMap<u64, File> {
+        &self.files
+    }
+    pub fn shmem(&self) -> &HashMap<u64, Shmem> {
+        &self.shmem
+    }
+    pub fn pipes(&self) -> &HashMap<u64, image::Pipe> {
+        &self.pipes
+    }
+    pub fn sockets(&self) -> &HashMap<u64, image::Socket> {
+        &self.sockets
+    }
+    pub fn ptys(&self) -> &HashMap<u64, image::Pty> {
+        &self.ptys
+    }
+    /// The SysV IPC objects, taken out to be created.
+    pub fn take_ipc(&mut self) -> ipc::IpcRestore {
+        std::mem::take(&mut self.ipc)
+    }
+    /// The first bulk-data record, read while looking for the end of the
+    /// metadata.
+    pub fn take_first_bulk(&mut self) -> Option<RawRecord> {
+        self.first_bulk.take()
+    }
+}
+
+fn check_vmas(
+    pid: u32,
+    mm: &Mm,
+    shmem: &HashMap<u64, Shmem>,
+    sysv: &[u64],
+) -> std::result::Result<(), Fault> {
+    let mut last_end = 0;
+    for v in mm.vmas.iter() {
+        let bad = |why| Fault::Mapping {
+            pid,
+            start: v.start,
+            end: v.end,
+            why,
+        };
+        if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
+            return Err(bad(MappingFault::Unaligned));
+        }
+        if v.backing == image::VMA_VSYSCALL {
+            continue;
+        }
+        if v.end > TASK_SIZE {
+            return Err(bad(MappingFault::OutsideUserSpace));
+        }
+        if v.start < last_end {
+            return Err(bad(MappingFault::Overlaps));
+        }
+        last_end = v.end;
+        if v.backing == image::VMA_SHARED_ANON && !shmem.contains_key(&v.shmem_id) {
+            return Err(bad(MappingFault::MissingShmem));
+        }
+        if v.backing == image::VMA_SYSV_SHM {
+            if !sysv.contains(&v.shmem_id) {
+                return Err(bad(MappingFault::MissingSysvSegment));
+            }
+            if v.pgoff > v.start {
+                return Err(bad(MappingFault::OffsetBeyondStart));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads and validates the metadata, and checks the restorer may restore it.
+pub fn load<R: Read>(reader: &mut Reader<R>) -> Result<Meta> {
+    let meta = Meta::validate(read(reader)?)?;
+    check_privilege(&meta)?;
+    Ok(meta)
+}
+
+/// Trust: a restorer that is not root restores only processes with its own
+/// credentials and no capabilities beyond its own; an image asking for
+/// another user, a set-id process or capabilities is refused.
+pub fn check_privilege(m: &Meta) -> Result<()> {
+    let (uid, gid) = crate::sys::creds::effective_ids();
+    if uid == 0 {
+        return Ok(());
+    }
+    let own = std::fs::read("/proc/self/status")
+        .ok()
+        .and_then(|b| crate::sys::proc::parse_status(&b).ok())
+        .unwrap_or_default();
+    for p in m.order.iter().map(|&x| m.process(x)) {
+        let c = &p.creds;
+        let ids_ok = [c.uid, c.euid, c.suid, c.fsuid].iter().all(|&x| x == uid)
+            && [c.gid, c.egid, c.sgid, c.fsgid].iter().all(|&x| x == gid);
+        let caps = c.cap_prm | c.cap_eff | c.cap_inh | c.cap_amb;
+        let caps_ok = caps & !own.cap_prm == 0;
+        if !ids_ok || !caps_ok {
+            return Err(Error::msg(format!(
+                "cannot restore pid {}: it ran as uid {} gid {}{}, and only root may restore another user's process, a set-id process or capabilities",
+                p.pid,
+                c.euid,
+                c.egid,
+                if caps_ok { "" } else { " with capabilities" }
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! The plan for every tree shape the integration tests restore, checked
+//! without root: images are made by `synth::tree`, read and validated as
+//! `cr-restart` reads them.
+
+use super::*;
+use crate::image::synth::{TreeProc, tree};
+use crate::image::{Fault, HDR_PIDNS_INIT, Reader};
+use crate::restart::meta::{self, Meta};
+
+fn meta_of(procs: &[TreeProc], flags: u32) -> Meta {
+    let img = tree(procs, flags);
+    let mut r = Reader::new(&img[..]).expect("a valid image");
+    Meta::validate(meta::read(&mut r).expect("records decode")).expect("a valid tree")
+}
+
+fn fault_of(procs: &[TreeProc]) -> Fault {
+    let img = tree(procs, 0);
+    let mut r = Reader::new(&img[..]).expect("a valid image");
+    match Meta::validate(meta::read(&mut r).expect("records decode")) {
+        Ok(_) => panic!("an invalid tree was accepted"),
+        Err(f) => f,
+    }
+}
+
+fn p(pid: u32, ppid: u32) -> TreeProc {
+    TreeProc {
+        pid,
+        ppid,
+        pgid: 100,
+        sid: 100,
+        ..TreeProc::default()
+    }
+}
+
+fn zombie(pid: u32, ppid: u32) -> TreeProc {
+    TreeProc {
+        zombie: true,
+        ..p(pid, ppid)
+    }
+}
+
+const ORIG: PlanOptions = PlanOptions {
+    original_pids: true,
+    pidns: false,
+    ns_init: false,
+};
+
+/// What holds for every plan: each live process but the root is forked
+/// exactly once, by a parent planned before it; each zombie once, by its
+/// parent; pids as asked; close ranges cover all but the targets.
+fn check(meta: &Meta, plan: &Plan, opts: PlanOptions) {
+    let live = meta.live();
+    assert_eq!(plan.procs.len(), live.len());
+    let mut forked = vec![0; live.len()];
+    for (i, pp) in plan.procs.iter().enumerate() {
+        assert_eq!(pp.image_pid, live[i].p.pid);
+        assert_eq!(pp.want, opts.original_pids.then_some(live[i].p.pid as i32));
+        for &c in &pp.children {
+            assert!(c > i, "child {c} planned before its parent {i}");
+            assert_eq!(live[c].parent, Some(i));
+            forked[c] += 1;
+        }
+        let targets: Vec<u32> = pp.fds.iter().map(|f| f.fd).collect();
+        for &(lo, hi) in &pp.close {
+            assert!(lo <= hi);
+            assert!(!targets.iter().any(|&t| lo <= t && t <= hi));
+        }
+    }
+    assert_eq!(forked[0], 0, "the root is forked by the restorer");
+    assert!(forked[1..].iter().all(|&n| n == 1), "{forked:?}");
+    let zombies: usize = plan.procs.iter().map(|pp| pp.zombies.len()).sum();
+    assert_eq!(zombies, meta.zombies().len());
+    for z in meta.zombies() {
+        assert!(
+            plan.procs[z.parent]
+                .zombies
+                .iter()
+                .any(|x| x.image_pid == z.p.pid)
+        );
+    }
+    for (gi, g) in plan.ghosts.iter().enumerate() {
+        assert_eq!(
+            plan.procs
+                .iter()
+                .filter(|pp| pp.ghosts.contains(&gi))
+                .count(),
+            1
+        );
+        assert!(plan.procs[g.parent].ghosts.contains(&gi));
+    }
+    assert_eq!(
+        plan.release.len(),
+        live.iter().map(|l| l.threads.len()).sum::<usize>()
+    );
+}
+
+fn planned(procs: &[TreeProc], flags: u32, opts: PlanOptions) -> Plan {
+    let meta = meta_of(procs, flags);
+    let plan = plan(&meta, opts);
+    check(&meta, &plan, opts);
+    plan
+}
+
+#[test]
+fn one_process() {
+    let mut root = p(100, 0);
+    root.fds = vec![(0, 1), (1, 2), (2, 2)];
+    let plan = planned(&[root], 0, ORIG);
+    let pp = &plan.procs[0];
+    assert_eq!(pp.want, Some(100));
+    assert!(pp.setsid && pp.setpgid);
+    assert!(pp.children.is_empty() && pp.zombies.is_empty());
+    assert_eq!(pp.close, vec![(3, u32::MAX)]);
+    assert_eq!(pp.map, vec![MapStep::Map { vma: 0 }]);
+    assert_eq!(plan.free_ids, vec![100]);
+    assert!(plan.ghosts.is_empty() && plan.joins.is_empty());
+    assert!(!plan.new_pidns && !plan.with_init);
+    assert_eq!(plan.release, vec![(0, 0)]);
+}
+
+#[test]
+fn any_pids() {
+    let opts = PlanOptions::default();
+    let plan = planned(&[p(100, 0), p(101, 100)], 0, opts);
+    assert!(plan.procs.iter().all(|pp| pp.want.is_none()));
+    assert!(plan.free_ids.is_empty());
+}
+
+#[test]
+fn chain() {
+    let plan = planned(&[p(100, 0), p(101, 100), p(102, 101), p(103, 102)], 0, ORIG);
+    for i in 0..3 {
+        assert_eq!(plan.procs[i].children, vec![i + 1]);
+    }
+    assert!(plan.procs[3].children.is_empty());
+    // All in the root's group: members join it; nothing else.
+    assert_eq!(plan.joins.len(), 3);
+    assert!(
+        plan.joins
+            .iter()
+            .all(|j| j.leader == Leader::Process(0) && j.pgid == 100)
+    );
+}
+
+#[test]
+fn forest() {
+    let procs = [
+        p(100, 0),
+        p(101, 100),
+        p(102, 100),
+        p(103, 101),
+        p(104, 101),
+        p(105, 102),
+    ];
+    let plan = planned(&procs, 0, ORIG);
+    assert_eq!(plan.procs[0].children, vec![1, 2]);
+    assert_eq!(plan.procs[1].children, vec![3, 4]);
+    assert_eq!(plan.procs[2].children, vec![5]);
+    assert_eq!(plan.free_ids, vec![100, 101, 102, 103, 104, 105]);
+}
+
+#[test]
+fn one_zombie() {
+    let plan = planned(&[p(100, 0), zombie(101, 100)], 0, ORIG);
+    let z = &plan.procs[0].zombies;
+    assert_eq!(z.len(), 1);
+    assert_eq!(z[0].want, Some(101));
+    assert_eq!(z[0].status, 3 << 8);
+    assert_eq!(&z[0].name[..7], b"tree-1\0");
+    assert_eq!(plan.release, vec![(0, 0)]);
+}
+
+#[test]
+fn several_zombies_and_a_live_child() {
+    let procs = [
+        p(100, 0),
+        zombie(101, 100),
+        zombie(102, 100),
+        zombie(103, 100),
+        zombie(104, 100),
+        p(105, 100),
+    ];
+    let plan = planned(&procs, 0, ORIG);
+    let pids: Vec<u32> = plan.procs[0].zombies.iter().map(|z| z.image_pid).collect();
+    assert_eq!(pids, vec![101, 102, 103, 104]);
+    assert_eq!(plan.procs[0].children, vec![1]);
+    assert_eq!(plan.procs[1].image_pid, 105);
+    assert_eq!(plan.free_ids, vec![100, 101, 102, 103, 104, 105]);
+}
+
+#[test]
+fn zombie_of_a_grandchild() {
+    let plan = planned(&[p(100, 0), p(101, 100), zombie(102, 101)], 0, ORIG);
+    assert!(plan.procs[0].zombies.is_empty());
+    assert_eq!(plan.procs[1].zombies[0].image_pid, 102);
+}
+
+#[test]
+fn groups_and_sessions_with_ghosts() {
+    // A shell-like session: leader 100; job group 200 whose leader 200
+    // exited, with members 201 and 202; a group 300 led by 300 itself;
+    // 301 in it; a second session 400 with a ghost group 500.
+    let q = |pid, ppid, pgid, sid| TreeProc {
+        pid,
+        ppid,
+        pgid,
+        sid,
+        ..TreeProc::default()
+    };
+    let procs = [
+        q(100, 0, 100, 100),
+        q(201, 100, 200, 100),
+        q(202, 100, 200, 100),
+        q(300, 100, 300, 100),
+        q(301, 300, 300, 100),
+        q(400, 100, 400, 400),
+        q(501, 400, 500, 400),
+    ];
+    let plan = planned(&procs, 0, ORIG);
+    assert_eq!(
+        plan.ghosts,
+        vec![
+            Ghost {
+                pgid: 200,
+                parent: 0,
+                want: Some(200)
+            },
+            Ghost {
+                pgid: 500,
+                parent: 5,
+                want: Some(500)
+            },
+        ]
+    );
+    assert_eq!(plan.procs[0].ghosts, vec![0]);
+    assert_eq!(plan.procs[5].ghosts, vec![1]);
+    assert!(plan.procs[3].setpgid && !plan.procs[3].setsid);
+    assert!(plan.procs[5].setsid && plan.procs[5].setpgid);
+    let joins: Vec<(usize, u32, Leader)> = plan
+        .joins
+        .iter()
+        .map(|j| (j.process, j.pgid, j.leader))
+        .collect();
+    assert_eq!(
+        joins,
+        vec![
+            (1, 200, Leader::Ghost(0)),
+            (2, 200, Leader::Ghost(0)),
+            (4, 300, Leader::Process(3)),
+            (6, 500, Leader::Ghost(1)),
+        ]
+    );
+    // Ghost group ids must be free too, once each.
+    assert_eq!(
+        plan.free_ids,
+        vec![100, 201, 200, 202, 300, 301, 400, 501, 500]
+    );
+}
+
+#[test]
+fn root_in_a_group_from_outside() {
+    // cr-restart run from a shell: the root's group and session are the
+    // shell's, outside the image; no ghost for them, no joins.
+    let q = |pid, ppid| TreeProc {
+        pid,
+        ppid,
+        pgid: 50,
+        sid: 40,
+        ..TreeProc::default()
+    };
+    let plan = planned(&[q(100, 0), q(101, 100)], 0, ORIG);
+    assert!(plan.ghosts.is_empty());
+    assert!(plan.joins.is_empty());
+    assert!(!plan.procs[0].setsid && !plan.procs[0].setpgid);
+    assert_eq!(plan.free_ids, vec![100, 101]);
+}
+
+#[test]
+fn threads() {
+    let mut root = p(100, 0);
+    root.extra_threads = 3;
+    let mut child = p(200, 100);
+    child.extra_threads = 1;
+    let plan = planned(&[root, child], 0, ORIG);
+    assert_eq!(plan.free_ids, vec![100, 101, 102, 103, 200, 201]);
+    assert_eq!(
+        plan.release,
+        vec![(0, 0), (1, 0), (0, 1), (0, 2), (0, 3), (1, 1)]
+    );
+}
+
+#[test]
+fn pidns_init() {
+    // The image's root was a namespace's init: it is again, in a new one;
+    // no cr-init, and no pid needs to be free outside.
+    let procs = [p(1, 0), p(2, 1), zombie(3, 1)];
+    let opts = PlanOptions {
+        ns_init: true,
+        ..ORIG
+    };
+    let plan = planned(&procs, HDR_PIDNS_INIT, opts);
+    assert!(plan.new_pidns && !plan.with_init);
+    assert!(plan.free_ids.is_empty());
+    assert_eq!(plan.procs[0].want, Some(1));
+}
+
+#[test]
+fn pidns_with_init() {
+    let opts = PlanOptions {
+        pidns: true,
+        ..ORIG
+    };
+    let plan = planned(&[p(100, 0), p(101, 100)], 0, opts);
+    assert!(plan.new_pidns && plan.with_init);
+    assert!(plan.free_ids.is_empty());
+}
+
+#[test]
+fn shared_fds() {
+    // Parent and child share file 7 (inherited) on different numbers;
+    // the parent's 1 and 2 are one open file.
+    let mut root = p(100, 0);
+    root.fds = vec![(1, 5), (2, 5), (9, 7)];
+    let mut child = p(101, 100);
+    child.fds = vec![(0, 7), (4, 8)];
+    let plan = planned(&[root, child], 0, ORIG);
+    let fds: Vec<(u32, u64)> = plan.procs[0]
+        .fds
+        .iter()
+        .map(|f| (f.fd, f.file_id))
+        .collect();
+    assert_eq!(fds, vec![(1, 5), (2, 5), (9, 7)]);
+    assert_eq!(plan.procs[0].close, vec![(0, 0), (3, 8), (10, u32::MAX)]);
+    assert_eq!(plan.procs[1].close, vec![(1, 3), (5, u32::MAX)]);
+}
+
+#[test]
+fn close_ranges_edges() {
+    assert_eq!(close_ranges(vec![]), vec![(0, u32::MAX)]);
+    assert_eq!(close_ranges(vec![0]), vec![(1, u32::MAX)]);
+    assert_eq!(close_ranges(vec![2, 0, 2]), vec![(1, 1), (3, u32::MAX)]);
+    assert_eq!(close_ranges(vec![u32::MAX]), vec![(0, u32::MAX - 1)]);
+}
+
+#[test]
+fn group_and_session_ids_out_of_range_are_refused() {
+    for (field, big) in [("pgid", 1u32 << 31), ("sid", u32::MAX), ("pgid", 4_194_305)] {
+        let mut root = p(100, 0);
+        if field == "pgid" {
+            root.pgid = big;
+        } else {
+            root.sid = big;
+        }
+        assert_eq!(
+            fault_of(&[root]),
+            Fault::GroupId {
+                pid: 100,
+                field,
+                value: big
+            }
+        );
+    }
+}
+
+#[test]
+fn tree_faults_are_refused() {
+    assert_eq!(
+        fault_of(&[p(100, 0), p(102, 101), p(101, 100)]),
+        Fault::ParentAfter {
+            pid: 102,
+            ppid: 101
+        }
+    );
+    assert_eq!(fault_of(&[zombie(100, 0)]), Fault::NoLiveProcess);
+    assert_eq!(
+        fault_of(&[zombie(101, 0), p(100, 0)]),
+        Fault::FirstNotRoot { pid: 100 }
+    );
+    assert_eq!(
+        fault_of(&[p(100, 0), zombie(101, 100), p(102, 101)]),
+        Fault::ParentAfter {
+            pid: 102,
+            ppid: 101
+        }
+    );
+    assert_eq!(fault_of(&[p(100, 7)]), Fault::FirstNotRoot { pid: 100 });
+    let mut root = p(100, 0);
+    root.fds = vec![(1 << 21, 1)];
+    assert_eq!(
+        fault_of(&[root]),
+        Fault::Fd {
+            pid: 100,
+            fd: 1 << 21
+        }
+    );
+}

@@ -1,0 +1,512 @@
+//! Carrying out the tree part of a [`Plan`]: open what each new process
+//! will hold, fork the root (which forks the rest, see [`super::child`]),
+//! trace each new process as it reports itself, and wait until all are
+//! stopped. Any failure leaves what was made to [`Undo`].
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::child::{self, ChildPlan};
+use super::files::{self, FdSource, OpenFiles};
+use super::meta::{Live, Meta};
+use super::plan::{Plan, ProcPlan};
+use super::{Options, tty};
+use crate::error::{Context, Error, Result};
+use crate::image::File;
+use crate::sys::clone::{Forked, fork_with_pid};
+use crate::sys::proc;
+use crate::sys::ptrace::{self, Stop};
+
+/// Kills every process it holds unless disarmed: restore is all or nothing.
+pub(crate) struct Undo {
+    pub pids: Vec<i32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        for &pid in self.pids.iter().rev() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::__WALL),
+            );
+        }
+    }
+}
+
+/// The processes [`spawn_tree`] made.
+pub(crate) struct Tree {
+    /// image pid -> pid as the restorer sees it.
+    pub outer: BTreeMap<i32, i32>,
+    /// image pid -> pid as the process sees itself.
+    pub inner: BTreeMap<i32, i32>,
+    /// The pid namespace's init, with `--pidns`.
+    pub init: Option<i32>,
+    /// Pid of each ghost of the plan, as its parent sees it.
+    pub ghost_pids: Vec<i32>,
+    /// Closing this lets the ghosts exit.
+    pub ghost_wr: Option<OwnedFd>,
+}
+
+/// Whether a pid is held by a process that is not exiting.
+pub(crate) fn pid_is_live(pid: i32) -> bool {
+    std::fs::metadata(format!("/proc/{pid}")).is_ok() && !pid_is_dying(pid)
+}
+
+/// Whether a pid is held by a process that is exiting or a zombie.
+fn pid_is_dying(pid: i32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let after = s.iter().rposition(|&c| c == b')').map(|i| i + 2);
+            matches!(after.and_then(|i| s.get(i)), Some(b'Z') | Some(b'X'))
+        }
+        Err(_) => true,
+    }
+}
+
+/// Reconnects a descriptor that led outside the image.
+fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
+    let src = opts
+        .fd_map
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, s)| s.clone());
+    let src = src.unwrap_or_else(|| {
+        let fd = if target <= 2 {
+            target as RawFd
+        } else if f.flags as i32 & libc::O_ACCMODE == libc::O_RDONLY {
+            0
+        } else {
+            1
+        };
+        FdSource::Inherit(fd)
+    });
+    match src {
+        FdSource::Inherit(fd) => {
+            let raw = nix::unistd::dup(fd).ctx(|| {
+                format!("cannot use descriptor {fd} of cr-restart for descriptor {target}")
+            })?;
+            // SAFETY: dup just returned this descriptor.
+            Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+        }
+        FdSource::Path(p) => {
+            let acc = f.flags as i32 & libc::O_ACCMODE;
+            let mut o = std::fs::OpenOptions::new();
+            o.read(acc != libc::O_WRONLY);
+            if acc != libc::O_RDONLY {
+                o.write(true).create(true);
+                if f.flags as i32 & libc::O_APPEND != 0 {
+                    o.append(true);
+                }
+            }
+            let file = o
+                .open(&p)
+                .ctx(|| format!("cannot open {} for descriptor {target}", p.display()))?;
+            Ok(OwnedFd::from(file))
+        }
+    }
+}
+
+/// Moves a descriptor above `base` (close-on-exec).
+pub(crate) fn high(fd: OwnedFd, base: RawFd) -> Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
+        .ctx(|| "cannot duplicate a descriptor".into())?;
+    // SAFETY: fcntl just returned this new descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// The raw plan one new process (or the in-place caller) follows: the
+/// planned steps with the descriptors the restorer opened for it (held
+/// above every number the image uses, in `keep`): its files, root and
+/// working directory.
+pub(crate) fn child_plan(
+    pi: &Live,
+    pp: &ProcPlan,
+    opts: &Options,
+    open: &mut OpenFiles,
+    keep: &mut Vec<OwnedFd>,
+) -> Result<ChildPlan> {
+    let p = &pi.p;
+    let mut plan = ChildPlan {
+        image_pid: p.pid as i32,
+        want: pp.want,
+        exit_signal: pp.exit_signal,
+        umask: pp.umask,
+        setsid: pp.setsid,
+        setpgid: pp.setpgid,
+        close: pp.close.clone(),
+        children: pp.children.clone(),
+        zombies: pp
+            .zombies
+            .iter()
+            .map(|z| (z.want, z.status, z.name))
+            .collect(),
+        ..Default::default()
+    };
+    let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
+    for (place, fd) in pp.fds.iter().zip(&pi.fds) {
+        let src = open.open(&fd.file, place.fd, &external).map_err(|e| {
+            Error::msg(format!(
+                "cannot restore descriptor {} of pid {}: {e}",
+                place.fd, p.pid
+            ))
+        })?;
+        plan.fds.push((place.fd as RawFd, src, place.cloexec));
+    }
+    let cwd = high(
+        files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
+        open.base,
+    )?;
+    plan.cwd = Some(cwd.as_raw_fd());
+    keep.push(cwd);
+    if !p.root.is_empty() && p.root != b"/" {
+        let r = high(files::open_dir(&p.root)?, open.base)?;
+        plan.root = Some(r.as_raw_fd());
+        keep.push(r);
+    }
+    Ok(plan)
+}
+
+/// Opens a session leader's controlling terminal for `TIOCSCTTY`.
+fn ctty_source(
+    pi: &Live,
+    meta: &Meta,
+    opts: &Options,
+    open: &mut OpenFiles,
+) -> Result<Option<RawFd>> {
+    let Some(f) = tty::ctty_file(&pi.p, meta.files()) else {
+        return Ok(None);
+    };
+    let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
+    let src = open.open(f, u32::MAX, &external).map_err(|e| {
+        Error::msg(format!(
+            "cannot restore the controlling terminal of pid {}: {e}",
+            pi.p.pid
+        ))
+    })?;
+    Ok(Some(src))
+}
+
+/// Waits (bounded) until no process or thread holds any of `ids`.
+fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    for &id in ids {
+        while std::fs::metadata(format!("/proc/{id}")).is_ok() {
+            if Instant::now() >= deadline
+                || pid_is_live(id as i32) && Instant::now() + wait / 2 >= deadline
+            {
+                return Err(Error::msg(format!(
+                    "cannot restore pid {id}: pid already in use"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
+/// Finds the pid we see for the process that sees itself as `inner`,
+/// among the descendants of `init`.
+fn outer_of(init: i32, inner: i32) -> Option<i32> {
+    let mut stack = vec![init];
+    while let Some(p) = stack.pop() {
+        if let Ok(st) = proc::status(p)
+            && st.ns_pid.last() == Some(&inner)
+            && p != init
+        {
+            return Some(p);
+        }
+        for t in proc::tasks(p).unwrap_or_default() {
+            stack.extend(proc::children(p, t).unwrap_or_default());
+        }
+    }
+    None
+}
+
+/// The pipes between the restorer and the new processes.
+struct Pipes {
+    keep: Vec<OwnedFd>,
+    sync_wr: Vec<OwnedFd>,
+    ghost_rd: OwnedFd,
+    ghost_wr: OwnedFd,
+    report_rd: OwnedFd,
+    report_wr: OwnedFd,
+    err_rd: OwnedFd,
+    err_wr: OwnedFd,
+}
+
+impl Pipes {
+    /// One sync pipe per process (its read end in its plan), and the
+    /// shared ones, all above every descriptor number the processes use so
+    /// placing their descriptors cannot clobber these.
+    fn new(plans: &mut [ChildPlan], base: RawFd) -> Result<Pipes> {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into());
+        let mut keep = Vec::new();
+        let mut sync_wr = Vec::new();
+        for plan in plans.iter_mut() {
+            let (rd, wr) = pipe()?;
+            let rd = high(rd, base)?;
+            plan.sync_rd = rd.as_raw_fd();
+            keep.push(rd);
+            sync_wr.push(wr);
+        }
+        let (ghost_rd, ghost_wr) = pipe()?;
+        let (report_rd, report_wr) = pipe()?;
+        let (err_rd, err_wr) = pipe()?;
+        Ok(Pipes {
+            keep,
+            sync_wr,
+            ghost_rd: high(ghost_rd, base)?,
+            ghost_wr: high(ghost_wr, base)?,
+            report_rd,
+            report_wr: high(report_wr, base)?,
+            err_rd,
+            err_wr: high(err_wr, base)?,
+        })
+    }
+
+    fn shared(&self) -> child::Shared {
+        child::Shared {
+            report_wr: self.report_wr.as_raw_fd(),
+            err_wr: self.err_wr.as_raw_fd(),
+            sync_wr: self.sync_wr.iter().map(|f| f.as_raw_fd()).collect(),
+            ghost_rd: self.ghost_rd.as_raw_fd(),
+            ghost_wr: self.ghost_wr.as_raw_fd(),
+        }
+    }
+}
+
+/// The error a new process reported, or that it exited early.
+fn child_failed(err_rd: &OwnedFd) -> Error {
+    let mut buf = [0u8; child::REPORT_LEN];
+    let read = err_rd
+        .try_clone()
+        .map(std::fs::File::from)
+        .and_then(|mut f| f.read(&mut buf));
+    match read {
+        Ok(n) if n == buf.len() => {
+            let errno = nix::errno::Errno::from_raw(u16::from_le_bytes([buf[2], buf[3]]) as i32);
+            let pid = i32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+            Error::msg(format!(
+                "cannot restore pid {pid}: the new process failed while {}: {errno}",
+                child::Step::describe(buf[0])
+            ))
+        }
+        _ => Error::msg("cannot restore: a new process exited early".to_string()),
+    }
+}
+
+/// Forks the root (or the new namespace's init), retrying while its pid
+/// settles; the child runs the plans and never returns.
+fn fork_root(
+    plan: &Plan,
+    plans: &[ChildPlan],
+    shared: &child::Shared,
+    opts: &Options,
+) -> Result<i32> {
+    let root = &plans[0];
+    let deadline = Instant::now() + opts.pid_wait;
+    let forked = loop {
+        // SAFETY: the child runs only `child_main` or `init_main`, which
+        // make raw syscalls only (see `child`).
+        let r = unsafe {
+            if plan.new_pidns {
+                // Init of a new pid namespace; our own children stay in ours.
+                fork_with_pid(None, libc::CLONE_NEWPID as u64, libc::SIGCHLD)
+            } else {
+                fork_with_pid(root.want, 0, libc::SIGCHLD)
+            }
+        };
+        // A pid freed a moment ago may still be settling in the kernel.
+        if matches!(r, Err(nix::errno::Errno::EEXIST))
+            && Instant::now() < deadline
+            && !root.want.is_some_and(pid_is_live)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        break r;
+    };
+    match forked {
+        Ok(Forked::Child) if plan.with_init => child::init_main(plans, shared),
+        Ok(Forked::Child) => child::child_main(plans, 0, shared),
+        Ok(Forked::Parent(pid)) => Ok(pid),
+        Err(nix::errno::Errno::EEXIST) => Err(Error::msg(format!(
+            "cannot restore pid {}: pid already in use",
+            root.image_pid
+        ))),
+        Err(e) => Err(Error::msg(format!(
+            "cannot restore pid {}: clone3: {e}",
+            root.image_pid
+        ))),
+    }
+}
+
+/// Creates every process of the tree as `plan` says, each forked by its
+/// own parent with its pid, session and group, lets each place its
+/// descriptors, and returns them traced and stopped.
+pub(crate) fn spawn_tree(
+    meta: &Meta,
+    plan: &Plan,
+    opts: &Options,
+    open: &mut OpenFiles,
+    undo: &mut Undo,
+) -> Result<Tree> {
+    if !plan.free_ids.is_empty() {
+        wait_for_ids(&plan.free_ids, opts.pid_wait)?;
+    }
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut plans: Vec<ChildPlan> = Vec::new();
+    for (pi, pp) in meta.live().iter().zip(&plan.procs) {
+        let mut cp = child_plan(pi, pp, opts, open, &mut keep)?;
+        cp.ctty = ctty_source(pi, meta, opts, open)?;
+        plans.push(cp);
+    }
+    for g in &plan.ghosts {
+        plans[g.parent].ghosts.push((g.pgid as i32, g.want));
+    }
+    let pipes = Pipes::new(&mut plans, open.base)?;
+    let shared = pipes.shared();
+    let root_pid = fork_root(plan, &plans, &shared, opts)?;
+    undo.pids.push(root_pid);
+    let Pipes {
+        keep: sync_keep,
+        sync_wr,
+        ghost_rd,
+        ghost_wr,
+        report_rd,
+        report_wr,
+        err_rd,
+        err_wr,
+    } = pipes;
+    drop(report_wr);
+    drop(err_wr);
+    let init = plan.with_init.then_some(root_pid);
+    let mut tree = Tree {
+        outer: BTreeMap::new(),
+        inner: BTreeMap::new(),
+        init,
+        ghost_pids: vec![0; plan.ghosts.len()],
+        ghost_wr: Some(ghost_wr),
+    };
+    collect_reports(
+        meta, plan, &plans, root_pid, &report_rd, &err_rd, &sync_wr, &mut tree, undo,
+    )?;
+    drop(sync_wr);
+    wait_first_stops(meta, &tree, &err_rd, undo)?;
+    drop(keep);
+    drop(sync_keep);
+    drop(ghost_rd);
+    Ok(tree)
+}
+
+/// Each new process reports itself: trace it, then let it go on.
+#[allow(clippy::too_many_arguments)]
+fn collect_reports(
+    meta: &Meta,
+    plan: &Plan,
+    plans: &[ChildPlan],
+    root_pid: i32,
+    report_rd: &OwnedFd,
+    err_rd: &OwnedFd,
+    sync_wr: &[OwnedFd],
+    tree: &mut Tree,
+    undo: &mut Undo,
+) -> Result<()> {
+    let live = meta.live();
+    let report = std::fs::File::from(report_rd.try_clone().ctx(|| "dup".into())?);
+    let mut ghosts_seen = 0;
+    while tree.outer.len() + ghosts_seen < live.len() + plan.ghosts.len() {
+        let mut fds = [
+            nix::poll::PollFd::new(report.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(err_rd.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16))
+            .ctx(|| "poll".into())?;
+        if n == 0 {
+            return Err(Error::msg(
+                "cannot restore: the new processes did not start within 10 s",
+            ));
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Err(child_failed(err_rd));
+        }
+        let mut rep = [0u8; 8];
+        (&report)
+            .read_exact(&mut rep)
+            .map_err(|_| child_failed(err_rd))?;
+        let image_pid = i32::from_le_bytes([rep[0], rep[1], rep[2], rep[3]]);
+        let seen = i32::from_le_bytes([rep[4], rep[5], rep[6], rep[7]]);
+        if image_pid < 0 {
+            // A ghost leader: not traced, it only holds its group for a moment.
+            if let Some(g) = plan
+                .ghosts
+                .iter()
+                .position(|g| g.pgid as i32 == image_pid.wrapping_neg())
+            {
+                tree.ghost_pids[g] = seen;
+                ghosts_seen += 1;
+            }
+            continue;
+        }
+        let not_found = || {
+            Error::msg(format!(
+                "cannot restore pid {image_pid}: cannot find it in the new pid namespace"
+            ))
+        };
+        let pid = match tree.init {
+            None if plan.new_pidns && image_pid == plans[0].image_pid => root_pid,
+            None if plan.new_pidns => outer_of(root_pid, seen).ok_or_else(not_found)?,
+            Some(init) => outer_of(init, seen).ok_or_else(not_found)?,
+            None => seen,
+        };
+        tree.inner.insert(image_pid, seen);
+        let idx = live
+            .iter()
+            .position(|x| x.p.pid as i32 == image_pid)
+            .ok_or_else(|| Error::msg("cannot restore: a new process reported a wrong pid"))?;
+        if pid != root_pid {
+            undo.pids.push(pid);
+        }
+        ptrace::seize(pid, true).ctx(|| format!("cannot trace new process {pid}"))?;
+        nix::unistd::write(&sync_wr[idx], &[1]).ctx(|| "cannot start a new process".into())?;
+        tree.outer.insert(image_pid, pid);
+    }
+    Ok(())
+}
+
+/// Waits until every new process has stopped itself, done with its own
+/// steps.
+fn wait_first_stops(meta: &Meta, tree: &Tree, err_rd: &OwnedFd, undo: &mut Undo) -> Result<()> {
+    for pi in meta.live() {
+        let image_pid = pi.p.pid as i32;
+        let pid = *tree.outer.get(&image_pid).ok_or_else(|| {
+            Error::msg(format!("cannot restore pid {image_pid}: it never started"))
+        })?;
+        loop {
+            match ptrace::wait(pid).ctx(|| format!("waiting for new process {pid}"))? {
+                Stop::Signal(s) if s == libc::SIGSTOP => break,
+                // SIGCHLD from a zombie child it just made: the original parent
+                // had that one already.
+                Stop::Signal(s) if s == libc::SIGCHLD => {
+                    ptrace::cont(pid, None).ctx(|| format!("resuming new process {pid}"))?;
+                }
+                Stop::Exited(_) | Stop::Killed(_) => {
+                    undo.pids.retain(|&x| x != pid);
+                    return Err(child_failed(err_rd));
+                }
+                other => {
+                    return Err(Error::msg(format!(
+                        "cannot restore pid {image_pid}: unexpected first stop {other:?}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
