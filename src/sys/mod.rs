@@ -12,6 +12,7 @@ pub mod clone;
 pub mod creds;
 pub mod ids;
 pub mod ipc;
+pub mod locks;
 pub mod mem;
 pub mod pagemap;
 pub mod proc;
