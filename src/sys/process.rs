@@ -73,6 +73,28 @@ pub fn malloc_thresholds(mmap_bytes: i32, trim_bytes: i32) {
     let _ = (mmap_bytes, trim_bytes);
 }
 
+/// Seconds since the epoch as local time, `YYYY-MM-DD HH:MM:SS +hhmm`;
+/// `None` when the C library cannot convert it.
+pub fn local_time(secs: u64) -> Option<String> {
+    let t = secs.min(i64::MAX as u64) as libc::time_t;
+    // SAFETY: localtime_r and strftime write only into the given buffers,
+    // whose sizes are passed; an all-zero tm is valid plain data.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return None;
+        }
+        let mut buf = [0u8; 64];
+        let n = libc::strftime(
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            c"%Y-%m-%d %H:%M:%S %z".as_ptr(),
+            &tm,
+        );
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
 /// How many bytes are waiting to be read (`FIONREAD`).
 pub fn readable_bytes(fd: BorrowedFd) -> io::Result<usize> {
     let mut avail: libc::c_int = 0;
