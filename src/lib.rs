@@ -16,6 +16,8 @@
 pub mod checkpoint;
 pub mod cli;
 #[deny(unsafe_code)]
+pub mod completions;
+#[deny(unsafe_code)]
 pub mod error;
 #[deny(unsafe_code)]
 pub mod filters;
