@@ -185,6 +185,14 @@ fn itimers_keep_firing() {
     migrate_one(workload("itimer"), &["-d", "30", "-v", "5"], 3, 6);
 }
 
+/// CPU-time timers with intervals shorter than a tick read value 0 while
+/// armed (expiry equal to the CPU-time sample): they are restored armed,
+/// not disarmed (itimer fails when no SIGVTALRM/SIGPROF comes).
+#[test]
+fn short_cpu_itimers_keep_firing() {
+    migrate_one(workload("itimer"), &["-d", "20", "-v", "2", "-p", "2"], 3, 6);
+}
+
 #[test]
 fn posix_timers_keep_firing() {
     let (orig, r) = migrate_one(workload("posixtimer"), &["-d", "30"], 3, 6);

@@ -571,15 +571,16 @@ pub fn posix_timers(b: &mut Builder, p: &Process) -> Result<()> {
     res
 }
 
-/// The value to arm an interval timer with. A periodic `ITIMER_REAL` that
-/// has just expired reads as value 0 until its `SIGALRM` (pending in the
-/// image) is dequeued, when the kernel re-arms it; arming it with 0 would
-/// disarm it and drop its interval. It gets one interval: the pending
-/// signal is delivered as it would have been, and the timer fires again an
-/// interval later and stays periodic. A CPU-time timer that is armed never
-/// reads 0 (the kernel reports at least a tick), so its 0 is kept.
+/// The value to arm an interval timer with. A periodic timer can read as
+/// value 0 while it is armed: `ITIMER_REAL` between its expiry and the
+/// dequeue of its `SIGALRM` (pending in the image), when the kernel re-arms
+/// it; `ITIMER_VIRTUAL`/`ITIMER_PROF` when their expiry equals the process's
+/// CPU-time sample (cputime accounted in ticks, an interval shorter than a
+/// tick). Arming with 0 would disarm it, so a timer with an interval and
+/// value 0 gets one interval: it fires again an interval later and stays
+/// periodic.
 pub(crate) fn itimer_value(t: &image::ITimer) -> u64 {
-    if t.which == libc::ITIMER_REAL as u32 && t.value_us == 0 {
+    if t.value_us == 0 {
         t.interval_us
     } else {
         t.value_us
