@@ -9,12 +9,15 @@
 //! syscalls ([`remote::Remote`]) need the stopped one.
 
 pub mod clone;
+pub mod codepage;
 pub mod creds;
+pub mod fds;
 pub mod ids;
 pub mod ipc;
 pub mod mem;
 pub mod pagemap;
 pub mod proc;
+pub mod process;
 pub mod ptrace;
 pub mod remote;
 pub mod rlimit;
