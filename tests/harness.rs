@@ -462,3 +462,70 @@ fn threads_count() {
     assert_eq!(threads_of(w.pid()).len(), 4);
     run_counts(w, &tags(&["t0", "t1", "t2", "t3"]), 6);
 }
+
+/// The workload builder compiles a missing program, leaves an up-to-date one alone,
+/// rebuilds it when its source (or common.h) is newer, and fails naming the source
+/// when the compiler does; processes building the same directory at once agree.
+#[test]
+fn workloads_built_once_and_rebuilt_when_stale() {
+    use std::fs;
+    use std::time::SystemTime;
+    let src = tempdir();
+    let out = src.path().join("out");
+    let prog =
+        |n: u32| format!("#include <stdio.h>\nint main(void) {{ puts(\"v{n}\"); return 0; }}\n");
+    let run = |bin: &std::path::Path| {
+        let o = Command::new(bin).output().expect("run built workload");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    fs::write(src.path().join("common.h"), "").unwrap();
+    fs::write(src.path().join("w.c"), prog(1)).unwrap();
+    // Built by several threads at once: the lock makes it one build, all see v1.
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| build_workloads(src.path(), &out));
+        }
+    });
+    let bin = out.join("w");
+    assert_eq!(run(&bin), "v1");
+    let leftovers: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "w" && n != ".lock")
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // Up to date: not rebuilt (the binary's inode stays).
+    let ino = |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    let first = ino(&bin);
+    build_workloads(src.path(), &out);
+    assert_eq!(ino(&bin), first, "an up-to-date workload was rebuilt");
+
+    // A newer source is rebuilt; so is everything when common.h is newer.
+    let touch = |name: &str, secs: u64| {
+        let t = SystemTime::now() + Duration::from_secs(secs);
+        let f = fs::File::options().write(true).open(src.path().join(name));
+        f.unwrap().set_modified(t).unwrap();
+    };
+    fs::write(src.path().join("w.c"), prog(2)).unwrap();
+    touch("w.c", 10);
+    build_workloads(src.path(), &out);
+    assert_eq!(run(&bin), "v2");
+    let second = ino(&bin);
+    touch("common.h", 20);
+    build_workloads(src.path(), &out);
+    assert_ne!(
+        ino(&bin),
+        second,
+        "a newer common.h did not rebuild the workload"
+    );
+
+    // A compiler error fails with the source named; the old binary stays.
+    fs::write(src.path().join("w.c"), "int main(void) { syntax error }\n").unwrap();
+    touch("w.c", 30);
+    let err = std::panic::catch_unwind(|| build_workloads(src.path(), &out))
+        .expect_err("a broken workload compiled");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("w.c"), "error does not name the source: {msg}");
+    assert_eq!(run(&bin), "v2");
+}

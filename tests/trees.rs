@@ -441,3 +441,34 @@ fn four_zombies_and_a_live_child_twenty_round_trips_under_load() {
     orig.expect_count(None, 2);
     round_trips(orig, &[None], 20);
 }
+
+/// ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF all periodic at 10 ms in a
+/// process burning CPU, with two CPU-bound processes beside it: after each
+/// of 20 round trips all three keep firing with their intervals (itimer
+/// checks the intervals with getitimer every iteration and fails if one is
+/// disarmed or stops firing).
+#[test]
+fn three_itimers_twenty_round_trips_under_load() {
+    let _burn = cpu_burners();
+    let orig = Workload::spawn(workload("itimer"), &["-d", "10", "-v", "10", "-p", "10"]);
+    orig.expect_count(None, 2);
+    round_trips(orig, &[None], 20);
+}
+
+/// Checkpoints that hand the process back (no `--kill`) leave its three
+/// interval timers periodic and firing, under load.
+#[test]
+fn three_itimers_survive_twenty_checkpoints_under_load() {
+    let _burn = cpu_burners();
+    let orig = Workload::spawn(workload("itimer"), &["-d", "10", "-v", "10", "-p", "10"]);
+    orig.expect_count(None, 2);
+    let pid = orig.pid().to_string();
+    for i in 0..20 {
+        let f = ckpt(&["-o", "/dev/null", &pid]);
+        assert!(f.status.success(), "checkpoint {i}: {}", f.stderr);
+        let n = orig.last_count(None).unwrap();
+        orig.expect_count(None, n + 2);
+    }
+    orig.assert_no_fail();
+    check_consecutive(&orig.counts(None)).unwrap();
+}

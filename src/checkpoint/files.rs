@@ -348,8 +348,9 @@ impl FileTable {
             proc::fds(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
         let mut table = FdTable {
             pid: pid as u32,
-            fds: Vec::new().into(),
+            ..Default::default()
         };
+        let mut posix_seen = Vec::new();
         for (fd, link) in fds {
             let info = match proc::fdinfo(pid, fd) {
                 Ok(i) => i,
@@ -359,6 +360,9 @@ impl FileTable {
             };
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
             let file_id = self.file_for(pid, fd, &link, &info)?;
+            let file = self.files.iter_mut().find(|f| f.id == file_id);
+            let file = file.expect("file_for returns a known id");
+            super::locks::collect(pid, fd, &info, file, &mut table, &mut posix_seen)?;
             table.fds.push(Fd {
                 fd: fd as u32,
                 cloexec,

@@ -10,6 +10,7 @@
 pub mod files;
 pub mod freeze;
 pub mod ipc;
+pub mod locks;
 pub mod memory;
 pub mod tty;
 
@@ -162,6 +163,7 @@ fn write_image<W: Write>(
         fdtables.push(files.read_fds(pid.as_raw())?);
         states.push(st);
     }
+    locks::check_complete(&fdtables)?;
     let zombies = frozen
         .zombies
         .iter()

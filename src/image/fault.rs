@@ -99,6 +99,12 @@ pub enum Fault {
     MissingFile { pid: u32, fd: u32 },
     #[error("process {pid}: impossible descriptor {fd}")]
     Fd { pid: u32, fd: u32 },
+    #[error("{owner}: impossible lock {lock}: {why}")]
+    Lock {
+        owner: String,
+        lock: String,
+        why: &'static str,
+    },
     #[error("record {seq} is too short for its kind")]
     ShortData { seq: u32 },
     #[error("zero record {seq} has no length")]

@@ -335,9 +335,39 @@ wire_struct! {
     pub struct Fd { pub fd: u32, pub cloexec: bool, pub file_id: u64 }
 }
 
+/// Kinds of [`Lock::kind`].
+pub const LOCK_POSIX: u8 = 1;
+pub const LOCK_OFD: u8 = 2;
+pub const LOCK_FLOCK: u8 = 3;
+
+wire_struct! {
+    /// An advisory file lock held by the tree: a POSIX record lock in the
+    /// owning process's `FDTABLE`, an OFD or `flock` lock in the `FILE` of
+    /// the open file description that owns it.
+    pub struct Lock {
+        /// `LOCK_*`.
+        pub kind: u8,
+        /// A write (exclusive) lock; a read (shared) lock otherwise.
+        pub write: bool,
+        /// First byte locked.
+        pub start: u64,
+        /// Bytes locked, `0` to the end of the file however it grows (as
+        /// `l_len`); `0` for `flock` locks.
+        pub len: u64,
+        /// For a POSIX lock: the descriptor of its process it is taken
+        /// through at restore time (one of the description it was set on).
+        pub fd: u32,
+    }
+}
+
 wire_struct! {
     /// `FDTABLE`: the descriptors of one process.
-    pub struct FdTable { pub pid: u32, pub fds: List<Fd> }
+    pub struct FdTable {
+        pub pid: u32,
+        pub fds: List<Fd>,
+        /// POSIX record locks this process owns.
+        pub locks: List<Lock>,
+    }
 }
 
 /// What an open file is, in [`File::ftype`].
@@ -386,6 +416,8 @@ wire_struct! {
         pub external_fd: u32,
         /// A readable description of the object, e.g. `pipe:[1234]`.
         pub link: Vec<u8>,
+        /// OFD and `flock` locks held by this open file description.
+        pub locks: List<Lock>,
     }
 }
 

@@ -303,6 +303,7 @@ pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
             &FdTable {
                 pid,
                 fds: List(fds),
+                ..Default::default()
             },
         )?;
         layout.push((pid, dumped));
@@ -561,6 +562,7 @@ pub fn tree(procs: &[TreeProc], flags: u32) -> Vec<u8> {
             &FdTable {
                 pid: tp.pid,
                 fds: List(fds),
+                ..Default::default()
             },
         )
         .expect(OK);

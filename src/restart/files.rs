@@ -155,6 +155,7 @@ impl OpenFiles {
                 )));
             }
         };
+        super::locks::take_file_locks(fd.as_raw_fd(), f)?;
         self.hold(f.id, fd)
     }
 

@@ -73,6 +73,7 @@ pub(crate) fn finish<'a>(
     space::queue_signals(b, inner, 0, &pi.p.shared_pending)?;
     space::queue_signals(b, inner, inner, &t.t.pending)?;
     space::posix_timers(b, &pi.p)?;
+    super::locks::take_posix(b, pi)?;
     restore_creds(b, &pi.p)?;
     // The last syscall unmaps the trampoline itself; stop at its exit.
     b.r.set_gate(Gate::Syscall(tramp.addr));

@@ -92,6 +92,9 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     let plan = plan::plan(&meta, PlanOptions::default());
     let mut keep = Vec::new();
     let cplan = child_plan(meta.root(), plan.root(), opts, &mut held.open, &mut keep)?;
+    // Its POSIX locks are taken after the point of no return: refuse now
+    // if someone holds one in the way.
+    super::locks::check_posix(meta.root(), &held.open)?;
     // Where the caller reports a failure of its own steps: its standard
     // error, before it is replaced.
     let errfd = crate::sys::fds::dup(2)

@@ -153,6 +153,8 @@ pub struct Live {
     /// The main thread (tid = pid) first; never empty.
     pub threads: Vec<ThreadImage>,
     pub fds: Vec<FdImage>,
+    /// POSIX record locks it owns, each on one of its descriptors.
+    pub locks: Vec<image::Lock>,
 }
 
 impl Live {
@@ -297,6 +299,8 @@ impl Meta {
                     file: file.clone(),
                 });
             }
+            let locks = pi.fds.map(|t| t.locks.0).unwrap_or_default();
+            super::locks::check_posix_locks(pid, &locks, &fds)?;
             index.insert(pid, live.len());
             order.push(Member::Live(live.len()));
             live.push(Live {
@@ -305,7 +309,11 @@ impl Meta {
                 mm,
                 threads,
                 fds,
+                locks,
             });
+        }
+        for f in files.values() {
+            super::locks::check_file_locks(f)?;
         }
         Ok(Meta {
             live,

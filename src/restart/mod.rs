@@ -20,6 +20,7 @@ mod finish;
 pub mod inject;
 pub mod inplace;
 pub mod ipc;
+pub mod locks;
 mod map;
 pub mod meta;
 mod pages;

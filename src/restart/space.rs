@@ -384,7 +384,7 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
             ]
             .concat()
         };
-        let it = [tv(t.interval_us), tv(t.value_us)].concat();
+        let it = [tv(t.interval_us), tv(itimer_value(t))].concat();
         let at = b.put(&it)?;
         b.call(nr::SETITIMER, &[t.which as u64, at, 0])?;
     }
@@ -551,4 +551,19 @@ pub fn posix_timers(b: &mut Builder, p: &Process) -> Result<()> {
     })();
     b.call(nr::PRCTL, &[PR_TIMER_CREATE_RESTORE_IDS, 0])?;
     res
+}
+
+/// The value to arm an interval timer with. A periodic `ITIMER_REAL` that
+/// has just expired reads as value 0 until its `SIGALRM` (pending in the
+/// image) is dequeued, when the kernel re-arms it; arming it with 0 would
+/// disarm it and drop its interval. It gets one interval: the pending
+/// signal is delivered as it would have been, and the timer fires again an
+/// interval later and stays periodic. A CPU-time timer that is armed never
+/// reads 0 (the kernel reports at least a tick), so its 0 is kept.
+pub(crate) fn itimer_value(t: &image::ITimer) -> u64 {
+    if t.which == libc::ITIMER_REAL as u32 && t.value_us == 0 {
+        t.interval_us
+    } else {
+        t.value_us
+    }
 }

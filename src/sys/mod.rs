@@ -14,6 +14,7 @@ pub mod creds;
 pub mod fds;
 pub mod ids;
 pub mod ipc;
+pub mod locks;
 pub mod mem;
 pub mod pagemap;
 pub mod proc;

@@ -68,6 +68,7 @@ pub mod nr {
     pub const SETITIMER: i64 = 38;
     pub const GETPID: i64 = 39;
     pub const CLOSE: i64 = 3;
+    pub const FCNTL: i64 = 72;
     pub const OPEN: i64 = 2;
     pub const SIGALTSTACK: i64 = 131;
     pub const PERSONALITY: i64 = 135;
@@ -314,12 +315,24 @@ fn perr(op: &'static str, tid: i32, errno: Errno) -> RemoteError {
     }
 }
 
-/// Sends the signals a session deferred back to the thread.
+/// Sends the signals a session deferred back to the thread. The interval
+/// timers' signals go to the process, as the kernel sends them: a periodic
+/// `ITIMER_REAL` is re-armed only when its `SIGALRM` is taken from the
+/// process's queue, and one redelivered to the thread would leave it
+/// looking disarmed while the next expiry waits behind it.
 pub fn redeliver(tgid: i32, tid: i32, sigs: &[i32]) {
     for &s in sigs {
         if let Ok(sig) = Signal::try_from(s) {
-            // SAFETY: tgkill only sends a signal; the ids are plain integers.
-            let _ = unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig as i32) };
+            let to_process = matches!(sig, Signal::SIGALRM | Signal::SIGVTALRM | Signal::SIGPROF);
+            // SAFETY: kill and tgkill only send a signal; the ids are plain
+            // integers.
+            let _ = unsafe {
+                if to_process {
+                    libc::kill(tgid, sig as i32)
+                } else {
+                    libc::syscall(libc::SYS_tgkill, tgid, tid, sig as i32) as i32
+                }
+            };
         }
     }
 }

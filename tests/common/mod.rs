@@ -42,15 +42,117 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------
 // Locating programs
 
-/// A compiled C workload from `tests/workloads/NAME.c`.
+/// A compiled C workload from `tests/workloads/NAME.c` (see [`workloads_dir`]).
 pub fn workload(name: &str) -> PathBuf {
-    let p = Path::new(env!("CR_WORKLOADS")).join(name);
+    let p = workloads_dir().join(name);
     assert!(
         p.exists(),
-        "workload {name} not found at {} (build.rs compiles tests/workloads/{name}.c)",
+        "workload {name} not found at {}: is there a tests/workloads/{name}.c?",
         p.display()
     );
     p
+}
+
+/// The directory of the compiled C workloads, `target/tmp/workloads/`, shared by every
+/// test binary. The first call in each test process compiles (with `$CC`, else `cc`)
+/// every `tests/workloads/*.c` whose binary is missing or older than its source or
+/// `common.h`, holding an exclusive lock on `workloads/.lock` so that test binaries
+/// running at once neither compile twice nor see half-written programs; each program is
+/// written to a temporary name and renamed into place. A compiler error fails the test
+/// with the compiler's message. (The workloads are built here, not by a build script, so
+/// that installing the tools needs no C compiler.)
+pub fn workloads_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workloads");
+        build_workloads(&src_dir, &out);
+        out
+    })
+}
+
+/// Compiles into `out` each `SRC_DIR/*.c` whose binary there is missing or stale (see
+/// [`workloads_dir`]), under an exclusive lock on `out/.lock`.
+pub fn build_workloads(src_dir: &Path, out: &Path) {
+    std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("cannot create {}: {e}", out.display()));
+    let lock_path = out.join(".lock");
+    let lock = File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
+    // SAFETY: flock on a descriptor this function owns; it blocks until the lock is ours
+    // and is released when `lock` is closed at the end of this function.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        panic!(
+            "cannot lock {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    compile_stale_workloads(src_dir, out);
+}
+
+/// Compiles, several at a time, each `SRC_DIR/*.c` whose binary in `out` is missing or
+/// older than the source or `SRC_DIR/common.h`. The caller holds the directory's lock.
+fn compile_stale_workloads(src_dir: &Path, out: &Path) {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let header = mtime(&src_dir.join("common.h"));
+    let mut stale: Vec<PathBuf> = std::fs::read_dir(src_dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", src_dir.display()))
+        .map(|e| e.expect("read tests/workloads").path())
+        .filter(|src| src.extension().is_some_and(|e| e == "c"))
+        .filter(|src| {
+            let bin = out.join(src.file_stem().expect("workload file name"));
+            match mtime(&bin) {
+                None => true,
+                Some(built) => mtime(src).max(header).is_some_and(|newest| newest > built),
+            }
+        })
+        .collect();
+    stale.sort();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let jobs = thread::available_parallelism().map_or(2, |n| n.get());
+    let mut failed = Vec::new();
+    for batch in stale.chunks(jobs) {
+        let running: Vec<_> = batch
+            .iter()
+            .map(|src| {
+                let name = src.file_stem().expect("workload file name");
+                let tmp = out.join(format!(
+                    ".{}.{}",
+                    name.to_string_lossy(),
+                    std::process::id()
+                ));
+                let child = Command::new(&cc)
+                    .args(["-O2", "-g", "-Wall", "-Wextra", "-o"])
+                    .arg(&tmp)
+                    .arg(src)
+                    .args(["-lpthread", "-lrt", "-lutil"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
+                (src, tmp, out.join(name), child)
+            })
+            .collect();
+        for (src, tmp, bin, child) in running {
+            let res = child.wait_with_output().expect("wait for the C compiler");
+            let diagnostics = String::from_utf8_lossy(&res.stderr);
+            eprint!("{diagnostics}");
+            if res.status.success() {
+                std::fs::rename(&tmp, &bin).unwrap_or_else(|e| {
+                    panic!("cannot rename {} to {}: {e}", tmp.display(), bin.display())
+                });
+            } else {
+                let _ = std::fs::remove_file(&tmp);
+                failed.push(format!("{}: {}", src.display(), diagnostics.trim()));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "cannot compile workloads with `{cc}`:\n{}",
+        failed.join("\n")
+    );
 }
 
 /// A script from `tests/workloads/` (counter.py, counter.pl, counter.sh).
