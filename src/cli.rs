@@ -495,9 +495,32 @@ fn keep_freed_memory() {
     }
 }
 
-/// Worker threads for `-T N`: `0` means one per core.
+/// The most worker threads `-T` accepts.
+pub const MAX_THREADS: usize = crate::filters::pipeline::MAX_THREADS;
+
+/// Worker threads for `-T N`: `0` means one per core (at most
+/// [`MAX_THREADS`]).
 pub fn threads(n: usize) -> usize {
-    if n == 0 { cores() } else { n }
+    if n == 0 { cores() } else { n }.min(MAX_THREADS)
+}
+
+/// Parses `-T N` for clap: 0 (one per core) to [`MAX_THREADS`].
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    parse_in_range(s, 0, MAX_THREADS as i64, "threads").map(|n| n as usize)
+}
+
+/// Parses an integer for clap, saying the valid range when it is not in
+/// it: `what` names the values ("threads", "levels").
+pub fn parse_in_range(s: &str, min: i64, max: i64, what: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let n: i64 = match t.parse::<i128>() {
+        Ok(n) => n.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+        Err(_) => return Err(format!("{s:?} is not a number ({what}: {min} to {max})")),
+    };
+    if n < min || n > max {
+        return Err(format!("{t} is out of range ({what}: {min} to {max})"));
+    }
+    Ok(n)
 }
 
 /// Cores this process may run on.

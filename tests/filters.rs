@@ -574,7 +574,82 @@ fn usage_errors_exit_2_and_help_works() {
         assert!(v.contains(env!("CARGO_PKG_VERSION")));
     }
     assert_eq!(run(SPLIT, &["-b", "12Q", "x"], &[]).status.code(), Some(2));
-    fails(ZSTD, &["-l", "99"], &image(&Spec::small(1, 0)));
+    // Out-of-range values: usage errors that say the range, in plain words.
+    let img = image(&Spec::small(1, 0));
+    for (bin, args, range) in [
+        (ZSTD, &["-l", "99"][..], "-131072 to 22"),
+        (ZSTD, &["-l", "99999999999"][..], "-131072 to 22"),
+        (ZSTD, &["-l", "x"][..], "-131072 to 22"),
+        (SPLIT, &["-b", "0", "x"][..], "at least 53"),
+        (SPLIT, &["-b", "52", "x"][..], "at least 53"),
+        (ZSTD, &["-T", "4294967295"][..], "0 to 256"),
+        (ZSTD, &["-T", "257"][..], "0 to 256"),
+        (SUM, &["-T", "4294967296"][..], "0 to 256"),
+    ] {
+        let out = run(bin, args, &img);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bin} {args:?}: {err}");
+        assert!(err.contains(range), "{bin} {args:?}: {err}");
+        assert!(!err.contains("..="), "{err}");
+    }
+    // The largest thread count and one per core work, with the same bytes.
+    let big = image(&Spec::small(2, 3 << 20));
+    let z = ok(ZSTD, &["-T", "1"], &big);
+    assert_eq!(ok(ZSTD, &["-T", "256"], &big), z);
+    assert_eq!(ok(ZSTD, &["-T0"], &big), z);
+    assert_eq!(ok(SUM, &["-T", "256"], &big), ok(SUM, &["-T0"], &big));
+}
+
+#[test]
+fn a_summed_image_is_checked_then_keyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, b"a secret key of some length").unwrap();
+    let key = key.to_str().unwrap();
+    let plain = image(&Spec::small(21, 500_000));
+    let s = ok(SUM, &[], &plain);
+    for input in [s.clone(), ok(ZSTD, &[], &s)] {
+        let keyed = ok(SUM, &["-k", key], &input);
+        let report = String::from_utf8(ok(SUM, &["--check", "--key", key], &keyed)).unwrap();
+        assert!(report.contains("keyed digests verified"), "{report}");
+        // The same as keying the image that was never summed.
+        assert_eq!(ok(ZSTD, &["-d"], &keyed), ok(SUM, &["-k", key], &plain));
+    }
+    // A plain digest that does not match is refused, not replaced.
+    let mut bad = s.clone();
+    let at = 8 + 24; // the header record's payload
+    let stored = u32::from_le_bytes(s[16..20].try_into().unwrap()) as usize;
+    let digest = at + stored;
+    bad[digest] ^= 1;
+    bad[28..32].fill(0);
+    let crc = crc32c::crc32c(&bad[8..digest + 32]);
+    bad[28..32].copy_from_slice(&crc.to_le_bytes());
+    let err = fails(SUM, &["-k", key], &bad);
+    assert!(err.contains("does not match"), "{err}");
+}
+
+#[test]
+fn errors_name_the_file_without_rust_wording() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let err = fails(INFO, &[d], &[]);
+    assert_eq!(err, format!("cr-info: {d}: Is a directory\n"));
+    let none = dir.path().join("none");
+    let err = fails(INFO, &[none.to_str().unwrap()], &[]);
+    assert_eq!(
+        err,
+        format!("cr-info: {}: No such file or directory\n", none.display())
+    );
+    let out = dir.path().join("no/such/dir.img");
+    let err = fails(
+        ZSTD,
+        &["-o", out.to_str().unwrap()],
+        &image(&Spec::small(1, 0)),
+    );
+    assert!(err.contains("dir.img: No such file or directory"), "{err}");
+    let err = fails(ZSTD, &["-o", d], &image(&Spec::small(1, 0)));
+    assert!(err.contains("Is a directory"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
 }
 
 #[test]

@@ -31,7 +31,12 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
     /// The root of the tree to checkpoint.
+    #[arg(value_parser = pid)]
     pid: i32,
+}
+
+fn pid(s: &str) -> Result<i32, String> {
+    cli::parse_in_range(s, 1, i32::MAX.into(), "a process id").map(|n| n as i32)
 }
 
 extern "C" fn on_signal(_: libc::c_int) {

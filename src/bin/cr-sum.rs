@@ -23,8 +23,8 @@ struct Args {
     /// --check, every digest must be keyed with it.
     #[arg(short, long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// Hashing threads; 0 means one per core (the default).
-    #[arg(short = 'T', long, default_value_t = 0)]
+    /// Hashing threads, 0 to 256; 0 means one per core (the default).
+    #[arg(short = 'T', long, default_value_t = 0, value_parser = cli::parse_threads)]
     threads: usize,
     /// No progress on stderr; with --check, no report on stdout either.
     #[arg(short, long)]

@@ -17,11 +17,13 @@ struct Args {
     /// Decompress: write every record plain.
     #[arg(short, long)]
     decompress: bool,
-    /// Compression level (zstd's: 1 fast .. 19 small; negative is faster still).
-    #[arg(short, long, default_value_t = zstd::DEFAULT_LEVEL, allow_negative_numbers = true)]
+    /// Compression level: 1 (fastest) to 22 (smallest, slowest); negative
+    /// levels, down to -131072, are faster still.
+    #[arg(short, long, default_value_t = zstd::DEFAULT_LEVEL, allow_negative_numbers = true,
+          value_parser = level)]
     level: i32,
-    /// Worker threads; 0 means one per core.
-    #[arg(short = 'T', long, default_value_t = 1)]
+    /// Worker threads, 0 to 256; 0 means one per core.
+    #[arg(short = 'T', long, default_value_t = 1, value_parser = cli::parse_threads)]
     threads: usize,
     /// No progress on stderr.
     #[arg(short, long)]
@@ -34,6 +36,11 @@ struct Args {
     output: Option<PathBuf>,
     /// Read the image from FILE instead of stdin ("-" is stdin).
     file: Option<PathBuf>,
+}
+
+fn level(s: &str) -> Result<i32, String> {
+    let (min, max) = (*zstd::levels().start(), *zstd::levels().end());
+    cli::parse_in_range(s, min.into(), max.into(), "zstd levels").map(|n| n as i32)
 }
 
 fn main() -> ExitCode {

@@ -38,6 +38,61 @@ pub struct FdInfo {
     /// `FT_*` of the file, when its `FILE` record was found.
     pub ftype: Option<u8>,
     pub path: String,
+    /// `O_*` flags of the open file description.
+    pub flags: u32,
+    /// `st_mode` of the file.
+    pub mode: u32,
+}
+
+impl FdInfo {
+    /// For an external descriptor: what it led to (pipe, socket, terminal
+    /// or file) and the descriptor of `cr-restart` it becomes by default.
+    pub fn external(&self) -> Option<(&'static str, u32)> {
+        if self.ftype != Some(crate::image::FT_EXTERNAL) {
+            return None;
+        }
+        let p = self.path.as_str();
+        let what = match self.mode & libc::S_IFMT {
+            libc::S_IFIFO => "pipe",
+            libc::S_IFSOCK => "socket",
+            // The only character devices left outside are terminals.
+            libc::S_IFCHR => "terminal",
+            _ if p.starts_with("pipe:") => "pipe",
+            _ if p.starts_with("socket:") => "socket",
+            _ if p.starts_with("/dev/pts/") || p.starts_with("/dev/tty") => "terminal",
+            _ => "file",
+        };
+        Some((what, crate::image::external_default_fd(self.fd, self.flags)))
+    }
+}
+
+fn stdio_name(fd: u32) -> &'static str {
+    match fd {
+        0 => "stdin",
+        1 => "stdout",
+        _ => "stderr",
+    }
+}
+
+/// `created` (seconds since the epoch) in local time, with the offset.
+pub fn local_time(secs: u64) -> String {
+    let t = secs.min(i64::MAX as u64) as libc::time_t;
+    // SAFETY: localtime_r and strftime write only into the given buffers,
+    // whose sizes are passed.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return format!("{secs} s after the epoch");
+        }
+        let mut buf = [0u8; 64];
+        let n = libc::strftime(
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            c"%Y-%m-%d %H:%M:%S %z".as_ptr(),
+            &tm,
+        );
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
 }
 
 /// One process of the tree.
@@ -210,7 +265,13 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                     fd: fd.fd,
                     file_id: fd.file_id,
                     ftype: f.map(|f| f.ftype),
-                    path: f.map(|f| lossy(&f.path)).unwrap_or_default(),
+                    // The path, or for a pipe or socket what the kernel
+                    // calls it (`pipe:[1234]`).
+                    path: f
+                        .map(|f| lossy(if f.path.is_empty() { &f.link } else { &f.path }))
+                        .unwrap_or_default(),
+                    flags: f.map_or(0, |f| f.flags),
+                    mode: f.map_or(0, |f| f.mode),
                 }
             })
             .collect();
@@ -291,6 +352,11 @@ impl Info {
         p.dumped_pages * self.header.page_size as u64
     }
 
+    /// Whether a process's parent is in the image (not so for the root).
+    pub fn parent_in_image(&self, p: &ProcInfo) -> bool {
+        self.processes.iter().any(|q| q.pid == p.ppid)
+    }
+
     /// `raw / stored`, 1 for an empty stream.
     pub fn ratio(&self) -> f64 {
         if self.stored_bytes == 0 {
@@ -323,17 +389,27 @@ impl Info {
                     "state": state_name(p.state), "comm": p.comm, "threads": p.threads,
                     "mappings": p.mappings, "dumped_pages": p.dumped_pages,
                     "memory_bytes": self.memory_bytes(p),
-                    "fds": p.fds.iter().map(|f| json!({
-                        "fd": f.fd, "file_id": f.file_id,
-                        "type": f.ftype.map(ftype_name), "path": f.path,
-                    })).collect::<Vec<_>>(),
+                    "parent_in_image": self.parent_in_image(p),
+                    "fds": p.fds.iter().map(|f| {
+                        let mut v = json!({
+                            "fd": f.fd, "file_id": f.file_id,
+                            "type": f.ftype.map(ftype_name), "path": f.path,
+                        });
+                        if let Some((what, to)) = f.external() {
+                            v["external"] = json!({
+                                "kind": what, "restart_fd": to, "becomes": stdio_name(to),
+                            });
+                        }
+                        v
+                    }).collect::<Vec<_>>(),
                 })
             })
             .collect();
         json!({
             "format": format!("{}.{}", h.format_major, h.format_minor),
             "arch": h.arch, "page_size": h.page_size, "kernel": h.kernel, "tool": h.tool,
-            "stream_id": hex(&h.stream_id), "created": h.created, "root_pid": h.root_pid,
+            "stream_id": hex(&h.stream_id), "created": h.created,
+            "created_local": local_time(h.created), "root_pid": h.root_pid,
             "processes": procs,
             "records": self.records,
             "kinds": kinds,
@@ -365,8 +441,10 @@ impl fmt::Display for Info {
         )?;
         writeln!(
             f,
-            "written by:  {}, created {} (epoch s), root pid {}",
-            h.tool, h.created, h.root_pid
+            "written by:  {}, created {}, root pid {}",
+            h.tool,
+            local_time(h.created),
+            h.root_pid
         )?;
         writeln!(f, "stream id:   {}", hex(&h.stream_id))?;
         writeln!(
@@ -408,15 +486,19 @@ impl fmt::Display for Info {
         writeln!(f, "processes:   {}", self.processes.len())?;
         writeln!(
             f,
-            "  {:>7} {:>7} {:>7} {:>7} {:<8} {:>4} {:>5} {:>9} {:>10} {:>4}  COMM",
+            "  {:>7} {:>9} {:>7} {:>7} {:<8} {:>4} {:>5} {:>9} {:>10} {:>4}  COMM",
             "PID", "PPID", "PGID", "SID", "STATE", "THR", "MAPS", "PAGES", "MEMORY", "FDS"
         )?;
         for p in &self.processes {
             writeln!(
                 f,
-                "  {:>7} {:>7} {:>7} {:>7} {:<8} {:>4} {:>5} {:>9} {:>10} {:>4}  {}",
+                "  {:>7} {:>9} {:>7} {:>7} {:<8} {:>4} {:>5} {:>9} {:>10} {:>4}  {}",
                 p.pid,
-                p.ppid,
+                if self.parent_in_image(p) {
+                    p.ppid.to_string()
+                } else {
+                    "(outside)".to_string()
+                },
                 p.pgid,
                 p.sid,
                 state_name(p.state),
@@ -431,13 +513,22 @@ impl fmt::Display for Info {
         for p in self.processes.iter().filter(|p| !p.fds.is_empty()) {
             writeln!(f, "files of {}:", p.pid)?;
             for fd in &p.fds {
-                writeln!(
+                write!(
                     f,
                     "  {:>4} {:<8} {}",
                     fd.fd,
                     fd.ftype.map_or("?", ftype_name),
                     fd.path
                 )?;
+                if let Some((what, to)) = fd.external() {
+                    write!(
+                        f,
+                        " (a {what} outside the image: becomes cr-restart's {}, or --fd {}=...)",
+                        stdio_name(to),
+                        fd.fd
+                    )?;
+                }
+                writeln!(f)?;
             }
         }
         Ok(())

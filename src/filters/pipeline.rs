@@ -2,7 +2,7 @@
 //! and the caller's thread writing results in stream order.
 //!
 //! Memory stays bounded: the work queue holds `N` records and at most
-//! `2N + 2` results wait for the writer. Each record gets its own one-shot
+//! `2N + 2` results wait for the writer, with `N` at most [`MAX_THREADS`]. Each record gets its own one-shot
 //! reply channel, queued in stream order, so output order (and therefore
 //! the output bytes) does not depend on the number of threads.
 
@@ -12,6 +12,10 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::{FilterError, Result, Stats};
 use crate::image::{Key, RawRecord, Reader, WriteOptions, Writer};
+
+/// The most worker threads a pipeline runs; more are not faster on any
+/// machine this is for, and each may hold a few records in memory.
+pub const MAX_THREADS: usize = 256;
 
 enum Slot<T> {
     Pending(Receiver<Result<T>>),
@@ -35,6 +39,7 @@ where
     F: FnMut(RawRecord) -> Result<T>,
     S: FnMut(T) -> Result<()>,
 {
+    let threads = threads.min(MAX_THREADS);
     if threads <= 1 {
         let mut work = make();
         while let Some(raw) = reader.next_raw()? {

@@ -27,7 +27,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use super::{FilterError, Result};
 use crate::image::{ImageError, Reader};
 
-pub const PART_MAGIC: [u8; 8] = *b"\x89CRPART\n";
+pub use crate::image::stream::PART_MAGIC;
 pub const PART_VERSION: u16 = 1;
 pub const PART_HEAD_LEN: usize = 52;
 /// Part header flag: no part follows this one.

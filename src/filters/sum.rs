@@ -82,11 +82,14 @@ pub fn digest_record(mut raw: RawRecord, mode: &DigestMode) -> Result<RawRecord>
         _ => {}
     }
     let d = compute_digest(&raw, mode)?;
-    if !raw.head.keyed() && raw.digest.is_some_and(|old| old != d) {
-        return Err(ImageError::Digest { seq, kind }.into());
-    }
-    if let DigestMode::Keyed(_) = mode {
-        raw.head.flags |= F_HMAC;
+    match mode {
+        // A plain digest already there must be the one just computed.
+        DigestMode::Sha256 if raw.digest.is_some_and(|old| old != d) => {
+            return Err(ImageError::Digest { seq, kind }.into());
+        }
+        DigestMode::Sha256 => {}
+        // A plain one was checked above and is replaced.
+        DigestMode::Keyed(_) => raw.head.flags |= F_HMAC,
     }
     raw.digest = Some(d);
     Ok(raw)

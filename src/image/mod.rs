@@ -36,6 +36,10 @@ pub enum ImageError {
     Empty,
     #[error("not a checkpoint image (bad magic)")]
     BadMagic,
+    #[error(
+        "this is one part of an image cut by cr-split, not a whole image: join the parts first (cr-split --join PREFIX.*)"
+    )]
+    SplitPart,
     #[error("image format version {0}.{1} is not supported (this tool reads {major}.x)", major = records::FORMAT_MAJOR)]
     Version(u16, u16),
     #[error("truncated image: {what} ends early")]

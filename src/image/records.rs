@@ -391,6 +391,20 @@ pub const FT_INOTIFY: u8 = 15;
 /// restore time, see `cr-restart(1)`.
 pub const FT_EXTERNAL: u8 = 16;
 
+/// The descriptor of `cr-restart` that an external descriptor `fd`, opened
+/// with `flags`, is connected to when no `--fd` says otherwise: the same
+/// number for 0, 1 and 2; else standard input when it was read-only,
+/// standard output when not.
+pub fn external_default_fd(fd: u32, flags: u32) -> u32 {
+    if fd <= 2 {
+        fd
+    } else if flags as i32 & libc::O_ACCMODE == libc::O_RDONLY {
+        0
+    } else {
+        1
+    }
+}
+
 wire_struct! {
     /// `FILE`: an open file description, shared by every descriptor that refers to it.
     pub struct File {

@@ -33,6 +33,9 @@ use super::{ImageError, Result};
 /// 7-bit and line-ending mangling, as PNG's signature does.
 pub const PREAMBLE: [u8; 8] = *b"\x89CRI\r\n\x1a\n";
 pub const HEAD_LEN: usize = 24;
+/// The magic a `cr-split` part starts with (see `filters::split`): a
+/// reader says to join the parts when it meets one.
+pub const PART_MAGIC: [u8; 8] = *b"\x89CRPART\n";
 pub const DIGEST_LEN: usize = 32;
 /// The largest payload a record may carry, raw or stored. Readers refuse
 /// larger lengths before allocating.
@@ -373,6 +376,9 @@ impl<R: Read> Reader<R> {
         let n = read_full(&mut inner, &mut pre)?;
         if n == 0 {
             return Err(ImageError::Empty);
+        }
+        if n == pre.len() && pre == PART_MAGIC {
+            return Err(ImageError::SplitPart);
         }
         if n < pre.len() || pre != PREAMBLE {
             return Err(ImageError::BadMagic);

@@ -76,14 +76,7 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
         .find(|(t, _)| *t == target)
         .map(|(_, s)| s.clone());
     let src = src.unwrap_or_else(|| {
-        let fd = if target <= 2 {
-            target as RawFd
-        } else if f.flags as i32 & libc::O_ACCMODE == libc::O_RDONLY {
-            0
-        } else {
-            1
-        };
-        FdSource::Inherit(fd)
+        FdSource::Inherit(crate::image::external_default_fd(target, f.flags) as RawFd)
     });
     match src {
         FdSource::Inherit(fd) => crate::sys::fds::dup(fd)
