@@ -179,6 +179,14 @@ fn a_lock_taken_meanwhile_fails_the_restore_and_leaves_nothing() {
         for &p in &tree {
             assert!(wait_pid_gone(p, TIMEOUT), "pid {p} lingers");
         }
+        // cr-info lists the locks under their descriptor.
+        let mut info = Command::new(bin("cr-info"));
+        info.stdin(std::fs::File::open(&img).expect("open the image"));
+        let info = run_cmd_inherit_stdin(info);
+        assert!(
+            info.contains(want),
+            "{mode}: cr-info shows no lock:\n{info}"
+        );
         // The same program takes the same locks first.
         let thief = start(mode, &file, tags);
         let f = run("cr-restart", &["-i", path_str(&img)], None);
@@ -200,6 +208,18 @@ fn a_lock_taken_meanwhile_fails_the_restore_and_leaves_nothing() {
         }
         thief.assert_no_fail();
     }
+}
+
+/// Runs a command with the stdin it was given; its stdout, or a panic
+/// with its stderr.
+fn run_cmd_inherit_stdin(mut c: Command) -> String {
+    let out = c.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn sqlite(db: &Path, sql: &str) -> Finished {
@@ -269,4 +289,35 @@ fn sqlite_exclusive_transaction_survives_the_restore() {
         "{}",
         rows.stderr
     );
+}
+
+/// `cr-restart --in-place`: the caller becomes the process and holds its
+/// POSIX locks; with someone holding one in the way it refuses before it
+/// changes itself.
+#[test]
+fn in_place_restore_takes_the_locks_or_refuses_first() {
+    let (dir, file) = data_file();
+    let mut orig = start("posix", &file, &[None]);
+    let img = dir.path().join("img");
+    ckpt_to_file(&["--kill"], orig.pid(), &img);
+    orig.wait_exit(TIMEOUT)
+        .expect("ckpt --kill ended the workload");
+    let thief = start("posix", &file, &[None]);
+    let f = run("cr-restart", &["--in-place", "-i", path_str(&img)], None);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("POSIX write lock on bytes 100-199")
+            && f.stderr.contains(&format!("held by pid {}", thief.pid())),
+        "{}",
+        f.stderr
+    );
+    drop(thief);
+    let r = Workload::spawn(bin("cr-restart"), &["--in-place", "-i", path_str(&img)]);
+    r.expect_count(None, orig.last_count(None).unwrap() + 2);
+    assert_eq!(probe("posix", "w", 150, 1, &file), REFUSED);
+    assert_eq!(probe("posix", "w", 250, 1, &file), GOT);
+    assert!(signal(r.pid(), libc::SIGUSR1));
+    r.expect_line(|l| l == "released", "released");
+    assert_eq!(probe("posix", "w", 150, 1, &file), GOT);
+    r.assert_no_fail();
 }

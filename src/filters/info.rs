@@ -38,6 +38,8 @@ pub struct FdInfo {
     /// `FT_*` of the file, when its `FILE` record was found.
     pub ftype: Option<u8>,
     pub path: String,
+    /// File locks held through it (`POSIX write lock on bytes 5-14`).
+    pub locks: Vec<String>,
     /// `O_*` flags of the open file description.
     pub flags: u32,
     /// `st_mode` of the file.
@@ -272,6 +274,10 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                         .unwrap_or_default(),
                     flags: f.map_or(0, |f| f.flags),
                     mode: f.map_or(0, |f| f.mode),
+                    locks: (t.locks.iter().filter(|l| l.fd == fd.fd))
+                        .chain(f.iter().flat_map(|f| f.locks.iter()))
+                        .map(|l| l.to_string())
+                        .collect(),
                 }
             })
             .collect();
@@ -393,7 +399,7 @@ impl Info {
                     "fds": p.fds.iter().map(|f| {
                         let mut v = json!({
                             "fd": f.fd, "file_id": f.file_id,
-                            "type": f.ftype.map(ftype_name), "path": f.path,
+                            "type": f.ftype.map(ftype_name), "path": f.path, "locks": f.locks,
                         });
                         if let Some((what, to)) = f.external() {
                             v["external"] = json!({
@@ -529,6 +535,9 @@ impl fmt::Display for Info {
                     )?;
                 }
                 writeln!(f)?;
+                for l in &fd.locks {
+                    writeln!(f, "              {l}")?;
+                }
             }
         }
         Ok(())

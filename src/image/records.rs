@@ -360,6 +360,28 @@ wire_struct! {
     }
 }
 
+impl std::fmt::Display for Lock {
+    /// `POSIX write lock on bytes 5-14`, `flock read lock on the whole file`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            LOCK_POSIX => "POSIX",
+            LOCK_OFD => "OFD",
+            LOCK_FLOCK => "flock",
+            _ => "unknown",
+        };
+        let rw = if self.write { "write" } else { "read" };
+        write!(f, "{kind} {rw} lock on ")?;
+        if self.kind == LOCK_FLOCK {
+            f.write_str("the whole file")
+        } else if self.len == 0 {
+            write!(f, "bytes {} to the end of the file", self.start)
+        } else {
+            let last = self.start.saturating_add(self.len - 1);
+            write!(f, "bytes {}-{last}", self.start)
+        }
+    }
+}
+
 wire_struct! {
     /// `FDTABLE`: the descriptors of one process.
     pub struct FdTable {

@@ -23,20 +23,7 @@ use crate::sys::remote::{RemoteError, nr};
 
 /// What a lock is, for messages: `POSIX write lock on bytes 5-14`.
 pub fn describe(l: &Lock) -> String {
-    let kind = match l.kind {
-        image::LOCK_POSIX => "POSIX",
-        image::LOCK_OFD => "OFD",
-        _ => "flock",
-    };
-    let rw = if l.write { "write" } else { "read" };
-    let range = if l.kind == image::LOCK_FLOCK {
-        "the whole file".to_string()
-    } else if l.len == 0 {
-        format!("bytes {} to the end of the file", l.start)
-    } else {
-        format!("bytes {}-{}", l.start, l.start + (l.len - 1))
-    };
-    format!("{kind} {rw} lock on {range}")
+    l.to_string()
 }
 
 fn holder(pid: Option<i32>) -> String {
