@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod completions;
 pub mod error;
 pub mod filters;
 pub mod image;

@@ -141,7 +141,7 @@ fn kill_restored(r: &restart::Restored) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     let mut restored = None;
     let code = cli::run("cr-restart", || {
         let key = args.require_key.as_deref().map(cli::read_key).transpose()?;
