@@ -122,13 +122,8 @@ fn object_data(sinks: &mut Sinks, pre: &DataPrefix, data: &[u8]) -> Result<()> {
                 DataTarget::File,
                 Some(meta.files().get(&id).map(|f| f.size).unwrap_or(0)),
             )?;
-            nix::sys::uio::pwrite(
-                // SAFETY: fd is held open by `open` for the whole restore.
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-                data,
-                pre.addr as i64,
-            )
-            .ctx(|| "cannot write the contents of a deleted file".into())?;
+            crate::sys::fds::pwrite_all(fd, data, pre.addr)
+                .ctx(|| "cannot write the contents of a deleted file".into())?;
             Ok(())
         }
         image::SPACE_SYSV_SHM => sinks.ipc.shm_contents(id, pre.addr, data),

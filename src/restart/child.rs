@@ -267,6 +267,32 @@ pub(crate) fn close_others(plan: &ChildPlan) {
     }
 }
 
+/// Forks the root of the tree (or, with `new_pidns`, the init of a new pid
+/// namespace: `cr-init` when `with_init`, else the root itself); the child
+/// runs the plans and never returns. Returns the new pid.
+pub(crate) fn fork_root(
+    new_pidns: bool,
+    with_init: bool,
+    plans: &[ChildPlan],
+    shared: &Shared,
+) -> nix::Result<i32> {
+    // SAFETY: the child runs only `child_main` or `init_main`, which make
+    // raw syscalls only and never allocate.
+    let r = unsafe {
+        if new_pidns {
+            // Init of a new pid namespace; our own children stay in ours.
+            fork_with_pid(None, libc::CLONE_NEWPID as u64, libc::SIGCHLD)
+        } else {
+            fork_with_pid(plans.first().and_then(|p| p.want), 0, libc::SIGCHLD)
+        }
+    };
+    match r? {
+        Forked::Child if with_init => init_main(plans, shared),
+        Forked::Child => child_main(plans, 0, shared),
+        Forked::Parent(pid) => Ok(pid),
+    }
+}
+
 /// Runs in a new process after `clone3`; never returns.
 pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
     let plan = &plans[idx];
@@ -377,5 +403,71 @@ pub fn init_main(plans: &[ChildPlan], shared: &Shared) -> ! {
                 libc::_exit(0);
             }
         }
+    }
+}
+
+/// The in-place caller's last steps as itself (`super::inplace`): take the image's descriptors and
+/// directories, drop its own signal state, and stop for the tracer. Raw
+/// syscalls only. Never returns: the tracer replaces this process, or it
+/// is killed.
+pub(crate) fn become_stopped(plan: &ChildPlan, errfd: Option<RawFd>) -> ! {
+    if let Err(step) = place_files(plan) {
+        let e = std::io::Error::last_os_error();
+        if let Some(fd) = errfd {
+            let msg = format!(
+                "crtools: in-place restore failed while {}: {e}; the process is killed\n",
+                Step::describe(step as u8)
+            );
+            // SAFETY: write of a live buffer to a descriptor we hold.
+            unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+        }
+        kill_self();
+    }
+    close_others(plan);
+    // SAFETY: raw syscalls on integers and stack values of this thread; the
+    // address space they run in is about to be replaced.
+    unsafe {
+        let off = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        libc::sigaltstack(&off, std::ptr::null_mut());
+        // Default actions (which also drops pending signals whose default
+        // is to be ignored); the tracer sets the image's.
+        let dfl = [0u64; 4];
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+            }
+        }
+        let zero = libc::itimerval {
+            it_interval: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+            it_value: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+        };
+        for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
+            libc::setitimer(which, &zero, std::ptr::null_mut());
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0 as libc::c_ulong, 0, 0, 0);
+        let pid = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, pid, libc::SIGSTOP);
+    }
+    // The tracer let us go without replacing us: it failed.
+    kill_self()
+}
+
+fn kill_self() -> ! {
+    // SAFETY: raw getpid and kill; SIGKILL cannot be caught.
+    unsafe {
+        let pid = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, pid, libc::SIGKILL);
+        libc::_exit(137)
     }
 }

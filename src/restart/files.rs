@@ -7,14 +7,15 @@
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::stat::Mode;
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, File};
+use crate::sys::fds;
 
 /// Where a descriptor that led outside the image is reconnected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +78,9 @@ impl OpenFiles {
 
     fn hold(&mut self, id: u64, fd: OwnedFd) -> Result<RawFd> {
         // Move it above every descriptor number the image uses.
-        let high = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(self.base))
+        let owned = fds::dup_above(fd.as_raw_fd(), self.base)
             .ctx(|| "cannot duplicate a descriptor".into())?;
-        // SAFETY: fcntl just returned this new descriptor, owned by nobody else.
-        let owned = unsafe { OwnedFd::from_raw_fd(high) };
+        let high = owned.as_raw_fd();
         drop(fd);
         self.by_id.insert(id, owned);
         Ok(high)
@@ -100,10 +100,8 @@ impl OpenFiles {
         let fd: OwnedFd = match f.ftype {
             image::FT_REGULAR | image::FT_CHARDEV | image::FT_BLOCKDEV if !f.deleted => {
                 let p = cpath(&f.path)?;
-                let raw = open(p.as_c_str(), reopen_flags(f.flags), Mode::empty())
+                let fd = fds::open(p.as_c_str(), reopen_flags(f.flags), Mode::empty())
                     .ctx(|| format!("cannot open {}", name()))?;
-                // SAFETY: open just returned this descriptor.
-                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
                 if f.ftype == image::FT_REGULAR {
                     check_same_file(&fd, f, &name())?;
                     nix::unistd::lseek(fd.as_raw_fd(), f.pos as i64, nix::unistd::Whence::SeekSet)
@@ -119,20 +117,16 @@ impl OpenFiles {
                     .parent()
                     .filter(|d| d.is_dir())
                     .unwrap_or(std::path::Path::new("/tmp"));
-                let raw = open(
+                let tmp = fds::open(
                     dir,
                     OFlag::O_TMPFILE | OFlag::O_RDWR,
                     Mode::from_bits_truncate(f.mode & 0o7777),
                 )
                 .ctx(|| format!("cannot create a file for deleted {}", name()))?;
-                // SAFETY: open just returned this descriptor.
-                let tmp = unsafe { OwnedFd::from_raw_fd(raw) };
                 // Reopen with the original access mode and flags.
-                let again = format!("/proc/self/fd/{raw}");
-                let raw2 = open(again.as_str(), reopen_flags(f.flags), Mode::empty())
+                let again = format!("/proc/self/fd/{}", tmp.as_raw_fd());
+                let fd = fds::open(again.as_str(), reopen_flags(f.flags), Mode::empty())
                     .ctx(|| format!("cannot reopen the file for deleted {}", name()))?;
-                // SAFETY: open just returned this descriptor.
-                let fd = unsafe { OwnedFd::from_raw_fd(raw2) };
                 nix::unistd::ftruncate(&tmp, f.size as i64)
                     .ctx(|| format!("cannot size the file for deleted {}", name()))?;
                 nix::unistd::lseek(fd.as_raw_fd(), f.pos as i64, nix::unistd::Whence::SeekSet)
@@ -143,14 +137,12 @@ impl OpenFiles {
             }
             image::FT_DIRECTORY => {
                 let p = cpath(&f.path)?;
-                let raw = open(
+                fds::open(
                     p.as_c_str(),
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY,
                     Mode::empty(),
                 )
-                .ctx(|| format!("cannot open directory {}", name()))?;
-                // SAFETY: open just returned this descriptor.
-                unsafe { OwnedFd::from_raw_fd(raw) }
+                .ctx(|| format!("cannot open directory {}", name()))?
             }
             image::FT_EXTERNAL => external(f, target_fd)?,
             image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
@@ -207,10 +199,8 @@ impl OpenFiles {
         let end = if acc == libc::O_WRONLY { wr } else { rd };
         let again = format!("/proc/self/fd/{}", end.as_raw_fd());
         let flags = reopen_flags(f.flags) | OFlag::O_NONBLOCK;
-        let raw = open(again.as_str(), flags, Mode::empty())
+        let fd = fds::open(again.as_str(), flags, Mode::empty())
             .ctx(|| format!("cannot open {}", String::from_utf8_lossy(&f.link)))?;
-        // SAFETY: open just returned this descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         if f.flags as i32 & libc::O_NONBLOCK == 0 {
             fcntl(
                 fd.as_raw_fd(),
@@ -288,20 +278,23 @@ impl OpenFiles {
             let msg = data.get(4..4 + n).ok_or_else(|| {
                 Error::msg(format!("invalid image: socket {id} data is cut short"))
             })?;
-            // SAFETY: send reads the live message slice.
-            let r = unsafe {
-                libc::send(
-                    from.as_raw_fd(),
-                    msg.as_ptr().cast(),
-                    msg.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r != n as isize {
-                return Err(Error::msg(format!(
-                    "cannot queue {n} bytes on socket {id}: {}",
-                    std::io::Error::last_os_error()
-                )));
+            let sent = nix::sys::socket::send(
+                from.as_raw_fd(),
+                msg,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            );
+            match sent {
+                Ok(r) if r == n => {}
+                Ok(r) => {
+                    return Err(Error::msg(format!(
+                        "cannot queue {n} bytes on socket {id}: only {r} were taken"
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::msg(format!(
+                        "cannot queue {n} bytes on socket {id}: {e}"
+                    )));
+                }
             }
             data = &data[4 + n..];
         }
@@ -337,14 +330,12 @@ impl OpenFiles {
             ))
         })?;
         let again = format!("/proc/self/fd/{}", wr.as_raw_fd());
-        let raw = open(
+        let fd = fds::open(
             again.as_str(),
             OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .ctx(|| "cannot open a pipe to fill it".into())?;
-        // SAFETY: open just returned this descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut done = 0;
         while done < data.len() {
             let n = nix::unistd::write(&fd, &data[done..])
@@ -380,12 +371,11 @@ fn check_same_file(fd: &OwnedFd, f: &File, name: &str) -> Result<()> {
 /// Opens a directory for the child to `fchdir` into.
 pub fn open_dir(path: &[u8]) -> Result<OwnedFd> {
     let p = cpath(path)?;
-    let raw = open(
+    let fd = fds::open(
         p.as_c_str(),
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .ctx(|| format!("cannot open directory {}", String::from_utf8_lossy(path)))?;
-    // SAFETY: open just returned this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    Ok(fd)
 }

@@ -36,12 +36,12 @@
 
 use std::convert::Infallible;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::child::{self, ChildPlan, Step};
+use super::child;
 use super::meta::{self, Meta};
 use super::plan::{self, PlanOptions, ProcPlan};
 use super::space::Builder;
@@ -50,7 +50,9 @@ use super::spool::{self, Source};
 use super::{Building, Held, Options, bulk, finish, ipc, map};
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
+use crate::sys::clone::Forked;
 use crate::sys::proc;
+use crate::sys::fork::{exit_now as _exit, fork_single_threaded};
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::nr;
 
@@ -75,8 +77,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
             "cannot restore in place: the process had an IPC namespace of its own (use cr-restart without --in-place)",
         ));
     }
-    // SAFETY: getpid has no memory effects.
-    let me = unsafe { libc::getpid() };
+    let me = nix::unistd::getpid().as_raw();
     check_caller(me)?;
     // The whole stream, every record checked, before anything changes.
     let first = meta.take_first_bulk();
@@ -96,10 +97,8 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     super::locks::check_posix(meta.root(), &held.open)?;
     // Where the caller reports a failure of its own steps: its standard
     // error, before it is replaced.
-    let errfd = nix::unistd::dup(2)
+    let errfd = crate::sys::fds::dup(2)
         .ok()
-        // SAFETY: dup just returned this descriptor.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .map(|fd| high(fd, held.open.base))
         .transpose()?;
     let (ready_rd, ready_wr) =
@@ -113,17 +112,19 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     }
     let yama = crate::selfckpt::allow_descendants_to_trace();
 
-    // SAFETY: the caller is single-threaded (checked), so the child may do
-    // anything; it runs `middle` and never returns.
-    let h = unsafe { libc::fork() };
-    if h < 0 {
-        crate::selfckpt::forbid_descendants(yama);
-        return Err(Error::msg(format!(
-            "cannot restore in place: cannot fork a helper: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    if h == 0 {
+    // The caller is single-threaded (checked); the child runs `middle`
+    // and never returns.
+    let h = match fork_single_threaded() {
+        Ok(Forked::Parent(h)) => Some(h),
+        Ok(Forked::Child) => None,
+        Err(e) => {
+            crate::selfckpt::forbid_descendants(yama);
+            return Err(Error::msg(format!(
+                "cannot restore in place: cannot fork a helper: {e}"
+            )));
+        }
+    };
+    let Some(h) = h else {
         drop(ready_rd);
         let t = Tracer {
             caller: me,
@@ -137,20 +138,13 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             middle(ready_wr, t, source)
         }));
-        // SAFETY: leaves without running the caller's exit handlers.
-        unsafe { libc::_exit(1) }
-    }
+        // Leaves without running the caller's exit handlers.
+        _exit(1)
+    };
     drop(ready_wr);
     let mut answer = Vec::new();
     let got = std::fs::File::from(ready_rd).read_to_end(&mut answer);
-    loop {
-        let mut st = 0;
-        // SAFETY: waitpid writes the status into the live local.
-        let r = unsafe { libc::waitpid(h, &mut st, 0) };
-        if r == h || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
+    while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(Pid::from_raw(h), None) {}
     if got.is_err() || answer.first() != Some(&b'K') {
         crate::selfckpt::forbid_descendants(yama);
         let why = if answer.len() > 1 {
@@ -163,10 +157,9 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     // The tracer holds us now. Point of no return.
     // POSIX timers of the caller would stay armed in the restored program.
     for t in proc::timers(me).unwrap_or_default() {
-        // SAFETY: timer_delete takes an integer id.
-        unsafe { libc::syscall(libc::SYS_timer_delete, t.id as libc::c_long) };
+        let _ = crate::sys::fork::delete_timer(t.id);
     }
-    become_stopped(&cplan, errfd.as_ref().map(|f| f.as_raw_fd()))
+    child::become_stopped(&cplan, errfd.as_ref().map(|f| f.as_raw_fd()))
 }
 
 /// Refuses images the caller cannot become.
@@ -207,72 +200,6 @@ fn check_caller(me: i32) -> Result<()> {
     Ok(())
 }
 
-/// The caller's last steps as itself: take the image's descriptors and
-/// directories, drop its own signal state, and stop for the tracer. Raw
-/// syscalls only. Never returns: the tracer replaces this process, or it
-/// is killed.
-fn become_stopped(plan: &ChildPlan, errfd: Option<RawFd>) -> ! {
-    if let Err(step) = child::place_files(plan) {
-        let e = std::io::Error::last_os_error();
-        if let Some(fd) = errfd {
-            let msg = format!(
-                "crtools: in-place restore failed while {}: {e}; the process is killed\n",
-                Step::describe(step as u8)
-            );
-            // SAFETY: write of a live buffer to a descriptor we hold.
-            unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
-        }
-        kill_self();
-    }
-    child::close_others(plan);
-    // SAFETY: raw syscalls on integers and stack values of this thread; the
-    // address space they run in is about to be replaced.
-    unsafe {
-        let off = libc::stack_t {
-            ss_sp: std::ptr::null_mut(),
-            ss_flags: libc::SS_DISABLE,
-            ss_size: 0,
-        };
-        libc::sigaltstack(&off, std::ptr::null_mut());
-        // Default actions (which also drops pending signals whose default
-        // is to be ignored); the tracer sets the image's.
-        let dfl = [0u64; 4];
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
-            }
-        }
-        let zero = libc::itimerval {
-            it_interval: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 0,
-            },
-            it_value: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 0,
-            },
-        };
-        for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
-            libc::setitimer(which, &zero, std::ptr::null_mut());
-        }
-        libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong, 0, 0, 0);
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0 as libc::c_ulong, 0, 0, 0);
-        let pid = libc::syscall(libc::SYS_getpid);
-        libc::syscall(libc::SYS_kill, pid, libc::SIGSTOP);
-    }
-    // The tracer let us go without replacing us: it failed.
-    kill_self()
-}
-
-fn kill_self() -> ! {
-    // SAFETY: raw getpid and kill; SIGKILL cannot be caught.
-    unsafe {
-        let pid = libc::syscall(libc::SYS_getpid);
-        libc::syscall(libc::SYS_kill, pid, libc::SIGKILL);
-        libc::_exit(137)
-    }
-}
-
 /// What the tracer needs, all prepared by the caller before the fork.
 struct Tracer<'a> {
     caller: i32,
@@ -290,29 +217,22 @@ fn middle(ready: OwnedFd, t: Tracer, source: Source<'static, std::io::Empty>) ->
         Ok(p) => p,
         Err(e) => tell(&ready, &format!("E cannot make a pipe: {e}"), 1),
     };
-    // SAFETY: we are a single-threaded fork; the child runs `tracer_main`
-    // and never returns.
-    match unsafe { libc::fork() } {
-        0 => {
+    // We are a fork of the single-threaded caller; the child runs
+    // `tracer_main` and never returns.
+    match fork_single_threaded() {
+        Ok(Forked::Child) => {
             drop(held_rd);
             tracer_main(ready, held_wr, t, source)
         }
-        n if n < 0 => tell(
-            &ready,
-            &format!(
-                "E cannot fork the tracer: {}",
-                std::io::Error::last_os_error()
-            ),
-            1,
-        ),
-        _ => {
+        Err(e) => tell(&ready, &format!("E cannot fork the tracer: {e}"), 1),
+        Ok(Forked::Parent(_)) => {
             drop(ready);
             drop(held_wr);
             let mut b = [0u8; 1];
             // End of file once the tracer has seized the caller (or failed).
             let _ = nix::unistd::read(held_rd.as_raw_fd(), &mut b);
-            // SAFETY: leaves without running the caller's exit handlers.
-            unsafe { libc::_exit(0) }
+            // Leaves without running the caller's exit handlers.
+            _exit(0)
         }
     }
 }
@@ -320,8 +240,8 @@ fn middle(ready: OwnedFd, t: Tracer, source: Source<'static, std::io::Empty>) ->
 /// Writes a one-line answer to the caller and exits with `code`.
 fn tell(ready: &OwnedFd, msg: &str, code: i32) -> ! {
     let _ = nix::unistd::write(ready, msg.as_bytes());
-    // SAFETY: leaves without running the caller's exit handlers.
-    unsafe { libc::_exit(code) }
+    // Leaves without running the caller's exit handlers.
+    _exit(code)
 }
 
 fn tracer_main(
@@ -351,8 +271,8 @@ fn tracer_main(
             }
             Ok(Stop::Exited(_)) | Ok(Stop::Killed(_)) | Err(_) => {
                 // It failed on its own and said so.
-                // SAFETY: leaves without running the caller's exit handlers.
-                unsafe { libc::_exit(1) }
+                // Leaves without running the caller's exit handlers.
+                _exit(1)
             }
             Ok(_) => {
                 let _ = ptrace::cont(c, None);
@@ -371,8 +291,8 @@ fn tracer_main(
     }));
     let err = match res {
         Ok(Ok(())) => {
-            // SAFETY: leaves without running the caller's exit handlers.
-            unsafe { libc::_exit(0) }
+            // Leaves without running the caller's exit handlers.
+            _exit(0)
         }
         Ok(Err(e)) => e.to_string(),
         Err(_) => "the tracer panicked".to_string(),
@@ -383,8 +303,8 @@ fn tracer_main(
     );
     let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
     t.ipc.undo();
-    // SAFETY: leaves without running the caller's exit handlers.
-    unsafe { libc::_exit(1) }
+    // Leaves without running the caller's exit handlers.
+    _exit(1)
 }
 
 /// Turns the stopped caller into the image's process and lets it run.

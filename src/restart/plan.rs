@@ -326,5 +326,132 @@ pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
     }
 }
 
+/// Checks what every plan of `meta` must satisfy; the unit tests and the
+/// fuzz target `plan` hold each plan to it. Returns the first broken rule.
+pub fn verify(meta: &Meta, plan: &Plan, opts: PlanOptions) -> Result<(), String> {
+    let live = meta.live();
+    if plan.procs.len() != live.len() {
+        return Err(format!(
+            "{} plans for {} processes",
+            plan.procs.len(),
+            live.len()
+        ));
+    }
+    let mut forked = vec![0usize; live.len()];
+    let mut zombies = 0;
+    for (i, (pp, pi)) in plan.procs.iter().zip(live).enumerate() {
+        if pp.image_pid != pi.p.pid || pp.want != opts.original_pids.then_some(pi.p.pid as i32) {
+            return Err(format!("process {i}: wrong pid in its plan"));
+        }
+        for &c in &pp.children {
+            if c <= i || live.get(c).and_then(|x| x.parent) != Some(i) {
+                return Err(format!("process {i} forks {c}, which is not its child"));
+            }
+            forked[c] += 1;
+        }
+        zombies += pp.zombies.len();
+        verify_close(&pp.fds, &pp.close).map_err(|e| format!("process {i}: {e}"))?;
+        let mapped = pp.map.iter().filter(|s| matches!(s, MapStep::Map { .. }));
+        let want = pi
+            .mm
+            .vmas
+            .iter()
+            .filter(|v| !super::space::is_special(v) && v.backing != image::VMA_SYSV_SHM);
+        if mapped.count() != want.count() {
+            return Err(format!("process {i}: not every mapping is made once"));
+        }
+    }
+    if forked.first() != Some(&0) || forked.iter().skip(1).any(|&n| n != 1) {
+        return Err(format!("processes forked other than once each: {forked:?}"));
+    }
+    if zombies != meta.zombies().len() {
+        return Err(format!(
+            "{zombies} zombies planned of {}",
+            meta.zombies().len()
+        ));
+    }
+    for z in meta.zombies() {
+        if !plan.procs[z.parent]
+            .zombies
+            .iter()
+            .any(|x| x.image_pid == z.p.pid)
+        {
+            return Err(format!("zombie {} is not made by its parent", z.p.pid));
+        }
+    }
+    for (gi, g) in plan.ghosts.iter().enumerate() {
+        let holders = plan
+            .procs
+            .iter()
+            .filter(|pp| pp.ghosts.contains(&gi))
+            .count();
+        if holders != 1
+            || !plan
+                .procs
+                .get(g.parent)
+                .is_some_and(|pp| pp.ghosts.contains(&gi))
+        {
+            return Err(format!("ghost {} is not forked once by its parent", g.pgid));
+        }
+        if live.iter().any(|x| x.p.pid == g.pgid) {
+            return Err(format!("ghost {} stands in for a live leader", g.pgid));
+        }
+    }
+    for j in &plan.joins {
+        let ok = match j.leader {
+            Leader::Process(l) => live.get(l).is_some_and(|x| x.p.pid == j.pgid),
+            Leader::Ghost(g) => plan.ghosts.get(g).is_some_and(|x| x.pgid == j.pgid),
+        };
+        if !ok || live.get(j.process).is_none_or(|x| x.p.pgid != j.pgid) {
+            return Err(format!(
+                "process {} joins group {} wrongly",
+                j.process, j.pgid
+            ));
+        }
+    }
+    let mut threads: Vec<(usize, usize)> = live
+        .iter()
+        .enumerate()
+        .flat_map(|(i, pi)| (0..pi.threads.len()).map(move |t| (i, t)))
+        .collect();
+    let mut release = plan.release.clone();
+    let mains_first = release
+        .iter()
+        .position(|&(_, t)| t != 0)
+        .unwrap_or(release.len());
+    if release[mains_first..].iter().any(|&(_, t)| t == 0) {
+        return Err("a main thread is released after another thread".into());
+    }
+    threads.sort_unstable();
+    release.sort_unstable();
+    if threads != release {
+        return Err("not every thread is released once".into());
+    }
+    Ok(())
+}
+
+/// The close ranges leave every target open and close everything else.
+fn verify_close(fds: &[FdPlace], close: &[(u32, u32)]) -> Result<(), String> {
+    let mut targets: Vec<u32> = fds.iter().map(|f| f.fd).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut covered = 0u64;
+    let mut last: Option<u32> = None;
+    for &(lo, hi) in close {
+        if lo > hi || last.is_some_and(|l| lo <= l) {
+            return Err(format!("close range {lo}-{hi} out of order"));
+        }
+        if targets.iter().any(|&t| lo <= t && t <= hi) {
+            return Err(format!("close range {lo}-{hi} closes a placed descriptor"));
+        }
+        covered += u64::from(hi - lo) + 1;
+        last = Some(hi);
+    }
+    if covered + targets.len() as u64 != 1 << 32 {
+        return Err("the close ranges miss descriptors".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::fs::File as StdFile;
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Mm, Process, Thread, Vma};
+use crate::sys::codepage::CodeRegion;
 use crate::sys::mem;
 use crate::sys::ptrace;
 use crate::sys::remote::{Remote, nr};
@@ -26,6 +27,8 @@ pub const PARK_OFF: u64 = 8 * PAGE;
 pub struct Trampoline {
     pub addr: u64,
     pub len: u64,
+    /// Unmaps the region when the trampoline is dropped.
+    _region: CodeRegion,
 }
 
 impl Trampoline {
@@ -39,30 +42,17 @@ impl Trampoline {
                 cand = (e + 0xff_ffff) & !0xff_ffff;
                 continue;
             }
-            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
-            // we own the new region and only write our own bytes into it.
-            let p = unsafe {
-                libc::mmap(
-                    cand as *mut libc::c_void,
-                    len as usize,
-                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED || p as u64 != cand {
-                if p != libc::MAP_FAILED {
-                    // SAFETY: p is a mapping we just made and nobody uses.
-                    unsafe { libc::munmap(p, len as usize) };
-                }
-                cand += 0x100_0000;
-                continue;
-            }
             let code: [u8; 3] = [0x0f, 0x05, 0xcc]; // syscall; int3
-            // SAFETY: the region is ours, mapped writable, at least a page long.
-            unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p.cast::<u8>(), code.len()) };
-            return Ok(Trampoline { addr: cand, len });
+            match CodeRegion::map_at(cand, len, &code) {
+                Some(region) => {
+                    return Ok(Trampoline {
+                        addr: region.addr(),
+                        len: region.len(),
+                        _region: region,
+                    });
+                }
+                None => cand += 0x100_0000,
+            }
         }
         Err(Error::msg(
             "no free address for the restorer's trampoline outside the image's mappings",
@@ -70,14 +60,6 @@ impl Trampoline {
     }
     pub fn scratch(&self) -> u64 {
         self.addr + SCRATCH_OFF
-    }
-}
-
-impl Drop for Trampoline {
-    fn drop(&mut self) {
-        // SAFETY: the region was mapped by `map` and is used by nothing else
-        // in the restorer.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -18,7 +18,6 @@ use super::plan::{Plan, ProcPlan};
 use super::{Options, tty};
 use crate::error::{Context, Error, Result};
 use crate::image::File;
-use crate::sys::clone::{Forked, fork_with_pid};
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 
@@ -114,13 +113,8 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
         FdSource::Inherit(crate::image::external_default_fd(target, f.flags) as RawFd)
     });
     match src {
-        FdSource::Inherit(fd) => {
-            let raw = nix::unistd::dup(fd).ctx(|| {
-                format!("cannot use descriptor {fd} of cr-restart for descriptor {target}")
-            })?;
-            // SAFETY: dup just returned this descriptor.
-            Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-        }
+        FdSource::Inherit(fd) => crate::sys::fds::dup(fd)
+            .ctx(|| format!("cannot use descriptor {fd} of cr-restart for descriptor {target}")),
         FdSource::Path(p) => {
             let acc = f.flags as i32 & libc::O_ACCMODE;
             let mut o = std::fs::OpenOptions::new();
@@ -141,10 +135,7 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
 
 /// Moves a descriptor above `base` (close-on-exec).
 pub(crate) fn high(fd: OwnedFd, base: RawFd) -> Result<OwnedFd> {
-    let raw = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(base))
-        .ctx(|| "cannot duplicate a descriptor".into())?;
-    // SAFETY: fcntl just returned this new descriptor, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    crate::sys::fds::dup_above(fd.as_raw_fd(), base).ctx(|| "cannot duplicate a descriptor".into())
 }
 
 /// The raw plan one new process (or the in-place caller) follows: the
@@ -338,16 +329,7 @@ fn fork_root(
     let root = &plans[0];
     let deadline = Instant::now() + opts.pid_wait;
     let forked = loop {
-        // SAFETY: the child runs only `child_main` or `init_main`, which
-        // make raw syscalls only (see `child`).
-        let r = unsafe {
-            if plan.new_pidns {
-                // Init of a new pid namespace; our own children stay in ours.
-                fork_with_pid(None, libc::CLONE_NEWPID as u64, libc::SIGCHLD)
-            } else {
-                fork_with_pid(root.want, 0, libc::SIGCHLD)
-            }
-        };
+        let r = child::fork_root(plan.new_pidns, plan.with_init, plans, shared);
         // A pid freed a moment ago may still be settling in the kernel.
         if matches!(r, Err(nix::errno::Errno::EEXIST))
             && Instant::now() < deadline
@@ -359,9 +341,7 @@ fn fork_root(
         break r;
     };
     match forked {
-        Ok(Forked::Child) if plan.with_init => child::init_main(plans, shared),
-        Ok(Forked::Child) => child::child_main(plans, 0, shared),
-        Ok(Forked::Parent(pid)) => Ok(pid),
+        Ok(pid) => Ok(pid),
         Err(nix::errno::Errno::EEXIST) => Err(Error::msg(format!(
             "cannot restore pid {}: {PID_IN_USE}",
             root.image_pid

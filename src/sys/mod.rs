@@ -9,7 +9,10 @@
 //! syscalls ([`remote::Remote`]) need the stopped one.
 
 pub mod clone;
+pub mod codepage;
 pub mod creds;
+pub mod fds;
+pub mod fork;
 pub mod ids;
 pub mod ipc;
 pub mod locks;

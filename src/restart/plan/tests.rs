@@ -45,59 +45,12 @@ const ORIG: PlanOptions = PlanOptions {
     ns_init: false,
 };
 
-/// What holds for every plan: each live process but the root is forked
-/// exactly once, by a parent planned before it; each zombie once, by its
-/// parent; pids as asked; close ranges cover all but the targets.
-fn check(meta: &Meta, plan: &Plan, opts: PlanOptions) {
-    let live = meta.live();
-    assert_eq!(plan.procs.len(), live.len());
-    let mut forked = vec![0; live.len()];
-    for (i, pp) in plan.procs.iter().enumerate() {
-        assert_eq!(pp.image_pid, live[i].p.pid);
-        assert_eq!(pp.want, opts.original_pids.then_some(live[i].p.pid as i32));
-        for &c in &pp.children {
-            assert!(c > i, "child {c} planned before its parent {i}");
-            assert_eq!(live[c].parent, Some(i));
-            forked[c] += 1;
-        }
-        let targets: Vec<u32> = pp.fds.iter().map(|f| f.fd).collect();
-        for &(lo, hi) in &pp.close {
-            assert!(lo <= hi);
-            assert!(!targets.iter().any(|&t| lo <= t && t <= hi));
-        }
-    }
-    assert_eq!(forked[0], 0, "the root is forked by the restorer");
-    assert!(forked[1..].iter().all(|&n| n == 1), "{forked:?}");
-    let zombies: usize = plan.procs.iter().map(|pp| pp.zombies.len()).sum();
-    assert_eq!(zombies, meta.zombies().len());
-    for z in meta.zombies() {
-        assert!(
-            plan.procs[z.parent]
-                .zombies
-                .iter()
-                .any(|x| x.image_pid == z.p.pid)
-        );
-    }
-    for (gi, g) in plan.ghosts.iter().enumerate() {
-        assert_eq!(
-            plan.procs
-                .iter()
-                .filter(|pp| pp.ghosts.contains(&gi))
-                .count(),
-            1
-        );
-        assert!(plan.procs[g.parent].ghosts.contains(&gi));
-    }
-    assert_eq!(
-        plan.release.len(),
-        live.iter().map(|l| l.threads.len()).sum::<usize>()
-    );
-}
-
 fn planned(procs: &[TreeProc], flags: u32, opts: PlanOptions) -> Plan {
     let meta = meta_of(procs, flags);
     let plan = plan(&meta, opts);
-    check(&meta, &plan, opts);
+    if let Err(e) = verify(&meta, &plan, opts) {
+        panic!("{e}: {plan:#?}");
+    }
     plan
 }
 
