@@ -186,3 +186,196 @@ fn a_pty_index_in_use_is_a_clear_error() {
     assert!(orig.kill().is_empty(), "processes left behind");
     assert_ptys_gone(&pts);
 }
+
+/// A program running as the leader of a new session whose controlling
+/// terminal is the slave of a new pty (like a login shell's job): the test
+/// holds the master, a thread reads everything written to it.
+struct OnTerminal {
+    child: std::process::Child,
+    master: std::fs::File,
+    output: std::sync::Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    /// Further pids to kill on drop (a restored process).
+    also: Vec<i32>,
+}
+
+impl OnTerminal {
+    /// Starts `program` with the pty's slave as its stdout and stderr, and
+    /// as its stdin unless `stdin` is given.
+    fn spawn(program: &std::path::Path, args: &[&str], stdin: Option<std::fs::File>) -> Self {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        // Not inherited: a tree holding the master would take the pty into
+        // its image (tests of this file run one at a time, so no other
+        // child is forked meanwhile).
+        for fd in [pty.master.as_raw_fd(), pty.slave.as_raw_fd()] {
+            let set = nix::fcntl::FdFlag::FD_CLOEXEC;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(set)).expect("FD_CLOEXEC");
+        }
+        let slave = std::fs::File::from(pty.slave);
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave.try_clone().unwrap());
+        match stdin {
+            Some(f) => cmd.stdin(f),
+            None => cmd.stdin(slave.try_clone().unwrap()),
+        };
+        let tty = slave.as_raw_fd();
+        // SAFETY: setsid(2) and ioctl(2) are async-signal-safe and touch
+        // no memory of the parent; `tty` stays open across the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn on a pty");
+        drop(slave);
+        let master = std::fs::File::from(pty.master);
+        let output = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (mut m, out) = (master.try_clone().unwrap(), output.clone());
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once no process holds the slave.
+            while let Ok(n @ 1..) = m.read(&mut buf) {
+                out.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        OnTerminal {
+            child,
+            master,
+            output,
+            reader: Some(reader),
+            also: Vec::new(),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).replace('\r', "")
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        let lines: Vec<String> = self.text().lines().map(str::to_string).collect();
+        counts(&lines, None)
+    }
+
+    /// Waits (up to 10 s) until count `n` shows on the terminal.
+    fn expect_count(&self, n: u64) {
+        let shown = wait_until(Duration::from_secs(10), || {
+            self.counts().last().is_some_and(|&c| c >= n)
+        });
+        assert!(shown, "count {n} never showed; the terminal shows:\n{}", self.text());
+    }
+
+    /// Waits (up to 10 s) for the program to exit; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < end,
+                "still running after 10 s; the terminal shows:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        for &pid in &self.also {
+            signal(pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for &pid in &self.also {
+            wait_pid_gone(pid, Duration::from_secs(5));
+        }
+        // Closing the master hangs up whatever still holds the slave; the
+        // reader then ends.
+        let _ = self.master.sync_all();
+        if let Some(r) = self.reader.take() {
+            let end = Instant::now() + Duration::from_secs(5);
+            while !r.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+    }
+}
+
+/// The everyday terminal case: a job started from one terminal is
+/// checkpointed with `--kill` and restored by `cr-restart < IMG` typed in
+/// another terminal. Its output shows there, continuing the count, and
+/// Ctrl-C there ends it: cr-restart exits 130 and says why.
+#[test]
+fn a_terminal_job_comes_back_in_another_terminal() {
+    use std::io::Write;
+    let _s = serial();
+    let dir = tempdir();
+    let img = dir.path().join("job.img");
+    let mut orig = OnTerminal::spawn(&workload("onetask"), &["-d", "50"], None);
+    let pid = orig.child.id() as i32;
+    orig.expect_count(3);
+    ckpt_to_file(&["--kill"], pid, &img);
+    assert_eq!(orig.wait(), None, "the original was not killed");
+    let before = orig.counts();
+    let last = *before.last().unwrap();
+
+    let image = std::fs::File::open(&img).unwrap();
+    let mut restore = OnTerminal::spawn(&bin("cr-restart"), &[], Some(image));
+    restore.also.push(pid);
+    restore.expect_count(last + 5);
+    check_continuation(&before, &restore.counts(), Original::Killed)
+        .unwrap_or_else(|e| panic!("{e}; the terminal shows:\n{}", restore.text()));
+    assert_eq!(sid_of(pid), Some(pid), "the restored job keeps its session");
+
+    restore.master.write_all(b"\x03").unwrap();
+    assert_eq!(restore.wait(), Some(130), "{}", restore.text());
+    assert!(wait_pid_gone(pid, Duration::from_secs(5)), "the job still runs");
+    let shown = restore.text();
+    assert!(
+        shown.contains(&format!(
+            "cr-restart: the restored root (pid {pid}) was killed by SIGINT"
+        )),
+        "{shown}"
+    );
+}
+
+/// A restored root that cannot write to its terminal and dies at once is
+/// not a silent status: cr-restart names the root and its status.
+#[test]
+fn an_early_exit_of_the_restored_root_is_reported() {
+    let _s = serial();
+    let dir = tempdir();
+    let img = dir.path().join("job.img");
+    let mut orig = OnTerminal::spawn(&workload("onetask"), &["-d", "50"], None);
+    let pid = orig.child.id() as i32;
+    orig.expect_count(2);
+    ckpt_to_file(&["--kill"], pid, &img);
+    orig.wait();
+    // Standard output and error connected to the read end of a pipe (the
+    // pipe cr-restart has as stdin): the next write fails and the workload
+    // exits 2, its own report unable to show.
+    let img = img.to_str().unwrap();
+    let args = ["-i", img, "--fd", "1=fd:0", "--fd", "2=fd:0"];
+    let out = run("cr-restart", &args, Some(b""));
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("cr-restart: the restored root (pid {pid}) exited with status 2")),
+        "{}",
+        out.stderr
+    );
+    assert!(wait_pid_gone(pid, Duration::from_secs(5)));
+}

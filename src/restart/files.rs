@@ -32,6 +32,10 @@ pub enum FdSource {
 pub struct OpenFiles {
     /// file id -> descriptor in the restorer.
     by_id: HashMap<u64, OwnedFd>,
+    /// (file id, descriptor number) -> the connection of an external
+    /// file: one external description held at several numbers (a terminal
+    /// at 0, 1 and 2) is connected per number (cr-restart's 0, 1 and 2).
+    externals: HashMap<(u64, u32), OwnedFd>,
     /// Lowest descriptor number the held files use.
     pub base: RawFd,
     /// Pipe and FIFO records of the image, by object id.
@@ -77,12 +81,31 @@ impl OpenFiles {
     }
 
     fn hold(&mut self, id: u64, fd: OwnedFd) -> Result<RawFd> {
-        // Move it above every descriptor number the image uses.
-        let owned = fds::dup_above(fd.as_raw_fd(), self.base)
-            .ctx(|| "cannot duplicate a descriptor".into())?;
+        let owned = self.above(fd)?;
         let high = owned.as_raw_fd();
-        drop(fd);
         self.by_id.insert(id, owned);
+        Ok(high)
+    }
+
+    /// Moves a descriptor above every descriptor number the image uses.
+    fn above(&self, fd: OwnedFd) -> Result<OwnedFd> {
+        fds::dup_above(fd.as_raw_fd(), self.base).ctx(|| "cannot duplicate a descriptor".into())
+    }
+
+    /// Connects an external file at descriptor `target_fd`, once per
+    /// (file, number).
+    fn open_external(
+        &mut self,
+        f: &File,
+        target_fd: u32,
+        external: &dyn Fn(&File, u32) -> Result<OwnedFd>,
+    ) -> Result<RawFd> {
+        if let Some(fd) = self.externals.get(&(f.id, target_fd)) {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = self.above(external(f, target_fd)?)?;
+        let high = fd.as_raw_fd();
+        self.externals.insert((f.id, target_fd), fd);
         Ok(high)
     }
 
@@ -93,6 +116,9 @@ impl OpenFiles {
         target_fd: u32,
         external: &dyn Fn(&File, u32) -> Result<OwnedFd>,
     ) -> Result<RawFd> {
+        if f.ftype == image::FT_EXTERNAL {
+            return self.open_external(f, target_fd, external);
+        }
         if let Some(fd) = self.get(f.id) {
             return Ok(fd);
         }
@@ -144,7 +170,6 @@ impl OpenFiles {
                 )
                 .ctx(|| format!("cannot open directory {}", name()))?
             }
-            image::FT_EXTERNAL => external(f, target_fd)?,
             image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
             image::FT_SOCKET => self.open_socket(f)?,
             image::FT_PTY_MASTER | image::FT_PTY_SLAVE => self.ptys.open(f)?,

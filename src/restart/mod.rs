@@ -405,11 +405,21 @@ pub fn wait_forwarding(pid: i32, target: i32) -> i32 {
     });
     loop {
         match nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => return c,
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return 0,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => {
+                eprintln!("cr-restart: the restored root (pid {target}) exited with status {c}");
+                return c;
+            }
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
+                eprintln!("cr-restart: the restored root (pid {target}) was killed by {s}");
+                return 128 + s as i32;
+            }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return 1,
+            Err(e) => {
+                eprintln!("cr-restart: cannot wait for the restored root (pid {target}): {e}");
+                return 1;
+            }
         }
     }
 }
