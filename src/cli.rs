@@ -486,13 +486,7 @@ pub fn run(name: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
 /// and the next record would pay a page fault per page: with these limits
 /// freed records stay in the heap for the next ones.
 fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before
-    // this process starts any thread, and a failure is harmless.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
+    crate::sys::process::malloc_thresholds(64 << 20, 256 << 20);
 }
 
 /// The most worker threads `-T` accepts.

@@ -4,6 +4,7 @@ use nix::errno::Errno;
 use thiserror::Error;
 
 use crate::image::{Fault, ImageError};
+use crate::sys::ipc::IpcError;
 use crate::sys::remote::RemoteError;
 
 /// What went wrong in a checkpoint or restore, naming the object and reason.
@@ -38,6 +39,16 @@ impl Error {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::BrokenPipe,
             Error::Sys { errno, .. } => *errno == Errno::EPIPE,
             _ => false,
+        }
+    }
+}
+
+impl From<IpcError> for Error {
+    fn from(e: IpcError) -> Self {
+        match e {
+            IpcError::Io { what, source } => Error::Io { what, source },
+            IpcError::Sys { what, errno } => Error::Sys { what, errno },
+            IpcError::Msg(m) => Error::Msg(m),
         }
     }
 }

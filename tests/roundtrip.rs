@@ -813,3 +813,37 @@ fn restore_from_positional_file_and_conflicting_pid_options() {
         assert!(f.stderr.contains("cannot be used with"), "{}", f.stderr);
     }
 }
+
+/// The original still running (not being killed): cr-restart refuses at
+/// once, naming the pid and hinting at --no-pids and --pidns, and leaves
+/// the original alone. `--fd N=fd:M` for a descriptor cr-restart lacks is
+/// refused before anything is restored.
+#[test]
+fn pid_held_by_a_running_process_and_missing_fd_source() {
+    let dir = tempdir();
+    let img = dir.path().join("img");
+    let orig = Workload::spawn(workload("onetask"), &["-d", "20"]);
+    orig.expect_count(None, 3);
+    ckpt_to_file(&[], orig.pid(), &img);
+    let f = run("cr-restart", &[path_str(&img)], None);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    for want in [
+        &orig.pid().to_string()[..],
+        "in use",
+        "--no-pids",
+        "--pidns",
+    ] {
+        assert!(f.stderr.contains(want), "no {want:?} in: {}", f.stderr);
+    }
+    let f = run(
+        "cr-restart",
+        &["--no-pids", "-d", "--fd", "1=fd:99", path_str(&img)],
+        None,
+    );
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert!(f.stderr.contains("descriptor 99"), "{}", f.stderr);
+    let n = orig.last_count(None).unwrap();
+    orig.expect_count(None, n + 2);
+    orig.assert_no_fail();
+}

@@ -76,7 +76,7 @@ fn split_worker() -> Option<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     if let Some(code) = split_worker() {
         return code;
     }

@@ -25,7 +25,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     cli::run("cr-info", || {
         let input = cli::input(args.file.as_deref(), args.force)?;
         let info = info::info(input)?;

@@ -141,7 +141,7 @@ fn kill_restored(r: &restart::Restored) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     let mut restored = None;
     let code = cli::run("cr-restart", || {
         let key = args.require_key.as_deref().map(cli::read_key).transpose()?;
@@ -155,6 +155,13 @@ fn main() -> ExitCode {
             pid_wait: Duration::from_secs(args.pid_wait),
             pidns: args.pidns,
         };
+        for (n, src) in &args.fds {
+            if let FdSource::Inherit(m) = src
+                && nix::fcntl::fcntl(*m, nix::fcntl::FcntlArg::F_GETFD).is_err()
+            {
+                bail!("--fd {n}=fd:{m}: cr-restart has no descriptor {m}");
+            }
+        }
         let pidfile = args.pidfile.as_deref().map(PidFile::create).transpose()?;
         if args.in_place {
             if let Some(p) = pidfile {

@@ -106,7 +106,7 @@ fn remove_stale_parts(prefix: &Path, count: u32) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     cli::run("cr-split", || {
         if args.join {
             let mut parts = Vec::new();

@@ -40,7 +40,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     cli::run("cr-sum", || {
         let key = args.key.as_deref().map(cli::read_key).transpose()?;
         let input = cli::input(args.file.as_deref(), args.force)?;

@@ -44,7 +44,7 @@ fn level(s: &str) -> Result<i32, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = crtools::completions::parse();
     cli::run("cr-zstd", || {
         let input = cli::input(args.file.as_deref(), args.force)?;
         let output =

@@ -7,7 +7,8 @@ use std::os::unix::fs::MetadataExt;
 
 use crate::error::{Error, Result};
 use crate::image::{self, Fd, FdTable, File};
-use crate::sys::proc;
+use crate::sys::process::{self, Kcmp};
+use crate::sys::{Fd as SysFd, Pid, proc};
 
 /// Open file descriptions seen so far, across the tree.
 #[derive(Default)]
@@ -19,10 +20,13 @@ pub struct FileTable {
 }
 
 fn kcmp_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Option<bool> {
-    const KCMP_FILE: i32 = 0;
-    // SAFETY: kcmp compares kernel objects by integer ids; no memory is passed.
-    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2) };
-    (r >= 0).then_some(r == 0)
+    let (p1, p2) = (Pid::from_raw(pid1), Pid::from_raw(pid2));
+    process::kcmp(
+        p1,
+        p2,
+        Kcmp::File(SysFd::from_raw(fd1), SysFd::from_raw(fd2)),
+    )
+    .ok()
 }
 
 fn is_terminal_path(p: &[u8]) -> bool {
@@ -61,7 +65,7 @@ fn pipe_held_outside(ino: u64, tree: &[i32]) -> bool {
 /// from a new read description of it into a pipe of our own.
 pub fn peek_pipe(pid: i32, fd: i32) -> Result<(u32, Vec<u8>)> {
     use std::io::Read;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
     let path = format!("/proc/{pid}/fd/{fd}");
     let src = std::fs::OpenOptions::new()
         .read(true)
@@ -78,14 +82,11 @@ pub fn peek_pipe(pid: i32, fd: i32) -> Result<(u32, Vec<u8>)> {
                 "cannot checkpoint pid {pid}: pipe at descriptor {fd}: {e}"
             ))
         })?;
-    let mut avail: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into the live `avail`.
-    if unsafe { libc::ioctl(src.as_raw_fd(), libc::FIONREAD, &mut avail) } != 0 {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: pipe at descriptor {fd}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    let avail = process::readable_bytes(src.as_fd()).map_err(|e| {
+        Error::msg(format!(
+            "cannot checkpoint pid {pid}: pipe at descriptor {fd}: {e}"
+        ))
+    })? as i32;
     let mut data = Vec::with_capacity(avail as usize);
     if avail > 0 {
         let (rd, wr) =
@@ -95,19 +96,11 @@ pub fn peek_pipe(pid: i32, fd: i32) -> Result<(u32, Vec<u8>)> {
             wr.as_raw_fd(),
             nix::fcntl::FcntlArg::F_SETPIPE_SZ(cap.max(avail)),
         );
-        // SAFETY: tee between two pipe descriptors we hold; no memory is passed.
-        let n = unsafe {
-            libc::tee(
-                src.as_raw_fd(),
-                wr.as_raw_fd(),
-                avail as usize,
-                libc::SPLICE_F_NONBLOCK,
-            )
-        };
-        if n < 0 || n as i32 != avail {
+        let copied = process::tee_nonblock(src.as_fd(), wr.as_fd(), avail as usize);
+        if copied.as_ref().map_or(true, |&n| n != avail as usize) {
+            let e = copied.err().unwrap_or_else(std::io::Error::last_os_error);
             return Err(Error::msg(format!(
-                "cannot checkpoint pid {pid}: cannot copy the {avail} bytes waiting in its pipe at descriptor {fd}: {}",
-                std::io::Error::last_os_error()
+                "cannot checkpoint pid {pid}: cannot copy the {avail} bytes waiting in its pipe at descriptor {fd}: {e}"
             )));
         }
         drop(wr);
@@ -130,56 +123,29 @@ impl NonBlock for std::fs::OpenOptions {
 /// Copies the data waiting in a socket's receive queue without consuming
 /// it, as length-prefixed messages (`u32` length, bytes).
 fn peek_socket(pid: i32, fd: i32) -> Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let err = |what: &str, e: std::io::Error| {
         Error::msg(format!(
             "cannot checkpoint pid {pid}: socket at descriptor {fd}: {what}: {e}"
         ))
     };
     let sock = crate::sys::unixdiag::steal_fd(pid, fd).map_err(|e| err("pidfd_getfd", e))?;
-    let s = sock.as_raw_fd();
-    let set_off = |v: i32| {
-        // SAFETY: setsockopt reads one live int.
-        unsafe {
-            libc::setsockopt(
-                s,
-                libc::SOL_SOCKET,
-                libc::SO_PEEK_OFF,
-                (&v as *const i32).cast(),
-                4,
-            )
-        }
-    };
-    if set_off(0) != 0 {
-        return Err(err("SO_PEEK_OFF", std::io::Error::last_os_error()));
-    }
+    let s = sock.as_fd();
+    process::set_peek_off(s, 0).map_err(|e| err("SO_PEEK_OFF", e))?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 256 << 10];
     let res = loop {
-        // SAFETY: recv writes at most buf.len() bytes into the live buffer.
-        let n = unsafe {
-            libc::recv(
-                s,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
+        let n = match process::recv_peek(s, &mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) => break Err(err("peek", e)),
         };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                break Ok(());
-            }
-            break Err(err("peek", e));
-        }
-        if n == 0 {
-            break Ok(());
-        }
         out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&buf[..n as usize]);
+        out.extend_from_slice(&buf[..n]);
     };
     // Put the socket back as it was: peeking at offset 0 again.
-    set_off(-1);
+    let _ = process::set_peek_off(s, -1);
     res.map(|()| out)
 }
 

@@ -8,6 +8,7 @@
 use nix::sys::signal::Signal;
 
 use crate::error::{Context, Error, Result};
+use crate::sys::process::{self, Kcmp};
 use crate::sys::ptrace::{self, Resume, Running, Stop, Stopped, Waited};
 use crate::sys::{Pid, Tid, proc};
 
@@ -82,11 +83,7 @@ fn seize_thread(pid: Pid, tid: Tid) -> Result<(Running, bool)> {
 /// child without being a thread of it: a `vfork` child and its waiting
 /// parent (which cannot even be stopped), or `CLONE_VM` processes.
 fn refuse_shared_vm(pid: Pid, ppid: Pid) -> Result<()> {
-    const KCMP_VM: i32 = 1;
-    let same_vm = |a: Pid, b: Pid| {
-        // SAFETY: kcmp compares kernel objects by integer ids; no memory is passed.
-        unsafe { libc::syscall(libc::SYS_kcmp, a.as_raw(), b.as_raw(), KCMP_VM, 0, 0) == 0 }
-    };
+    let same_vm = |a: Pid, b: Pid| process::kcmp(a, b, Kcmp::Vm).unwrap_or(false);
     let mut others: Vec<Pid> = Vec::new();
     for t in proc::threads(pid).unwrap_or_default() {
         others.extend(proc::child_pids(pid, t).unwrap_or_default());

@@ -135,16 +135,6 @@ pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
     Ok(out)
 }
 
-fn is_zero(page: &[u8]) -> bool {
-    // Compare in u64 words; the first non-zero word ends it.
-    let (pre, words, post) = {
-        // SAFETY: any byte pattern is a valid u64; align_to only splits the
-        // slice at alignment boundaries.
-        unsafe { page.align_to::<u64>() }
-    };
-    pre.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
-}
-
 /// Counters of what was dumped.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DumpStats {
@@ -224,7 +214,7 @@ struct Done {
 /// Adds the pages of `bytes` (which start at page `first` of the chunk) to `runs`.
 fn scan(bytes: &[u8], first: usize, runs: &mut Vec<Run>) {
     for (k, page) in bytes.chunks(PAGE as usize).enumerate() {
-        let zero = is_zero(page);
+        let zero = mem::is_zero(page);
         match runs.last_mut() {
             Some(r) if r.zero == zero => {
                 r.end += 1;
@@ -440,12 +430,12 @@ pub fn dump_shmem<W: Write>(
         let page = PAGE as usize;
         while i * page < n {
             let end = ((i + 1) * page).min(n);
-            if is_zero(&chunk[i * page..end]) {
+            if mem::is_zero(&chunk[i * page..end]) {
                 i += 1;
                 continue;
             }
             let mut j = i + 1;
-            while j * page < n && !is_zero(&chunk[j * page..((j + 1) * page).min(n)]) {
+            while j * page < n && !mem::is_zero(&chunk[j * page..((j + 1) * page).min(n)]) {
                 j += 1;
             }
             let data = &chunk[i * page..(j * page).min(n)];

@@ -1,9 +1,8 @@
 //! Checkpoint: freeze a process tree, read its state from /proc, ptrace
 //! and remote syscalls, and write its image.
 //!
-//! Order of the stream: header; per process `PROCESS`, `THREAD`s, `MM`;
-//! `FILE`s and `SHMEM`s; `FDTABLE`s; then page data; then contents of
-//! deleted files; then the end record. The tree is let go only after the
+//! The order of the records written is stated once, in cr-image(5),
+//! section ORDERING (`write_image` follows it). The tree is let go only after the
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
@@ -26,7 +25,7 @@ use crate::image::{
 };
 use crate::sys::ptrace::{self, Stopped};
 use crate::sys::remote::{self, Gate, Remote, nr};
-use crate::sys::{Pid, Tid, proc};
+use crate::sys::{Pid, Tid, proc, process, rlimit};
 
 pub use freeze::After;
 use freeze::{Frozen, FrozenThread};
@@ -74,9 +73,7 @@ pub struct Summary {
 
 fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
-    // SAFETY: getrandom writes at most id.len() bytes into the live buffer.
-    let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
-    if n != id.len() as isize {
+    if !process::getrandom(&mut id) {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -172,9 +169,14 @@ fn write_image<W: Write>(
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
-    let ptys = tty::decide(&mut files, &fdtables)?;
+    let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
-        let (ctty, pgrp) = tty::controlling_terminal(s.process.pid as i32, &mut files, &ptys, t)?;
+        let pid = s.process.pid as i32;
+        let (ctty, pgrp) = match tty::controlling_terminal(pid, &files.files, &ptys, t)? {
+            tty::Ctty::None => (0, 0),
+            tty::Ctty::Held(id, pgrp) => (id, pgrp),
+            tty::Ctty::Unheld(file, pgrp) => (files.add_file(file), pgrp),
+        };
         s.process.ctty = ctty;
         s.process.tty_pgrp = pgrp;
     }
@@ -456,25 +458,11 @@ fn read_process(
         .and_then(|s| u32::from_str_radix(s.trim(), 16).ok())
         .unwrap_or(0);
     for res in 0..16u32 {
-        let mut old = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: prlimit64 with a null new limit only writes the old one
-        // into the live `old`.
-        let r = unsafe {
-            libc::prlimit64(
-                pid.as_raw(),
-                res as libc::__rlimit_resource_t,
-                std::ptr::null(),
-                &mut old,
-            )
-        };
-        if r == 0 {
+        if let Ok((cur, max)) = rlimit::get(pid, res) {
             process.rlimits.push(Rlimit {
                 resource: res,
-                cur: old.rlim_cur,
-                max: old.rlim_max,
+                cur,
+                max,
             });
         }
     }
@@ -745,24 +733,11 @@ fn check_sessions(root: Pid, states: &[ProcState], zombies: &[Process]) -> Resul
 }
 
 fn robust_list(tid: Tid) -> Result<(u64, u64)> {
-    let mut head: u64 = 0;
-    let mut len: usize = 0;
-    // SAFETY: get_robust_list writes a pointer and a length into the live locals.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_get_robust_list,
-            tid.as_raw(),
-            &mut head as *mut u64,
-            &mut len as *mut usize,
-        )
-    };
-    if r != 0 {
-        return Err(Error::msg(format!(
-            "cannot read the robust futex list of thread {tid}: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok((head, len as u64))
+    process::robust_list(tid).map_err(|e| {
+        Error::msg(format!(
+            "cannot read the robust futex list of thread {tid}: {e}"
+        ))
+    })
 }
 
 fn read_u64s(pid: Pid, addr: u64, n: usize) -> Result<Vec<u64>> {

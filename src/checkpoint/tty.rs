@@ -52,7 +52,6 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 
-use super::files::FileTable;
 use crate::error::{Error, Result};
 use crate::image::{self, FdTable, File, Pty};
 use crate::sys::proc;
@@ -112,18 +111,13 @@ fn holder(fdtables: &[FdTable], id: u64) -> Option<(i32, i32)> {
 /// Once every descriptor is known: slaves whose master is not in the tree
 /// become external; every pty whose master is in the tree is read into a
 /// `PTY` record (see the module docs for how its data stays in place).
-pub fn decide(files: &mut FileTable, fdtables: &[FdTable]) -> Result<Vec<Pty>> {
+pub fn decide(files: &mut [File], fdtables: &[FdTable]) -> Result<Vec<Pty>> {
     let masters: Vec<(u64, u64)> = files
-        .files
         .iter()
         .filter(|f| f.ftype == image::FT_PTY_MASTER)
         .map(|f| (f.id, f.object_id))
         .collect();
-    for f in files
-        .files
-        .iter_mut()
-        .filter(|f| f.ftype == image::FT_PTY_SLAVE)
-    {
+    for f in files.iter_mut().filter(|f| f.ftype == image::FT_PTY_SLAVE) {
         if !masters.iter().any(|&(_, o)| o == f.object_id) {
             f.ftype = image::FT_EXTERNAL;
             f.object_id = 0;
@@ -201,41 +195,50 @@ fn move_data(
     Ok((to_slave, to_master))
 }
 
-/// The controlling terminal of `pid` when it is a pty of the image: the
-/// id of a slave `FILE` for it (one `pid` holds if any; a new one,
-/// held by nobody, if no process of the tree holds the slave open) and
-/// the terminal's foreground process group. `(0, 0)` otherwise.
+/// A process's controlling terminal, as [`controlling_terminal`] finds it.
+#[derive(Debug)]
+pub enum Ctty {
+    /// None, or not a pty of the image.
+    None,
+    /// The slave `FILE` with this id (one the process holds if any), and
+    /// the terminal's foreground process group.
+    Held(u64, u32),
+    /// No process of the tree holds the slave open: this `FILE` (held by
+    /// nobody) is to be added for it; and the foreground process group.
+    Unheld(File, u32),
+}
+
+/// The controlling terminal of `pid` when it is a pty of the image.
 pub fn controlling_terminal(
     pid: i32,
-    files: &mut FileTable,
+    files: &[File],
     ptys: &[Pty],
     fdtable: &FdTable,
-) -> Result<(u64, u32)> {
+) -> Result<Ctty> {
     let st =
         proc::stat(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
     if st.tty_nr == 0 {
-        return Ok((0, 0));
+        return Ok(Ctty::None);
     }
     // `tty_nr` is the kernel's `new_encode_dev` of the device.
     let nr = st.tty_nr as u32;
     let major = (nr >> 8) & 0xfff;
     let minor = (nr & 0xff) | ((nr >> 12) & 0xfff00);
     if major != PTS_MAJOR || !ptys.iter().any(|p| p.index == minor) {
-        return Ok((0, 0));
+        return Ok(Ctty::None);
     }
     let obj = object_id(minor);
     let pgrp = st.tpgid.max(0) as u32;
     let slave = |f: &&File| f.ftype == image::FT_PTY_SLAVE && f.object_id == obj;
     let own = files
-        .files
         .iter()
         .filter(slave)
         .find(|f| fdtable.fds.iter().any(|d| d.file_id == f.id));
-    if let Some(f) = own.or_else(|| files.files.iter().find(slave)) {
-        return Ok((f.id, pgrp));
+    if let Some(f) = own.or_else(|| files.iter().find(slave)) {
+        return Ok(Ctty::Held(f.id, pgrp));
     }
     let path = format!("/dev/pts/{minor}").into_bytes();
-    let id = files.add_file(File {
+    let file = File {
         ftype: image::FT_PTY_SLAVE,
         flags: libc::O_RDWR as u32,
         object_id: obj,
@@ -244,6 +247,6 @@ pub fn controlling_terminal(
         mode: libc::S_IFCHR | 0o620,
         rdev: libc::makedev(PTS_MAJOR, minor),
         ..Default::default()
-    });
-    Ok((id, pgrp))
+    };
+    Ok(Ctty::Unheld(file, pgrp))
 }

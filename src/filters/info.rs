@@ -78,23 +78,7 @@ fn stdio_name(fd: u32) -> &'static str {
 
 /// `created` (seconds since the epoch) in local time, with the offset.
 pub fn local_time(secs: u64) -> String {
-    let t = secs.min(i64::MAX as u64) as libc::time_t;
-    // SAFETY: localtime_r and strftime write only into the given buffers,
-    // whose sizes are passed.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return format!("{secs} s after the epoch");
-        }
-        let mut buf = [0u8; 64];
-        let n = libc::strftime(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            c"%Y-%m-%d %H:%M:%S %z".as_ptr(),
-            &tm,
-        );
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
+    crate::sys::process::local_time(secs).unwrap_or_else(|| format!("{secs} s after the epoch"))
 }
 
 /// One process of the tree.

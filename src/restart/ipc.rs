@@ -215,7 +215,7 @@ impl IpcRestore {
             }
             Err(e) => {
                 let _ = sys::clear_next_id(class);
-                return Err(e);
+                return Err(e.into());
             }
         };
         if got != id {

@@ -295,9 +295,11 @@ fn wait_for_original<R: Read>(
     let deadline = Instant::now() + opts.pid_wait.max(Duration::from_secs(1));
     for pid in held {
         while pid_is_live(pid) {
-            if Instant::now() >= deadline {
+            // A holder nothing is ending will not go away: say so at once.
+            if Instant::now() >= deadline || spawn::pid_is_staying(pid) {
                 return Err(Error::msg(format!(
-                    "cannot restore pid {pid}: pid already in use"
+                    "cannot restore pid {pid}: {}",
+                    spawn::PID_IN_USE
                 )));
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -58,6 +58,40 @@ pub(crate) fn pid_is_live(pid: i32) -> bool {
     std::fs::metadata(format!("/proc/{pid}")).is_ok() && !pid_is_dying(pid)
 }
 
+/// Whether a pid is held by a running process nothing is about to end: not
+/// exiting, and not traced (`ckpt --kill` holds its tree traced until it
+/// kills it).
+pub(crate) fn pid_is_staying(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    let exiting = std::fs::read(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        // Field 9, flags, counted after the command name.
+        let after = s.iter().rposition(|&c| c == b')').map_or(0, |i| i + 2);
+        std::str::from_utf8(&s[after.min(s.len())..])
+            .ok()
+            .and_then(|t| t.split(' ').nth(6)?.parse::<u64>().ok())
+            .is_none_or(|f| f & PF_EXITING != 0)
+    });
+    let field = |s: &str, name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    pid_is_live(pid)
+        && !exiting
+        && std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            let killed = ["SigPnd:", "ShdPnd:"].iter().any(|n| {
+                field(&s, n)
+                    .and_then(|v| u64::from_str_radix(&v, 16).ok())
+                    .is_some_and(|m| m & SIGKILL_BIT != 0)
+            });
+            field(&s, "TracerPid:").as_deref() == Some("0") && !killed
+        })
+}
+
+/// What to do about a pid in use.
+pub(crate) const PID_IN_USE: &str = "pid already in use (restore with --no-pids, or --pidns to keep the pids in a new pid namespace)";
+
 /// Whether a pid is held by a process that is exiting or a zombie.
 fn pid_is_dying(pid: i32) -> bool {
     match std::fs::read(format!("/proc/{pid}/stat")) {
@@ -192,10 +226,9 @@ fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
         while std::fs::metadata(format!("/proc/{id}")).is_ok() {
             if Instant::now() >= deadline
                 || pid_is_live(id as i32) && Instant::now() + wait / 2 >= deadline
+                || pid_is_staying(id as i32)
             {
-                return Err(Error::msg(format!(
-                    "cannot restore pid {id}: pid already in use"
-                )));
+                return Err(Error::msg(format!("cannot restore pid {id}: {PID_IN_USE}")));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -330,7 +363,11 @@ fn fork_root(
         Ok(Forked::Child) => child::child_main(plans, 0, shared),
         Ok(Forked::Parent(pid)) => Ok(pid),
         Err(nix::errno::Errno::EEXIST) => Err(Error::msg(format!(
-            "cannot restore pid {}: pid already in use",
+            "cannot restore pid {}: {PID_IN_USE}",
+            root.image_pid
+        ))),
+        Err(nix::errno::Errno::EPERM) if root.want.is_some() => Err(Error::msg(format!(
+            "cannot restore pid {}: clone3: EPERM: choosing pids needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); restore with --no-pids",
             root.image_pid
         ))),
         Err(e) => Err(Error::msg(format!(

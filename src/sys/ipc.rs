@@ -31,7 +31,51 @@ use std::os::unix::fs::MetadataExt;
 
 use nix::errno::Errno;
 
-use crate::error::{Context, Error, Result};
+use thiserror::Error;
+
+/// Why reading or steering the IPC namespace failed. `crate::Error` takes
+/// it in with the same message (`sys` depends on nothing above it).
+#[derive(Debug, Error)]
+pub enum IpcError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: Errno },
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl IpcError {
+    fn msg(s: String) -> Self {
+        IpcError::Msg(s)
+    }
+}
+
+type Error = IpcError;
+type Result<T> = std::result::Result<T, IpcError>;
+
+/// Adds "what was being done" to an I/O error.
+trait Context<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| IpcError::Io {
+            what: what(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for nix::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|errno| IpcError::Sys {
+            what: what(),
+            errno,
+        })
+    }
+}
 
 /// Segment marked for removal, still attached (`shm_perm.mode` bit).
 pub const SHM_DEST: u32 = 0o1000;

@@ -8,6 +8,16 @@ use std::os::unix::fs::FileExt;
 
 use super::ids::Pid;
 
+/// Whether `page` is all zero bytes (compared in u64 words).
+pub fn is_zero(page: &[u8]) -> bool {
+    let (pre, words, post) = {
+        // SAFETY: any byte pattern is a valid u64; align_to only splits the
+        // slice at alignment boundaries.
+        unsafe { page.align_to::<u64>() }
+    };
+    pre.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
+}
+
 /// Largest number of iovecs one `process_vm_*v` call takes (`UIO_MAXIOV`).
 pub const IOV_MAX: usize = 1024;
 

@@ -16,6 +16,7 @@ pub mod locks;
 pub mod mem;
 pub mod pagemap;
 pub mod proc;
+pub mod process;
 pub mod ptrace;
 pub mod remote;
 pub mod rlimit;
