@@ -269,7 +269,11 @@ impl OnTerminal {
         let shown = wait_until(Duration::from_secs(10), || {
             self.counts().last().is_some_and(|&c| c >= n)
         });
-        assert!(shown, "count {n} never showed; the terminal shows:\n{}", self.text());
+        assert!(
+            shown,
+            "count {n} never showed; the terminal shows:\n{}",
+            self.text()
+        );
     }
 
     /// Waits (up to 10 s) for the program to exit; its exit code.
@@ -342,7 +346,10 @@ fn a_terminal_job_comes_back_in_another_terminal() {
 
     restore.master.write_all(b"\x03").unwrap();
     assert_eq!(restore.wait(), Some(130), "{}", restore.text());
-    assert!(wait_pid_gone(pid, Duration::from_secs(5)), "the job still runs");
+    assert!(
+        wait_pid_gone(pid, Duration::from_secs(5)),
+        "the job still runs"
+    );
     let shown = restore.text();
     assert!(
         shown.contains(&format!(
@@ -372,8 +379,9 @@ fn an_early_exit_of_the_restored_root_is_reported() {
     let out = run("cr-restart", &args, Some(b""));
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains(&format!("cr-restart: the restored root (pid {pid}) exited with status 2")),
+        out.stderr.contains(&format!(
+            "cr-restart: the restored root (pid {pid}) exited with status 2"
+        )),
         "{}",
         out.stderr
     );
