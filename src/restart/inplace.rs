@@ -51,8 +51,8 @@ use super::{Building, Held, Options, bulk, finish, ipc, map};
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
 use crate::sys::clone::Forked;
-use crate::sys::proc;
 use crate::sys::fork::{exit_now as _exit, fork_single_threaded};
+use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::nr;
 
