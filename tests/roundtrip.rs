@@ -337,6 +337,64 @@ fn python3_counter_through_zstd_and_sum() {
     migrate_and_check(script("counter.py"), &["20"], &[None], ZSTD_SUM, 5, 10);
 }
 
+/// CPython installs its handlers with SA_ONSTACK and sets no alternate stack:
+/// the restored process must have none either (not cr-restart's own), or the
+/// first signal kills it with SIGSEGV. Each signal is handled (a `sig NAME`
+/// line), counting goes on between them, and SIGTERM's handler exits 0.
+#[test]
+fn python3_signal_handlers_run_after_restore() {
+    let (orig, mut r) = migrate_and_check(script("sighandlers.py"), &["20"], &[None], &[], 5, 3);
+    // The restored process has the original's pid (`r.restored` is cr-restart).
+    let pid = orig.pid();
+    for (sig, name) in [(libc::SIGUSR1, "SIGUSR1"), (libc::SIGUSR2, "SIGUSR2")] {
+        let before = r.restored.lines().len();
+        assert!(signal(pid, sig), "cannot send {name} to {pid}");
+        let line = format!("sig {name}");
+        r.restored.expect_line(|l| l == line, &line);
+        // Counting goes on after the handler.
+        let at = r.restored.lines()[before..]
+            .iter()
+            .position(|l| *l == line)
+            .expect("the signal line")
+            + before;
+        let last = counts(&r.restored.lines()[..at], None)
+            .last()
+            .copied()
+            .unwrap_or(0);
+        r.restored.expect_count(None, last + 3);
+    }
+    assert!(signal(pid, libc::SIGTERM), "cannot send SIGTERM to {pid}");
+    let st = r.restored.expect_exit();
+    let lines = r.restored.lines();
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "the SIGTERM handler did not exit 0: {}",
+        r.restored.report()
+    );
+    assert!(
+        lines.ends_with(&["sig SIGTERM".into(), "bye".into()]),
+        "{lines:?}"
+    );
+    check_consecutive(&r.restored.counts(None)).unwrap_or_else(|e| panic!("{e}: {lines:?}"));
+}
+
+/// The same cause in C: an SA_ONSTACK handler without an alternate stack
+/// (none must appear on restore), and with one set with SS_AUTODISARM (kept
+/// exactly). The workload checks both and that the handler ran, each count.
+#[test]
+fn sa_onstack_without_and_with_altstack() {
+    migrate_and_check(workload("onstack"), &["-d", "20"], &[None], &[], 5, 10);
+    migrate_and_check(
+        workload("onstack"),
+        &["-a", "-d", "20"],
+        &[None],
+        &[],
+        5,
+        10,
+    );
+}
+
 #[test]
 fn perl_counter_through_zstd_and_sum() {
     migrate_and_check(script("counter.pl"), &["20"], &[None], ZSTD_SUM, 5, 10);

@@ -397,19 +397,33 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
     Ok(())
 }
 
+/// `SS_AUTODISARM` from <linux/signal.h> (not in the libc crate).
+const SS_AUTODISARM: u32 = 1 << 31;
+
 /// Sets per-thread state through a remote session in that thread (`tid`
 /// is its real id).
 pub fn finish_thread(b: &mut Builder, t: &Thread, tid: i32) -> Result<()> {
+    // Always set: a thread forked from the restorer inherits the
+    // restorer's own alternate stack (Rust's std installs one), which
+    // is unmapped here; an SA_ONSTACK handler would then die with SIGSEGV.
     let a = &t.altstack;
-    let disabled = a.flags & libc::SS_DISABLE as u32 != 0;
-    if !disabled {
-        let mut ss = Vec::with_capacity(24);
-        ss.extend_from_slice(&a.sp.to_le_bytes());
-        ss.extend_from_slice(&0u64.to_le_bytes()); // flags (+ padding)
-        ss.extend_from_slice(&a.size.to_le_bytes());
-        let at = b.put(&ss)?;
-        b.call(nr::SIGALTSTACK, &[at, 0])?;
+    let (sp, flags, size) = if a.flags & libc::SS_DISABLE as u32 != 0 {
+        (0, libc::SS_DISABLE as u64, 0)
+    } else {
+        // SS_ONSTACK only reports; SS_AUTODISARM (bit 31) is a setting.
+        (a.sp, (a.flags & SS_AUTODISARM) as u64, a.size)
+    };
+    let mut ss = Vec::with_capacity(24);
+    for v in [sp, flags, size] {
+        ss.extend_from_slice(&v.to_le_bytes()); // flags: int + padding
     }
+    let at = b.put(&ss)?;
+    b.call(nr::SIGALTSTACK, &[at, 0]).map_err(|e| {
+        Error::msg(format!(
+            "cannot restore the alternate signal stack of thread {}: {e}",
+            t.tid
+        ))
+    })?;
     b.call(nr::SET_TID_ADDRESS, &[t.clear_child_tid])?;
     if !t.comm.is_empty() {
         let mut comm = t.comm.clone();
