@@ -58,6 +58,75 @@ fn vfork_is_refused() {
     assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
 }
 
+/// `ckpt` asked to checkpoint a tree it runs inside (`bash -c 'ckpt $$'`,
+/// the shell being ckpt's parent) refuses in one line before touching
+/// anything: no output file, and the shell goes on to finish by itself.
+#[test]
+fn ckpt_inside_the_tree_it_checkpoints_is_refused() {
+    let dir = tempdir();
+    let img = dir.path().join("img");
+    let mut c = Command::new("bash");
+    // `; echo` keeps bash from exec'ing ckpt: bash stays its parent.
+    c.args([
+        "-c",
+        "\"$0\" -o \"$1\" $$; echo \"rc=$?\"",
+        bin("ckpt").to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    let f = run_cmd(c, None);
+    assert!(f.status.success(), "bash: {} {}", f.status, f.stderr);
+    assert_eq!(String::from_utf8_lossy(&f.stdout), "rc=1\n", "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    assert!(
+        f.stderr.starts_with("ckpt: cannot checkpoint pid ")
+            && f.stderr.contains("ckpt runs inside that tree"),
+        "{}",
+        f.stderr
+    );
+    assert!(!img.exists(), "ckpt wrote {}", img.display());
+    // Its own pid (bash exec'ing ckpt) likewise.
+    let mut c = Command::new("bash");
+    c.args([
+        "-c",
+        "exec \"$0\" -o /dev/null $$",
+        bin("ckpt").to_str().unwrap(),
+    ]);
+    let f = run_cmd(c, None);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("ckpt runs inside that tree"),
+        "{}",
+        f.stderr
+    );
+}
+
+/// A kernel thread (PF_KTHREAD in /proc/PID/stat) is refused as such, in
+/// one line, before anything is written.
+#[test]
+fn kernel_thread_is_refused() {
+    let kthread = all_pids()
+        .into_iter()
+        .find(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let tail = &s[s.rfind(')')? + 2..];
+                    tail.split(' ').nth(6)?.parse::<u32>().ok()
+                })
+                .is_some_and(|flags| flags & 0x0020_0000 != 0)
+        })
+        .expect("no kernel thread visible in /proc (kthreadd is pid 2 outside a pid namespace)");
+    let dir = tempdir();
+    let img = dir.path().join("img");
+    let f = ckpt(&["-o", img.to_str().unwrap(), &kthread.to_string()]);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert_eq!(
+        f.stderr.trim_end(),
+        format!("ckpt: cannot checkpoint pid {kthread}: it is a kernel thread")
+    );
+    assert!(!img.exists(), "ckpt wrote {}", img.display());
+}
+
 /// `cr-restart --pidns` restores the tree with its original pids inside a
 /// new pid namespace while the original keeps running with the same pids.
 /// (A session led from outside the tree would read as 0 inside the new

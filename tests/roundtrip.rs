@@ -588,6 +588,48 @@ fn fd_option_redirects_an_external_stdout() {
     );
 }
 
+/// `--fd N=...` for a descriptor that led nowhere outside the image is
+/// refused before anything is restored (it used to be ignored), in one line
+/// naming N and the image's external descriptors (onetask's stdout and
+/// stderr are the test's pipes; its stdin is /dev/null, not external).
+#[test]
+fn fd_option_for_a_descriptor_that_is_not_external_is_refused() {
+    let dir = tempdir();
+    let (orig, img) = killed_image(dir.path(), "4199");
+    let target = dir.path().join("never");
+    for extra in [&[][..], &["--in-place"][..]] {
+        for n in ["7", "0"] {
+            let spec = format!("{n}={}", path_str(&target));
+            let mut args = vec!["--fd", &spec, "-i", path_str(&img)];
+            args.extend(extra);
+            let f = run("cr-restart", &args, None);
+            let what = format!("--fd {spec} {extra:?}");
+            assert_eq!(f.code(), Some(1), "{what}: {}", f.stderr);
+            assert_eq!(f.stderr.lines().count(), 1, "{what}: {}", f.stderr);
+            assert!(
+                f.stderr
+                    .contains(&format!("descriptor {n} does not lead outside")),
+                "{what}: {}",
+                f.stderr
+            );
+            // 1 and 2, and whatever else the test runner let it inherit.
+            let listed: Vec<&str> = f
+                .stderr
+                .split_once("(only ")
+                .and_then(|(_, r)| r.split_once(" lead outside it)"))
+                .map(|(l, _)| l.split(", ").collect())
+                .unwrap_or_default();
+            assert!(
+                listed.contains(&"1") && listed.contains(&"2") && !listed.contains(&n),
+                "{what}: {}",
+                f.stderr
+            );
+            assert!(!target.exists(), "{what}: {} was opened", target.display());
+            assert_nothing_left(orig.pid(), "4199", &what);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Images: cr-info, damage, pid in use
 

@@ -190,7 +190,12 @@ fn itimers_keep_firing() {
 /// not disarmed (itimer fails when no SIGVTALRM/SIGPROF comes).
 #[test]
 fn short_cpu_itimers_keep_firing() {
-    migrate_one(workload("itimer"), &["-d", "20", "-v", "2", "-p", "2"], 3, 6);
+    migrate_one(
+        workload("itimer"),
+        &["-d", "20", "-v", "2", "-p", "2"],
+        3,
+        6,
+    );
 }
 
 #[test]

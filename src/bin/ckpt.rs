@@ -81,6 +81,8 @@ fn main() -> ExitCode {
         return code;
     }
     cli::run("ckpt", || {
+        // Before the output is opened: nothing is touched.
+        checkpoint::refuse_own_ancestor(args.pid)?;
         let after = if args.kill {
             After::Kill
         } else if args.stop {

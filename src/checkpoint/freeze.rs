@@ -220,6 +220,13 @@ impl Frozen {
         if fresh {
             let st = proc::stat(pid)
                 .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+            if st.is_kernel_thread() {
+                return Err(Error::msg(if pid == root {
+                    format!("cannot checkpoint pid {pid}: it is a kernel thread")
+                } else {
+                    format!("cannot checkpoint pid {root}: its descendant {pid} is a kernel thread")
+                }));
+            }
             if st.state == b'Z' {
                 if pid == root {
                     return Err(Error::msg(format!(

@@ -95,6 +95,29 @@ fn uname() -> (String, String) {
     )
 }
 
+/// Refuses `pid` when the caller runs inside its tree: `pid` is the
+/// calling process or one of its ancestors (`bash -c 'ckpt $$'`). Such a
+/// tree cannot be frozen, its last process being the one that freezes it.
+/// For `ckpt`, not for [`checkpoint`] itself: a self-checkpoint
+/// checkpoints its parent from a child on purpose.
+pub fn refuse_own_ancestor(pid: i32) -> Result<()> {
+    let mut cur = Pid::this().as_raw();
+    // A ppid chain ends at 0 (init, or a parent outside the pid namespace);
+    // the bound only guards against a chain changing under us.
+    for _ in 0..4096 {
+        if cur == pid {
+            return Err(Error::msg(format!(
+                "cannot checkpoint pid {pid}: ckpt runs inside that tree (it is ckpt or an ancestor of ckpt); run ckpt from outside it"
+            )));
+        }
+        match proc::stat(cur) {
+            Ok(st) if st.ppid > 0 => cur = st.ppid,
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
 /// Checkpoints the tree rooted at `pid` into `out`.
 pub fn checkpoint<W: Write>(pid: i32, out: W, opts: &Options) -> Result<Summary> {
     checkpoint_then(pid, out, opts, |_| Ok(()))

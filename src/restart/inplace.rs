@@ -51,8 +51,8 @@ use super::{Building, Held, Options, bulk, finish, ipc, map};
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
 use crate::sys::clone::Forked;
-use crate::sys::proc;
 use crate::sys::fork::{exit_now as _exit, fork_single_threaded};
+use crate::sys::proc;
 use crate::sys::ptrace::{self, Stop};
 use crate::sys::remote::nr;
 
@@ -72,6 +72,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     }
     let mut meta = meta::load(&mut reader)?;
     check_image(&meta)?;
+    super::check_fd_map(&meta, opts)?;
     if reader.header().flags & image::HDR_OWN_IPCNS != 0 {
         return Err(Error::msg(
             "cannot restore in place: the process had an IPC namespace of its own (use cr-restart without --in-place)",

@@ -359,6 +359,20 @@ impl Meta {
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
+    /// The descriptor numbers at which some process of the image has a
+    /// descriptor leading outside it (what `--fd` may reconnect), sorted.
+    pub fn external_fds(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .live
+            .iter()
+            .flat_map(|pi| pi.fds.iter())
+            .filter(|d| d.file.ftype == image::FT_EXTERNAL)
+            .map(|d| d.fd)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
     pub fn files(&self) -> &HashMap<u64, File> {
         &self.files
     }

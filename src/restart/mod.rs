@@ -171,10 +171,31 @@ impl Held {
     }
 }
 
+/// Refuses a `--fd N=...` for a descriptor N that leads nowhere outside
+/// the image: it would otherwise be silently ignored.
+pub(crate) fn check_fd_map(meta: &Meta, opts: &Options) -> Result<()> {
+    let ext = meta.external_fds();
+    for &(n, _) in &opts.fd_map {
+        if !ext.contains(&n) {
+            let list: Vec<String> = ext.iter().map(|d| d.to_string()).collect();
+            let which = if list.is_empty() {
+                "it has none".to_string()
+            } else {
+                format!("only {} lead outside it", list.join(", "))
+            };
+            return Err(Error::msg(format!(
+                "--fd {n}: descriptor {n} does not lead outside the image ({which})"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Restores the image from `reader`; on success the tree runs.
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
     let reader_flags = reader.header().flags;
     let mut meta = meta::load(&mut reader)?;
+    check_fd_map(&meta, opts)?;
     inject::check("meta")?;
     let popts = PlanOptions {
         original_pids: opts.original_pids,

@@ -116,6 +116,14 @@ pub struct Stat {
 /// Fields after the `)` of comm: fields 3 to 52.
 const STAT_TAIL_FIELDS: usize = 50;
 
+impl Stat {
+    /// Whether it is a kernel thread (`PF_KTHREAD` in `flags`).
+    pub fn is_kernel_thread(&self) -> bool {
+        const PF_KTHREAD: u32 = 0x0020_0000;
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
 /// Parse a `stat` file. The command name runs from the first `(` to the last
 /// `)`, so names with spaces and parentheses parse correctly.
 pub fn parse_stat(buf: &[u8]) -> ParseResult<Stat> {
