@@ -387,3 +387,60 @@ fn an_early_exit_of_the_restored_root_is_reported() {
     );
     assert!(wait_pid_gone(pid, Duration::from_secs(5)));
 }
+
+/// `--fd` reconnects each number of a terminal the job held at 0, 1 and
+/// 2 on its own: `--fd 1=FILE --fd 2=FILE` gives FILE at 1 and 2 while 0
+/// stays cr-restart's standard input.
+#[test]
+fn fd_options_reconnect_each_number_of_a_shared_terminal() {
+    let _s = serial();
+    let dir = tempdir();
+    let img = dir.path().join("job.img");
+    let log = dir.path().join("out");
+    let mut orig = OnTerminal::spawn(&workload("onetask"), &["-d", "50"], None);
+    let pid = orig.child.id() as i32;
+    orig.expect_count(2);
+    ckpt_to_file(&["--kill"], pid, &img);
+    orig.wait();
+    let last = *orig.counts().last().unwrap();
+    let spec = format!("{}", log.display());
+    let (one, two) = (format!("1={spec}"), format!("2={spec}"));
+    let args = [
+        "-d",
+        "-i",
+        img.to_str().unwrap(),
+        "--fd",
+        &one,
+        "--fd",
+        &two,
+    ];
+    // Output to a file, not a pipe: the job's other external descriptor
+    // (the harness's pipe at 251) is connected to cr-restart's stdout and
+    // would keep a pipe open.
+    let err = dir.path().join("err");
+    let status = std::process::Command::new(bin("cr-restart"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    orig.also.push(pid);
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(status.success(), "cr-restart: {status}: {stderr}");
+    let link = |n: i32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).ok();
+    assert_eq!(link(1).as_deref(), Some(log.as_path()));
+    assert_eq!(link(2).as_deref(), Some(log.as_path()));
+    assert_eq!(link(0).as_deref(), Some(std::path::Path::new("/dev/null")));
+    let written = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        counts(&lines, None)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || written().len() >= 3),
+        "the restored job wrote {:?}",
+        written()
+    );
+    assert_eq!(written()[0], last + 1, "the count resumes in FILE");
+}
