@@ -196,7 +196,7 @@ fn main() -> ExitCode {
     });
     match restored {
         Some((wait, root)) if !args.detach => {
-            ExitCode::from(restart::wait_forwarding(wait, root).clamp(0, 255) as u8)
+            ExitCode::from(restart::wait_forwarding(wait, root, true).clamp(0, 255) as u8)
         }
         _ => code,
     }

@@ -406,8 +406,10 @@ fn release_order(
 
 /// Waits for our child `pid` to exit, forwarding SIGINT, SIGTERM and SIGHUP
 /// sent to us to `target` (the restored root); returns an exit code in the
-/// shell's convention (128 + signal when it was killed).
-pub fn wait_forwarding(pid: i32, target: i32) -> i32 {
+/// shell's convention (128 + signal when it was killed). With `report`
+/// (cr-restart), an exit other than 0 and a failed wait are said on stderr;
+/// `ckpt` waits for its worker without it (the worker reports its own errors).
+pub fn wait_forwarding(pid: i32, target: i32, report: bool) -> i32 {
     use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -428,17 +430,25 @@ pub fn wait_forwarding(pid: i32, target: i32) -> i32 {
         match nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return 0,
             Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => {
-                eprintln!("cr-restart: the restored root (pid {target}) exited with status {c}");
+                if report {
+                    eprintln!(
+                        "cr-restart: the restored root (pid {target}) exited with status {c}"
+                    );
+                }
                 return c;
             }
             Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
-                eprintln!("cr-restart: the restored root (pid {target}) was killed by {s}");
+                if report {
+                    eprintln!("cr-restart: the restored root (pid {target}) was killed by {s}");
+                }
                 return 128 + s as i32;
             }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
-                eprintln!("cr-restart: cannot wait for the restored root (pid {target}): {e}");
+                if report {
+                    eprintln!("cr-restart: cannot wait for the restored root (pid {target}): {e}");
+                }
                 return 1;
             }
         }
