@@ -141,17 +141,10 @@ pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
     let mut stream_id = [0u8; 16];
     rng.fill(&mut stream_id);
     let header = StreamHeader {
-        format_major: FORMAT_MAJOR,
-        format_minor: FORMAT_MINOR,
-        arch: "x86_64".into(),
-        page_size: PAGE as u32,
-        kernel: "6.1.0-synthetic".into(),
-        tool: concat!("crtools ", env!("CARGO_PKG_VERSION"), " (synth)").into(),
-        stream_id,
         created: 1_700_000_000 + spec.seed,
         root_pid: 1000,
-        flags: 0,
         xstate_size: 2696,
+        ..synth_header(stream_id, 0)
     };
     let mut w = Writer::new(out, &header, opts)?;
 
@@ -466,23 +459,31 @@ pub struct TreeProc {
     pub fds: Vec<(u32, u64)>,
 }
 
-/// The metadata of a process tree of the given shape, as a complete image
-/// without page data (header flags `flags`, e.g. `HDR_PIDNS_INIT`): what
-/// restore planning reads, for its unit tests and fuzz target.
-pub fn tree(procs: &[TreeProc], flags: u32) -> Vec<u8> {
-    const OK: &str = "writing to a Vec cannot fail";
-    let header = StreamHeader {
+/// The header every synthetic image shares; callers override what differs.
+fn synth_header(stream_id: [u8; 16], flags: u32) -> StreamHeader {
+    StreamHeader {
         format_major: FORMAT_MAJOR,
         format_minor: FORMAT_MINOR,
         arch: "x86_64".into(),
         page_size: PAGE as u32,
         kernel: "6.1.0-synthetic".into(),
         tool: concat!("crtools ", env!("CARGO_PKG_VERSION"), " (synth)").into(),
-        stream_id: [7; 16],
+        stream_id,
         created: 1_700_000_000,
-        root_pid: procs.first().map_or(0, |p| p.pid),
+        root_pid: 0,
         flags,
         xstate_size: 0,
+    }
+}
+
+/// The metadata of a process tree of the given shape, as a complete image
+/// without page data (header flags `flags`, e.g. `HDR_PIDNS_INIT`): what
+/// restore planning reads, for its unit tests and fuzz target.
+pub fn tree(procs: &[TreeProc], flags: u32) -> Vec<u8> {
+    const OK: &str = "writing to a Vec cannot fail";
+    let header = StreamHeader {
+        root_pid: procs.first().map_or(0, |p| p.pid),
+        ..synth_header([7; 16], flags)
     };
     let mut w = Writer::new(Vec::new(), &header, WriteOptions::default()).expect(OK);
     let mut ids: Vec<u64> = procs
