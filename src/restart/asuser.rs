@@ -233,7 +233,13 @@ pub fn fifo(acting: &Acting, path: &[u8], mode: u32, flags: u32) -> Result<Owned
     let name = String::from_utf8_lossy(path);
     let p = cpath(path)?;
     acting.run(|| {
-        let node = || fds::open(p.as_c_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty());
+        let node = || {
+            fds::open(
+                p.as_c_str(),
+                OFlag::O_PATH | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+        };
         let fd = match node() {
             Err(Errno::ENOENT) => {
                 // The FIFO node was removed: make it again (see cr-restart(1)).
@@ -280,8 +286,8 @@ impl MappedFiles {
                 continue;
             };
             for v in pi.mm.vmas.iter().filter(|v| v.backing == image::VMA_FILE) {
-                let from_image = v.file_id != 0
-                    && meta.files().get(&v.file_id).is_some_and(|f| f.deleted);
+                let from_image =
+                    v.file_id != 0 && meta.files().get(&v.file_id).is_some_and(|f| f.deleted);
                 if from_image {
                     continue;
                 }
@@ -382,7 +388,11 @@ fn check_exe(acting: &Acting, exe: &[u8]) -> Result<()> {
     let p = cpath(exe)?;
     let name = String::from_utf8_lossy(exe);
     acting.run(|| {
-        match fds::open(p.as_c_str(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+        match fds::open(
+            p.as_c_str(),
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(e).ctx(|| format!("exe link {name}")),
             Ok(fd) => threadcreds::may_access(fd.as_fd(), c"", libc::X_OK)
@@ -523,10 +533,14 @@ pub(crate) fn restore_creds(b: &mut Builder, tid: i32, p: &Process) -> Result<()
                 .map_err(fail("groups"))?;
         }
         let ids = |i: [u32; 4]| [i[0] as u64, i[1] as u64, i[2] as u64];
-        b.call(nr::SETRESGID, &ids(want.gid)).map_err(fail("group ids"))?;
-        b.call(nr::SETRESUID, &ids(want.uid)).map_err(fail("user ids"))?;
-        b.call(nr::SETFSGID, &[want.gid[3] as u64]).map_err(fail("group ids"))?;
-        b.call(nr::SETFSUID, &[want.uid[3] as u64]).map_err(fail("user ids"))?;
+        b.call(nr::SETRESGID, &ids(want.gid))
+            .map_err(fail("group ids"))?;
+        b.call(nr::SETRESUID, &ids(want.uid))
+            .map_err(fail("user ids"))?;
+        b.call(nr::SETFSGID, &[want.gid[3] as u64])
+            .map_err(fail("group ids"))?;
+        b.call(nr::SETFSUID, &[want.uid[3] as u64])
+            .map_err(fail("user ids"))?;
     }
     // capset, version 3, this thread: header, then two halves of each set.
     let mut hdr = Vec::new();

@@ -221,8 +221,12 @@ impl OpenFiles {
             let (rd, wr) = if let Some(node) = &node {
                 let path = String::from_utf8_lossy(&p.fifo_path);
                 let again = format!("/proc/self/fd/{}", node.as_raw_fd());
-                let keep = fds::open(again.as_str(), OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-                    .ctx(|| format!("cannot open FIFO {path}"))?;
+                let keep = fds::open(
+                    again.as_str(),
+                    OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("cannot open FIFO {path}"))?;
                 let again = keep.try_clone().ctx(|| "dup".into())?;
                 (keep, again)
             } else {

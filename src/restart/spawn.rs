@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::child::{self, ChildPlan};
 use super::asuser;
+use super::child::{self, ChildPlan};
 use super::files::{FdSource, OpenFiles};
 use super::meta::{Live, Meta};
 use super::plan::{Plan, ProcPlan};

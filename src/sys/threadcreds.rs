@@ -84,7 +84,12 @@ pub fn set_caps(c: &Caps) -> std::io::Result<()> {
 pub fn fs_ids() -> (u32, u32) {
     // SAFETY: setfsuid/setfsgid with an invalid id (-1) change nothing
     // and return the current value.
-    unsafe { (libc::setfsuid(u32::MAX) as u32, libc::setfsgid(u32::MAX) as u32) }
+    unsafe {
+        (
+            libc::setfsuid(u32::MAX) as u32,
+            libc::setfsgid(u32::MAX) as u32,
+        )
+    }
 }
 
 /// Sets the calling thread's filesystem user and group ids; an error if
