@@ -405,7 +405,7 @@ fn check_exe(acting: &Acting, exe: &[u8]) -> Result<()> {
 /// bits of `perm`, or `CAP_IPC_OWNER`.
 fn ipc_allows(p: &Process, perm: &IpcPerm, rw: bool) -> bool {
     let c = &p.creds;
-    let in_group = |g: u32| c.egid == g || c.groups.iter().any(|&x| x == g);
+    let in_group = |g: u32| c.egid == g || c.groups.contains(&g);
     let shift = if c.euid == perm.uid || c.euid == perm.cuid {
         6
     } else if in_group(perm.gid) || in_group(perm.cgid) {
