@@ -188,11 +188,7 @@ fn watch_path(pid: i32, fd: i32, m: &proc::InotifyMark) -> Result<InotifyWatch> 
         .iter()
         .filter(|x| x.major == major && x.minor == minor)
     {
-        let at = [
-            format!("/proc/{pid}/root").as_bytes(),
-            &mnt.mount_point[..],
-        ]
-        .concat();
+        let at = [format!("/proc/{pid}/root").as_bytes(), &mnt.mount_point[..]].concat();
         let dir = match std::fs::File::open(proc::bytes_path(&at)) {
             Ok(d) => d,
             Err(e) => {

@@ -55,7 +55,10 @@ pub fn check(
                 return Err(fault(id, "an epoll target is not a file of the image"));
             }
             if t.tfd > MAX_FD {
-                return Err(fault(id, "an epoll target has an impossible descriptor number"));
+                return Err(fault(
+                    id,
+                    "an epoll target has an impossible descriptor number",
+                ));
             }
         }
         if e.watches.iter().any(|w| w.wd <= 0) {
@@ -84,7 +87,9 @@ fn depth(id: u64, evs: &HashMap<u64, EventFile>, at: usize) -> usize {
     let inner = evs.get(&id).map_or(0, |e| {
         e.targets
             .iter()
-            .filter(|t| evs.get(&t.file_id).is_some_and(|x| !x.targets.is_empty()) || t.file_id == id)
+            .filter(|t| {
+                evs.get(&t.file_id).is_some_and(|x| !x.targets.is_empty()) || t.file_id == id
+            })
             .map(|t| depth(t.file_id, evs, at + 1))
             .max()
             .unwrap_or(0)
@@ -99,7 +104,8 @@ fn nonblock(f: &File) -> i32 {
 /// Makes an eventfd, timerfd, signalfd or inotify from its record.
 pub fn open(f: &File, ev: Option<&EventFile>) -> Result<OwnedFd> {
     let name = || String::from_utf8_lossy(&f.link).into_owned();
-    let ev = ev.ok_or_else(|| Error::msg(format!("invalid image: {} has no event record", name())))?;
+    let ev =
+        ev.ok_or_else(|| Error::msg(format!("invalid image: {} has no event record", name())))?;
     match f.ftype {
         image::FT_EVENTFD => {
             let sem = if ev.semaphore { libc::EFD_SEMAPHORE } else { 0 };
@@ -110,7 +116,10 @@ pub fn open(f: &File, ev: Option<&EventFile>) -> Result<OwnedFd> {
         image::FT_SIGNALFD => events::signalfd(ev.sigmask, nonblock(f))
             .ctx(|| format!("cannot make a signalfd for mask {:#x}", ev.sigmask)),
         image::FT_INOTIFY => inotify(f, ev),
-        t => Err(Error::msg(format!("{}: not an event file (type {t})", name()))),
+        t => Err(Error::msg(format!(
+            "{}: not an event file (type {t})",
+            name()
+        ))),
     }
 }
 
@@ -149,13 +158,17 @@ fn timerfd(f: &File, ev: &EventFile) -> Result<OwnedFd> {
 /// cyclic numbering reaches it; the `IN_IGNORED` events that leaves are
 /// read off before the process gets the descriptor.
 fn inotify(f: &File, ev: &EventFile) -> Result<OwnedFd> {
-    let fd = events::inotify_init(libc::IN_NONBLOCK).ctx(|| "cannot make an inotify instance".into())?;
+    let fd =
+        events::inotify_init(libc::IN_NONBLOCK).ctx(|| "cannot make an inotify instance".into())?;
     let mut watches: Vec<&image::InotifyWatch> = ev.watches.iter().collect();
     watches.sort_by_key(|w| w.wd);
     for w in watches {
         let shown = String::from_utf8_lossy(&w.path).into_owned();
-        let path = CString::new(w.path.clone())
-            .map_err(|_| Error::msg(format!("invalid image: inotify path {shown} has a NUL byte")))?;
+        let path = CString::new(w.path.clone()).map_err(|_| {
+            Error::msg(format!(
+                "invalid image: inotify path {shown} has a NUL byte"
+            ))
+        })?;
         let mask = w.mask | libc::IN_DONT_FOLLOW;
         let mut tries = 0u32;
         loop {
@@ -204,17 +217,21 @@ impl OpenFiles {
         let mut regs = Vec::with_capacity(ev.targets.len());
         for t in ev.targets.iter() {
             let tf = self.files.get(&t.file_id).cloned().ok_or_else(|| {
-                Error::msg(format!("invalid image: epoll target file {} is missing", t.file_id))
+                Error::msg(format!(
+                    "invalid image: epoll target file {} is missing",
+                    t.file_id
+                ))
             })?;
-            let held = self.open(&tf, t.tfd, external).map_err(|e| {
-                Error::msg(format!("epoll target at descriptor {}: {e}", t.tfd))
-            })?;
+            let held = self
+                .open(&tf, t.tfd, external)
+                .map_err(|e| Error::msg(format!("epoll target at descriptor {}: {e}", t.tfd)))?;
             regs.push((t.tfd as RawFd, held, t.events, t.data));
         }
         let ep = events::epoll_create().ctx(|| "cannot make an epoll".into())?;
         if f.flags as i32 & libc::O_NONBLOCK != 0 {
             let fl = nix::fcntl::OFlag::O_NONBLOCK;
-            nix::fcntl::fcntl(ep.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(fl)).ctx(|| "fcntl".into())?;
+            nix::fcntl::fcntl(ep.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(fl))
+                .ctx(|| "fcntl".into())?;
         }
         register(ep.as_raw_fd(), &regs)?;
         self.hold(f.id, ep)
@@ -235,7 +252,8 @@ fn register(epfd: RawFd, regs: &[(RawFd, RawFd, u32, u64)]) -> Result<()> {
             // In this table only: move what is needed above every target
             // number, so putting a target at its number replaces nothing
             // still needed.
-            let above = |fd: RawFd| fds::dup_above(fd, top).ctx(|| "cannot duplicate a descriptor".into());
+            let above =
+                |fd: RawFd| fds::dup_above(fd, top).ctx(|| "cannot duplicate a descriptor".into());
             let ep = above(epfd)?;
             let moved: Vec<OwnedFd> = regs.iter().map(|r| above(r.1)).collect::<Result<_>>()?;
             for (r, src) in regs.iter().zip(&moved) {
@@ -254,4 +272,89 @@ fn register(epfd: RawFd, regs: &[(RawFd, RawFd, u32, u64)]) -> Result<()> {
         .join()
         .unwrap_or_else(|_| Err(Error::msg("the epoll registering thread panicked")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::EpollTarget;
+
+    fn file(id: u64, ftype: u8) -> (u64, File) {
+        (
+            id,
+            File {
+                id,
+                ftype,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn epoll(id: u64, targets: &[u64]) -> (u64, EventFile) {
+        let targets: Vec<EpollTarget> = targets
+            .iter()
+            .map(|&t| EpollTarget {
+                tfd: t as u32,
+                file_id: t,
+                events: 1,
+                data: t,
+            })
+            .collect();
+        (
+            id,
+            EventFile {
+                file_id: id,
+                targets: targets.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn event_records_are_checked() {
+        let files: HashMap<u64, File> = [
+            file(1, image::FT_EPOLL),
+            file(2, image::FT_EPOLL),
+            file(3, image::FT_EVENTFD),
+            file(4, image::FT_REGULAR),
+        ]
+        .into();
+        let ev = |v: Vec<(u64, EventFile)>| -> HashMap<u64, EventFile> { v.into_iter().collect() };
+        let eventfd = (
+            3,
+            EventFile {
+                file_id: 3,
+                ..Default::default()
+            },
+        );
+        let ok = ev(vec![epoll(1, &[2, 4]), epoll(2, &[3]), eventfd.clone()]);
+        assert_eq!(check(&files, &ok), Ok(()));
+        let why = |r: std::result::Result<(), Fault>| match r {
+            Err(Fault::Event { why, .. }) => why,
+            other => panic!("{other:?}"),
+        };
+        // A loop: 1 holds 2 holds 1.
+        let looped = ev(vec![epoll(1, &[2]), epoll(2, &[1]), eventfd.clone()]);
+        assert_eq!(
+            why(check(&files, &looped)),
+            "epolls nest in a loop or too deep"
+        );
+        let itself = ev(vec![epoll(1, &[1]), epoll(2, &[]), eventfd.clone()]);
+        assert_eq!(
+            why(check(&files, &itself)),
+            "epolls nest in a loop or too deep"
+        );
+        let missing = ev(vec![epoll(1, &[9]), epoll(2, &[]), eventfd.clone()]);
+        assert_eq!(
+            why(check(&files, &missing)),
+            "an epoll target is not a file of the image"
+        );
+        let lacking = ev(vec![epoll(1, &[]), eventfd.clone()]);
+        assert_eq!(
+            why(check(&files, &lacking)),
+            "the event file has no event record"
+        );
+        let stray = ev(vec![epoll(1, &[]), epoll(2, &[]), eventfd, epoll(4, &[])]);
+        assert_eq!(why(check(&files, &stray)), "no event file of that id");
+    }
 }

@@ -101,7 +101,12 @@ fn timespec(ns: u64) -> libc::timespec {
 }
 
 /// `timerfd_settime` with a value and an interval in nanoseconds.
-pub fn timerfd_settime(fd: BorrowedFd, flags: i32, value_ns: u64, interval_ns: u64) -> io::Result<()> {
+pub fn timerfd_settime(
+    fd: BorrowedFd,
+    flags: i32,
+    value_ns: u64,
+    interval_ns: u64,
+) -> io::Result<()> {
     let its = libc::itimerspec {
         it_interval: timespec(interval_ns),
         it_value: timespec(value_ns),

@@ -202,9 +202,8 @@ impl FdInfo {
         Ok(TimerfdInfo {
             clock: self.field(b"clockid", dec_u32)?,
             ticks: self.field(b"ticks", dec_u64)?,
-            settime_flags: self.field(b"settime flags", |v| {
-                u32::try_from(num_radix(v, 8)?).ok()
-            })?,
+            settime_flags: self
+                .field(b"settime flags", |v| u32::try_from(num_radix(v, 8)?).ok())?,
             value_ns: self.field(b"it_value", timespec_ns)?,
             interval_ns: self.field(b"it_interval", timespec_ns)?,
         })
@@ -343,16 +342,32 @@ mod tests {
     #[test]
     fn event_objects_typed() {
         // Kernel 6.18's own lines (eventfd-count is hex).
-        let f = with_lines(b"eventfd-count:               1f\neventfd-id: 1\neventfd-semaphore: 1\n");
+        let f =
+            with_lines(b"eventfd-count:               1f\neventfd-id: 1\neventfd-semaphore: 1\n");
         assert_eq!(
             f.eventfd().unwrap(),
-            EventfdInfo { count: 31, semaphore: Some(true) }
+            EventfdInfo {
+                count: 31,
+                semaphore: Some(true)
+            }
         );
-        assert_eq!(with_lines(b"eventfd-count: 0\n").eventfd().unwrap().semaphore, None);
-        assert!(with_lines(b"eventfd-count: 0\neventfd-semaphore: 2\n").eventfd().is_err());
+        assert_eq!(
+            with_lines(b"eventfd-count: 0\n")
+                .eventfd()
+                .unwrap()
+                .semaphore,
+            None
+        );
+        assert!(
+            with_lines(b"eventfd-count: 0\neventfd-semaphore: 2\n")
+                .eventfd()
+                .is_err()
+        );
         assert!(with_lines(b"").eventfd().is_err());
 
-        let f = with_lines(b"clockid: 1\nticks: 3\nsettime flags: 01\nit_value: (2, 500)\nit_interval: (1, 0)\n");
+        let f = with_lines(
+            b"clockid: 1\nticks: 3\nsettime flags: 01\nit_value: (2, 500)\nit_interval: (1, 0)\n",
+        );
         assert_eq!(
             f.timerfd().unwrap(),
             TimerfdInfo {
@@ -363,20 +378,47 @@ mod tests {
                 interval_ns: 1_000_000_000
             }
         );
-        assert!(with_lines(b"clockid: 1\nticks: 3\nsettime flags: 01\nit_value: 2\nit_interval: (1, 0)\n").timerfd().is_err());
+        assert!(
+            with_lines(
+                b"clockid: 1\nticks: 3\nsettime flags: 01\nit_value: 2\nit_interval: (1, 0)\n"
+            )
+            .timerfd()
+            .is_err()
+        );
 
-        assert_eq!(with_lines(b"sigmask:\t0000000000004200\n").signalfd_mask().unwrap(), 0x4200);
+        assert_eq!(
+            with_lines(b"sigmask:\t0000000000004200\n")
+                .signalfd_mask()
+                .unwrap(),
+            0x4200
+        );
 
         let f = with_lines(b"tfd:        3 events: 80000019 data:                3  pos:0 ino:40e sdev:10\ntfd:        5 events:       19 data:     ffffffffffff  pos:0 ino:10244e sdev:f\n");
         let t = f.epoll_targets().unwrap();
         assert_eq!(
             t,
             [
-                EpollTfd { tfd: 3, events: 0x8000_0019, data: 3, ino: 0x40e, sdev: 0x10 },
-                EpollTfd { tfd: 5, events: 0x19, data: 0xffff_ffff_ffff, ino: 0x10244e, sdev: 0xf }
+                EpollTfd {
+                    tfd: 3,
+                    events: 0x8000_0019,
+                    data: 3,
+                    ino: 0x40e,
+                    sdev: 0x10
+                },
+                EpollTfd {
+                    tfd: 5,
+                    events: 0x19,
+                    data: 0xffff_ffff_ffff,
+                    ino: 0x10244e,
+                    sdev: 0xf
+                }
             ]
         );
-        assert!(with_lines(b"tfd: 3 events: zz data: 1 pos:0 ino:1 sdev:1\n").epoll_targets().is_err());
+        assert!(
+            with_lines(b"tfd: 3 events: zz data: 1 pos:0 ino:1 sdev:1\n")
+                .epoll_targets()
+                .is_err()
+        );
         assert!(with_lines(b"").epoll_targets().unwrap().is_empty());
 
         let f = with_lines(b"inotify wd:a ino:2e1 sdev:fe00000 mask:80000002 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:e102000000000000\n");
