@@ -166,7 +166,7 @@ fn timespec_ns(v: &[u8]) -> Option<u64> {
 }
 
 fn hex_bytes(v: &[u8]) -> Option<Vec<u8>> {
-    if v.len() % 2 != 0 {
+    if !v.len().is_multiple_of(2) {
         return None;
     }
     v.chunks(2)
