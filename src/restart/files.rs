@@ -49,6 +49,10 @@ pub struct OpenFiles {
     socks: HashMap<u64, OwnedFd>,
     /// Pseudo-terminals of the image, made on first use.
     pub ptys: super::tty::Ptys,
+    /// State of the event files (eventfd, epoll, ...), by file id.
+    pub events: HashMap<u64, image::EventFile>,
+    /// Every file of the image, for an epoll's targets.
+    pub files: HashMap<u64, File>,
     /// Whose credentials path lookups, creations and opens use: the
     /// process being set up (see [`super::asuser`]).
     pub acting: super::asuser::Acting,
@@ -83,7 +87,7 @@ impl OpenFiles {
         self.by_id.get(&id).map(|f| f.as_raw_fd())
     }
 
-    fn hold(&mut self, id: u64, fd: OwnedFd) -> Result<RawFd> {
+    pub(super) fn hold(&mut self, id: u64, fd: OwnedFd) -> Result<RawFd> {
         let owned = self.above(fd)?;
         let high = owned.as_raw_fd();
         self.by_id.insert(id, owned);
@@ -184,6 +188,11 @@ impl OpenFiles {
             image::FT_PTY_MASTER | image::FT_PTY_SLAVE => {
                 let ptys = &mut self.ptys;
                 self.acting.run(|| ptys.open(f))?
+            }
+            image::FT_EPOLL => return self.open_epoll(f, external),
+            t if super::events::is_event(t) => {
+                let state = self.events.get(&f.id);
+                self.acting.run(|| super::events::open(f, state))?
             }
             other => {
                 return Err(Error::msg(format!(
