@@ -411,7 +411,7 @@ pub fn input(path: Option<&Path>, force: bool) -> Result<Box<dyn Read + Send>, C
 /// The size of an input (`None` or `-`: stdin) when it is a regular file.
 pub fn input_len(path: Option<&Path>) -> Option<u64> {
     let m = metadata_of(path)?;
-    m.is_file().then(|| m.len())
+    m.is_file().then_some(m.len())
 }
 
 /// Reads a key file for keyed digests: its whole contents are the HMAC

@@ -65,7 +65,7 @@ impl InputFile {
         self.file.as_deref()
     }
     /// The input's size, when it is a regular file (for a progress bar).
-    pub fn len(&self) -> Option<u64> {
+    pub fn size(&self) -> Option<u64> {
         crate::cli::input_len(self.path())
     }
 }

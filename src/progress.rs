@@ -11,10 +11,13 @@
 //! A binary that wants a progress line starts a [`Display`]: a thread that
 //! reads the counters ten times a second and draws them with indicatif, and
 //! clears its line when it is finished. Nothing else touches the terminal.
+//! The line is also cleared, at once, when the phase becomes
+//! [`Phase::Releasing`]: the tree about to run may write to the same
+//! terminal, and its first line must not land on ours.
 
 use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -69,9 +72,28 @@ static PHASE: AtomicU8 = AtomicU8::new(Phase::Reading as u8);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 
-/// Says what the process is doing now.
+/// The progress line being drawn, if any, and what it shows. Held while a
+/// frame is drawn, so that once [`clear_line`] has taken it no frame follows.
+static LINE: Mutex<Option<(ProgressBar, Show)>> = Mutex::new(None);
+
+/// Says what the process is doing now. Releasing a tree clears the
+/// progress line first (its last frame drawn, then erased).
 pub fn phase(p: Phase) {
     PHASE.store(p as u8, Relaxed);
+    if p == Phase::Releasing {
+        clear_line();
+    }
+}
+
+/// Draws the progress line one last time and erases it; no more frames
+/// follow.
+fn clear_line() {
+    let line = LINE.lock().map(|mut l| l.take());
+    if let Ok(Some((bar, show))) = line {
+        redraw(&bar, show);
+        bar.force_draw();
+        bar.finish_and_clear();
+    }
 }
 
 /// What the process is doing now.
@@ -220,24 +242,35 @@ impl Display {
         let bar = ProgressBar::with_draw_target(total, target)
             .with_prefix(name)
             .with_style(style(show));
+        if let Ok(mut line) = LINE.lock() {
+            *line = Some((bar, show));
+        }
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("progress".into())
             .spawn(move || {
                 loop {
-                    redraw(&bar, show);
+                    match LINE.lock().as_deref() {
+                        Ok(Some((bar, show))) => redraw(bar, *show),
+                        _ => return,
+                    }
                     if !matches!(rx.recv_timeout(TICK), Err(mpsc::RecvTimeoutError::Timeout)) {
                         break;
                     }
                 }
-                redraw(&bar, show);
-                bar.force_draw();
-                bar.finish_and_clear();
+                clear_line();
             });
         // No thread (out of resources): no progress line, nothing else lost.
-        if let Ok(t) = thread {
-            d.stop = Some(tx);
-            d.thread = Some(t);
+        match thread {
+            Ok(t) => {
+                d.stop = Some(tx);
+                d.thread = Some(t);
+            }
+            Err(_) => {
+                if let Ok(mut line) = LINE.lock() {
+                    line.take();
+                }
+            }
         }
         d
     }
@@ -253,6 +286,7 @@ impl Display {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        clear_line();
     }
 
     /// Clears the progress line and writes `NAME: line` on stderr.
@@ -270,7 +304,9 @@ impl Drop for Display {
 
 fn style(show: Show) -> ProgressStyle {
     let template = match show {
-        Show::Written => "{prefix}: {spinner} {msg} {binary_bytes} written, {binary_bytes_per_sec}, {elapsed}",
+        Show::Written => {
+            "{prefix}: {spinner} {msg} {binary_bytes} written, {binary_bytes_per_sec}, {elapsed}"
+        }
         Show::Read { total: None } => {
             "{prefix}: {spinner} {msg} {binary_bytes} read, {binary_bytes_per_sec}, {elapsed}"
         }

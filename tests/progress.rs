@@ -58,7 +58,10 @@ fn piped(mut cmd: Command) -> (ExitStatus, String) {
         .stderr(Stdio::piped())
         .output()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// What a terminal shows, line by line: escape sequences removed, every
@@ -70,7 +73,7 @@ fn segments(text: &str) -> Vec<String> {
         if c == '\x1b' {
             if chars.peek() == Some(&'[') {
                 chars.next();
-                while let Some(c) = chars.next() {
+                for c in chars.by_ref() {
                     if c.is_ascii_alphabetic() {
                         break;
                     }
@@ -115,12 +118,15 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// One filter run: the program, its arguments (given a directory of its
-/// own for outputs such as cr-split's parts), and what its progress line
+/// Stands for the run's own directory in [`Case::args`] (where cr-split
+/// writes its parts).
+const OUT: &str = "@out";
+
+/// One filter run: the program, its arguments, and what its progress line
 /// and summary contain.
 struct Case {
     name: &'static str,
-    args: Box<dyn Fn(&Path) -> Vec<String>>,
+    args: Vec<String>,
     /// Words every progress line of it has.
     marks: &'static [&'static str],
     /// Words its summary has.
@@ -134,7 +140,13 @@ impl Case {
     fn cmd(&self, out_dir: &Path, extra: &[&str]) -> Command {
         std::fs::create_dir_all(out_dir).unwrap();
         let mut c = Command::new(bin(self.name));
-        c.args(extra).args((self.args)(out_dir));
+        c.args(extra);
+        for a in &self.args {
+            match a.strip_prefix(OUT) {
+                Some(rest) => c.arg(format!("{}{rest}", s(out_dir))),
+                None => c.arg(a),
+            };
+        }
         c.stdin(Stdio::null());
         c.stdout(File::create(out_dir.join("stdout")).unwrap());
         c
@@ -183,78 +195,38 @@ fn filters_show_progress_on_a_terminal_and_write_the_same_bytes() {
         .collect();
     part_files.sort();
     assert!(part_files.len() >= 3, "{part_files:?}");
-    let owned = |v: &[&Path]| v.iter().map(|p| s(p).to_string()).collect::<Vec<_>>();
-    let (img2, zimg2, summed2) = (img.clone(), zimg.clone(), summed.clone());
-    let img3 = img.clone();
-    let img4 = img.clone();
-    let cases = vec![
+    let args = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let mut join = args(&["-j"]);
+    join.extend(part_files.iter().map(|p| s(p).to_string()));
+    let filter: &[&str] = &[" in, ", " out ("];
+    let case = |name, args, marks, summary| Case {
+        name,
+        args,
+        marks,
+        summary,
+        quiet_stdout: false,
+    };
+    let cases = [
+        case("cr-zstd", args(&[s(&img)]), filter, " -> "),
+        case("cr-zstd", args(&["-d", s(&zimg)]), filter, " -> "),
+        case("cr-sum", args(&[s(&img)]), filter, " -> "),
         Case {
-            name: "cr-zstd",
-            args: Box::new(move |_| owned(&[&img2])),
-            marks: &[" in, ", " out ("],
-            summary: " -> ",
-            quiet_stdout: false,
-        },
-        Case {
-            name: "cr-zstd",
-            args: Box::new(move |_| {
-                let mut v = vec!["-d".to_string()];
-                v.extend(owned(&[&zimg2]));
-                v
-            }),
-            marks: &[" in, ", " out ("],
-            summary: " -> ",
-            quiet_stdout: false,
-        },
-        Case {
-            name: "cr-sum",
-            args: Box::new(move |_| owned(&[&img3])),
-            marks: &[" in, "],
-            summary: " -> ",
-            quiet_stdout: false,
-        },
-        Case {
-            name: "cr-sum",
-            args: Box::new(move |_| {
-                let mut v = vec!["--check".to_string()];
-                v.extend(owned(&[&summed2]));
-                v
-            }),
-            marks: &[" in, "],
-            summary: " records verified, ",
             quiet_stdout: true,
+            ..case(
+                "cr-sum",
+                args(&["--check", s(&summed)]),
+                &[" in, "],
+                " records verified, ",
+            )
         },
-        Case {
-            name: "cr-info",
-            args: Box::new(move |_| owned(&[&img4])),
-            marks: &["reading", "/"],
-            summary: " read in ",
-            quiet_stdout: false,
-        },
-        Case {
-            name: "cr-split",
-            args: Box::new({
-                let img = img.clone();
-                move |out: &Path| {
-                    let prefix = out.join("part");
-                    owned(&[Path::new("-b"), Path::new("3M"), &prefix, &img])
-                }
-            }),
-            marks: &[" in, "],
-            summary: "split into ",
-            quiet_stdout: false,
-        },
-        Case {
-            name: "cr-split",
-            args: Box::new(move |_| {
-                let mut v = vec!["-j".to_string()];
-                v.extend(part_files.iter().map(|p| s(p).to_string()));
-                v
-            }),
-            marks: &[" in, "],
-            summary: " parts joined: ",
-            quiet_stdout: false,
-        },
+        case("cr-info", args(&[s(&img)]), &["reading", "/"], " read in "),
+        case(
+            "cr-split",
+            args(&["-b", "3M", &format!("{OUT}/part"), s(&img)]),
+            filter,
+            "split into ",
+        ),
+        case("cr-split", join, filter, " parts joined: "),
     ];
     for (i, case) in cases.iter().enumerate() {
         let name = case.name;
@@ -376,7 +348,15 @@ fn ckpt_and_restart_show_progress_on_a_terminal_only() {
     let out = d.join("out1");
     let mut c = Command::new(bin("cr-restart"));
     let err1 = format!("2={}", s(&d.join("err1")));
-    c.args(["-v", "-d", "--fd", &format!("1={}", s(&out)), "--fd", &err1, s(&img)]);
+    c.args([
+        "-v",
+        "-d",
+        "--fd",
+        &format!("1={}", s(&out)),
+        "--fd",
+        &err1,
+        s(&img),
+    ]);
     c.stdin(Stdio::null()).stdout(Stdio::null());
     let (st, tty) = under_pty(c);
     assert!(st.success(), "cr-restart: {st}: {tty}");
@@ -432,7 +412,10 @@ fn usage_errors_are_one_line_naming_the_program() {
         "cr-split",
         "cr-info",
     ] {
-        for args in [&["--no-such-option"][..], &["-v", "--bogus=1", "x", "y", "z"]] {
+        for args in [
+            &["--no-such-option"][..],
+            &["-v", "--bogus=1", "x", "y", "z"],
+        ] {
             let f = run(program, args, None);
             assert_eq!(f.code(), Some(2), "{program} {args:?}: {}", f.stderr);
             assert!(
@@ -449,7 +432,13 @@ fn usage_errors_are_one_line_naming_the_program() {
         }
         let f = run(program, &["-h"], None).assert_success().stdout.clone();
         let help = String::from_utf8_lossy(&f);
-        for opt in ["--verbose", "--quiet", "--force", "--progress", "--no-progress"] {
+        for opt in [
+            "--verbose",
+            "--quiet",
+            "--force",
+            "--progress",
+            "--no-progress",
+        ] {
             assert!(help.contains(opt), "{program} -h lacks {opt}");
         }
         let f = run(program, &["-V"], None).assert_success().stdout.clone();
@@ -463,7 +452,11 @@ fn usage_errors_are_one_line_naming_the_program() {
     ] {
         let f = run(program, args, None);
         assert_eq!(f.code(), Some(2), "{program} {args:?}: {}", f.stderr);
-        assert!(f.stderr.starts_with(&format!("{program}: ")), "{}", f.stderr);
+        assert!(
+            f.stderr.starts_with(&format!("{program}: ")),
+            "{}",
+            f.stderr
+        );
         assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
     }
 }
@@ -483,10 +476,16 @@ fn positional_input_files_and_outputs() {
         ("cr-info", &[][..]),
         ("cr-info", &["--json"][..]),
     ] {
-        let from_stdin = run(program, args, Some(&bytes)).assert_success().stdout.clone();
+        let from_stdin = run(program, args, Some(&bytes))
+            .assert_success()
+            .stdout
+            .clone();
         let mut with_file = args.to_vec();
         with_file.push(s(&img));
-        let from_file = run(program, &with_file, None).assert_success().stdout.clone();
+        let from_file = run(program, &with_file, None)
+            .assert_success()
+            .stdout
+            .clone();
         assert_eq!(from_file, from_stdin, "{program} {args:?} FILE");
         let out = d.join(format!("{program}.out"));
         let mut with_o = with_file.clone();

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         let input = cli::input(args.input.path(), args.common.force)?;
         // A summary is text: a terminal is where it belongs.
         let mut out = cli::Output::open(args.output.path(), true, &[args.input.path()])?;
-        let total = args.input.len();
+        let total = args.input.size();
         let mut display = Display::start("cr-info", Show::Read { total }, args.common.when());
         let info = info::info(input)?;
         display.finish();

@@ -132,7 +132,11 @@ fn main() -> ExitCode {
             let (output, _) = split::join(parts, output)?;
             output.commit()?;
             if args.common.summary() {
-                let (i, o, took) = (progress::bytes_in(), progress::bytes_out(), display.elapsed());
+                let (i, o, took) = (
+                    progress::bytes_in(),
+                    progress::bytes_out(),
+                    display.elapsed(),
+                );
                 display.summary(&format!(
                     "{} joined: {}",
                     progress::count(count, "part", "parts"),
@@ -170,7 +174,11 @@ fn main() -> ExitCode {
         }
         remove_stale_parts(prefix, report.parts)?;
         if args.common.summary() {
-            let (i, o, took) = (progress::bytes_in(), progress::bytes_out(), display.elapsed());
+            let (i, o, took) = (
+                progress::bytes_in(),
+                progress::bytes_out(),
+                display.elapsed(),
+            );
             display.summary(&format!(
                 "split into {}: {}",
                 progress::count(report.parts.into(), "part", "parts"),

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let args: Args = crtools::completions::parse();
     cli::run("cr-sum", || {
         let key = args.key.as_deref().map(cli::read_key).transpose()?;
-        let (force, total) = (args.common.force, args.input.len());
+        let (force, total) = (args.common.force, args.input.size());
         let input = cli::input(args.input.path(), force)?;
         let threads = cli::threads(args.threads);
         let mut display = Display::start("cr-sum", Show::Filter { total }, args.common.when());

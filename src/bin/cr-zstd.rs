@@ -41,7 +41,7 @@ fn level(s: &str) -> Result<i32, String> {
 fn main() -> ExitCode {
     let args: Args = crtools::completions::parse();
     cli::run("cr-zstd", || {
-        let (force, total) = (args.common.force, args.input.len());
+        let (force, total) = (args.common.force, args.input.size());
         let input = cli::input(args.input.path(), force)?;
         let output = cli::Output::open(args.output.path(), force, &[args.input.path()])?;
         let threads = cli::threads(args.threads);
@@ -57,7 +57,11 @@ fn main() -> ExitCode {
         };
         output.commit()?;
         if args.common.summary() {
-            display.summary(&progress::transfer(stats.bytes_in, stats.bytes_out, display.elapsed()));
+            display.summary(&progress::transfer(
+                stats.bytes_in,
+                stats.bytes_out,
+                display.elapsed(),
+            ));
         }
         Ok(())
     })
