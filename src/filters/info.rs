@@ -388,6 +388,7 @@ impl Info {
                         if let Some((what, to)) = f.external() {
                             v["external"] = json!({
                                 "kind": what, "restart_fd": to, "becomes": stdio_name(to),
+                                "detached": crate::image::EXTERNAL_DETACHED,
                             });
                         }
                         v
@@ -513,8 +514,9 @@ impl fmt::Display for Info {
                 if let Some((what, to)) = fd.external() {
                     write!(
                         f,
-                        " (a {what} outside the image: becomes cr-restart's {}, or --fd {}=...)",
+                        " (a {what} outside the image: becomes cr-restart's {}, {} with --detach, or --fd {}=...)",
                         stdio_name(to),
+                        crate::image::EXTERNAL_DETACHED,
                         fd.fd
                     )?;
                 }

@@ -413,6 +413,10 @@ pub const FT_INOTIFY: u8 = 15;
 /// restore time, see `cr-restart(1)`.
 pub const FT_EXTERNAL: u8 = 16;
 
+/// What an external descriptor is connected to under `cr-restart --detach`
+/// when no `--fd` names it.
+pub const EXTERNAL_DETACHED: &str = "/dev/null";
+
 /// The descriptor of `cr-restart` that an external descriptor `fd`, opened
 /// with `flags`, is connected to when no `--fd` says otherwise: the same
 /// number for 0, 1 and 2; else standard input when it was read-only,

@@ -61,6 +61,10 @@ pub struct Options {
     /// Restore inside a new pid namespace, under a minimal init, so the
     /// original pids never collide with running processes.
     pub pidns: bool,
+    /// `--detach`: a descriptor that led outside the image and has no
+    /// `fd_map` entry goes to `/dev/null` instead of the restorer's own
+    /// stdin/stdout, so nothing restored keeps them open.
+    pub detach: bool,
 }
 
 /// A restored, running tree.
