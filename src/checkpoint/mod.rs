@@ -6,6 +6,7 @@
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
+pub mod events;
 pub mod files;
 pub mod freeze;
 pub mod ipc;
@@ -195,6 +196,7 @@ fn write_image<W: Write>(
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
+    let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -264,6 +266,9 @@ fn write_image<W: Write>(
     }
     for f in &files.files {
         w.write(Kind::FILE, f)?;
+    }
+    for e in &events {
+        w.write(Kind::EVENT, e)?;
     }
     for (p, _) in &pipes {
         w.write(Kind::PIPE, p)?;

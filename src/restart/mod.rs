@@ -10,6 +10,7 @@
 //! for one process that becomes the caller.
 
 mod bulk;
+mod events;
 // The one part of `restart` with `unsafe`: it runs in a fork of the
 // restorer between `clone3` and its first stop (and as the in-place caller's
 // last steps), where only raw syscalls on prepared values are safe.
@@ -157,6 +158,8 @@ impl Held {
         open.pipes = meta.pipes().clone();
         open.sockets = meta.sockets().clone();
         open.ptys = tty::Ptys::new(meta.ptys().clone());
+        open.events = meta.events().clone();
+        open.files = meta.files().clone();
         Ok(Held {
             shm_fds,
             sysv_sizes,
