@@ -117,7 +117,10 @@ fn five_percent_rewritten_gives_a_small_delta_that_restores() {
         "delta of {small} bytes is not under 8% of the {full}-byte image"
     );
     delta(&["--apply", path_str(&a), "-o", path_str(&b2), path_str(&d)]);
-    assert!(same_bytes(&b, &b2), "the rebuilt image differs from the original");
+    assert!(
+        same_bytes(&b, &b2),
+        "the rebuilt image differs from the original"
+    );
 
     // cr-info says what the delta needs.
     let info = run("cr-info", &[path_str(&d)], None);
@@ -150,7 +153,10 @@ fn five_percent_rewritten_gives_a_small_delta_that_restores() {
     let changed = dir.path().join("changed.img");
     change_one_page(&a, &changed);
     let err = delta_fails(&["--apply", path_str(&changed), path_str(&d)]);
-    assert!(err.contains("has changed since the delta was made"), "{err}");
+    assert!(
+        err.contains("has changed since the delta was made"),
+        "{err}"
+    );
     std::fs::remove_file(&changed).unwrap();
 
     // A chain is refused: a delta as the base, or as the image.
@@ -187,17 +193,41 @@ fn keyed_summed_and_compressed_images_round_trip_through_a_delta() {
 
     // Plain digests: the delta verifies, and so does the rebuilt image.
     filter("cr-sum", &[], &b, &p("bs"));
-    delta(&["--base", path_str(&a), "-o", path_str(&p("ds")), path_str(&p("bs"))]);
+    delta(&[
+        "--base",
+        path_str(&a),
+        "-o",
+        path_str(&p("ds")),
+        path_str(&p("bs")),
+    ]);
     check(&[], &p("ds"));
-    delta(&["--apply", path_str(&a), "-o", path_str(&p("bs2")), path_str(&p("ds"))]);
+    delta(&[
+        "--apply",
+        path_str(&a),
+        "-o",
+        path_str(&p("bs2")),
+        path_str(&p("ds")),
+    ]);
     assert!(same_bytes(&p("bs"), &p("bs2")));
 
     // Keyed: without the key the delta keeps the image's keyed digests
     // (its own are plain); with it, the delta is keyed throughout.
     filter("cr-sum", &["--key", path_str(&key)], &b, &p("bk"));
-    delta(&["--base", path_str(&a), "-o", path_str(&p("dk")), path_str(&p("bk"))]);
+    delta(&[
+        "--base",
+        path_str(&a),
+        "-o",
+        path_str(&p("dk")),
+        path_str(&p("bk")),
+    ]);
     check(&[], &p("dk"));
-    delta(&["--apply", path_str(&a), "-o", path_str(&p("bk2")), path_str(&p("dk"))]);
+    delta(&[
+        "--apply",
+        path_str(&a),
+        "-o",
+        path_str(&p("bk2")),
+        path_str(&p("dk")),
+    ]);
     assert!(same_bytes(&p("bk"), &p("bk2")));
     check(&["--key", path_str(&key)], &p("bk2"));
     delta(&[
@@ -210,23 +240,47 @@ fn keyed_summed_and_compressed_images_round_trip_through_a_delta() {
         path_str(&p("bk")),
     ]);
     check(&["--key", path_str(&key)], &p("dk2"));
-    delta(&["--apply", path_str(&a), "-o", path_str(&p("bk3")), path_str(&p("dk2"))]);
+    delta(&[
+        "--apply",
+        path_str(&a),
+        "-o",
+        path_str(&p("bk3")),
+        path_str(&p("dk2")),
+    ]);
     assert!(same_bytes(&p("bk"), &p("bk3")));
 
     // Compressed image and base: still a small delta, rebuilt compressed.
     filter("cr-zstd", &[], &a, &p("az"));
     filter("cr-zstd", &[], &b, &p("bz"));
-    delta(&["--base", path_str(&p("az")), "-o", path_str(&p("dz")), path_str(&p("bz"))]);
+    delta(&[
+        "--base",
+        path_str(&p("az")),
+        "-o",
+        path_str(&p("dz")),
+        path_str(&p("bz")),
+    ]);
     assert!(
         size(&p("dz")) * 4 < size(&p("bz")),
         "delta of a compressed image: {} bytes of {}",
         size(&p("dz")),
         size(&p("bz"))
     );
-    delta(&["--apply", path_str(&a), "-o", path_str(&p("bz2")), path_str(&p("dz"))]);
+    delta(&[
+        "--apply",
+        path_str(&a),
+        "-o",
+        path_str(&p("bz2")),
+        path_str(&p("dz")),
+    ]);
     assert!(same_bytes(&p("bz"), &p("bz2")));
     // A compressed delta rebuilds the same.
     filter("cr-zstd", &[], &p("dz"), &p("dzz"));
-    delta(&["--apply", path_str(&p("az")), "-o", path_str(&p("bz3")), path_str(&p("dzz"))]);
+    delta(&[
+        "--apply",
+        path_str(&p("az")),
+        "-o",
+        path_str(&p("bz3")),
+        path_str(&p("dzz")),
+    ]);
     assert!(same_bytes(&p("bz"), &p("bz3")));
 }

@@ -30,7 +30,8 @@ struct Args {
     /// for a keyed image (cr-sum --key FILE); its keyed digests are checked.
     #[arg(short, long, value_name = "FILE", conflicts_with = "apply")]
     key: Option<PathBuf>,
-    /// Threads reading the base, 0 to 256; 0 means one per core.
+    /// Threads reading the base to identify it, 0 to 256; 0 means one per
+    /// core.
     #[arg(short = 'T', long, default_value_t = 0, value_parser = cli::parse_threads)]
     threads: usize,
     /// No progress on stderr.
@@ -65,7 +66,8 @@ fn main() -> ExitCode {
         let mut progress = cli::Progress::new("cr-delta", args.quiet);
         let mut show = |s: &Stats| progress.update(s.bytes_in, s.bytes_out);
         let output = if args.apply.is_some() {
-            let (o, _) = delta::apply(base_id, base_pages, input, output, threads, Some(&mut show))?;
+            let (o, _) =
+                delta::apply(base_id, base_pages, input, output, threads, Some(&mut show))?;
             o
         } else {
             let opts = DeltaOptions { threads, key };

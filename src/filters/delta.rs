@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use super::pipeline::{Counting, for_each};
 use super::zstd::RecordCompressor;
 use super::{FilterError, ProgressFn, Result, Stats};
-use crate::image::stream::{DIGEST_LEN, record_digest};
+use crate::image::stream::DIGEST_LEN;
 use crate::image::wire::{self, Input, Wire};
 use crate::image::{
     DATA_PREFIX, DataPrefix, DeltaBase, DeltaEnd, DeltaPages, F_ZSTD, HDR_DELTA, Head, Key,
@@ -46,6 +46,8 @@ const RECOMPRESS_LEVEL: i32 = super::zstd::DEFAULT_LEVEL;
 
 /// An object whose pages a `PAGES` record holds: `(space, id)`.
 type Group = (u32, u64);
+/// Where a `PAGES` record's data lies: its group, first and end address.
+type Span = (Group, u64, u64);
 
 fn usage(msg: String) -> FilterError {
     FilterError::Usage(msg)
@@ -58,7 +60,25 @@ fn hex(b: &[u8]) -> String {
 /// The group of a `PAGES` payload, when its pages can be shared with a base.
 fn paged(payload: &[u8]) -> Option<(Group, DataPrefix, &[u8])> {
     let (p, data) = DataPrefix::parse(payload)?;
-    matches!(p.space, SPACE_PROCESS | SPACE_SHMEM | SPACE_SYSV_SHM).then_some(((p.space, p.id), p, data))
+    matches!(p.space, SPACE_PROCESS | SPACE_SHMEM | SPACE_SYSV_SHM).then_some((
+        (p.space, p.id),
+        p,
+        data,
+    ))
+}
+
+/// What a record adds to a base's digest: its kind, sequence number, raw
+/// length and the CRC32C of its raw payload, the same whatever its
+/// compression or digests. This catches a wrong or changed base at the
+/// speed of CRC32C; what proves the rebuilt image authentic is its own
+/// digests, which `apply` reproduces and every reader checks.
+fn fingerprint(head: &Head, payload: &[u8]) -> [u8; 14] {
+    let mut f = [0u8; 14];
+    f[0..2].copy_from_slice(&head.kind.0.to_le_bytes());
+    f[2..6].copy_from_slice(&head.seq.to_le_bytes());
+    f[6..10].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    f[10..14].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    f
 }
 
 /// What identifies a base image, and the order of its objects.
@@ -85,13 +105,13 @@ pub fn identify<R: Read + Send>(input: R, threads: usize, name: &str) -> Result<
     }
     let mut h = Sha256::new();
     let hraw = reader.header_raw().clone();
-    h.update(record_digest(Kind::HEADER, 0, &hraw.payload()?));
+    h.update(fingerprint(&hraw.head, &hraw.payload()?));
     let mut groups: HashMap<Group, usize> = HashMap::new();
     let mut last: Option<(Group, u64)> = None;
     let make = || {
-        |raw: RawRecord| -> Result<([u8; DIGEST_LEN], Option<(Group, u64, u64)>)> {
+        |raw: RawRecord| -> Result<([u8; 14], Option<Span>)> {
             let payload = raw.payload()?;
-            let d = record_digest(raw.head.kind, raw.head.seq, &payload);
+            let d = fingerprint(&raw.head, &payload);
             let pos = (raw.head.kind == Kind::PAGES)
                 .then(|| paged(&payload))
                 .flatten()
@@ -167,7 +187,10 @@ impl<'a, R: Read> Cursor<'a, R> {
             let payload = raw.payload()?;
             if let Some((g, p, _)) = paged(&payload) {
                 let place = *self.groups.get(&g).ok_or_else(|| {
-                    usage("the base changed while it was read (pages of an object it did not have)".into())
+                    usage(
+                        "the base changed while it was read (pages of an object it did not have)"
+                            .into(),
+                    )
                 })?;
                 self.cur = Some((place, p.addr, payload.slice(self.prefix..)));
                 return Ok(());
@@ -617,4 +640,71 @@ pub fn base_units(payload: &[u8]) -> u64 {
     };
     DeltaPages::get(&mut Input::new(rest))
         .map_or(0, |dp| dp.refs.iter().map(|b| b.count_ones() as u64).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::synth::{self, Spec};
+
+    /// `img` with one byte of every `every`-th page record changed (a
+    /// `PAGES` payload past its prefix), digests and CRCs made anew.
+    fn changed(img: &[u8], every: usize) -> Vec<u8> {
+        let mut r = Reader::new(img).unwrap();
+        let hdr = r.header_raw().decode().unwrap().payload;
+        let mut w = Writer::with_header_payload(Vec::new(), &hdr, WriteOptions::default()).unwrap();
+        let mut n = 0;
+        while let Some(rec) = r.next_record().unwrap() {
+            let mut p = rec.payload.to_vec();
+            if rec.kind == Kind::PAGES {
+                if n % every == 0 {
+                    p[DATA_PREFIX + 5] ^= 1;
+                }
+                n += 1;
+            }
+            w.write_record(rec.kind, &p).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn make_vec(base: &[u8], img: &[u8]) -> Result<(Vec<u8>, DeltaStats)> {
+        make(base, base, img, Vec::new(), &DeltaOptions::default(), None)
+    }
+
+    fn apply_vec(base: &[u8], d: &[u8]) -> Result<Vec<u8>> {
+        apply(base, base, d, Vec::new(), 1, None).map(|(v, _)| v)
+    }
+
+    #[test]
+    fn a_delta_rebuilds_the_image_byte_for_byte() {
+        let base = synth::generate(&Spec::small(7, 2 << 20));
+        let img = changed(&base, 3);
+        let (d, st) = make_vec(&base, &img).unwrap();
+        assert!(st.referenced > 0 && st.referenced < st.units, "{st:?}");
+        assert!(d.len() < img.len(), "{} >= {}", d.len(), img.len());
+        assert_eq!(apply_vec(&base, &d).unwrap(), img);
+        // Against itself: every unit a reference.
+        let (d, st) = make_vec(&base, &base).unwrap();
+        assert_eq!(st.referenced, st.units);
+        assert_eq!(apply_vec(&base, &d).unwrap(), base);
+    }
+
+    #[test]
+    fn wrong_changed_and_chained_bases_are_refused() {
+        let base = synth::generate(&Spec::small(7, 1 << 20));
+        let img = changed(&base, 2);
+        let (d, _) = make_vec(&base, &img).unwrap();
+        let other = synth::generate(&Spec::small(8, 1 << 20));
+        let e = apply_vec(&other, &d).unwrap_err().to_string();
+        assert!(e.contains("wrong base"), "{e}");
+        // Same stream id, other contents.
+        let e = apply_vec(&changed(&base, 5), &d).unwrap_err().to_string();
+        assert!(e.contains("has changed"), "{e}");
+        let e = make_vec(&d, &img).unwrap_err().to_string();
+        assert!(e.contains("itself a delta"), "{e}");
+        let e = make_vec(&base, &d).unwrap_err().to_string();
+        assert!(e.contains("already a delta"), "{e}");
+        let e = apply_vec(&base, &img).unwrap_err().to_string();
+        assert!(e.contains("not a delta"), "{e}");
+    }
 }

@@ -609,9 +609,9 @@ wire_struct! {
     pub struct DeltaBase {
         /// The base image's stream id.
         pub base_stream_id: [u8; 16],
-        /// SHA-256 over the plain digests of every record of the base
-        /// before its end record (its stream digest as `cr-sum` computes
-        /// it, whatever its compression or keying).
+        /// SHA-256 over, for every record of the base before its end
+        /// record, `kind:u16 seq:u32 raw_len:u32 crc32c(raw payload):u32`:
+        /// the same whatever its compression or digests.
         pub base_digest: [u8; 32],
         /// Records of the base before its end record.
         pub base_records: u64,
