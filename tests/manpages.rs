@@ -8,13 +8,14 @@ use common::*;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const PROGRAMS: [&str; 7] = [
+const PROGRAMS: [&str; 8] = [
     "ckpt",
     "cr-restart",
     "cr-zstd",
     "cr-sum",
     "cr-split",
     "cr-info",
+    "cr-migrate",
     "cr-delta",
 ];
 

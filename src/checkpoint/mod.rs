@@ -6,6 +6,7 @@
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
+pub mod events;
 pub mod files;
 pub mod freeze;
 pub mod ipc;
@@ -142,7 +143,9 @@ pub fn checkpoint_then<W: Write>(
     }
     let pid = Pid::from_raw(pid);
     let t0 = Instant::now();
+    crate::progress::phase(crate::progress::Phase::Freezing);
     let mut frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
+    crate::progress::phase(crate::progress::Phase::State);
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),
@@ -152,6 +155,7 @@ pub fn checkpoint_then<W: Write>(
     let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    crate::progress::phase(crate::progress::Phase::Releasing);
     frozen.release(opts.after)?;
     Ok(summary)
 }
@@ -192,6 +196,7 @@ fn write_image<W: Write>(
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
+    let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -262,6 +267,9 @@ fn write_image<W: Write>(
     for f in &files.files {
         w.write(Kind::FILE, f)?;
     }
+    for e in &events {
+        w.write(Kind::EVENT, e)?;
+    }
     for (p, _) in &pipes {
         w.write(Kind::PIPE, p)?;
     }
@@ -289,6 +297,7 @@ fn write_image<W: Write>(
     }
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
+    crate::progress::phase(crate::progress::Phase::Memory);
     for s in &states {
         let pid = Pid::from_raw(s.process.pid as i32);
         let patches: &[memory::Patch] = if pid == root { &opts.patches } else { &[] };
@@ -318,6 +327,7 @@ fn write_image<W: Write>(
             }
         }
     }
+    crate::progress::phase(crate::progress::Phase::Files);
     ipc.write_contents(&mut w)?;
     // Data waiting in pipes and FIFOs.
     for (p, data) in &pipes {
