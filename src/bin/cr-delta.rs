@@ -1,13 +1,16 @@
 //! `cr-delta`: store a checkpoint image as a delta against an earlier one,
 //! or give the full image back.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use crtools::cli;
-use crtools::filters::Stats;
+use crtools::cli::{self, CliError};
+use crtools::completions::{Common, InputFile, OutputFile};
 use crtools::filters::delta::{self, DeltaOptions};
+use crtools::progress::{self, Display, Show};
 
 /// Write the checkpoint image on standard input (or FILE) as a delta
 /// against an earlier image of the same tree: pages that the base holds at
@@ -34,17 +37,21 @@ struct Args {
     /// core.
     #[arg(short = 'T', long, default_value_t = 0, value_parser = cli::parse_threads)]
     threads: usize,
-    /// No progress on stderr.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Write to a terminal or read from one anyway.
-    #[arg(short, long)]
-    force: bool,
-    /// Write the image to FILE instead of stdout.
-    #[arg(short, long, value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Read the image from FILE instead of stdin ("-" is stdin).
-    file: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFile,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    input: InputFile,
+}
+
+/// The base image, buffered (not counted as input: progress is the image's).
+fn open_base(path: &Path) -> Result<BufReader<File>, CliError> {
+    let f = File::open(path).map_err(|source| CliError::Open {
+        path: path.into(),
+        source,
+    })?;
+    Ok(BufReader::with_capacity(1 << 20, f))
 }
 
 fn main() -> ExitCode {
@@ -53,28 +60,29 @@ fn main() -> ExitCode {
         let base = args.base.as_deref().or(args.apply.as_deref());
         let base = base.expect("clap requires --base or --apply");
         let key = args.key.as_deref().map(cli::read_key).transpose()?;
+        let (force, total) = (args.common.force, args.input.size());
         // The base is read twice: to identify it, then alongside the image.
-        let base_id = cli::input(Some(base), true)?;
-        let base_pages = cli::input(Some(base), true)?;
-        let input = cli::input(args.file.as_deref(), args.force)?;
-        let output = cli::Output::open(
-            args.output.as_deref(),
-            args.force,
-            &[args.file.as_deref(), Some(base)],
-        )?;
+        let (base_id, base_pages) = (open_base(base)?, open_base(base)?);
+        let input = cli::input(args.input.path(), force)?;
+        let output =
+            cli::Output::open(args.output.path(), force, &[args.input.path(), Some(base)])?;
         let threads = cli::threads(args.threads);
-        let mut progress = cli::Progress::new("cr-delta", args.quiet);
-        let mut show = |s: &Stats| progress.update(s.bytes_in, s.bytes_out);
-        let output = if args.apply.is_some() {
-            let (o, _) =
-                delta::apply(base_id, base_pages, input, output, threads, Some(&mut show))?;
-            o
+        let mut display = Display::start("cr-delta", Show::Filter { total }, args.common.when());
+        let (output, stats) = if args.apply.is_some() {
+            delta::apply(base_id, base_pages, input, output, threads, None)?
         } else {
             let opts = DeltaOptions { threads, key };
-            let (o, _) = delta::make(base_id, base_pages, input, output, &opts, Some(&mut show))?;
-            o
+            let (o, s) = delta::make(base_id, base_pages, input, output, &opts, None)?;
+            (o, s.stream)
         };
         output.commit()?;
+        if args.common.summary() {
+            display.summary(&progress::transfer(
+                stats.bytes_in,
+                stats.bytes_out,
+                display.elapsed(),
+            ));
+        }
         Ok(())
     })
 }
