@@ -144,7 +144,9 @@ pub fn checkpoint_then<W: Write>(
     }
     let pid = Pid::from_raw(pid);
     let t0 = Instant::now();
+    crate::progress::phase(crate::progress::Phase::Freezing);
     let mut frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
+    crate::progress::phase(crate::progress::Phase::State);
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),
@@ -154,6 +156,7 @@ pub fn checkpoint_then<W: Write>(
     let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    crate::progress::phase(crate::progress::Phase::Releasing);
     frozen.release(opts.after)?;
     Ok(summary)
 }
@@ -296,6 +299,7 @@ fn write_image<W: Write>(
     }
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
+    crate::progress::phase(crate::progress::Phase::Memory);
     for s in &states {
         let pid = Pid::from_raw(s.process.pid as i32);
         let patches: &[memory::Patch] = if pid == root { &opts.patches } else { &[] };
@@ -331,6 +335,7 @@ fn write_image<W: Write>(
             memory::dump_object(link, &shmem[id], &mut w, &mut buf, &mut stats)?;
         }
     }
+    crate::progress::phase(crate::progress::Phase::Files);
     ipc.write_contents(&mut w)?;
     // Data waiting in pipes and FIFOs.
     for (p, data) in &pipes {
