@@ -39,21 +39,15 @@ pub fn object(shmem: &mut HashMap<u64, Shmem>, link: &str, shown: &[u8]) -> Resu
         .metadata()
         .ctx(|| format!("cannot checkpoint: cannot stat {link}"))?;
     let id = object_id(st.dev(), st.ino());
-    if !shmem.contains_key(&id) {
+    shmem.entry(id).or_insert_with(|| Shmem {
+        id,
+        size: st.size(),
+        ino: st.ino(),
+        name: name_of(shown),
         // Seals belong to the inode: any open description shows them.
-        let seals = events::get_seals(f.as_fd()).unwrap_or(0);
-        shmem.insert(
-            id,
-            Shmem {
-                id,
-                size: st.size(),
-                ino: st.ino(),
-                name: name_of(shown),
-                seals,
-                file: true,
-            },
-        );
-    }
+        seals: events::get_seals(f.as_fd()).unwrap_or(0),
+        file: true,
+    });
     Ok(id)
 }
 
