@@ -27,6 +27,15 @@ struct Args {
     /// Write the image even if standard output is a terminal.
     #[arg(short, long)]
     force: bool,
+    /// Carry the contents of the files the tree maps or holds open (its
+    /// executables, libraries, data files) in the image, for a host that
+    /// lacks them or has other versions (see cr-restart).
+    #[arg(long)]
+    carry_files: bool,
+    /// With --carry-files: carry at most SIZE bytes of file contents in all
+    /// (e.g. 512M; default 1G); files past it are only described.
+    #[arg(long, value_name = "SIZE", value_parser = size, requires = "carry_files")]
+    carry_max: Option<u64>,
     /// Report what was saved and how long the tree was frozen, on stderr.
     #[arg(short, long)]
     verbose: bool,
@@ -34,6 +43,13 @@ struct Args {
     #[arg(value_parser = pid)]
     pid: i32,
 }
+
+fn size(s: &str) -> Result<u64, String> {
+    cli::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// `--carry-max` when not given.
+const CARRY_MAX: u64 = 1 << 30;
 
 fn pid(s: &str) -> Result<i32, String> {
     cli::parse_in_range(s, 1, i32::MAX.into(), "a process id").map(|n| n as i32)
@@ -93,6 +109,9 @@ fn main() -> ExitCode {
         let out = cli::Output::open(args.output.as_deref(), args.force, &[])?;
         let opts = checkpoint::Options {
             after,
+            carry: args
+                .carry_files
+                .then(|| args.carry_max.unwrap_or(CARRY_MAX)),
             ..Default::default()
         };
         // The image file is in place before the tree is released; if it
@@ -117,6 +136,12 @@ fn main() -> ExitCode {
                 s.zero_pages,
                 s.frozen_for.as_secs_f64() * 1e3
             );
+            if args.carry_files {
+                eprintln!(
+                    "ckpt: carried {} of {} file(s), {} bytes",
+                    s.carried.carried, s.carried.files, s.carried.bytes
+                );
+            }
         }
         Ok(())
     })

@@ -12,6 +12,7 @@ pub mod clone;
 pub mod codepage;
 pub mod creds;
 pub mod fds;
+pub mod fileid;
 pub mod fork;
 pub mod ids;
 pub mod ipc;
