@@ -7,6 +7,7 @@
 //! untouched.
 
 pub mod carry;
+pub mod events;
 pub mod files;
 pub mod freeze;
 pub mod ipc;
@@ -147,7 +148,9 @@ pub fn checkpoint_then<W: Write>(
     }
     let pid = Pid::from_raw(pid);
     let t0 = Instant::now();
+    crate::progress::phase(crate::progress::Phase::Freezing);
     let mut frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
+    crate::progress::phase(crate::progress::Phase::State);
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),
@@ -157,6 +160,7 @@ pub fn checkpoint_then<W: Write>(
     let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    crate::progress::phase(crate::progress::Phase::Releasing);
     frozen.release(opts.after)?;
     Ok(summary)
 }
@@ -197,6 +201,7 @@ fn write_image<W: Write>(
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
+    let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -267,6 +272,9 @@ fn write_image<W: Write>(
     for f in &files.files {
         w.write(Kind::FILE, f)?;
     }
+    for e in &events {
+        w.write(Kind::EVENT, e)?;
+    }
     for (p, _) in &pipes {
         w.write(Kind::PIPE, p)?;
     }
@@ -300,6 +308,7 @@ fn write_image<W: Write>(
     }
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
+    crate::progress::phase(crate::progress::Phase::Memory);
     for s in &states {
         let pid = Pid::from_raw(s.process.pid as i32);
         let patches: &[memory::Patch] = if pid == root { &opts.patches } else { &[] };
@@ -329,6 +338,7 @@ fn write_image<W: Write>(
             }
         }
     }
+    crate::progress::phase(crate::progress::Phase::Files);
     ipc.write_contents(&mut w)?;
     // Data waiting in pipes and FIFOs.
     for (p, data) in &pipes {

@@ -37,6 +37,7 @@ pub struct RawMeta {
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     ptys: HashMap<u64, image::Pty>,
+    events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
     /// The first bulk-data record, read to find the end of the metadata.
     first_bulk: Option<RawRecord>,
@@ -111,6 +112,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             }
             Kind::CARRY_FILE => m.carried.add_file(rec.decode()?)?,
             Kind::CARRY_DATA => m.carried.add_data(rec.seq, &rec.payload)?,
+            Kind::EVENT => {
+                let e: image::EventFile = rec.decode()?;
+                m.events.insert(e.file_id, e);
+            }
             k if k.is_optional() => {}
             k => {
                 return Err(Error::msg(format!(
@@ -194,6 +199,7 @@ pub struct Meta {
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     ptys: HashMap<u64, image::Pty>,
+    events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
     carried: super::carry::Carried,
@@ -214,6 +220,7 @@ impl Meta {
             pipes,
             sockets,
             ptys,
+            events,
             ipc,
             first_bulk,
             carried,
@@ -320,6 +327,7 @@ impl Meta {
         for f in files.values() {
             super::locks::check_file_locks(f)?;
         }
+        super::events::check(&files, &events)?;
         Ok(Meta {
             live,
             zombies,
@@ -329,6 +337,7 @@ impl Meta {
             pipes,
             sockets,
             ptys,
+            events,
             ipc,
             first_bulk,
             carried,
@@ -393,6 +402,10 @@ impl Meta {
     }
     pub fn ptys(&self) -> &HashMap<u64, image::Pty> {
         &self.ptys
+    }
+    /// The state of event files (eventfd, epoll, ...), by file id.
+    pub fn events(&self) -> &HashMap<u64, image::EventFile> {
+        &self.events
     }
     /// The SysV IPC objects, taken out to be created.
     pub fn take_ipc(&mut self) -> ipc::IpcRestore {

@@ -11,6 +11,7 @@
 
 mod bulk;
 pub mod carry;
+mod events;
 // The one part of `restart` with `unsafe`: it runs in a fork of the
 // restorer between `clone3` and its first stop (and as the in-place caller's
 // last steps), where only raw syscalls on prepared values are safe.
@@ -160,6 +161,8 @@ impl Held {
         open.pipes = meta.pipes().clone();
         open.sockets = meta.sockets().clone();
         open.ptys = tty::Ptys::new(meta.ptys().clone());
+        open.events = meta.events().clone();
+        open.files = meta.files().clone();
         Ok(Held {
             shm_fds,
             sysv_sizes,
@@ -201,6 +204,7 @@ pub(crate) fn check_fd_map(meta: &Meta, opts: &Options) -> Result<()> {
 /// Restores the image from `reader`; on success the tree runs.
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
     let reader_flags = reader.header().flags;
+    crate::progress::phase(crate::progress::Phase::Reading);
     let mut meta = meta::load(&mut reader)?;
     check_fd_map(&meta, opts)?;
     carry::resolve(&mut meta, &opts.remap)?;
@@ -231,7 +235,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     ipc.create()?;
     inject::check("ipc")?;
     let mut held = Held::new(&meta, &ipc)?;
-
+    crate::progress::phase(crate::progress::Phase::Building);
     let mut tree = spawn::spawn_tree(&meta, &plan, opts, &mut held.open, &mut undo)?;
     inject::check("tree")?;
     // Every process on the restorer's CPU while it is rebuilt (remote
@@ -262,6 +266,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     inject::check("map")?;
 
     // Bulk data: page contents and file contents, streamed straight in.
+    crate::progress::phase(crate::progress::Phase::Memory);
     let next = if matches!(source, spool::Source::Spooled(_)) {
         source.next_record()?
     } else {
@@ -279,6 +284,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     ipc.finish()?;
     inject::check("data")?;
 
+    crate::progress::phase(crate::progress::Phase::Releasing);
     let mut made = Vec::new();
     for bp in &mut building {
         made.push(finish::finish(bp, &held.tramp, opts.original_pids)?);
