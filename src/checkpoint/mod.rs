@@ -6,6 +6,7 @@
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
+pub mod carry;
 pub mod events;
 pub mod files;
 pub mod freeze;
@@ -59,6 +60,9 @@ pub struct Options {
     /// Processes left out of the tree (with their descendants): neither
     /// frozen nor recorded. Self-checkpoint leaves out its own helper.
     pub exclude: Vec<Pid>,
+    /// `--carry-files`: carry the files the tree maps or holds open, up
+    /// to this many bytes in all (see `carry.rs`).
+    pub carry: Option<u64>,
 }
 
 /// What a checkpoint did, for reporting.
@@ -71,6 +75,7 @@ pub struct Summary {
     pub bytes: u64,
     /// From stopping the tree to letting it go.
     pub frozen_for: Duration,
+    pub carried: carry::CarryStats,
 }
 
 fn random_id() -> [u8; 16] {
@@ -296,6 +301,12 @@ fn write_image<W: Write>(
             t.pid = n.pid(t.pid as i32);
         }
         w.write(Kind::FDTABLE, &t)?;
+    }
+    if let Some(cap) = opts.carry {
+        let procs = states
+            .iter()
+            .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
+        summary.carried = carry::write(&mut w, procs, &fdtables, &files.files, cap)?;
     }
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();

@@ -124,6 +124,19 @@ pub struct Info {
     pub stream_digest: bool,
     /// Records of kinds this tool does not know.
     pub unknown_records: u64,
+    /// Files described or carried by `ckpt --carry-files`.
+    pub carried: Vec<crate::image::CarryFile>,
+    /// For a delta (`cr-delta`): its base and what it takes from it.
+    pub delta: Option<DeltaInfo>,
+}
+
+/// What a delta needs from its base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaInfo {
+    pub base_stream_id: [u8; 16],
+    pub base_digest: [u8; 32],
+    /// Page units the delta takes from the base.
+    pub base_units: u64,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -232,16 +245,35 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let plain = |raw: &RawRecord| (raw.digest.is_some() && !raw.head.keyed()) as u64;
     verified += plain(&header_raw);
 
+    let mut delta = (reader.header().flags & crate::image::HDR_DELTA != 0)
+        .then(|| header_raw.payload().ok())
+        .flatten()
+        .and_then(|p| super::delta::delta_base(&p))
+        .map(|b| DeltaInfo {
+            base_stream_id: b.base_stream_id,
+            base_digest: b.base_digest,
+            base_units: 0,
+        });
     let mut procs: BTreeMap<u32, ProcInfo> = BTreeMap::new();
     let mut files: BTreeMap<u64, File> = BTreeMap::new();
     let mut fdtables: Vec<FdTable> = Vec::new();
+    let mut carried = Vec::new();
     let mut events: BTreeMap<u64, EventFile> = BTreeMap::new();
     while let Some(raw) = reader.next_raw()? {
         count(&raw, &mut kinds);
         let kind = raw.head.kind;
+        if let (Kind::DELTA_PAGES, Some(d)) = (kind, delta.as_mut()) {
+            d.base_units += super::delta::base_units(&raw.decode()?.payload);
+        }
         if !matches!(
             kind,
-            Kind::PROCESS | Kind::THREAD | Kind::MM | Kind::FDTABLE | Kind::FILE | Kind::EVENT
+            Kind::PROCESS
+                | Kind::THREAD
+                | Kind::MM
+                | Kind::FDTABLE
+                | Kind::FILE
+                | Kind::EVENT
+                | Kind::CARRY_FILE
         ) {
             continue;
         }
@@ -270,6 +302,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                 e.dumped_pages += m.vmas.iter().map(|v| v.dumped_pages).sum::<u64>();
             }
             Kind::FDTABLE => fdtables.push(rec.decode()?),
+            Kind::CARRY_FILE => carried.push(rec.decode()?),
             Kind::FILE => {
                 let f: File = rec.decode()?;
                 files.insert(f.id, f);
@@ -352,6 +385,8 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         digests_verified: verified,
         stream_digest: end.stream_digest.is_some(),
         unknown_records: unknown,
+        carried,
+        delta,
     })
 }
 
@@ -460,6 +495,10 @@ impl Info {
             "stream_id": hex(&h.stream_id), "created": h.created,
             "created_local": local_time(h.created), "root_pid": h.root_pid,
             "processes": procs,
+            "carried_files": self.carried.iter().map(|c| json!({
+                "path": lossy(&c.path), "size": c.size, "carried": c.carried,
+                "sha256": hex(&c.sha256), "build_id": hex(&c.build_id),
+            })).collect::<Vec<_>>(),
             "records": self.records,
             "kinds": kinds,
             "unknown_records": self.unknown_records,
@@ -470,6 +509,11 @@ impl Info {
                 "compressed_records": self.compressed_records,
                 "ratio": self.ratio(),
             },
+            "delta": self.delta.as_ref().map(|d| json!({
+                "base_stream_id": hex(&d.base_stream_id),
+                "base_digest": hex(&d.base_digest),
+                "base_pages": d.base_units,
+            })),
             "checksums": {
                 "crc32c_verified": self.records,
                 "digests": self.digests,
@@ -496,6 +540,16 @@ impl fmt::Display for Info {
             h.root_pid
         )?;
         writeln!(f, "stream id:   {}", hex(&h.stream_id))?;
+        if let Some(d) = &self.delta {
+            writeln!(
+                f,
+                "delta:       against stream {} (digest {}), {} from it; \
+                 cr-delta --apply BASE rebuilds the full image",
+                hex(&d.base_stream_id),
+                hex(&d.base_digest),
+                plural(d.base_units, "page"),
+            )?;
+        }
         writeln!(
             f,
             "size:        {} stored, {} raw ({:.2}x)",
@@ -586,6 +640,21 @@ impl fmt::Display for Info {
                     writeln!(f, "              {l}")?;
                 }
             }
+        }
+        if !self.carried.is_empty() {
+            writeln!(f, "carried files (ckpt --carry-files):")?;
+        }
+        for c in &self.carried {
+            let what = if c.carried {
+                "carried"
+            } else {
+                "described only"
+            };
+            write!(f, "  {:>10} {:<14} {}", human(c.size), what, lossy(&c.path))?;
+            if !c.build_id.is_empty() {
+                write!(f, " (build id {})", hex(&c.build_id))?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }

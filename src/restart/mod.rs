@@ -10,6 +10,7 @@
 //! for one process that becomes the caller.
 
 mod bulk;
+pub mod carry;
 mod events;
 // The one part of `restart` with `unsafe`: it runs in a fork of the
 // restorer between `clone3` and its first stop (and as the in-place caller's
@@ -67,6 +68,8 @@ pub struct Options {
     /// `fd_map` entry goes to `/dev/null` instead of the restorer's own
     /// stdin/stdout, so nothing restored keeps them open.
     pub detach: bool,
+    /// `--remap PATH=NEWPATH`: files of the image found elsewhere here.
+    pub remap: Vec<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// A restored, running tree.
@@ -202,6 +205,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     crate::progress::phase(crate::progress::Phase::Reading);
     let mut meta = meta::load(&mut reader)?;
     check_fd_map(&meta, opts)?;
+    carry::resolve(&mut meta, &opts.remap)?;
     inject::check("meta")?;
     let popts = PlanOptions {
         original_pids: opts.original_pids,
