@@ -6,11 +6,13 @@
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
+pub mod carry;
 pub mod events;
 pub mod files;
 pub mod freeze;
 pub mod ipc;
 pub mod locks;
+pub mod memfd;
 pub mod memory;
 pub mod tty;
 
@@ -58,6 +60,9 @@ pub struct Options {
     /// Processes left out of the tree (with their descendants): neither
     /// frozen nor recorded. Self-checkpoint leaves out its own helper.
     pub exclude: Vec<Pid>,
+    /// `--carry-files`: carry the files the tree maps or holds open, up
+    /// to this many bytes in all (see `carry.rs`).
+    pub carry: Option<u64>,
 }
 
 /// What a checkpoint did, for reporting.
@@ -70,6 +75,7 @@ pub struct Summary {
     pub bytes: u64,
     /// From stopping the tree to letting it go.
     pub frozen_for: Duration,
+    pub carried: carry::CarryStats,
 }
 
 fn random_id() -> [u8; 16] {
@@ -197,6 +203,7 @@ fn write_image<W: Write>(
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
+    let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -295,6 +302,12 @@ fn write_image<W: Write>(
         }
         w.write(Kind::FDTABLE, &t)?;
     }
+    if let Some(cap) = opts.carry {
+        let procs = states
+            .iter()
+            .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
+        summary.carried = carry::write(&mut w, procs, &fdtables, &files.files, cap)?;
+    }
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
     crate::progress::phase(crate::progress::Phase::Memory);
@@ -325,6 +338,12 @@ fn write_image<W: Write>(
                     &mut stats,
                 )?;
             }
+        }
+    }
+    // memfds no process maps: their contents through a descriptor.
+    for (id, link) in &memfd_sources {
+        if done_shm.insert(*id) {
+            memory::dump_object(link, &shmem[id], &mut w, &mut buf, &mut stats)?;
         }
     }
     crate::progress::phase(crate::progress::Phase::Files);

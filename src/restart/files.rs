@@ -53,6 +53,8 @@ pub struct OpenFiles {
     pub events: HashMap<u64, image::EventFile>,
     /// Every file of the image, for an epoll's targets.
     pub files: HashMap<u64, File>,
+    /// The restorer's memfds of shared memory objects, by object id.
+    pub shm: HashMap<u64, RawFd>,
     /// Whose credentials path lookups, creations and opens use: the
     /// process being set up (see [`super::asuser`]).
     pub acting: super::asuser::Acting,
@@ -63,7 +65,7 @@ fn cpath(p: &[u8]) -> Result<CString> {
 }
 
 /// Access mode and status flags safe to reopen with.
-fn reopen_flags(flags: u32) -> OFlag {
+pub(super) fn reopen_flags(flags: u32) -> OFlag {
     let keep = libc::O_ACCMODE
         | libc::O_APPEND
         | libc::O_NONBLOCK
@@ -190,6 +192,7 @@ impl OpenFiles {
                 self.acting.run(|| ptys.open(f))?
             }
             image::FT_EPOLL => return self.open_epoll(f, external),
+            image::FT_MEMFD => self.open_memfd(f)?,
             t if super::events::is_event(t) => {
                 let state = self.events.get(&f.id);
                 self.acting.run(|| super::events::open(f, state))?
