@@ -154,6 +154,7 @@ fn main() -> ExitCode {
             fd_map: args.fds.clone(),
             pid_wait: Duration::from_secs(args.pid_wait),
             pidns: args.pidns,
+            terminal_job: !args.detach,
         };
         for (n, src) in &args.fds {
             if let FdSource::Inherit(m) = src
@@ -177,7 +178,7 @@ fn main() -> ExitCode {
             }
             return Err(e.into());
         }
-        let r = restart::restore(reader, &opts)?;
+        let mut r = restart::restore(reader, &opts)?;
         if r.pid <= 0 {
             bail!("restore returned no process");
         }
@@ -191,12 +192,12 @@ fn main() -> ExitCode {
                 r.pid
             );
         }
-        restored = Some((r.wait_pid, r.pid));
+        restored = Some((r.wait_pid, r.pid, r.terminal.take()));
         Ok(())
     });
     match restored {
-        Some((wait, root)) if !args.detach => {
-            ExitCode::from(restart::wait_forwarding(wait, root, true).clamp(0, 255) as u8)
+        Some((wait, root, term)) if !args.detach => {
+            ExitCode::from(restart::job::wait_job(wait, root, true, term).clamp(0, 255) as u8)
         }
         _ => code,
     }

@@ -197,6 +197,10 @@ fn write_image<W: Write>(
         let pid = s.process.pid as i32;
         let (ctty, pgrp) = match tty::controlling_terminal(pid, &files.files, &ptys, t)? {
             tty::Ctty::None => (0, 0),
+            tty::Ctty::Outside => {
+                s.process.outside_tty = true;
+                (0, 0)
+            }
             tty::Ctty::Held(id, pgrp) => (id, pgrp),
             tty::Ctty::Unheld(file, pgrp) => (files.add_file(file), pgrp),
         };

@@ -20,6 +20,7 @@ mod finish;
 pub mod inject;
 pub mod inplace;
 pub mod ipc;
+pub mod job;
 pub mod locks;
 mod map;
 pub mod meta;
@@ -34,9 +35,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
@@ -61,6 +59,9 @@ pub struct Options {
     /// Restore inside a new pid namespace, under a minimal init, so the
     /// original pids never collide with running processes.
     pub pidns: bool,
+    /// The caller waits for the tree: a root that was a shell's job may
+    /// take the caller's controlling terminal (see [`job`]).
+    pub terminal_job: bool,
 }
 
 /// A restored, running tree.
@@ -73,6 +74,9 @@ pub struct Restored {
     pub wait_pid: i32,
     /// The pids every process of the image got, old -> new.
     pub pids: BTreeMap<i32, i32>,
+    /// The caller's terminal, lent to the root (see [`job`]): pass it to
+    /// [`job::wait_job`], which gives it back.
+    pub terminal: Option<job::JobTerminal>,
 }
 
 /// A process being built.
@@ -197,12 +201,15 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut meta = meta::load(&mut reader)?;
     check_fd_map(&meta, opts)?;
     inject::check("meta")?;
+    let terminal = opts.terminal_job.then(job::JobTerminal::find).flatten();
     let popts = PlanOptions {
         original_pids: opts.original_pids,
         pidns: opts.pidns,
         ns_init: reader_flags & image::HDR_PIDNS_INIT != 0,
+        terminal: terminal.is_some(),
     };
     let plan = plan::plan(&meta, popts);
+    let terminal = terminal.filter(|_| plan.foreground);
     let mut undo = Undo { pids: Vec::new() };
     let first = meta.take_first_bulk();
     let spooled = if popts.original_pids && !popts.pidns && !popts.ns_init {
@@ -284,9 +291,13 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     for (pid, tid, _) in made.iter().flatten() {
         remote::copy_affinity(*pid, *tid);
     }
-    finish::release(release_order(building, made, &plan), true)?;
     let root = tree.outer.get(&(meta.root().p.pid as i32)).copied();
     let root = root.ok_or_else(|| Error::msg("cannot restore: the root never started"))?;
+    if let Some(t) = &terminal {
+        // The root made its group: it leads it.
+        t.give(root)?;
+    }
+    finish::release(release_order(building, made, &plan), true)?;
     undo.pids.clear();
     ipc.commit();
     drop(held);
@@ -294,6 +305,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         pid: root,
         wait_pid: tree.init.unwrap_or(root),
         pids: tree.outer,
+        terminal,
     })
 }
 
@@ -410,47 +422,5 @@ fn release_order(
 /// (cr-restart), an exit other than 0 and a failed wait are said on stderr;
 /// `ckpt` waits for its worker without it (the worker reports its own errors).
 pub fn wait_forwarding(pid: i32, target: i32, report: bool) -> i32 {
-    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
-    }
-    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    std::thread::spawn(move || {
-        loop {
-            match set.wait() {
-                Ok(sig) => {
-                    let _ = kill(Pid::from_raw(target), sig);
-                }
-                Err(_) => return,
-            }
-        }
-    });
-    loop {
-        match nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return 0,
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => {
-                if report {
-                    eprintln!(
-                        "cr-restart: the restored root (pid {target}) exited with status {c}"
-                    );
-                }
-                return c;
-            }
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
-                if report {
-                    eprintln!("cr-restart: the restored root (pid {target}) was killed by {s}");
-                }
-                return 128 + s as i32;
-            }
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                if report {
-                    eprintln!("cr-restart: cannot wait for the restored root (pid {target}): {e}");
-                }
-                return 1;
-            }
-        }
-    }
+    job::wait_job(pid, target, report, None)
 }

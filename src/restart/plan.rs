@@ -29,6 +29,10 @@ pub struct PlanOptions {
     /// The image's root was the init of its own pid namespace
     /// (`HDR_PIDNS_INIT`): it is again, in a new one.
     pub ns_init: bool,
+    /// The restorer waits in the foreground of its controlling terminal
+    /// and can lend it to a root that was a shell's job (see
+    /// [`Plan::foreground`]).
+    pub terminal: bool,
 }
 
 /// A zombie a parent makes: a child that exits at once.
@@ -131,6 +135,12 @@ pub struct Plan {
     pub joins: Vec<Join>,
     /// Release order: `(process, thread index)`, every main thread first.
     pub release: Vec<(usize, usize)>,
+    /// The root was a job of a shell (its controlling terminal outside
+    /// the image) and the restorer has a terminal for it: the root joins
+    /// the restorer's session in a group of its own (even if it led its
+    /// own session: it could not take a terminal another session holds)
+    /// and is made the terminal's foreground before the release.
+    pub foreground: bool,
 }
 
 impl Plan {
@@ -311,18 +321,26 @@ pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
             }
         }
     }
+    // Under cr-init the root is not the restorer's child.
+    let with_init = opts.pidns && !opts.ns_init;
+    let foreground = opts.terminal && meta.root().p.outside_tty && !with_init;
+    if foreground {
+        procs[0].setsid = false;
+        procs[0].setpgid = true;
+    }
     let mut release: Vec<(usize, usize)> = (0..live.len()).map(|i| (i, 0)).collect();
     for (i, pi) in live.iter().enumerate() {
         release.extend((1..pi.threads.len()).map(|t| (i, t)));
     }
     Plan {
         new_pidns: opts.pidns || opts.ns_init,
-        with_init: opts.pidns && !opts.ns_init,
+        with_init,
         free_ids,
         procs,
         ghosts,
         joins,
         release,
+        foreground,
     }
 }
 
@@ -407,6 +425,12 @@ pub fn verify(meta: &Meta, plan: &Plan, opts: PlanOptions) -> Result<(), String>
                 "process {} joins group {} wrongly",
                 j.process, j.pgid
             ));
+        }
+    }
+    if plan.foreground {
+        let root = plan.root();
+        if !meta.root().p.outside_tty || root.setsid || !root.setpgid || plan.with_init {
+            return Err("a root that gets the terminal must join the restorer's session in a group of its own, be a shell's job and be waited for directly".into());
         }
     }
     let mut threads: Vec<(usize, usize)> = live
