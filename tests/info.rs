@@ -42,6 +42,7 @@ fn info_names_outside_parents_and_external_descriptors() {
             line.contains(&format!("becomes cr-restart's {what}")),
             "{line}"
         );
+        assert!(line.contains("/dev/null with --detach"), "{line}");
     }
 
     let json = run("cr-info", &["--json", img.to_str().unwrap()], None);
@@ -57,6 +58,7 @@ fn info_names_outside_parents_and_external_descriptors() {
     assert_eq!(fd1["external"]["kind"], "pipe");
     assert_eq!(fd1["external"]["restart_fd"], 1);
     assert_eq!(fd1["external"]["becomes"], "stdout");
+    assert_eq!(fd1["external"]["detached"], "/dev/null");
     assert!(fd1["path"].as_str().unwrap().starts_with("pipe:["), "{fd1}");
 }
 

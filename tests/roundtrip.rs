@@ -469,10 +469,16 @@ fn detach_with_pidfile() {
         &mut orig,
         &["--kill"],
         &[],
-        &["--detach", "--pidfile", path_str(&pidfile)],
+        &[
+            "--detach",
+            "--fd",
+            "1=fd:1",
+            "--pidfile",
+            path_str(&pidfile),
+        ],
     );
-    // cr-restart returns while the process runs (its stdout stays open in the
-    // restored process, so wait for the exit status only).
+    // cr-restart returns while the process runs (--fd 1=fd:1 keeps its stdout
+    // open in the restored process, so wait for the exit status only).
     let mut st = None;
     assert!(
         wait_until(TIMEOUT, || {

@@ -15,7 +15,14 @@ fn parse_all(b: &[u8]) {
     let _ = proc::parse_status(b);
     let _ = proc::parse_maps(b);
     let _ = proc::parse_smaps(b);
-    let _ = proc::parse_fdinfo(b);
+    if let Ok(f) = proc::parse_fdinfo(b) {
+        let _ = f.eventfd();
+        let _ = f.timerfd();
+        let _ = f.signalfd_mask();
+        let _ = f.epoll_targets();
+        let _ = f.inotify_watches();
+    }
+    let _ = proc::parse_mountinfo(b);
     let _ = proc::parse_timers(b);
     let _ = proc::parse_children(b);
     let _ = proc::parse_auxv(b);

@@ -37,7 +37,9 @@ struct Args {
     /// orphans, so the original pids never collide with running processes.
     #[arg(long)]
     pidns: bool,
-    /// Exit as soon as the restored tree runs.
+    /// Exit as soon as the restored tree runs. Descriptors that led outside
+    /// the image go to /dev/null (unless --fd names them), so nothing
+    /// restored keeps cr-restart's standard input, output or error open.
     #[arg(short, long)]
     detach: bool,
     /// Become the restored process instead of creating it: cr-restart's
@@ -50,6 +52,9 @@ struct Args {
     pidfile: Option<PathBuf>,
     /// Reconnect descriptor N of the restored process that led outside the
     /// image: SPEC is a path, or fd:M for descriptor M of cr-restart.
+    /// Without it such a descriptor becomes cr-restart's own (stdin for a
+    /// read-only one, else stdout; 0, 1, 2 keep their number), or
+    /// /dev/null with --detach.
     #[arg(long = "fd", value_name = "N=SPEC", value_parser = parse_fd)]
     fds: Vec<(u32, FdSource)>,
     /// How long to wait for a pid still held by an exiting process.
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
             fd_map: args.fds.clone(),
             pid_wait: Duration::from_secs(args.pid_wait),
             pidns: args.pidns,
+            detach: args.detach,
             terminal_job: !args.detach,
         };
         for (n, src) in &args.fds {

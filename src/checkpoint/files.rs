@@ -17,6 +17,8 @@ pub struct FileTable {
     /// For each file: one `(pid, fd)` that holds it, for `kcmp`.
     holders: Vec<(i32, i32)>,
     next_id: u64,
+    /// Event files (eventfd, epoll, ...) and their state.
+    pub events: super::events::Events,
 }
 
 fn kcmp_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Option<bool> {
@@ -347,7 +349,9 @@ impl FileTable {
         let f = describe(pid, fd, link, info)?;
         let id = self.next_id;
         self.next_id += 1;
-        self.files.push(File { id, ..f });
+        let f = File { id, ..f };
+        self.events.collect(pid, fd, &f, info)?;
+        self.files.push(f);
         self.holders.push((pid, fd));
         Ok(id)
     }
@@ -387,7 +391,9 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
         return Ok(f);
     }
     if link.starts_with(b"anon_inode:") {
-        return Err(unsupported("an anonymous inode"));
+        f.ftype = super::events::classify(pid, fd, link)?;
+        f.ino = info.ino;
+        return Ok(f);
     }
     let meta =
         meta.map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: descriptor {fd}: {e}")))?;

@@ -6,6 +6,7 @@
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
+pub mod events;
 pub mod files;
 pub mod freeze;
 pub mod ipc;
@@ -171,6 +172,7 @@ struct TreeState {
     shmem: HashMap<u64, Shmem>,
     zombies: Vec<Process>,
     sockets: Vec<(image::Socket, Vec<u8>)>,
+    events: Vec<image::EventFile>,
     ptys: Vec<image::Pty>,
     pipes: Vec<(image::Pipe, Vec<u8>)>,
     ipc: ipc::IpcDump,
@@ -223,6 +225,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
+    let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -255,6 +258,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
         shmem,
         zombies,
         sockets,
+        events,
         ptys,
         pipes,
         ipc,
@@ -322,6 +326,9 @@ fn write_meta<W: Write>(
     }
     for f in &tree.files.files {
         w.write(Kind::FILE, f)?;
+    }
+    for e in &tree.events {
+        w.write(Kind::EVENT, e)?;
     }
     for (p, _) in &tree.pipes {
         w.write(Kind::PIPE, p)?;

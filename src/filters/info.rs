@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::Result;
 use crate::image::stream::HEAD_LEN;
 use crate::image::{
-    FdTable, File, Kind, Mm, Process, RawRecord, Reader, STATE_RUNNING, STATE_STOPPED,
+    EventFile, FdTable, File, Kind, Mm, Process, RawRecord, Reader, STATE_RUNNING, STATE_STOPPED,
     STATE_ZOMBIE, StreamHeader, Thread,
 };
 
@@ -44,6 +44,9 @@ pub struct FdInfo {
     pub flags: u32,
     /// `st_mode` of the file.
     pub mode: u32,
+    /// For an eventfd, epoll, timerfd, signalfd or inotify: its state in
+    /// a few words (`EVENT` record).
+    pub event: Option<String>,
 }
 
 impl FdInfo {
@@ -150,6 +153,52 @@ fn ftype_name(t: u8) -> &'static str {
     }
 }
 
+/// An event file's state in a few words: `counter 5, semaphore`,
+/// `2 targets: 3 events 0x19 data 0x1111, ...`, `clock 1, 20 ms left,
+/// every 20 ms, 1 unread`, `signals 0x200`, `watch 1 /tmp (mask 0x100)`.
+pub fn event_summary(ftype: u8, e: &EventFile) -> String {
+    use crate::image::{FT_EPOLL, FT_EVENTFD, FT_INOTIFY, FT_SIGNALFD, FT_TIMERFD};
+    let ms = |ns: u64| format!("{} ms", ns / 1_000_000);
+    match ftype {
+        FT_EVENTFD => format!(
+            "counter {}{}",
+            e.count,
+            if e.semaphore { ", semaphore" } else { "" }
+        ),
+        FT_EPOLL => {
+            let t: Vec<String> = e
+                .targets
+                .iter()
+                .map(|t| format!("{} events {:#x} data {:#x}", t.tfd, t.events, t.data))
+                .collect();
+            format!("{}: {}", plural(t.len() as u64, "target"), t.join(", "))
+        }
+        FT_TIMERFD => {
+            let mut s = format!("clock {}", e.clock);
+            if e.value_ns > 0 {
+                s += &format!(", {} left", ms(e.value_ns));
+            }
+            if e.interval_ns > 0 {
+                s += &format!(", every {}", ms(e.interval_ns));
+            }
+            if e.ticks > 0 {
+                s += &format!(", {} unread", e.ticks);
+            }
+            s
+        }
+        FT_SIGNALFD => format!("signals {:#x}", e.sigmask),
+        FT_INOTIFY => {
+            let w: Vec<String> = e
+                .watches
+                .iter()
+                .map(|w| format!("watch {} {} (mask {:#x})", w.wd, lossy(&w.path), w.mask))
+                .collect();
+            w.join(", ")
+        }
+        _ => String::new(),
+    }
+}
+
 fn state_name(s: u8) -> &'static str {
     match s {
         STATE_RUNNING => "running",
@@ -186,12 +235,13 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut procs: BTreeMap<u32, ProcInfo> = BTreeMap::new();
     let mut files: BTreeMap<u64, File> = BTreeMap::new();
     let mut fdtables: Vec<FdTable> = Vec::new();
+    let mut events: BTreeMap<u64, EventFile> = BTreeMap::new();
     while let Some(raw) = reader.next_raw()? {
         count(&raw, &mut kinds);
         let kind = raw.head.kind;
         if !matches!(
             kind,
-            Kind::PROCESS | Kind::THREAD | Kind::MM | Kind::FDTABLE | Kind::FILE
+            Kind::PROCESS | Kind::THREAD | Kind::MM | Kind::FDTABLE | Kind::FILE | Kind::EVENT
         ) {
             continue;
         }
@@ -223,6 +273,10 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
             Kind::FILE => {
                 let f: File = rec.decode()?;
                 files.insert(f.id, f);
+            }
+            Kind::EVENT => {
+                let e: EventFile = rec.decode()?;
+                events.insert(e.file_id, e);
             }
             _ => unreachable!("filtered above"),
         }
@@ -258,6 +312,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                         .unwrap_or_default(),
                     flags: f.map_or(0, |f| f.flags),
                     mode: f.map_or(0, |f| f.mode),
+                    event: f.and_then(|f| Some(event_summary(f.ftype, events.get(&f.id)?))),
                     locks: (t.locks.iter().filter(|l| l.fd == fd.fd))
                         .chain(f.iter().flat_map(|f| f.locks.iter()))
                         .map(|l| l.to_string())
@@ -385,9 +440,13 @@ impl Info {
                             "fd": f.fd, "file_id": f.file_id,
                             "type": f.ftype.map(ftype_name), "path": f.path, "locks": f.locks,
                         });
+                        if let Some(e) = &f.event {
+                            v["event"] = json!(e);
+                        }
                         if let Some((what, to)) = f.external() {
                             v["external"] = json!({
                                 "kind": what, "restart_fd": to, "becomes": stdio_name(to),
+                                "detached": crate::image::EXTERNAL_DETACHED,
                             });
                         }
                         v
@@ -510,11 +569,15 @@ impl fmt::Display for Info {
                     fd.ftype.map_or("?", ftype_name),
                     fd.path
                 )?;
+                if let Some(e) = &fd.event {
+                    write!(f, " ({e})")?;
+                }
                 if let Some((what, to)) = fd.external() {
                     write!(
                         f,
-                        " (a {what} outside the image: becomes cr-restart's {}, or --fd {}=...)",
+                        " (a {what} outside the image: becomes cr-restart's {}, {} with --detach, or --fd {}=...)",
                         stdio_name(to),
+                        crate::image::EXTERNAL_DETACHED,
                         fd.fd
                     )?;
                 }

@@ -123,4 +123,6 @@ pub enum Fault {
     DataBeyond { target: DataTarget, id: u64 },
     #[error("data for unknown space {space}")]
     UnknownSpace { space: u32 },
+    #[error("event file {file_id}: {why}")]
+    Event { file_id: u64, why: &'static str },
 }

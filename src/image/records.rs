@@ -2,7 +2,7 @@
 //!
 //! Metadata records come first in a stream, in this order: `HEADER`, then per
 //! process `PROCESS`, `THREAD`s, `MM`, `FDTABLE`; shared objects (`FILE`,
-//! `PIPE`, `SOCKET`, `PTY`, `SHMEM`, `MSGQ`, `SEMSET`, `SYSV_SHM`) before the
+//! `PIPE`, `SOCKET`, `PTY`, `SHMEM`, `MSGQ`, `SEMSET`, `SYSV_SHM`, `EVENT`) before the
 //! first record that refers to them; then bulk data (`PAGES`, `ZERO`, `BLOB`);
 //! then `END`. See `man/cr-image.5`.
 
@@ -28,6 +28,7 @@ impl Kind {
     pub const MSGQ: Kind = Kind(0x19);
     pub const SEMSET: Kind = Kind(0x1a);
     pub const SYSV_SHM: Kind = Kind(0x1b);
+    pub const EVENT: Kind = Kind(0x1c);
     pub const PAGES: Kind = Kind(0x20);
     pub const ZERO: Kind = Kind(0x21);
     pub const BLOB: Kind = Kind(0x22);
@@ -58,6 +59,7 @@ impl Kind {
             Kind::MSGQ => "msgq",
             Kind::SEMSET => "semset",
             Kind::SYSV_SHM => "sysv-shm",
+            Kind::EVENT => "event",
             Kind::PAGES => "pages",
             Kind::ZERO => "zero",
             Kind::BLOB => "blob",
@@ -416,6 +418,10 @@ pub const FT_INOTIFY: u8 = 15;
 /// restore time, see `cr-restart(1)`.
 pub const FT_EXTERNAL: u8 = 16;
 
+/// What an external descriptor is connected to under `cr-restart --detach`
+/// when no `--fd` names it.
+pub const EXTERNAL_DETACHED: &str = "/dev/null";
+
 /// The descriptor of `cr-restart` that an external descriptor `fd`, opened
 /// with `flags`, is connected to when no `--fd` says otherwise: the same
 /// number for 0, 1 and 2; else standard input when it was read-only,
@@ -457,6 +463,46 @@ wire_struct! {
         pub link: Vec<u8>,
         /// OFD and `flock` locks held by this open file description.
         pub locks: List<Lock>,
+    }
+}
+
+wire_struct! {
+    /// A target registered in an epoll: the file, the descriptor number it
+    /// was registered under (a key of the registration, even when that
+    /// number is now closed or reused), its events and data.
+    pub struct EpollTarget { pub tfd: u32, pub file_id: u64, pub events: u32, pub data: u64 }
+}
+
+wire_struct! {
+    /// A watch of an inotify instance: its watch descriptor, mask, and the
+    /// path found for the watched inode at checkpoint time.
+    pub struct InotifyWatch { pub wd: i32, pub mask: u32, pub path: Vec<u8>, pub dev: u64, pub ino: u64 }
+}
+
+wire_struct! {
+    /// `EVENT`: the state of an eventfd, epoll, timerfd, signalfd or
+    /// inotify `FILE` (its [`File::ftype`] says which; fields of the other
+    /// kinds stay zero). Written after every `FILE`, since an epoll refers
+    /// to its targets' `FILE`s.
+    pub struct EventFile {
+        pub file_id: u64,
+        /// eventfd: the counter, and `EFD_SEMAPHORE`.
+        pub count: u64,
+        pub semaphore: bool,
+        /// timerfd: clock, `TFD_TIMER_ABSTIME` and `TFD_TIMER_CANCEL_ON_SET`
+        /// as set, time left and interval in nanoseconds, expirations not
+        /// yet read.
+        pub clock: u32,
+        pub settime_flags: u32,
+        pub value_ns: u64,
+        pub interval_ns: u64,
+        pub ticks: u64,
+        /// signalfd: the signals it accepts, bit N-1 for signal N.
+        pub sigmask: u64,
+        /// epoll: every registered target, in the kernel's order.
+        pub targets: List<EpollTarget>,
+        /// inotify: every watch, in the kernel's order.
+        pub watches: List<InotifyWatch>,
     }
 }
 

@@ -49,6 +49,10 @@ pub struct OpenFiles {
     socks: HashMap<u64, OwnedFd>,
     /// Pseudo-terminals of the image, made on first use.
     pub ptys: super::tty::Ptys,
+    /// State of the event files (eventfd, epoll, ...), by file id.
+    pub events: HashMap<u64, image::EventFile>,
+    /// Every file of the image, for an epoll's targets.
+    pub files: HashMap<u64, File>,
 }
 
 fn cpath(p: &[u8]) -> Result<CString> {
@@ -80,7 +84,7 @@ impl OpenFiles {
         self.by_id.get(&id).map(|f| f.as_raw_fd())
     }
 
-    fn hold(&mut self, id: u64, fd: OwnedFd) -> Result<RawFd> {
+    pub(super) fn hold(&mut self, id: u64, fd: OwnedFd) -> Result<RawFd> {
         let owned = self.above(fd)?;
         let high = owned.as_raw_fd();
         self.by_id.insert(id, owned);
@@ -173,6 +177,8 @@ impl OpenFiles {
             image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
             image::FT_SOCKET => self.open_socket(f)?,
             image::FT_PTY_MASTER | image::FT_PTY_SLAVE => self.ptys.open(f)?,
+            image::FT_EPOLL => return self.open_epoll(f, external),
+            t if super::events::is_event(t) => super::events::open(f, self.events.get(&f.id))?,
             other => {
                 return Err(Error::msg(format!(
                     "cannot restore descriptor {target_fd} ({}): files of type {other} are not supported yet",

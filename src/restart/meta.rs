@@ -37,6 +37,7 @@ pub struct RawMeta {
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     ptys: HashMap<u64, image::Pty>,
+    events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
     /// The first bulk-data record, read to find the end of the metadata.
     first_bulk: Option<RawRecord>,
@@ -107,6 +108,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             }
             Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
                 m.ipc.add(&rec)?;
+            }
+            Kind::EVENT => {
+                let e: image::EventFile = rec.decode()?;
+                m.events.insert(e.file_id, e);
             }
             k if k.is_optional() => {}
             k => {
@@ -191,6 +196,7 @@ pub struct Meta {
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     ptys: HashMap<u64, image::Pty>,
+    events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
 }
@@ -264,6 +270,7 @@ impl Meta {
             pipes,
             sockets,
             ptys,
+            events,
             ipc,
             first_bulk,
         } = raw;
@@ -338,6 +345,7 @@ impl Meta {
         for f in files.values() {
             super::locks::check_file_locks(f)?;
         }
+        super::events::check(&files, &events)?;
         Ok(Meta {
             live,
             zombies,
@@ -347,6 +355,7 @@ impl Meta {
             pipes,
             sockets,
             ptys,
+            events,
             ipc,
             first_bulk,
         })
@@ -410,6 +419,10 @@ impl Meta {
     }
     pub fn ptys(&self) -> &HashMap<u64, image::Pty> {
         &self.ptys
+    }
+    /// The state of event files (eventfd, epoll, ...), by file id.
+    pub fn events(&self) -> &HashMap<u64, image::EventFile> {
+        &self.events
     }
     /// The SysV IPC objects, taken out to be created.
     pub fn take_ipc(&mut self) -> ipc::IpcRestore {

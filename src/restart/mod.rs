@@ -10,6 +10,7 @@
 //! for one process that becomes the caller.
 
 mod bulk;
+mod events;
 // The one part of `restart` with `unsafe`: it runs in a fork of the
 // restorer between `clone3` and its first stop (and as the in-place caller's
 // last steps), where only raw syscalls on prepared values are safe.
@@ -59,6 +60,10 @@ pub struct Options {
     /// Restore inside a new pid namespace, under a minimal init, so the
     /// original pids never collide with running processes.
     pub pidns: bool,
+    /// `--detach`: a descriptor that led outside the image and has no
+    /// `fd_map` entry goes to `/dev/null` instead of the restorer's own
+    /// stdin/stdout, so nothing restored keeps them open.
+    pub detach: bool,
     /// The caller waits for the tree: a root that was a shell's job may
     /// take the caller's controlling terminal (see [`job`]).
     pub terminal_job: bool,
@@ -157,6 +162,8 @@ impl Held {
         open.pipes = meta.pipes().clone();
         open.sockets = meta.sockets().clone();
         open.ptys = tty::Ptys::new(meta.ptys().clone());
+        open.events = meta.events().clone();
+        open.files = meta.files().clone();
         Ok(Held {
             shm_fds,
             sysv_sizes,

@@ -109,8 +109,9 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
         .iter()
         .find(|(t, _)| *t == target)
         .map(|(_, s)| s.clone());
-    let src = src.unwrap_or_else(|| {
-        FdSource::Inherit(crate::image::external_default_fd(target, f.flags) as RawFd)
+    let src = src.unwrap_or_else(|| match opts.detach {
+        true => FdSource::Path(crate::image::EXTERNAL_DETACHED.into()),
+        false => FdSource::Inherit(crate::image::external_default_fd(target, f.flags) as RawFd),
     });
     match src {
         FdSource::Inherit(fd) => crate::sys::fds::dup(fd)

@@ -11,6 +11,7 @@
 pub mod clone;
 pub mod codepage;
 pub mod creds;
+pub mod events;
 pub mod fds;
 pub mod fork;
 pub mod ids;

@@ -96,6 +96,177 @@ pub fn fdinfo_words(line: &[u8]) -> Vec<(&[u8], &[u8])> {
     out
 }
 
+/// An eventfd's state (`eventfd-count:` in hex, `eventfd-semaphore:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventfdInfo {
+    /// The counter.
+    pub count: u64,
+    /// `EFD_SEMAPHORE`; `None` on kernels that do not show it.
+    pub semaphore: Option<bool>,
+}
+
+/// A timerfd's state: `clockid:`, `ticks:` (expirations not yet read),
+/// `settime flags:` (octal), and the remaining time and interval as
+/// `(seconds, nanoseconds)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimerfdInfo {
+    /// `clockid:` the clock.
+    pub clock: u32,
+    /// `ticks:` expirations not yet read.
+    pub ticks: u64,
+    /// `settime flags:` `TFD_TIMER_*` as last set.
+    pub settime_flags: u32,
+    /// `it_value:` time left, in nanoseconds (0: disarmed, or expired and not yet read).
+    pub value_ns: u64,
+    /// `it_interval:` the period, in nanoseconds.
+    pub interval_ns: u64,
+}
+
+/// One `tfd:` line of an epoll: a registered target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EpollTfd {
+    /// The descriptor number it was registered under.
+    pub tfd: i32,
+    /// `events:` (hex): the requested events and `EPOLLET`-style flags.
+    pub events: u32,
+    /// `data:` (hex): what `epoll_wait` hands back.
+    pub data: u64,
+    /// `ino:` (hex) the target's inode.
+    pub ino: u64,
+    /// `sdev:` (hex) the target's device, kernel encoding.
+    pub sdev: u32,
+}
+
+/// One `inotify wd:` line: a watch on an inode, with the file handle the
+/// kernel shows for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InotifyMark {
+    /// `wd:` (hex) the watch descriptor.
+    pub wd: i32,
+    /// `ino:` (hex) the watched inode.
+    pub ino: u64,
+    /// `sdev:` (hex) its device, kernel encoding (major << 20 | minor).
+    pub sdev: u32,
+    /// `mask:` (hex) the events watched and `IN_*` flags.
+    pub mask: u32,
+    /// `ignored_mask:` (hex).
+    pub ignored_mask: u32,
+    /// `fhandle-type:` (hex) for `open_by_handle_at`.
+    pub fhandle_type: i32,
+    /// `f_handle:` the file handle's bytes.
+    pub fhandle: Vec<u8>,
+}
+
+/// `(seconds, nanoseconds)` as nanoseconds.
+fn timespec_ns(v: &[u8]) -> Option<u64> {
+    let inner = v.strip_prefix(b"(")?.strip_suffix(b")")?;
+    let (s, ns) = inner.split_once_byte(b',')?;
+    let (s, ns) = (dec_u64(s.trim_ascii())?, dec_u64(ns.trim_ascii())?);
+    s.checked_mul(1_000_000_000)?.checked_add(ns)
+}
+
+fn hex_bytes(v: &[u8]) -> Option<Vec<u8>> {
+    if !v.len().is_multiple_of(2) {
+        return None;
+    }
+    v.chunks(2)
+        .map(|c| Some((digit_value(c[0], 16)? * 16 + digit_value(c[1], 16)?) as u8))
+        .collect()
+}
+
+impl FdInfo {
+    fn need(&self, key: &[u8]) -> ParseResult<&[u8]> {
+        self.get(key)
+            .ok_or_else(|| ParseError(format!("no {} line", show(key))))
+    }
+
+    fn field<T>(&self, key: &[u8], parse: impl FnOnce(&[u8]) -> Option<T>) -> ParseResult<T> {
+        let v = self.need(key)?;
+        parse(v).ok_or_else(|| ParseError(format!("bad {} line: {:?}", show(key), show(v))))
+    }
+
+    /// The state of an eventfd.
+    pub fn eventfd(&self) -> ParseResult<EventfdInfo> {
+        let count = self.field(b"eventfd-count", hex_u64)?;
+        let semaphore = match self.get(b"eventfd-semaphore") {
+            None => None,
+            Some(b"0") => Some(false),
+            Some(b"1") => Some(true),
+            Some(v) => return bad(format!("bad eventfd-semaphore line: {:?}", show(v))),
+        };
+        Ok(EventfdInfo { count, semaphore })
+    }
+
+    /// The state of a timerfd.
+    pub fn timerfd(&self) -> ParseResult<TimerfdInfo> {
+        Ok(TimerfdInfo {
+            clock: self.field(b"clockid", dec_u32)?,
+            ticks: self.field(b"ticks", dec_u64)?,
+            settime_flags: self
+                .field(b"settime flags", |v| u32::try_from(num_radix(v, 8)?).ok())?,
+            value_ns: self.field(b"it_value", timespec_ns)?,
+            interval_ns: self.field(b"it_interval", timespec_ns)?,
+        })
+    }
+
+    /// The signals a signalfd accepts (`sigmask:`, hex, bit N-1 for
+    /// signal N).
+    pub fn signalfd_mask(&self) -> ParseResult<u64> {
+        self.field(b"sigmask", hex_u64)
+    }
+
+    /// The targets registered in an epoll, in the kernel's order.
+    pub fn epoll_targets(&self) -> ParseResult<Vec<EpollTfd>> {
+        let mut out = Vec::new();
+        for (k, v) in self.extra.iter().filter(|(k, _)| k == b"tfd") {
+            let line = [&k[..], b": ", v].concat();
+            let w = fdinfo_words(&line);
+            let get = |key: &[u8]| w.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+            let err = || ParseError(format!("bad tfd line: {:?}", show(v)));
+            let num = |key: &[u8], radix| get(key).and_then(|v| num_radix(v, radix));
+            out.push(EpollTfd {
+                tfd: get(b"tfd").and_then(dec_i32).ok_or_else(err)?,
+                events: num(b"events", 16)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(err)?,
+                data: num(b"data", 16).ok_or_else(err)?,
+                ino: num(b"ino", 16).ok_or_else(err)?,
+                sdev: num(b"sdev", 16)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(err)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The watches of an inotify instance, in the kernel's order.
+    pub fn inotify_watches(&self) -> ParseResult<Vec<InotifyMark>> {
+        let mut out = Vec::new();
+        for (k, v) in self.extra.iter().filter(|(k, _)| k == b"inotify wd") {
+            let line = [&k[..], b":", v].concat();
+            let w = fdinfo_words(&line);
+            let get = |key: &[u8]| w.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+            let err = || ParseError(format!("bad inotify line: {:?}", show(v)));
+            let hex32 = |key: &[u8]| {
+                get(key)
+                    .and_then(hex_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(err)
+            };
+            out.push(InotifyMark {
+                wd: i32::try_from(hex32(b"wd")?).map_err(|_| err())?,
+                ino: get(b"ino").and_then(hex_u64).ok_or_else(err)?,
+                sdev: hex32(b"sdev")?,
+                mask: hex32(b"mask")?,
+                ignored_mask: hex32(b"ignored_mask")?,
+                fhandle_type: hex32(b"fhandle-type")? as i32,
+                fhandle: get(b"f_handle").and_then(hex_bytes).ok_or_else(err)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +331,109 @@ mod tests {
         );
         assert!(parse_fdinfo(b"pos:\t-1\nflags:\t0\nmnt_id:\t1\nino:\t1\n").is_err());
         assert!(parse_fdinfo(b"pos:\t0\nflags:\t0\nmnt_id:\t1\nino:\t\n").is_err());
+    }
+
+    fn with_lines(extra: &[u8]) -> FdInfo {
+        let mut buf = b"pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\n".to_vec();
+        buf.extend_from_slice(extra);
+        parse_fdinfo(&buf).unwrap()
+    }
+
+    #[test]
+    fn event_objects_typed() {
+        // Kernel 6.18's own lines (eventfd-count is hex).
+        let f =
+            with_lines(b"eventfd-count:               1f\neventfd-id: 1\neventfd-semaphore: 1\n");
+        assert_eq!(
+            f.eventfd().unwrap(),
+            EventfdInfo {
+                count: 31,
+                semaphore: Some(true)
+            }
+        );
+        assert_eq!(
+            with_lines(b"eventfd-count: 0\n")
+                .eventfd()
+                .unwrap()
+                .semaphore,
+            None
+        );
+        assert!(
+            with_lines(b"eventfd-count: 0\neventfd-semaphore: 2\n")
+                .eventfd()
+                .is_err()
+        );
+        assert!(with_lines(b"").eventfd().is_err());
+
+        let f = with_lines(
+            b"clockid: 1\nticks: 3\nsettime flags: 01\nit_value: (2, 500)\nit_interval: (1, 0)\n",
+        );
+        assert_eq!(
+            f.timerfd().unwrap(),
+            TimerfdInfo {
+                clock: 1,
+                ticks: 3,
+                settime_flags: 1,
+                value_ns: 2_000_000_500,
+                interval_ns: 1_000_000_000
+            }
+        );
+        assert!(
+            with_lines(
+                b"clockid: 1\nticks: 3\nsettime flags: 01\nit_value: 2\nit_interval: (1, 0)\n"
+            )
+            .timerfd()
+            .is_err()
+        );
+
+        assert_eq!(
+            with_lines(b"sigmask:\t0000000000004200\n")
+                .signalfd_mask()
+                .unwrap(),
+            0x4200
+        );
+
+        let f = with_lines(b"tfd:        3 events: 80000019 data:                3  pos:0 ino:40e sdev:10\ntfd:        5 events:       19 data:     ffffffffffff  pos:0 ino:10244e sdev:f\n");
+        let t = f.epoll_targets().unwrap();
+        assert_eq!(
+            t,
+            [
+                EpollTfd {
+                    tfd: 3,
+                    events: 0x8000_0019,
+                    data: 3,
+                    ino: 0x40e,
+                    sdev: 0x10
+                },
+                EpollTfd {
+                    tfd: 5,
+                    events: 0x19,
+                    data: 0xffff_ffff_ffff,
+                    ino: 0x10244e,
+                    sdev: 0xf
+                }
+            ]
+        );
+        assert!(
+            with_lines(b"tfd: 3 events: zz data: 1 pos:0 ino:1 sdev:1\n")
+                .epoll_targets()
+                .is_err()
+        );
+        assert!(with_lines(b"").epoll_targets().unwrap().is_empty());
+
+        let f = with_lines(b"inotify wd:a ino:2e1 sdev:fe00000 mask:80000002 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:e102000000000000\n");
+        assert_eq!(
+            f.inotify_watches().unwrap(),
+            [InotifyMark {
+                wd: 10,
+                ino: 0x2e1,
+                sdev: 0xfe00000,
+                mask: 0x8000_0002,
+                ignored_mask: 0,
+                fhandle_type: 1,
+                fhandle: vec![0xe1, 2, 0, 0, 0, 0, 0, 0],
+            }]
+        );
+        assert!(with_lines(b"inotify wd:1 ino:1 sdev:1 mask:1 ignored_mask:0 fhandle-bytes:1 fhandle-type:1 f_handle:abc\n").inotify_watches().is_err());
     }
 }

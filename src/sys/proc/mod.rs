@@ -318,6 +318,7 @@ mod fdinfo;
 #[cfg(test)]
 mod live_tests;
 mod maps;
+mod mountinfo;
 mod raw;
 #[doc(hidden)]
 pub mod samples;
@@ -331,6 +332,7 @@ mod timers;
 pub use dirs::*;
 pub use fdinfo::*;
 pub use maps::*;
+pub use mountinfo::*;
 pub use raw::*;
 pub use smaps::*;
 pub use stat::*;

@@ -1,0 +1,286 @@
+//! Migration to a second host over ssh (issue 13): a real sshd in its own
+//! network, pid and mount namespaces ([`host::Host`]), reached through a
+//! veth pair. A running workload moves there through the bare pipeline
+//! `ckpt --stop PID | cr-zstd | ssh HOST cr-restart --detach`, and through
+//! `cr-migrate`; its log (a file both hosts see) goes on without gap or
+//! repeat. Failures at every point leave the source running and nothing on
+//! the destination.
+
+mod common;
+mod host;
+
+use common::*;
+use host::Host;
+use std::path::Path;
+use std::process::Command;
+
+/// The counts in onetask's log file (complete lines only).
+fn log_counts(p: &Path) -> Vec<u64> {
+    let s = std::fs::read_to_string(p).unwrap_or_default();
+    let complete = s.rfind('\n').map_or("", |i| &s[..=i]);
+    let lines: Vec<String> = complete.lines().map(String::from).collect();
+    counts(&lines, None)
+}
+
+/// Waits until the log reaches count `n`, then checks it is one unbroken
+/// sequence.
+fn expect_log_continues(log: &Path, n: u64) {
+    assert!(
+        wait_until(TIMEOUT, || log_counts(log).last() >= Some(&n)),
+        "the log does not reach {n}: last {:?}",
+        log_counts(log).last()
+    );
+    if let Err(e) = check_consecutive(&log_counts(log)) {
+        panic!("the log has a gap or a repeat: {e}");
+    }
+}
+
+/// The second host exists as described: sshd answers on its own address,
+/// sessions run in its own pid namespace with this build's cr-restart in
+/// PATH; after drop its init and veth pair are gone.
+#[test]
+fn second_host_runs_sshd() {
+    let h = Host::start();
+    let out = run_cmd(
+        h.ssh("readlink /proc/self/ns/pid /proc/self/ns/net; command -v cr-restart"),
+        None,
+    );
+    out.assert_success();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let ns = |what: &str| {
+        let p = std::fs::read_link(format!("/proc/{}/ns/{what}", h.init())).unwrap();
+        let mine = std::fs::read_link(format!("/proc/self/ns/{what}")).unwrap();
+        assert_ne!(p, mine, "the host shares our {what} namespace");
+        p.display().to_string()
+    };
+    assert_eq!(lines[0], ns("pid"), "{text}");
+    assert_eq!(lines[1], ns("net"), "{text}");
+    assert_eq!(Path::new(lines[2]), bin("cr-restart"), "{text}");
+    let (init, veth) = (h.init(), h.veth().to_string());
+    drop(h);
+    assert!(
+        wait_pid_gone(init, TIMEOUT),
+        "the host's init {init} survived"
+    );
+    let st = Command::new("ip")
+        .args(["link", "show", &veth])
+        .output()
+        .unwrap();
+    assert!(!st.status.success(), "veth {veth} survived the host");
+}
+
+/// `ckpt --stop PID | cr-zstd | ssh HOST cr-restart --detach`: ssh returns
+/// once the tree runs there, with the original pid inside the host; after
+/// the source is killed, the log goes on from where it stopped.
+#[test]
+fn bare_pipeline_migrates() {
+    let host = Host::start();
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let mut orig = Workload::spawn(
+        workload("onetask"),
+        &["-d", "20", "-l", log.to_str().unwrap()],
+    );
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+    let out = Pipeline::new()
+        .stage("ckpt", &["--stop", &pid.to_string()])
+        .stage("cr-zstd", &[])
+        .cmd(host.ssh("cr-restart --detach"))
+        .run();
+    if out.stages.iter().any(|s| !s.status.success()) {
+        panic!("migration failed:\n{}\n{}", out.describe(), host.sshd_log());
+    }
+    assert_eq!(proc_state(pid), Some('T'), "the source is not stopped");
+    let stopped_at = *log_counts(&log).last().unwrap();
+    orig.kill();
+    let there = host
+        .outer_pid(pid)
+        .unwrap_or_else(|| panic!("no pid {pid} on the host: {:?}", host.procs()));
+    assert!(cmdline_of(there).unwrap().contains("onetask"));
+    expect_log_continues(&log, stopped_at + 10);
+}
+
+/// `cr-migrate [ssh options] PID HOST`, spawned (its stdout and stderr
+/// captured); `opts` are more options before PID.
+fn cr_migrate(host: &Host, pid: i32, opts: &[&str]) -> Workload {
+    let mut c = Command::new(bin("cr-migrate"));
+    c.args(host.ssh_opts())
+        .args(opts)
+        .arg(pid.to_string())
+        .arg(host.dest());
+    Workload::spawn_cmd(c)
+}
+
+/// Waits for cr-migrate to end; returns its exit code.
+fn migrate_code(m: &mut Workload) -> Option<i32> {
+    m.expect_exit().code()
+}
+
+/// After a failed migration: the source runs (not stopped) and goes on
+/// counting, and nothing is left on the host.
+fn expect_source_resumed(orig: &Workload, host: &Host, m: &Workload) {
+    let pid = orig.pid();
+    assert!(
+        wait_until(TIMEOUT, || proc_state(pid).is_some_and(|s| s != 'T')),
+        "the source {pid} was not resumed: {:?}\n{}",
+        proc_state(pid),
+        m.report()
+    );
+    let last = orig.last_count(None).unwrap_or(0);
+    orig.expect_count(None, last + 5);
+    orig.assert_no_fail();
+    if let Err(left) = host.wait_clean() {
+        panic!("left on the destination: {left:?}\n{}", m.report());
+    }
+}
+
+/// `cr-migrate` moves a running workload: it exits 0 after the source was
+/// killed, reports the freeze time, bytes sent and total time, and the
+/// workload goes on there with its original pid, its log unbroken.
+#[test]
+fn cr_migrate_moves_a_running_workload() {
+    let host = Host::start();
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let mut orig = Workload::spawn(
+        workload("onetask"),
+        &["-d", "20", "-l", log.to_str().unwrap()],
+    );
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+    let mut m = cr_migrate(&host, pid, &[]);
+    assert_eq!(
+        migrate_code(&mut m),
+        Some(0),
+        "{}\n{}",
+        m.report(),
+        host.sshd_log()
+    );
+    let report = m.stderr();
+    assert!(
+        report.contains(&format!(
+            "cr-migrate: pid {pid} moved to {}: frozen ",
+            host.dest()
+        )) && report.contains(" MiB sent (")
+            && report.contains(" s in all"),
+        "{report}"
+    );
+    assert!(m.lines().is_empty(), "{}", m.report());
+    // The source was killed by cr-migrate (it is our child: reap it).
+    let st = orig.expect_exit();
+    assert_eq!(term_signal(st), Some(libc::SIGKILL), "{st}");
+    let stopped_at = *log_counts(&log).last().unwrap();
+    let there = host
+        .outer_pid(pid)
+        .unwrap_or_else(|| panic!("no pid {pid} on the host: {:?}", host.procs()));
+    assert!(cmdline_of(there).unwrap().contains("onetask"));
+    expect_log_continues(&log, stopped_at + 10);
+}
+
+/// The destination refuses (its pid is taken there): cr-migrate exits 1
+/// with cr-restart's reason, the source runs on, nothing is left there.
+#[test]
+fn refused_pid_in_use_resumes_the_source() {
+    let mut host = Host::start();
+    let orig = Workload::spawn(workload("onetask"), &["-d", "20"]);
+    orig.expect_count(None, 3);
+    host.hold_pid(orig.pid());
+    let mut m = cr_migrate(
+        &host,
+        orig.pid(),
+        &["--cr-restart", "cr-restart --pid-wait 0"],
+    );
+    assert_eq!(migrate_code(&mut m), Some(1), "{}", m.report());
+    let err = m.stderr();
+    assert!(err.contains("already in use"), "{err}");
+    assert!(
+        err.contains(&format!("pid {} runs on here", orig.pid())),
+        "{err}"
+    );
+    expect_source_resumed(&orig, &host, &m);
+}
+
+/// The destination refuses (a file the process has open is missing
+/// there): the same.
+#[test]
+fn refused_missing_file_resumes_the_source() {
+    let host = Host::start();
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let orig = Workload::spawn(
+        workload("onetask"),
+        &["-d", "20", "-l", log.to_str().unwrap()],
+    );
+    orig.expect_count(None, 3);
+    host.hide(dir.path());
+    let mut m = cr_migrate(&host, orig.pid(), &[]);
+    assert_eq!(migrate_code(&mut m), Some(1), "{}", m.report());
+    let err = m.stderr();
+    assert!(err.contains(log.to_str().unwrap()), "{err}");
+    expect_source_resumed(&orig, &host, &m);
+    let stopped_at = orig.last_count(None).unwrap();
+    expect_log_continues(&log, stopped_at + 3);
+}
+
+/// The ssh connection is cut in the middle of the image (a ProxyCommand
+/// that closes it after 8 MB of a 40 MiB image): cr-migrate exits 1, the
+/// source runs on, the half-restored tree on the destination is gone.
+#[test]
+fn ssh_cut_in_the_middle_resumes_the_source() {
+    let host = Host::start();
+    let orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "64"]);
+    orig.expect_count(None, 3);
+    let proxy = format!(
+        "ProxyCommand=python3 {} %h %p 8000000 cut -",
+        script("sshproxy.py").display()
+    );
+    let mut m = cr_migrate(&host, orig.pid(), &["-o", &proxy]);
+    assert_eq!(migrate_code(&mut m), Some(1), "{}", m.report());
+    assert!(m.stderr().contains("runs on here"), "{}", m.report());
+    expect_source_resumed(&orig, &host, &m);
+}
+
+/// The destination's cr-restart is killed (SIGKILL) in the middle of the
+/// image, while its tree is half built: cr-migrate exits 1, the source
+/// runs on, nothing is left there.
+#[test]
+fn destination_killed_resumes_the_source() {
+    let host = Host::start();
+    let dir = tempdir();
+    let gate = dir.path().join("gate");
+    let orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "64"]);
+    orig.expect_count(None, 3);
+    let proxy = format!(
+        "ProxyCommand=python3 {} %h %p 8000000 gate {}",
+        script("sshproxy.py").display(),
+        gate.display()
+    );
+    let mut m = cr_migrate(&host, orig.pid(), &["-o", &proxy]);
+    let paused = gate.with_extension("paused");
+    assert!(
+        wait_until(TIMEOUT, || paused.exists()),
+        "the transfer did not reach 8 MB\n{}",
+        m.report()
+    );
+    // The restorer there has read what came so far: the tree's metadata.
+    let mut restorer = None;
+    assert!(
+        wait_until(TIMEOUT, || {
+            restorer = host
+                .procs()
+                .into_iter()
+                .find(|(_, _, c)| c == "cr-restart")
+                .map(|(p, _, _)| p);
+            restorer.is_some()
+        }),
+        "no cr-restart on the host: {:?}",
+        host.procs()
+    );
+    assert!(signal(restorer.unwrap(), libc::SIGKILL));
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(migrate_code(&mut m), Some(1), "{}", m.report());
+    assert!(m.stderr().contains("runs on here"), "{}", m.report());
+    expect_source_resumed(&orig, &host, &m);
+}
