@@ -1,6 +1,7 @@
 //! Helpers shared by the binaries: opening input and output (with the
 //! terminal checks, large buffers and pipe sizes), exit codes, error
-//! messages, progress on stderr, and small argument parsers.
+//! messages and small argument parsers. Every image input and output is
+//! counted for the progress line ([`crate::progress::Counted`]).
 //!
 //! Exit codes: 0 success; 1 runtime error, corruption, truncation or a
 //! checksum mismatch; 2 usage error (clap exits with 2 itself). A closed
@@ -11,9 +12,10 @@ use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use thiserror::Error;
+
+use crate::progress::Counted;
 
 /// Buffer size for image input and output, and the pipe capacity asked for.
 pub const BUF_SIZE: usize = 1 << 20;
@@ -59,7 +61,7 @@ fn grow_pipe(fd: &impl AsFd) {
 /// atomically, as `sort -o` and `cp` do; an output that exists and is not
 /// a regular file (`/dev/null`, a FIFO) is written in place.
 pub struct Output {
-    writer: BufWriter<File>,
+    writer: BufWriter<Counted<File>>,
     temp: Option<TempFile>,
 }
 
@@ -107,7 +109,7 @@ impl Output {
         }
         grow_pipe(&file);
         Ok(Output {
-            writer: BufWriter::with_capacity(BUF_SIZE, file),
+            writer: BufWriter::with_capacity(BUF_SIZE, Counted::output(file)),
             temp,
         })
     }
@@ -151,15 +153,20 @@ impl Write for Output {
     }
 }
 
-/// The device and inode of `path` (`None`: stdin), if it exists.
-fn file_id(path: Option<&Path>) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = match path {
-        Some(p) if !is_stdio(Some(p)) => std::fs::metadata(p).ok()?,
+/// The metadata of `path` (`None` or `-`: stdin), if it exists.
+fn metadata_of(path: Option<&Path>) -> Option<std::fs::Metadata> {
+    match path {
+        Some(p) if !is_stdio(Some(p)) => std::fs::metadata(p).ok(),
         _ => File::from(io::stdin().as_fd().try_clone_to_owned().ok()?)
             .metadata()
-            .ok()?,
-    };
+            .ok(),
+    }
+}
+
+/// The device and inode of `path` (`None`: stdin), if it is a file.
+fn file_id(path: Option<&Path>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = metadata_of(path)?;
     m.is_file().then(|| (m.dev(), m.ino()))
 }
 
@@ -395,7 +402,16 @@ pub fn input(path: Option<&Path>, force: bool) -> Result<Box<dyn Read + Send>, C
         return Err(CliError::InputTerminal);
     }
     grow_pipe(&file);
-    Ok(Box::new(BufReader::with_capacity(BUF_SIZE, file)))
+    Ok(Box::new(BufReader::with_capacity(
+        BUF_SIZE,
+        Counted::input(file),
+    )))
+}
+
+/// The size of an input (`None` or `-`: stdin) when it is a regular file.
+pub fn input_len(path: Option<&Path>) -> Option<u64> {
+    let m = metadata_of(path)?;
+    m.is_file().then_some(m.len())
 }
 
 /// Reads a key file for keyed digests: its whole contents are the HMAC
@@ -540,55 +556,6 @@ pub fn parse_size(s: &str) -> Result<u64, CliError> {
     };
     let n: u64 = num.parse().map_err(|_| bad())?;
     n.checked_mul(1u64 << shift).ok_or_else(bad)
-}
-
-/// Progress on stderr: shown only when stderr is a terminal and not
-/// silenced, at most a few times a second, erased when done.
-pub struct Progress {
-    name: &'static str,
-    enabled: bool,
-    last: Instant,
-    shown: bool,
-}
-
-impl Progress {
-    pub fn new(name: &'static str, quiet: bool) -> Self {
-        Progress {
-            name,
-            enabled: !quiet && io::stderr().is_terminal(),
-            last: Instant::now(),
-            shown: false,
-        }
-    }
-    /// Shows the byte counts so far.
-    pub fn update(&mut self, bytes_in: u64, bytes_out: u64) {
-        if !self.enabled || self.last.elapsed() < Duration::from_millis(250) {
-            return;
-        }
-        self.last = Instant::now();
-        self.shown = true;
-        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-        let _ = write!(
-            io::stderr(),
-            "\r{}: {:.1} MiB in, {:.1} MiB out ",
-            self.name,
-            mib(bytes_in),
-            mib(bytes_out)
-        );
-    }
-    /// Erases the progress line.
-    pub fn finish(&mut self) {
-        if self.shown {
-            let _ = write!(io::stderr(), "\r\x1b[K");
-            self.shown = false;
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.finish();
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! - [`checkpoint`]: freeze a process tree and write its image.
 //! - [`restart`]: rebuild a process tree from an image.
 //! - [`selfckpt`]: a program checkpoints itself and goes on.
-//! - [`cli`]: what the binaries share.
+//! - [`cli`]: what the binaries share; [`completions`] their arguments;
+//!   [`progress`] the progress line and the counters behind it.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 // Only `sys` (the door to the kernel) holds `unsafe`; `restart::child`,
@@ -25,6 +26,8 @@ pub mod filters;
 pub mod image;
 // Restart touches the kernel only through `sys`, except `restart::child`
 // (raw syscalls between clone3 and the first stop), which allows it.
+#[deny(unsafe_code)]
+pub mod progress;
 #[deny(unsafe_code)]
 pub mod restart;
 pub mod selfckpt;

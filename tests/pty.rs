@@ -262,26 +262,31 @@ impl OnTerminal {
         }
     }
 
-    /// What the terminal shows, without carriage returns and without the
-    /// control sequences bash writes (`ESC [ ... letter`).
+    /// What the terminal shows, line by line: what a carriage return went
+    /// back over (cr-restart's progress line) is gone, and so are escape
+    /// sequences.
     fn text(&self) -> String {
-        let raw = String::from_utf8_lossy(&self.output.lock().unwrap()).replace('\r', "");
-        let mut out = String::new();
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c != '\x1b' {
-                out.push(c);
-                continue;
-            }
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
+        let raw = String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned();
+        let mut shown = String::new();
+        for line in raw.split_inclusive('\n') {
+            let line = line.trim_end_matches(['\r', '\n']);
+            let visible = line.rsplit('\r').next().unwrap_or(line);
+            let mut chars = visible.chars();
+            while let Some(c) = chars.next() {
+                if c == '\x1b' {
+                    // ESC [ parameters, up to the final letter.
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
                     }
+                } else {
+                    shown.push(c);
                 }
             }
+            shown.push('\n');
         }
-        out
+        shown
     }
 
     /// Types `text` on the terminal.

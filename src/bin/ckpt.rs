@@ -1,11 +1,12 @@
 //! `ckpt`: checkpoint a running process tree to stdout.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use crtools::checkpoint::{self, After};
 use crtools::cli;
+use crtools::completions::{Common, OutputFile};
+use crtools::progress::{self, Display, Show};
 
 /// Checkpoint the process tree rooted at PID (PID and all its descendants)
 /// and write its image to standard output or FILE. The tree keeps running
@@ -21,15 +22,10 @@ struct Args {
     /// it with `kill -CONT`.
     #[arg(long)]
     stop: bool,
-    /// Write the image to FILE instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Write the image even if standard output is a terminal.
-    #[arg(short, long)]
-    force: bool,
-    /// Report what was saved and how long the tree was frozen, on stderr.
-    #[arg(short, long)]
-    verbose: bool,
+    #[command(flatten)]
+    output: OutputFile,
+    #[command(flatten)]
+    common: Common,
     /// The root of the tree to checkpoint.
     #[arg(value_parser = pid)]
     pid: i32,
@@ -90,7 +86,9 @@ fn main() -> ExitCode {
         } else {
             After::Resume
         };
-        let out = cli::Output::open(args.output.as_deref(), args.force, &[])?;
+        let out = cli::Output::open(args.output.path(), args.common.force, &[])?;
+        progress::phase(progress::Phase::Freezing);
+        let mut display = Display::start("ckpt", Show::Written, args.common.when());
         let opts = checkpoint::Options {
             after,
             ..Default::default()
@@ -106,17 +104,19 @@ fn main() -> ExitCode {
                 e => crtools::Error::msg(e.to_string()),
             })
         })?;
-        if args.verbose {
-            eprintln!(
-                "ckpt: pid {}: {} process(es), {} thread(s), {} pages ({} bytes), {} zero pages skipped, frozen for {:.3} ms",
-                args.pid,
-                s.processes,
-                s.threads,
+        if args.common.summary() {
+            let (bytes, took) = (progress::bytes_out(), display.elapsed());
+            display.summary(&format!(
+                "{} from {} in {} ({}), frozen {}; {}, {} pages, {} zero pages skipped",
+                progress::size(bytes),
+                progress::count(s.processes as u64, "process", "processes"),
+                progress::secs(took),
+                progress::rate(bytes, took),
+                progress::secs(s.frozen_for),
+                progress::count(s.threads as u64, "thread", "threads"),
                 s.pages,
-                s.bytes,
                 s.zero_pages,
-                s.frozen_for.as_secs_f64() * 1e3
-            );
+            ));
         }
         Ok(())
     })

@@ -1,12 +1,13 @@
 //! `cr-info`: summarise a checkpoint image.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use crtools::cli;
+use crtools::completions::{Common, InputFile, OutputFile};
 use crtools::filters::info;
+use crtools::progress::{self, Display, Show};
 
 /// Summarise a checkpoint image: its origin, process tree, memory, files,
 /// record counts, sizes, compression and checksum state. The whole image is
@@ -17,26 +18,40 @@ struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Read from a terminal anyway.
-    #[arg(short, long)]
-    force: bool,
-    /// Read the image from FILE instead of stdin ("-" is stdin).
-    file: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFile,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    input: InputFile,
 }
 
 fn main() -> ExitCode {
     let args: Args = crtools::completions::parse();
     cli::run("cr-info", || {
-        let input = cli::input(args.file.as_deref(), args.force)?;
+        let input = cli::input(args.input.path(), args.common.force)?;
+        // A summary is text: a terminal is where it belongs.
+        let mut out = cli::Output::open(args.output.path(), true, &[args.input.path()])?;
+        let total = args.input.size();
+        let mut display = Display::start("cr-info", Show::Read { total }, args.common.when());
         let info = info::info(input)?;
-        let mut out = std::io::stdout().lock();
+        display.finish();
         if args.json {
             serde_json::to_writer_pretty(&mut out, &info.to_json())?;
             writeln!(out)?;
         } else {
             write!(out, "{info}")?;
         }
-        out.flush()?;
+        out.commit()?;
+        if args.common.summary() {
+            let (bytes, took) = (progress::bytes_in(), display.elapsed());
+            display.summary(&format!(
+                "{} read in {} ({})",
+                progress::size(bytes),
+                progress::secs(took),
+                progress::rate(bytes, took)
+            ));
+        }
         Ok(())
     })
 }

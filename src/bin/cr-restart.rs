@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use crtools::cli;
+use crtools::completions::{Common, InputFile};
 use crtools::image::{KeyCheck, Reader};
+use crtools::progress::{self, Display, Show};
 use crtools::restart::{self, FdSource};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
@@ -24,11 +26,10 @@ use nix::unistd::Pid;
 #[derive(Parser)]
 #[command(name = "cr-restart", version, about)]
 struct Args {
-    /// Read the image from FILE instead of standard input ("-" is stdin).
-    #[arg(value_name = "FILE", conflicts_with = "input")]
-    file: Option<PathBuf>,
+    #[command(flatten)]
+    file: InputFile,
     /// Read the image from FILE (the same as the positional FILE).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", conflicts_with = "file")]
     input: Option<PathBuf>,
     /// Give the restored processes new pids instead of their original ones.
     #[arg(long, conflicts_with = "pidns")]
@@ -66,9 +67,8 @@ struct Args {
     /// an unkeyed header before anything is created.
     #[arg(long, value_name = "FILE")]
     require_key: Option<PathBuf>,
-    /// Read an image even if standard input is a terminal.
-    #[arg(short, long)]
-    force: bool,
+    #[command(flatten)]
+    common: Common,
 }
 
 fn parse_fd(s: &str) -> Result<(u32, FdSource), String> {
@@ -150,8 +150,8 @@ fn main() -> ExitCode {
     let mut restored = None;
     let code = cli::run("cr-restart", || {
         let key = args.require_key.as_deref().map(cli::read_key).transpose()?;
-        let path = args.file.as_deref().or(args.input.as_deref());
-        let input = cli::input(path, args.force)?;
+        let path = args.file.path().or(args.input.as_deref());
+        let input = cli::input(path, args.common.force)?;
         let require = key.is_some();
         let reader = Reader::with_key(input, KeyCheck { key, require })?;
         let opts = restart::Options {
@@ -184,7 +184,10 @@ fn main() -> ExitCode {
             }
             return Err(e.into());
         }
+        let total = cli::input_len(path);
+        let mut display = Display::start("cr-restart", Show::Read { total }, args.common.when());
         let mut r = restart::restore(reader, &opts)?;
+        display.finish();
         if r.pid <= 0 {
             bail!("restore returned no process");
         }
@@ -199,6 +202,17 @@ fn main() -> ExitCode {
             );
         }
         restored = Some((r.wait_pid, r.pid, r.terminal.take()));
+        if args.common.summary() {
+            let (bytes, took) = (progress::bytes_in(), display.elapsed());
+            display.summary(&format!(
+                "{} restored from {} in {} ({}), root pid {}",
+                progress::count(r.pids.len() as u64, "process", "processes"),
+                progress::size(bytes),
+                progress::secs(took),
+                progress::rate(bytes, took),
+                r.pid
+            ));
+        }
         Ok(())
     });
     match restored {

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use crtools::cli;
+use crtools::completions::{Common, OutputFile};
 use crtools::filters::split::{self, MIN_PART_SIZE, PART_MAGIC, PartInput};
+use crtools::progress::{self, Counted, Display, Show};
 
 /// Cut a checkpoint image into parts PREFIX.000, PREFIX.001, ... of at most
 /// SIZE bytes each (cut anywhere, even inside a record); or with --join
@@ -20,6 +22,7 @@ use crtools::filters::split::{self, MIN_PART_SIZE, PART_MAGIC, PartInput};
 #[derive(Parser)]
 #[command(name = "cr-split", version)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["bytes", "join"])))]
+#[command(mut_arg("output", |a| a.conflicts_with("bytes")))]
 struct Args {
     /// Largest part in bytes, part header included (at least 53); K, M and
     /// G suffixes multiply by 1024.
@@ -28,13 +31,10 @@ struct Args {
     /// Join PARTs, given in order, into the original image.
     #[arg(short, long)]
     join: bool,
-    /// Write or read an image at a terminal anyway.
-    #[arg(short, long)]
-    force: bool,
-    /// With --join: write the image to FILE instead of stdout (replaced
-    /// only once the whole image is joined).
-    #[arg(short, long, value_name = "FILE", requires = "join")]
-    output: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFile,
+    #[command(flatten)]
+    common: Common,
     /// Without --join: PREFIX [FILE]. With --join: PART...
     #[arg(required = true, value_name = "ARGS")]
     args: Vec<PathBuf>,
@@ -108,6 +108,7 @@ fn remove_stale_parts(prefix: &Path, count: u32) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let args: Args = crtools::completions::parse();
     cli::run("cr-split", || {
+        let (force, when) = (args.common.force, args.common.when());
         if args.join {
             let mut parts = Vec::new();
             for path in &args.args {
@@ -119,14 +120,29 @@ fn main() -> ExitCode {
                 }
                 parts.push(PartInput {
                     name,
-                    input: std::io::BufReader::with_capacity(cli::BUF_SIZE, file),
+                    input: std::io::BufReader::with_capacity(cli::BUF_SIZE, Counted::input(file)),
                     len: Some(meta.len()),
                 });
             }
             let inputs: Vec<Option<&Path>> = args.args.iter().map(|p| Some(p.as_path())).collect();
-            let output = cli::Output::open(args.output.as_deref(), args.force, &inputs)?;
+            let output = cli::Output::open(args.output.path(), force, &inputs)?;
+            let total = parts.iter().filter_map(|p| p.len).sum();
+            let mut display = Display::start("cr-split", Show::Filter { total: Some(total) }, when);
+            let count = parts.len() as u64;
             let (output, _) = split::join(parts, output)?;
             output.commit()?;
+            if args.common.summary() {
+                let (i, o, took) = (
+                    progress::bytes_in(),
+                    progress::bytes_out(),
+                    display.elapsed(),
+                );
+                display.summary(&format!(
+                    "{} joined: {}",
+                    progress::count(count, "part", "parts"),
+                    progress::transfer(i, o, took)
+                ));
+            }
             return Ok(());
         }
         let size = args.bytes.expect("clap requires --bytes without --join");
@@ -135,7 +151,9 @@ fn main() -> ExitCode {
             [prefix, file] => (prefix, Some(file.as_path())),
             _ => anyhow::bail!("expected PREFIX [FILE]"),
         };
-        let input = cli::input(file, args.force)?;
+        let input = cli::input(file, force)?;
+        let total = cli::input_len(file);
+        let mut display = Display::start("cr-split", Show::Filter { total }, when);
         // Every part under a temporary name until the whole image is split.
         let mut temps = Vec::new();
         let report = split::split(input, size, |i| {
@@ -149,12 +167,24 @@ fn main() -> ExitCode {
                 )
             })?;
             temps.push(temp);
-            Ok(BufWriter::with_capacity(cli::BUF_SIZE, f))
+            Ok(BufWriter::with_capacity(cli::BUF_SIZE, Counted::output(f)))
         })?;
         for temp in temps {
             temp.commit()?;
         }
         remove_stale_parts(prefix, report.parts)?;
+        if args.common.summary() {
+            let (i, o, took) = (
+                progress::bytes_in(),
+                progress::bytes_out(),
+                display.elapsed(),
+            );
+            display.summary(&format!(
+                "split into {}: {}",
+                progress::count(report.parts.into(), "part", "parts"),
+                progress::transfer(i, o, took)
+            ));
+        }
         Ok(())
     })
 }

@@ -6,18 +6,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use crtools::cli;
-use crtools::filters::Stats;
+use crtools::completions::{Common, InputFile, OutputFile};
 use crtools::filters::sum::{self, DigestMode, SumOptions};
+use crtools::progress::{self, Display, Show};
 
 /// Add a SHA-256 digest to every record of a checkpoint image and a stream
 /// digest to its end record, or with --check verify them all. With --key,
-/// the digests are HMAC-SHA-256 keyed with the key file's bytes.
+/// the digests are HMAC-SHA-256 keyed with the key file's bytes. With -q,
+/// --check prints no report on standard output either.
 #[derive(Parser)]
 #[command(name = "cr-sum", version)]
 struct Args {
     /// Verify the digests of an image instead of adding them; exit 1 on
     /// the first record that does not match or carries none.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "output")]
     check: bool,
     /// Keyed digests: HMAC-SHA-256 with the bytes of FILE as the key. With
     /// --check, every digest must be keyed with it.
@@ -26,31 +28,26 @@ struct Args {
     /// Hashing threads, 0 to 256; 0 means one per core (the default).
     #[arg(short = 'T', long, default_value_t = 0, value_parser = cli::parse_threads)]
     threads: usize,
-    /// No progress on stderr; with --check, no report on stdout either.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Write to a terminal or read from one anyway.
-    #[arg(short, long)]
-    force: bool,
-    /// Write the image to FILE instead of stdout.
-    #[arg(short, long, value_name = "FILE", conflicts_with = "check")]
-    output: Option<PathBuf>,
-    /// Read the image from FILE instead of stdin ("-" is stdin).
-    file: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFile,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    input: InputFile,
 }
 
 fn main() -> ExitCode {
     let args: Args = crtools::completions::parse();
     cli::run("cr-sum", || {
         let key = args.key.as_deref().map(cli::read_key).transpose()?;
-        let input = cli::input(args.file.as_deref(), args.force)?;
+        let (force, total) = (args.common.force, args.input.size());
+        let input = cli::input(args.input.path(), force)?;
         let threads = cli::threads(args.threads);
-        let mut progress = cli::Progress::new("cr-sum", args.quiet);
-        let mut show = |s: &Stats| progress.update(s.bytes_in, s.bytes_out);
+        let mut display = Display::start("cr-sum", Show::Filter { total }, args.common.when());
         if args.check {
-            let report = sum::check(input, threads, key, Some(&mut show))?;
-            drop(progress);
-            if !args.quiet {
+            let report = sum::check(input, threads, key, None)?;
+            display.finish();
+            if !args.common.quiet {
                 let hex: String = report
                     .stream_digest
                     .iter()
@@ -66,15 +63,28 @@ fn main() -> ExitCode {
                     report.records, report.bytes
                 );
             }
+            if args.common.summary() {
+                let took = display.elapsed();
+                display.summary(&format!(
+                    "{} records verified, {} in {} ({})",
+                    report.records,
+                    progress::size(report.bytes),
+                    progress::secs(took),
+                    progress::rate(report.bytes, took)
+                ));
+            }
         } else {
-            let output =
-                cli::Output::open(args.output.as_deref(), args.force, &[args.file.as_deref()])?;
+            let output = cli::Output::open(args.output.path(), force, &[args.input.path()])?;
             let opts = SumOptions {
                 threads,
                 mode: key.map_or(DigestMode::Sha256, DigestMode::Keyed),
             };
-            let (output, _) = sum::sum(input, output, &opts, Some(&mut show))?;
+            let (output, stats) = sum::sum(input, output, &opts, None)?;
             output.commit()?;
+            if args.common.summary() {
+                let took = display.elapsed();
+                display.summary(&progress::transfer(stats.bytes_in, stats.bytes_out, took));
+            }
         }
         Ok(())
     })

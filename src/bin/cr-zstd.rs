@@ -1,13 +1,13 @@
 //! `cr-zstd`: compress or decompress the bulk records of a checkpoint image.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use crtools::cli;
-use crtools::filters::Stats;
+use crtools::completions::{Common, InputFile, OutputFile};
 use crtools::filters::zstd::{self, ZstdOptions};
+use crtools::progress::{self, Display, Show};
 
 /// Compress (or with -d decompress) the page and file data of a checkpoint
 /// image, record by record. Metadata stays readable; digests stay valid.
@@ -25,17 +25,12 @@ struct Args {
     /// Worker threads, 0 to 256; 0 means one per core.
     #[arg(short = 'T', long, default_value_t = 1, value_parser = cli::parse_threads)]
     threads: usize,
-    /// No progress on stderr.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Write to a terminal or read from one anyway.
-    #[arg(short, long)]
-    force: bool,
-    /// Write the image to FILE instead of stdout.
-    #[arg(short, long, value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Read the image from FILE instead of stdin ("-" is stdin).
-    file: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFile,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    input: InputFile,
 }
 
 fn level(s: &str) -> Result<i32, String> {
@@ -46,23 +41,28 @@ fn level(s: &str) -> Result<i32, String> {
 fn main() -> ExitCode {
     let args: Args = crtools::completions::parse();
     cli::run("cr-zstd", || {
-        let input = cli::input(args.file.as_deref(), args.force)?;
-        let output =
-            cli::Output::open(args.output.as_deref(), args.force, &[args.file.as_deref()])?;
+        let (force, total) = (args.common.force, args.input.size());
+        let input = cli::input(args.input.path(), force)?;
+        let output = cli::Output::open(args.output.path(), force, &[args.input.path()])?;
         let threads = cli::threads(args.threads);
-        let mut progress = cli::Progress::new("cr-zstd", args.quiet);
-        let mut show = |s: &Stats| progress.update(s.bytes_in, s.bytes_out);
-        let (output, _) = if args.decompress {
-            zstd::decompress_stream(input, output, threads, Some(&mut show))
-                .context("decompressing")?
+        let mut display = Display::start("cr-zstd", Show::Filter { total }, args.common.when());
+        let (output, stats) = if args.decompress {
+            zstd::decompress_stream(input, output, threads, None).context("decompressing")?
         } else {
             let opts = ZstdOptions {
                 level: args.level,
                 threads,
             };
-            zstd::compress(input, output, &opts, Some(&mut show)).context("compressing")?
+            zstd::compress(input, output, &opts, None).context("compressing")?
         };
         output.commit()?;
+        if args.common.summary() {
+            display.summary(&progress::transfer(
+                stats.bytes_in,
+                stats.bytes_out,
+                display.elapsed(),
+            ));
+        }
         Ok(())
     })
 }

@@ -143,7 +143,9 @@ pub fn checkpoint_then<W: Write>(
     }
     let pid = Pid::from_raw(pid);
     let t0 = Instant::now();
+    crate::progress::phase(crate::progress::Phase::Freezing);
     let mut frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
+    crate::progress::phase(crate::progress::Phase::State);
     let mut summary = Summary {
         processes: frozen.procs.len(),
         threads: frozen.threads.len(),
@@ -153,6 +155,7 @@ pub fn checkpoint_then<W: Write>(
     let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    crate::progress::phase(crate::progress::Phase::Releasing);
     frozen.release(opts.after)?;
     Ok(summary)
 }
@@ -369,6 +372,7 @@ fn write_bulk<W: Write>(
 ) -> Result<memory::DumpStats> {
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
+    crate::progress::phase(crate::progress::Phase::Memory);
     for s in &tree.states {
         let pid = Pid::from_raw(s.process.pid as i32);
         let patches: &[memory::Patch] = if pid == root { &opts.patches } else { &[] };
@@ -398,6 +402,7 @@ fn write_bulk<W: Write>(
             }
         }
     }
+    crate::progress::phase(crate::progress::Phase::Files);
     tree.ipc.write_contents(w)?;
     write_pipe_data(w, &tree.pipes)?;
     write_socket_data(w, &tree.sockets)?;

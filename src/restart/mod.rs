@@ -205,6 +205,7 @@ pub(crate) fn check_fd_map(meta: &Meta, opts: &Options) -> Result<()> {
 /// Restores the image from `reader`; on success the tree runs.
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
     let reader_flags = reader.header().flags;
+    crate::progress::phase(crate::progress::Phase::Reading);
     let mut meta = meta::load(&mut reader)?;
     check_fd_map(&meta, opts)?;
     inject::check("meta")?;
@@ -237,7 +238,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     ipc.create()?;
     inject::check("ipc")?;
     let mut held = Held::new(&meta, &ipc)?;
-
+    crate::progress::phase(crate::progress::Phase::Building);
     let mut tree = spawn::spawn_tree(&meta, &plan, opts, &mut held.open, &mut undo)?;
     inject::check("tree")?;
     // Every process on the restorer's CPU while it is rebuilt (remote
@@ -268,6 +269,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     inject::check("map")?;
 
     // Bulk data: page contents and file contents, streamed straight in.
+    crate::progress::phase(crate::progress::Phase::Memory);
     let next = if matches!(source, spool::Source::Spooled(_)) {
         source.next_record()?
     } else {
@@ -285,6 +287,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     ipc.finish()?;
     inject::check("data")?;
 
+    crate::progress::phase(crate::progress::Phase::Releasing);
     let mut made = Vec::new();
     for bp in &mut building {
         made.push(finish::finish(bp, &held.tramp, opts.original_pids)?);
