@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROGRAMS=(ckpt cr-restart cr-zstd cr-sum cr-split cr-info cr-migrate)
+PROGRAMS=(ckpt cr-restart cr-zstd cr-sum cr-split cr-info cr-migrate cr-delta)
 action=install
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}

@@ -8,7 +8,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const PROGRAMS: [&str; 7] = [
+const PROGRAMS: [&str; 8] = [
     "ckpt",
     "cr-restart",
     "cr-zstd",
@@ -16,6 +16,7 @@ const PROGRAMS: [&str; 7] = [
     "cr-split",
     "cr-info",
     "cr-migrate",
+    "cr-delta",
 ];
 
 /// The options (`--long` and `-s`) one line of text names.

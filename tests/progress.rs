@@ -20,22 +20,48 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use crtools::image::synth::{self, Spec};
 
-/// Runs `cmd` with its stderr on the slave side of a new pseudo-terminal
-/// (100 columns) and returns its status and everything the terminal got.
-fn under_pty(mut cmd: Command) -> (ExitStatus, String) {
-    let size = nix::pty::Winsize {
+/// A new pseudo-terminal of 100 columns: its master and its slave, both
+/// close-on-exec from the start, so that no process another test spawns at
+/// the same moment inherits them (a tree holding the slave would keep the
+/// master from its end of file, and would carry the pty into its image).
+fn open_pty() -> (File, File) {
+    use nix::fcntl::OFlag;
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = nix::pty::posix_openpt(flags).expect("posix_openpt");
+    nix::pty::grantpt(&master).expect("grantpt");
+    nix::pty::unlockpt(&master).expect("unlockpt");
+    let name = nix::pty::ptsname_r(&master).expect("ptsname_r");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&name)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let size = libc::winsize {
         ws_row: 30,
         ws_col: 100,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
-    cmd.stderr(Stdio::from(pty.slave));
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which is valid.
+    let r = unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    // SAFETY: the descriptor is the master's own, handed over whole.
+    let master = unsafe { File::from_raw_fd(master.into_raw_fd()) };
+    (master, slave)
+}
+
+/// Runs `cmd` with its stderr on the slave side of a new pseudo-terminal
+/// and returns its status and everything the terminal got.
+fn under_pty(mut cmd: Command) -> (ExitStatus, String) {
+    let (mut master, slave) = open_pty();
+    cmd.stderr(Stdio::from(slave));
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     // The slave is closed here now (moved into the command, dropped with it):
     // the master reads EIO once the child and its children have closed it.
     drop(cmd);
-    let mut master = File::from(pty.master);
     let reader = std::thread::spawn(move || {
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];

@@ -124,6 +124,17 @@ pub struct Info {
     pub stream_digest: bool,
     /// Records of kinds this tool does not know.
     pub unknown_records: u64,
+    /// For a delta (`cr-delta`): its base and what it takes from it.
+    pub delta: Option<DeltaInfo>,
+}
+
+/// What a delta needs from its base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaInfo {
+    pub base_stream_id: [u8; 16],
+    pub base_digest: [u8; 32],
+    /// Page units the delta takes from the base.
+    pub base_units: u64,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -232,6 +243,15 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let plain = |raw: &RawRecord| (raw.digest.is_some() && !raw.head.keyed()) as u64;
     verified += plain(&header_raw);
 
+    let mut delta = (reader.header().flags & crate::image::HDR_DELTA != 0)
+        .then(|| header_raw.payload().ok())
+        .flatten()
+        .and_then(|p| super::delta::delta_base(&p))
+        .map(|b| DeltaInfo {
+            base_stream_id: b.base_stream_id,
+            base_digest: b.base_digest,
+            base_units: 0,
+        });
     let mut procs: BTreeMap<u32, ProcInfo> = BTreeMap::new();
     let mut files: BTreeMap<u64, File> = BTreeMap::new();
     let mut fdtables: Vec<FdTable> = Vec::new();
@@ -239,6 +259,9 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     while let Some(raw) = reader.next_raw()? {
         count(&raw, &mut kinds);
         let kind = raw.head.kind;
+        if let (Kind::DELTA_PAGES, Some(d)) = (kind, delta.as_mut()) {
+            d.base_units += super::delta::base_units(&raw.decode()?.payload);
+        }
         if !matches!(
             kind,
             Kind::PROCESS | Kind::THREAD | Kind::MM | Kind::FDTABLE | Kind::FILE | Kind::EVENT
@@ -352,6 +375,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         digests_verified: verified,
         stream_digest: end.stream_digest.is_some(),
         unknown_records: unknown,
+        delta,
     })
 }
 
@@ -470,6 +494,11 @@ impl Info {
                 "compressed_records": self.compressed_records,
                 "ratio": self.ratio(),
             },
+            "delta": self.delta.as_ref().map(|d| json!({
+                "base_stream_id": hex(&d.base_stream_id),
+                "base_digest": hex(&d.base_digest),
+                "base_pages": d.base_units,
+            })),
             "checksums": {
                 "crc32c_verified": self.records,
                 "digests": self.digests,
@@ -496,6 +525,16 @@ impl fmt::Display for Info {
             h.root_pid
         )?;
         writeln!(f, "stream id:   {}", hex(&h.stream_id))?;
+        if let Some(d) = &self.delta {
+            writeln!(
+                f,
+                "delta:       against stream {} (digest {}), {} from it; \
+                 cr-delta --apply BASE rebuilds the full image",
+                hex(&d.base_stream_id),
+                hex(&d.base_digest),
+                plural(d.base_units, "page"),
+            )?;
+        }
         writeln!(
             f,
             "size:        {} stored, {} raw ({:.2}x)",

@@ -1,6 +1,7 @@
 //! Stream transforms over the image [`Reader`](crate::image::Reader) and
 //! [`Writer`](crate::image::Writer): compression ([`zstd`]), digests
-//! ([`sum`]), cutting into parts ([`split`]) and summaries ([`info`]).
+//! ([`sum`]), cutting into parts ([`split`]), deltas against an earlier
+//! image ([`delta`]) and summaries ([`info`]).
 //!
 //! Every transform reads any valid stream (compressed or not, with or
 //! without digests, with record kinds it does not know) and keeps what it
@@ -8,6 +9,7 @@
 //! filters compose in any order. Each is generic over `Read`/`Write`; the
 //! binaries in `src/bin/` only parse arguments and open files.
 
+pub mod delta;
 pub mod info;
 pub mod pipeline;
 pub mod split;

@@ -32,6 +32,11 @@ impl Kind {
     pub const PAGES: Kind = Kind(0x20);
     pub const ZERO: Kind = Kind(0x21);
     pub const BLOB: Kind = Kind(0x22);
+    /// Pages of a delta (`cr-delta`): a `PAGES` record of the full image
+    /// with its unchanged pages left in the base image. See [`DeltaPages`].
+    pub const DELTA_PAGES: Kind = Kind(0x23);
+    /// The end record of the full image a delta was made from. See [`DeltaEnd`].
+    pub const DELTA_END: Kind = Kind(0x24);
     /// Kinds from here up may be skipped by a reader that does not know them.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
 
@@ -41,7 +46,7 @@ impl Kind {
     /// Bulk kinds carry memory or file contents; `cr-zstd` compresses these
     /// and leaves metadata readable.
     pub fn is_bulk(self) -> bool {
-        matches!(self, Kind::PAGES | Kind::BLOB)
+        matches!(self, Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -63,6 +68,8 @@ impl Kind {
             Kind::PAGES => "pages",
             Kind::ZERO => "zero",
             Kind::BLOB => "blob",
+            Kind::DELTA_PAGES => "delta-pages",
+            Kind::DELTA_END => "delta-end",
             _ => "unknown",
         }
     }
@@ -109,6 +116,10 @@ pub const HDR_PIDNS_INIT: u32 = 1;
 /// The tree had its own IPC namespace: the image holds all of it, and
 /// `cr-restart` makes a new one.
 pub const HDR_OWN_IPCNS: u32 = 2;
+/// The stream is a delta against another image (`cr-delta`): the header
+/// payload goes on with a [`DeltaBase`], and `cr-delta --apply BASE` gives
+/// the full image back. Nothing restores a delta itself.
+pub const HDR_DELTA: u32 = 4;
 
 wire_struct! {
     /// `END`: closes the stream. A stream without it is truncated.
@@ -633,5 +644,59 @@ impl DataPrefix {
             },
             &payload[DATA_PREFIX..],
         ))
+    }
+}
+
+wire_struct! {
+    /// What a delta's `HEADER` payload holds after its [`StreamHeader`]
+    /// (which has [`HDR_DELTA`]): the base it needs and the full image's
+    /// own header record, as it stood.
+    pub struct DeltaBase {
+        /// The base image's stream id.
+        pub base_stream_id: [u8; 16],
+        /// SHA-256 over, for every record of the base before its end
+        /// record, `kind:u16 seq:u32 raw_len:u32 crc32c(raw payload):u32`:
+        /// the same whatever its compression or digests.
+        pub base_digest: [u8; 32],
+        /// Records of the base before its end record.
+        pub base_records: u64,
+        /// The full image's header record: flags, raw length, stored
+        /// payload and digest.
+        pub header_flags: u16,
+        pub header_raw_len: u32,
+        pub header_stored: Vec<u8>,
+        pub header_digest: Option<[u8; 32]>,
+    }
+}
+
+wire_struct! {
+    /// `DELTA_PAGES`, after the `DataPrefix` of the record it stands for:
+    /// how to rebuild that `PAGES` record. The page units not taken from
+    /// the base follow this struct, in order.
+    pub struct DeltaPages {
+        /// The record's flags (`F_ZSTD`, `F_DIGEST`, `F_HMAC`).
+        pub flags: u16,
+        /// Its payload as stored (compressed with `F_ZSTD`) and raw.
+        pub stored_len: u32,
+        pub raw_len: u32,
+        /// CRC32C of its raw payload, checked after the rebuild.
+        pub crc: u32,
+        pub digest: Option<[u8; 32]>,
+        /// With `F_ZSTD`: the zstd level that compresses the rebuilt payload
+        /// into exactly the stored bytes.
+        pub level: i32,
+        /// One bit per page unit of the data (least significant bit first):
+        /// set when the unit is the base's at the same space, id and address.
+        pub refs: Vec<u8>,
+    }
+}
+
+wire_struct! {
+    /// `DELTA_END`: the full image's end record, as it stood.
+    pub struct DeltaEnd {
+        pub flags: u16,
+        pub raw_len: u32,
+        pub stored: Vec<u8>,
+        pub digest: Option<[u8; 32]>,
     }
 }

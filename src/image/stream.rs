@@ -926,6 +926,38 @@ impl<W: Write> Writer<W> {
         Ok(self.out)
     }
 
+    /// Ends the stream with `end` exactly as it stood in another stream
+    /// whose records this writer has reproduced (`cr-delta --apply`): its
+    /// counts, and its stream digest if it has one, must be this stream's.
+    pub fn finish_as(mut self, end: &RawRecord) -> Result<W> {
+        let rec: EndRecord = end.decode()?.decode()?;
+        let chain: Option<[u8; DIGEST_LEN]> = self.chain.take().map(|h| h.finalize().into());
+        if rec.records != self.seq as u64
+            || rec.bytes != self.bytes
+            || rec.stream_digest.is_some_and(|d| Some(d) != chain)
+        {
+            return Err(ImageError::Corrupt {
+                seq: self.seq,
+                kind: Kind::END,
+                reason: "the end record to reproduce does not match the records written".into(),
+            });
+        }
+        let keep = if end.digest.is_some() {
+            F_ZSTD | F_HMAC
+        } else {
+            F_ZSTD
+        };
+        self.write_frame(
+            Kind::END,
+            end.head.flags & keep,
+            end.head.raw_len as usize,
+            &[&end.stored],
+            end.digest,
+        )?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.out
     }

@@ -53,6 +53,11 @@ struct RawProc {
 
 /// Reads the metadata records of an image, up to its first bulk record.
 pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
+    if reader.header().flags & crate::image::HDR_DELTA != 0 {
+        return Err(Error::msg(
+            "this image is a delta (made by cr-delta --base): rebuild the full image first with cr-delta --apply BASE",
+        ));
+    }
     let mut m = RawMeta::default();
     while let Some(raw) = reader.next_raw()? {
         let kind = raw.head.kind;
