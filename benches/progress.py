@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Cost of the progress counters and display: the same commands with two
-builds of the programs, interleaved, best of RUNS each, with peak RSS.
+builds of the programs, interleaved, best of RUNS each (in turn first), with peak RSS.
 
     benches/progress.py BEFORE_BIN_DIR AFTER_BIN_DIR [SIZE_MIB]
 
@@ -13,7 +13,6 @@ drawing it costs. Prints a Markdown table.
 """
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,16 @@ import time
 RUNS = int(os.environ.get("RUNS", "5"))
 
 
-def run(cmd):
-    """Wall seconds and peak RSS (KiB) of one shell command."""
+def run(cmd, tmp):
+    """Wall seconds and peak RSS (KiB) of one shell command. The RSS comes
+    from GNU time, not from wait4 here: a child's peak starts from the
+    high-water mark of the process that forked it (this script)."""
     t0 = time.monotonic()
-    p = subprocess.Popen(["bash", "-c", cmd])
-    _, status, ru = os.wait4(p.pid, 0)
+    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f"{tmp}/rss", "bash", "-c", cmd],
+                   check=True)
     dt = time.monotonic() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {cmd}")
-    return dt, ru.ru_maxrss
+    with open(f"{tmp}/rss") as f:
+        return dt, int(f.read().split()[-1])
 
 
 def main():
@@ -56,7 +56,7 @@ def main():
         ("ckpt PID --progress", "{b}/ckpt --progress {pid} > /dev/null 2>/dev/null", "after"),
     ]
     subprocess.run(f"{after}/cr-sum < {img} > {tmp}/s", shell=True, check=True)
-    print(f"- {size} MiB image of random pages; best of {RUNS} runs, interleaved; "
+    print(f"- {size} MiB image of random pages; best of {RUNS} runs, interleaved, each first in turn; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     print()
     print("| command | before s | after s | before peak RSS | after peak RSS |")
@@ -64,11 +64,12 @@ def main():
     try:
         for name, cmd, only in rows:
             best = {}
-            for _ in range(RUNS):
-                for tag, b in (("before", before), ("after", after)):
+            for i in range(RUNS):
+                pair = [("before", before), ("after", after)]
+                for tag, b in pair if i % 2 == 0 else pair[::-1]:
                     if only and tag != only:
                         continue
-                    dt, rss = run(cmd.format(b=b, img=img, tmp=tmp, pid=pid))
+                    dt, rss = run(cmd.format(b=b, img=img, tmp=tmp, pid=pid), tmp)
                     t, r = best.get(tag, (1e9, 0))
                     best[tag] = (min(t, dt), max(r, rss))
             cell = lambda tag, i: (f"{best[tag][0]:.3f}" if i == 0 else f"{best[tag][1] / 1024:.1f} MiB") if tag in best else "-"

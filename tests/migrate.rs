@@ -284,3 +284,198 @@ fn destination_killed_resumes_the_source() {
     assert!(m.stderr().contains("runs on here"), "{}", m.report());
     expect_source_resumed(&orig, &host, &m);
 }
+
+/// A program of its own with a library of its own, both in `dir` (the
+/// library found through the program's rpath): what a destination can
+/// lack. It appends `count N` to the log named by its argument and prints
+/// it, every 20 ms.
+fn build_carried(dir: &Path) -> std::path::PathBuf {
+    let lib = "long next_count(long n) { return n + 1; }\n";
+    let main = "#include <stdio.h>\n#include <unistd.h>\nlong next_count(long n);\n\
+        int main(int argc, char **argv) {\n\
+          FILE *log = fopen(argv[1], \"a\");\n\
+          if (!log) return 1;\n\
+          setvbuf(log, NULL, _IOLBF, 0);\n\
+          setvbuf(stdout, NULL, _IOLBF, 0);\n\
+          for (long n = 0;;) {\n\
+            n = next_count(n);\n\
+            fprintf(log, \"count %ld\\n\", n);\n\
+            printf(\"count %ld\\n\", n);\n\
+            usleep(20000);\n\
+          }\n\
+        }\n";
+    std::fs::write(dir.join("lib.c"), lib).unwrap();
+    std::fs::write(dir.join("main.c"), main).unwrap();
+    let d = dir.to_str().unwrap();
+    let cc = |args: &[&str]| {
+        let out = Command::new("cc")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cc(&["-shared", "-fPIC", "-o", "libcarry.so", "lib.c"]);
+    cc(&[
+        "-o",
+        "carried",
+        "main.c",
+        "-L.",
+        "-lcarry",
+        &format!("-Wl,-rpath,{d}"),
+    ]);
+    dir.join("carried")
+}
+
+/// A program whose executable and library are missing on the destination
+/// (hidden in its mount namespace): without carried copies the restore is
+/// refused there before any process is made, naming the missing file, and
+/// the source runs on; with `--carry-files` it moves, mapping the carried
+/// copies, its log unbroken.
+#[test]
+fn carried_files_restore_where_they_are_missing() {
+    let host = Host::start();
+    let bins = tempdir();
+    let logs = tempdir();
+    let exe = build_carried(bins.path());
+    let log = logs.path().join("log");
+    let mut orig = Workload::spawn(&exe, &[log.to_str().unwrap()]);
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+    host.hide(bins.path());
+
+    let mut m = cr_migrate(&host, pid, &[]);
+    assert_eq!(migrate_code(&mut m), Some(1), "{}", m.report());
+    let err = m.stderr();
+    let bins_s = bins.path().to_str().unwrap();
+    assert!(
+        err.contains(&format!("cannot restore: {bins_s}/"))
+            && err.contains("is missing on this host, and the image carries no copy of it"),
+        "{err}"
+    );
+    expect_source_resumed(&orig, &host, &m);
+
+    let mut m = cr_migrate(&host, pid, &["--carry-files"]);
+    assert_eq!(
+        migrate_code(&mut m),
+        Some(0),
+        "{}\n{}",
+        m.report(),
+        host.sshd_log()
+    );
+    assert_eq!(term_signal(orig.expect_exit()), Some(libc::SIGKILL));
+    let stopped_at = *log_counts(&log).last().unwrap();
+    let there = host
+        .outer_pid(pid)
+        .unwrap_or_else(|| panic!("no pid {pid} on the host: {:?}", host.procs()));
+    let maps = std::fs::read_to_string(format!("/proc/{there}/maps")).unwrap();
+    for name in ["crtools-carried:carried", "crtools-carried:libcarry.so"] {
+        assert!(maps.contains(name), "no {name} in the maps:\n{maps}");
+    }
+    expect_log_continues(&log, stopped_at + 10);
+}
+
+/// `cr-restart --remap DIR=NEWDIR`: the destination has the program's
+/// files elsewhere; the restore maps them from there.
+#[test]
+fn remap_finds_files_elsewhere() {
+    let host = Host::start();
+    let bins = tempdir();
+    let moved = tempdir();
+    let logs = tempdir();
+    let exe = build_carried(bins.path());
+    for f in ["carried", "libcarry.so"] {
+        std::fs::copy(bins.path().join(f), moved.path().join(f)).unwrap();
+    }
+    let log = logs.path().join("log");
+    let mut orig = Workload::spawn(&exe, &[log.to_str().unwrap()]);
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+    host.hide(bins.path());
+    let (b, n) = (
+        bins.path().to_str().unwrap(),
+        moved.path().to_str().unwrap(),
+    );
+    let restart = format!("cr-restart --remap {b}={n}");
+    let mut m = cr_migrate(&host, pid, &["--cr-restart", &restart]);
+    assert_eq!(migrate_code(&mut m), Some(0), "{}", m.report());
+    assert_eq!(term_signal(orig.expect_exit()), Some(libc::SIGKILL));
+    let stopped_at = *log_counts(&log).last().unwrap();
+    let there = host.outer_pid(pid).expect("the process on the host");
+    let maps = std::fs::read_to_string(format!("/proc/{there}/maps")).unwrap();
+    assert!(maps.contains(&format!("{n}/libcarry.so")), "{maps}");
+    expect_log_continues(&log, stopped_at + 10);
+}
+
+/// On one machine: a library that changed since the checkpoint (other
+/// contents) is refused by name when the image only describes it
+/// (`--carry-max 0`), and replaced by the carried copy when the image
+/// carries it; cr-info lists what is carried.
+#[test]
+fn changed_library_uses_the_carried_copy() {
+    let bins = tempdir();
+    let logs = tempdir();
+    let exe = build_carried(bins.path());
+    let log = logs.path().join("log");
+    let mut orig = Workload::spawn(&exe, &[log.to_str().unwrap()]);
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+    let dir = tempdir();
+    let (described, carried) = (dir.path().join("described"), dir.path().join("carried"));
+    ckpt_to_file(&["--carry-files", "--carry-max", "0"], pid, &described);
+    ckpt_to_file(&["--carry-files", "--kill"], pid, &carried);
+    orig.expect_exit();
+    assert!(wait_pid_gone(pid, TIMEOUT));
+    let lib = bins.path().join("libcarry.so");
+    let info = run("cr-info", &[carried.to_str().unwrap()], None);
+    info.assert_success();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        text.lines().any(|l| l.contains(" carried ")
+            && l.ends_with(")")
+            && l.contains(lib.to_str().unwrap())),
+        "{text}"
+    );
+    // Another library at the same path.
+    std::fs::write(
+        bins.path().join("lib.c"),
+        "long next_count(long n) { return n + 2; }\n",
+    )
+    .unwrap();
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o", "libcarry.so.new", "lib.c"])
+        .current_dir(bins.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::rename(bins.path().join("libcarry.so.new"), &lib).unwrap();
+
+    let r = run("cr-restart", &["-i", described.to_str().unwrap()], None);
+    assert_eq!(r.code(), Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot restore: {} differs from the checkpointed file",
+            lib.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "a process was left"
+    );
+
+    let mut r = Pipeline::new().input(&carried).restore(&[]);
+    r.restored.track(pid);
+    let last = *log_counts(&log).last().unwrap();
+    r.restored.expect_count(None, last + 5);
+    // n + 1, not n + 2: the carried library runs.
+    check_consecutive(&r.restored.counts(None)).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.contains("crtools-carried:libcarry.so"), "{maps}");
+    assert!(!maps.contains(lib.to_str().unwrap()), "{maps}");
+}

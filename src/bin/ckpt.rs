@@ -24,12 +24,28 @@ struct Args {
     stop: bool,
     #[command(flatten)]
     output: OutputFile,
+    /// Carry the contents of the files the tree maps or holds open (its
+    /// executables, libraries, data files) in the image, for a host that
+    /// lacks them or has other versions (see cr-restart).
+    #[arg(long)]
+    carry_files: bool,
+    /// With --carry-files: carry at most SIZE bytes of file contents in all
+    /// (e.g. 512M; default 1G); files past it are only described.
+    #[arg(long, value_name = "SIZE", value_parser = size, requires = "carry_files")]
+    carry_max: Option<u64>,
     #[command(flatten)]
     common: Common,
     /// The root of the tree to checkpoint.
     #[arg(value_parser = pid)]
     pid: i32,
 }
+
+fn size(s: &str) -> Result<u64, String> {
+    cli::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// `--carry-max` when not given.
+const CARRY_MAX: u64 = 1 << 30;
 
 fn pid(s: &str) -> Result<i32, String> {
     cli::parse_in_range(s, 1, i32::MAX.into(), "a process id").map(|n| n as i32)
@@ -91,6 +107,9 @@ fn main() -> ExitCode {
         let mut display = Display::start("ckpt", Show::Written, args.common.when());
         let opts = checkpoint::Options {
             after,
+            carry: args
+                .carry_files
+                .then(|| args.carry_max.unwrap_or(CARRY_MAX)),
             ..Default::default()
         };
         // The image file is in place before the tree is released; if it
@@ -117,6 +136,14 @@ fn main() -> ExitCode {
                 s.pages,
                 s.zero_pages,
             ));
+            if args.carry_files {
+                display.summary(&format!(
+                    "carried {} of {} file(s), {}",
+                    s.carried.carried,
+                    s.carried.files,
+                    progress::size(s.carried.bytes)
+                ));
+            }
         }
         Ok(())
     })

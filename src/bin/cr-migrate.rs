@@ -72,6 +72,14 @@ struct Args {
     /// carry options, e.g. "cr-restart --pidns"; --detach is added).
     #[arg(long, value_name = "COMMAND", default_value = "cr-restart")]
     cr_restart: String,
+    /// Carry the files the tree maps or holds open in the image (ckpt
+    /// --carry-files), for a HOST that lacks them or has other versions.
+    #[arg(long)]
+    carry_files: bool,
+    /// With --carry-files: at most SIZE bytes of file contents (ckpt
+    /// --carry-max).
+    #[arg(long, value_name = "SIZE", requires = "carry_files", value_parser = size)]
+    carry_max: Option<String>,
     /// zstd compression level of the page data.
     #[arg(long, value_name = "N", default_value_t = zstd::DEFAULT_LEVEL, allow_hyphen_values = true, value_parser = level)]
     level: i32,
@@ -91,6 +99,13 @@ struct Args {
 
 fn pid(s: &str) -> Result<i32, String> {
     cli::parse_in_range(s, 1, i32::MAX.into(), "a process id").map(|n| n as i32)
+}
+
+/// A size as ckpt takes it, checked here so that a bad one fails first.
+fn size(s: &str) -> Result<String, String> {
+    cli::parse_size(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn level(s: &str) -> Result<i32, String> {
@@ -289,7 +304,9 @@ fn watch_output(out: impl BufRead + Send + 'static) -> mpsc::Receiver<Instant> {
             if line == RESTORED {
                 let _ = tx.send(Instant::now());
             } else {
-                println!("{line}");
+                // Whatever else the remote side printed; a closed stdout
+                // must not end the watch.
+                let _ = writeln!(std::io::stdout(), "{line}");
             }
         }
     });
@@ -336,8 +353,16 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
     let stdin: ChildStdin = ssh.stdin.take().expect("ssh stdin");
 
     let frozen_from = Instant::now();
-    let mut ckpt = Command::new(sibling("ckpt"))
-        .args(["--stop", &a.pid.to_string()])
+    let mut ckpt = Command::new(sibling("ckpt"));
+    ckpt.arg("--stop");
+    if a.carry_files {
+        ckpt.arg("--carry-files");
+    }
+    if let Some(m) = &a.carry_max {
+        ckpt.args(["--carry-max", m]);
+    }
+    let mut ckpt = ckpt
+        .arg(a.pid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

@@ -58,6 +58,10 @@ struct Args {
     /// /dev/null with --detach.
     #[arg(long = "fd", value_name = "N=SPEC", value_parser = parse_fd)]
     fds: Vec<(u32, FdSource)>,
+    /// Look for the image's file PATH (or the files under directory PATH)
+    /// at NEWPATH on this host; may be repeated.
+    #[arg(long, value_name = "PATH=NEWPATH", value_parser = parse_remap)]
+    remap: Vec<(PathBuf, PathBuf)>,
     /// How long to wait for a pid still held by an exiting process.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pid_wait: u64,
@@ -69,6 +73,15 @@ struct Args {
     require_key: Option<PathBuf>,
     #[command(flatten)]
     common: Common,
+}
+
+fn parse_remap(s: &str) -> Result<(PathBuf, PathBuf), String> {
+    match s.split_once('=') {
+        Some((a, b)) if a.starts_with('/') && !b.is_empty() => {
+            Ok((PathBuf::from(a), PathBuf::from(b)))
+        }
+        _ => Err("expected PATH=NEWPATH, PATH absolute".into()),
+    }
 }
 
 fn parse_fd(s: &str) -> Result<(u32, FdSource), String> {
@@ -160,6 +173,7 @@ fn main() -> ExitCode {
             pid_wait: Duration::from_secs(args.pid_wait),
             pidns: args.pidns,
             detach: args.detach,
+            remap: args.remap.clone(),
             terminal_job: !args.detach,
         };
         for (n, src) in &args.fds {

@@ -6,11 +6,13 @@
 //! whole image is written and flushed; on any error before, it is resumed
 //! untouched.
 
+pub mod carry;
 pub mod events;
 pub mod files;
 pub mod freeze;
 pub mod ipc;
 pub mod locks;
+pub mod memfd;
 pub mod memory;
 pub mod tty;
 
@@ -58,6 +60,9 @@ pub struct Options {
     /// Processes left out of the tree (with their descendants): neither
     /// frozen nor recorded. Self-checkpoint leaves out its own helper.
     pub exclude: Vec<Pid>,
+    /// `--carry-files`: carry the files the tree maps or holds open, up
+    /// to this many bytes in all (see `carry.rs`).
+    pub carry: Option<u64>,
 }
 
 /// What a checkpoint did, for reporting.
@@ -70,6 +75,7 @@ pub struct Summary {
     pub bytes: u64,
     /// From stopping the tree to letting it go.
     pub frozen_for: Duration,
+    pub carried: carry::CarryStats,
 }
 
 fn random_id() -> [u8; 16] {
@@ -180,6 +186,8 @@ struct TreeState {
     pipes: Vec<(image::Pipe, Vec<u8>)>,
     ipc: ipc::IpcDump,
     own_ipc: bool,
+    /// memfds no process maps: `(SHMEM id, a /proc link to read them)`.
+    memfd_sources: Vec<(u64, String)>,
 }
 
 fn write_image<W: Write>(
@@ -196,6 +204,13 @@ fn write_image<W: Write>(
     let header = stream_header(&tree, &ns, root);
     let mut w = Writer::new(out, &header, WriteOptions::default())?;
     write_meta(&mut w, &tree, &ns, root)?;
+    if let Some(cap) = opts.carry {
+        let procs = tree
+            .states
+            .iter()
+            .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
+        summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
+    }
     let stats = write_bulk(&mut w, &tree, &ns, root, opts)?;
     let out = w.finish()?;
     summary.pages = stats.pages;
@@ -229,6 +244,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
+    let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -266,6 +282,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
         pipes,
         ipc,
         own_ipc,
+        memfd_sources,
     })
 }
 
@@ -400,6 +417,12 @@ fn write_bulk<W: Write>(
                     &mut stats,
                 )?;
             }
+        }
+    }
+    // memfds no process maps: their contents through a descriptor.
+    for (id, link) in &tree.memfd_sources {
+        if done_shm.insert(*id) {
+            memory::dump_object(link, &tree.shmem[id], w, &mut buf, &mut stats)?;
         }
     }
     crate::progress::phase(crate::progress::Phase::Files);

@@ -124,6 +124,8 @@ pub struct Info {
     pub stream_digest: bool,
     /// Records of kinds this tool does not know.
     pub unknown_records: u64,
+    /// Files described or carried by `ckpt --carry-files`.
+    pub carried: Vec<crate::image::CarryFile>,
     /// For a delta (`cr-delta`): its base and what it takes from it.
     pub delta: Option<DeltaInfo>,
 }
@@ -255,6 +257,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut procs: BTreeMap<u32, ProcInfo> = BTreeMap::new();
     let mut files: BTreeMap<u64, File> = BTreeMap::new();
     let mut fdtables: Vec<FdTable> = Vec::new();
+    let mut carried = Vec::new();
     let mut events: BTreeMap<u64, EventFile> = BTreeMap::new();
     while let Some(raw) = reader.next_raw()? {
         count(&raw, &mut kinds);
@@ -264,7 +267,13 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         }
         if !matches!(
             kind,
-            Kind::PROCESS | Kind::THREAD | Kind::MM | Kind::FDTABLE | Kind::FILE | Kind::EVENT
+            Kind::PROCESS
+                | Kind::THREAD
+                | Kind::MM
+                | Kind::FDTABLE
+                | Kind::FILE
+                | Kind::EVENT
+                | Kind::CARRY_FILE
         ) {
             continue;
         }
@@ -293,6 +302,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                 e.dumped_pages += m.vmas.iter().map(|v| v.dumped_pages).sum::<u64>();
             }
             Kind::FDTABLE => fdtables.push(rec.decode()?),
+            Kind::CARRY_FILE => carried.push(rec.decode()?),
             Kind::FILE => {
                 let f: File = rec.decode()?;
                 files.insert(f.id, f);
@@ -375,6 +385,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         digests_verified: verified,
         stream_digest: end.stream_digest.is_some(),
         unknown_records: unknown,
+        carried,
         delta,
     })
 }
@@ -484,6 +495,10 @@ impl Info {
             "stream_id": hex(&h.stream_id), "created": h.created,
             "created_local": local_time(h.created), "root_pid": h.root_pid,
             "processes": procs,
+            "carried_files": self.carried.iter().map(|c| json!({
+                "path": lossy(&c.path), "size": c.size, "carried": c.carried,
+                "sha256": hex(&c.sha256), "build_id": hex(&c.build_id),
+            })).collect::<Vec<_>>(),
             "records": self.records,
             "kinds": kinds,
             "unknown_records": self.unknown_records,
@@ -625,6 +640,21 @@ impl fmt::Display for Info {
                     writeln!(f, "              {l}")?;
                 }
             }
+        }
+        if !self.carried.is_empty() {
+            writeln!(f, "carried files (ckpt --carry-files):")?;
+        }
+        for c in &self.carried {
+            let what = if c.carried {
+                "carried"
+            } else {
+                "described only"
+            };
+            write!(f, "  {:>10} {:<14} {}", human(c.size), what, lossy(&c.path))?;
+            if !c.build_id.is_empty() {
+                write!(f, " (build id {})", hex(&c.build_id))?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }

@@ -37,6 +37,11 @@ impl Kind {
     pub const DELTA_PAGES: Kind = Kind(0x23);
     /// The end record of the full image a delta was made from. See [`DeltaEnd`].
     pub const DELTA_END: Kind = Kind(0x24);
+    /// Carried files (`ckpt --carry-files`): metadata, before the first
+    /// `PAGES`, `ZERO` or `BLOB`, as a restorer needs them before it
+    /// creates any process.
+    pub const CARRY_FILE: Kind = Kind(0x25);
+    pub const CARRY_DATA: Kind = Kind(0x26);
     /// Kinds from here up may be skipped by a reader that does not know them.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
 
@@ -46,7 +51,10 @@ impl Kind {
     /// Bulk kinds carry memory or file contents; `cr-zstd` compresses these
     /// and leaves metadata readable.
     pub fn is_bulk(self) -> bool {
-        matches!(self, Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES)
+        matches!(
+            self,
+            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA
+        )
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -70,6 +78,8 @@ impl Kind {
             Kind::BLOB => "blob",
             Kind::DELTA_PAGES => "delta-pages",
             Kind::DELTA_END => "delta-end",
+            Kind::CARRY_FILE => "carry-file",
+            Kind::CARRY_DATA => "carry-data",
             _ => "unknown",
         }
     }
@@ -557,9 +567,20 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// `SHMEM`: a shared memory object (shared anonymous mapping, memfd);
-    /// contents in `PAGES` of space [`SPACE_SHMEM`].
-    pub struct Shmem { pub id: u64, pub size: u64, pub ino: u64 }
+    /// `SHMEM`: a shared memory object (shared anonymous mapping, memfd,
+    /// deleted file that is mapped); contents in `PAGES` of space
+    /// [`SPACE_SHMEM`].
+    pub struct Shmem {
+        pub id: u64,
+        pub size: u64,
+        pub ino: u64,
+        /// The memfd name (or the deleted file's name), for `/proc/PID/maps`.
+        pub name: Vec<u8>,
+        /// `F_SEAL_*` seals, set once the contents are in.
+        pub seals: u32,
+        /// A memfd or deleted file (not shared anonymous memory).
+        pub file: bool,
+    }
 }
 
 wire_struct! {
@@ -601,6 +622,29 @@ pub const SPACE_SYSV_SHM: u32 = 2;
 pub const SPACE_FILE: u32 = 3;
 pub const SPACE_PIPE: u32 = 4;
 pub const SPACE_SOCKET: u32 = 5;
+/// Contents of a carried file (`CARRY_DATA`; `id` is the `CARRY_FILE`'s).
+pub const SPACE_CARRIED: u32 = 6;
+
+wire_struct! {
+    /// `CARRY_FILE`: a file the tree maps or holds open, as it was at the
+    /// checkpoint; with `carried`, its contents follow in `CARRY_DATA`
+    /// records (a [`DataPrefix`] of space [`SPACE_CARRIED`], offsets in
+    /// order, covering `size` bytes).
+    pub struct CarryFile {
+        pub id: u64,
+        pub path: Vec<u8>,
+        pub size: u64,
+        pub mtime_sec: i64,
+        pub mtime_nsec: u32,
+        pub mode: u32,
+        /// SHA-256 of the contents.
+        pub sha256: Vec<u8>,
+        /// The ELF build id (`NT_GNU_BUILD_ID`), empty if none.
+        pub build_id: Vec<u8>,
+        /// Whether the contents are in the image (false: over `--carry-max`).
+        pub carried: bool,
+    }
+}
 
 /// Size of the fixed prefix of `PAGES`, `ZERO` and `BLOB` payloads.
 pub const DATA_PREFIX: usize = 24;

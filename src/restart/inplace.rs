@@ -73,6 +73,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     let mut meta = meta::load(&mut reader)?;
     check_image(&meta)?;
     super::check_fd_map(&meta, opts)?;
+    super::carry::resolve(&mut meta, &opts.remap)?;
     if reader.header().flags & image::HDR_OWN_IPCNS != 0 {
         return Err(Error::msg(
             "cannot restore in place: the process had an IPC namespace of its own (use cr-restart without --in-place)",
@@ -330,6 +331,7 @@ fn rebuild(t: &mut Tracer, mut source: Source<'static, std::io::Empty>) -> Resul
         &mut source,
     )?;
     held.open.finish_sockets()?;
+    super::memfd::seal_all(t.meta.shmem(), &held.shm_fds)?;
     t.ipc.finish()?;
     let made = finish::finish(&mut bp, &held.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");

@@ -41,6 +41,7 @@ pub struct RawMeta {
     ipc: ipc::IpcRestore,
     /// The first bulk-data record, read to find the end of the metadata.
     first_bulk: Option<RawRecord>,
+    carried: super::carry::Carried,
 }
 
 #[derive(Default)]
@@ -114,6 +115,8 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             Kind::MSGQ | Kind::SEMSET | Kind::SYSV_SHM => {
                 m.ipc.add(&rec)?;
             }
+            Kind::CARRY_FILE => m.carried.add_file(rec.decode()?)?,
+            Kind::CARRY_DATA => m.carried.add_data(rec.seq, &rec.payload)?,
             Kind::EVENT => {
                 let e: image::EventFile = rec.decode()?;
                 m.events.insert(e.file_id, e);
@@ -204,6 +207,7 @@ pub struct Meta {
     events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
+    carried: super::carry::Carried,
 }
 
 fn pid_ok(pid: u32) -> bool {
@@ -278,6 +282,7 @@ impl Meta {
             events,
             ipc,
             first_bulk,
+            carried,
         } = raw;
         let root = procs
             .iter()
@@ -351,6 +356,7 @@ impl Meta {
             super::locks::check_file_locks(f)?;
         }
         super::events::check(&files, &events)?;
+        super::memfd::check(&files, &shmem)?;
         Ok(Meta {
             live,
             zombies,
@@ -363,6 +369,7 @@ impl Meta {
             events,
             ipc,
             first_bulk,
+            carried,
         })
     }
 
@@ -438,6 +445,53 @@ impl Meta {
     pub fn take_first_bulk(&mut self) -> Option<RawRecord> {
         self.first_bulk.take()
     }
+    /// The carried files (`restart/carry.rs`), taken out while paths are
+    /// decided and put back to be held open for the restore.
+    pub fn take_carried(&mut self) -> super::carry::Carried {
+        std::mem::take(&mut self.carried)
+    }
+    pub fn put_carried(&mut self, c: super::carry::Carried) {
+        self.carried = c;
+    }
+    pub fn carried(&self) -> &super::carry::Carried {
+        &self.carried
+    }
+    /// Calls `f` with every path of a file this host must have: regular
+    /// files that were not deleted (in `files` and in each descriptor),
+    /// then mapped files, then executables; `f` may rewrite them.
+    pub fn for_each_path(&mut self, mut f: impl FnMut(PathUse, &mut Vec<u8>)) {
+        let regular = |x: &File| x.ftype == image::FT_REGULAR && !x.deleted;
+        let fds = self.live.iter_mut().flat_map(|pi| pi.fds.iter_mut());
+        for x in self.files.values_mut().chain(fds.map(|d| &mut d.file)) {
+            if regular(x) {
+                let writable = x.flags as i32 & libc::O_ACCMODE != libc::O_RDONLY;
+                f(PathUse::File { writable }, &mut x.path);
+            }
+        }
+        for pi in &mut self.live {
+            for v in pi.mm.vmas.iter_mut() {
+                if v.backing == image::VMA_FILE && v.file_id == 0 {
+                    f(PathUse::Mapping, &mut v.path);
+                }
+            }
+        }
+        for pi in &mut self.live {
+            if !pi.p.exe.is_empty() {
+                f(PathUse::Exe, &mut pi.p.exe);
+            }
+        }
+    }
+}
+
+/// Where a path of [`Meta::for_each_path`] is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathUse {
+    /// Held open, for writing or not.
+    File {
+        writable: bool,
+    },
+    Mapping,
+    Exe,
 }
 
 fn check_vmas(

@@ -10,6 +10,7 @@
 //! for one process that becomes the caller.
 
 mod bulk;
+pub mod carry;
 mod events;
 // The one part of `restart` with `unsafe`: it runs in a fork of the
 // restorer between `clone3` and its first stop (and as the in-place caller's
@@ -24,6 +25,7 @@ pub mod ipc;
 pub mod job;
 pub mod locks;
 mod map;
+mod memfd;
 pub mod meta;
 mod pages;
 pub mod plan;
@@ -64,6 +66,8 @@ pub struct Options {
     /// `fd_map` entry goes to `/dev/null` instead of the restorer's own
     /// stdin/stdout, so nothing restored keeps them open.
     pub detach: bool,
+    /// `--remap PATH=NEWPATH`: files of the image found elsewhere here.
+    pub remap: Vec<(std::path::PathBuf, std::path::PathBuf)>,
     /// The caller waits for the tree: a root that was a shell's job may
     /// take the caller's controlling terminal (see [`job`]).
     pub terminal_job: bool,
@@ -129,14 +133,7 @@ impl Held {
     pub(crate) fn new(meta: &Meta, ipc: &ipc::IpcRestore) -> Result<Held> {
         let mut shm_fds = HashMap::new();
         for s in meta.shmem().values() {
-            let fd = nix::sys::memfd::memfd_create(
-                c"crtools-shmem",
-                nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-            )
-            .ctx(|| "cannot create shared memory".into())?;
-            nix::unistd::ftruncate(&fd, s.size as i64)
-                .ctx(|| "cannot size shared memory".into())?;
-            shm_fds.insert(s.id, fd);
+            shm_fds.insert(s.id, memfd::create(s)?);
         }
         let sysv_sizes = ipc
             .segments()
@@ -164,6 +161,10 @@ impl Held {
         open.ptys = tty::Ptys::new(meta.ptys().clone());
         open.events = meta.events().clone();
         open.files = meta.files().clone();
+        open.shm = shm_fds
+            .iter()
+            .map(|(&id, fd)| (id, std::os::fd::AsRawFd::as_raw_fd(fd)))
+            .collect();
         Ok(Held {
             shm_fds,
             sysv_sizes,
@@ -208,6 +209,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     crate::progress::phase(crate::progress::Phase::Reading);
     let mut meta = meta::load(&mut reader)?;
     check_fd_map(&meta, opts)?;
+    carry::resolve(&mut meta, &opts.remap)?;
     inject::check("meta")?;
     let terminal = opts.terminal_job.then(job::JobTerminal::find).flatten();
     let popts = PlanOptions {
@@ -284,6 +286,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     bulk::stream_bulk(&mut building, &mut sinks, next, &mut source)?;
     // reader.next_raw() returned None: the end record was read and matched.
     held.open.finish_sockets()?;
+    memfd::seal_all(meta.shmem(), &held.shm_fds)?;
     ipc.finish()?;
     inject::check("data")?;
 

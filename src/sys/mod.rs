@@ -13,6 +13,7 @@ pub mod codepage;
 pub mod creds;
 pub mod events;
 pub mod fds;
+pub mod fileid;
 pub mod fork;
 pub mod ids;
 pub mod ipc;
