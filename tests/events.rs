@@ -154,3 +154,42 @@ fn python3_pool_finishes_mid_map() {
     r.restored.expect_count(None, 200);
     r.restored.assert_no_fail();
 }
+
+/// cr-info shows each event file's state, in text and in `--json`; the
+/// process, checkpointed without `--kill`, runs on.
+#[test]
+fn cr_info_shows_event_state() {
+    let dir = tempdir();
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).unwrap();
+    let orig = Workload::spawn(workload("events"), &["-d", "20", "-w", path_str(&watched)]);
+    orig.expect_line(|l| l == "ready", "ready");
+    let img = dir.path().join("img");
+    ckpt_to_file(&[], orig.pid(), &img);
+    let text = run("cr-info", &[path_str(&img)], None);
+    let text = String::from_utf8_lossy(&text.assert_success().stdout).into_owned();
+    for want in [
+        "(counter 5)".to_string(),
+        "(counter 3, semaphore)".to_string(),
+        "(signals 0x200)".to_string(),
+        "events 0x80000019 data 0x2222".to_string(),
+        "(1 target: ".to_string(),
+        format!("(watch 1 {} (mask 0x100))", watched.display()),
+        "every 20 ms".to_string(),
+    ] {
+        assert!(text.contains(&want), "cr-info lacks {want}:\n{text}");
+    }
+    let json = run("cr-info", &["--json", path_str(&img)], None);
+    let json = String::from_utf8_lossy(&json.assert_success().stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&json).expect("cr-info --json");
+    let events: Vec<&str> = v["processes"][0]["fds"]
+        .as_array()
+        .expect("fds")
+        .iter()
+        .filter_map(|f| f["event"].as_str())
+        .collect();
+    assert!(events.contains(&"counter 3, semaphore"), "{json}");
+    let last = orig.last_count(None).unwrap_or(0);
+    orig.expect_count(None, last + 2);
+    orig.assert_no_fail();
+}
