@@ -479,3 +479,31 @@ fn changed_library_uses_the_carried_copy() {
     assert!(maps.contains("crtools-carried:libcarry.so"), "{maps}");
     assert!(!maps.contains(lib.to_str().unwrap()), "{maps}");
 }
+
+/// cr-migrate interrupted (SIGTERM) in the middle of the image: it ends
+/// ckpt and ssh, exits 1, the source runs on, nothing is left there.
+#[test]
+fn interrupted_migration_resumes_the_source() {
+    let host = Host::start();
+    let dir = tempdir();
+    let gate = dir.path().join("gate");
+    let orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "64"]);
+    orig.expect_count(None, 3);
+    let proxy = format!(
+        "ProxyCommand=python3 {} %h %p 8000000 gate {}",
+        script("sshproxy.py").display(),
+        gate.display()
+    );
+    let mut m = cr_migrate(&host, orig.pid(), &["-o", &proxy]);
+    let paused = gate.with_extension("paused");
+    assert!(
+        wait_until(TIMEOUT, || paused.exists()),
+        "the transfer did not reach 8 MB\n{}",
+        m.report()
+    );
+    assert!(signal(m.pid(), libc::SIGTERM));
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(migrate_code(&mut m), Some(1), "{}", m.report());
+    assert!(m.stderr().contains("runs on here"), "{}", m.report());
+    expect_source_resumed(&orig, &host, &m);
+}

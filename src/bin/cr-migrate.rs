@@ -304,7 +304,9 @@ fn watch_output(out: impl BufRead + Send + 'static) -> mpsc::Receiver<Instant> {
             if line == RESTORED {
                 let _ = tx.send(Instant::now());
             } else {
-                println!("{line}");
+                // Whatever else the remote side printed; a closed stdout
+                // must not end the watch.
+                let _ = writeln!(std::io::stdout(), "{line}");
             }
         }
     });

@@ -421,8 +421,16 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
         return Ok(f);
     }
     f.ftype = match ft {
-        libc::S_IFREG if path.starts_with(b"/memfd:") => return Err(unsupported("a memfd")),
-        libc::S_IFREG => image::FT_REGULAR,
+        libc::S_IFREG if path.starts_with(b"/memfd:") => {
+            // Tied to its shared memory object by `memfd::link_files`.
+            f.deleted = false;
+            f.ftype = image::FT_MEMFD;
+            return Ok(f);
+        }
+        libc::S_IFREG => {
+            super::events::refuse_mqueue(pid, fd, link)?;
+            image::FT_REGULAR
+        }
         libc::S_IFDIR => image::FT_DIRECTORY,
         libc::S_IFCHR if is_terminal_path(path) => image::FT_EXTERNAL,
         libc::S_IFCHR => image::FT_CHARDEV,

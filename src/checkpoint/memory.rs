@@ -106,17 +106,19 @@ pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
                 id: st.ino(),
                 size: st.size(),
                 ino: st.ino(),
+                ..Default::default()
             });
             vma.dumped_pages = 0;
         } else if m.inode != 0 && !m.is_special() {
             if m.deleted || m.path.starts_with(b"/memfd:") {
-                return Err(Error::msg(format!(
-                    "cannot checkpoint pid {pid}: the mapping of deleted file {} at {:#x} is not supported yet",
-                    what(),
-                    m.start
-                )));
+                // Its contents travel as a shared memory object, once.
+                let link = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+                vma.shmem_id = super::memfd::object(shmem, &link, &m.path)
+                    .map_err(|e| Error::msg(format!("pid {pid}: mapping of {}: {e}", what())))?;
+                vma.backing = image::VMA_SHARED_ANON;
+            } else {
+                vma.backing = image::VMA_FILE;
             }
-            vma.backing = image::VMA_FILE;
             if !m.shared {
                 private_file = true;
                 ranges = pm.dumpable_ranges(m.start, m.end, true).map_err(err)?;
@@ -416,9 +418,22 @@ pub fn dump_shmem<W: Write>(
     buf: &mut Vec<u8>,
     stats: &mut DumpStats,
 ) -> Result<()> {
-    use std::os::unix::fs::FileExt;
     let link = format!("/proc/{pid}/map_files/{:x}-{:x}", vma.start, vma.end);
-    let f = std::fs::File::open(&link).ctx(|| format!("cannot open {link}"))?;
+    dump_object(&link, obj, w, buf, stats)
+}
+
+/// Writes the contents of shared memory object `obj`, read from the file
+/// `link` (a `/proc` link to it), as `PAGES` of space `SHMEM`; zero pages
+/// are skipped.
+pub fn dump_object<W: Write>(
+    link: &str,
+    obj: &Shmem,
+    w: &mut Writer<W>,
+    buf: &mut Vec<u8>,
+    stats: &mut DumpStats,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(link).ctx(|| format!("cannot open {link}"))?;
     buf.resize(image::CHUNK, 0);
     let mut at = 0u64;
     while at < obj.size {

@@ -12,6 +12,7 @@ pub mod files;
 pub mod freeze;
 pub mod ipc;
 pub mod locks;
+pub mod memfd;
 pub mod memory;
 pub mod tty;
 
@@ -202,6 +203,7 @@ fn write_image<W: Write>(
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
+    let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -336,6 +338,12 @@ fn write_image<W: Write>(
                     &mut stats,
                 )?;
             }
+        }
+    }
+    // memfds no process maps: their contents through a descriptor.
+    for (id, link) in &memfd_sources {
+        if done_shm.insert(*id) {
+            memory::dump_object(link, &shmem[id], &mut w, &mut buf, &mut stats)?;
         }
     }
     crate::progress::phase(crate::progress::Phase::Files);

@@ -125,4 +125,6 @@ pub enum Fault {
     UnknownSpace { space: u32 },
     #[error("event file {file_id}: {why}")]
     Event { file_id: u64, why: &'static str },
+    #[error("memfd file {file_id} refers to a shared memory object the image lacks")]
+    MemfdObject { file_id: u64 },
 }

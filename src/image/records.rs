@@ -564,9 +564,20 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// `SHMEM`: a shared memory object (shared anonymous mapping, memfd);
-    /// contents in `PAGES` of space [`SPACE_SHMEM`].
-    pub struct Shmem { pub id: u64, pub size: u64, pub ino: u64 }
+    /// `SHMEM`: a shared memory object (shared anonymous mapping, memfd,
+    /// deleted file that is mapped); contents in `PAGES` of space
+    /// [`SPACE_SHMEM`].
+    pub struct Shmem {
+        pub id: u64,
+        pub size: u64,
+        pub ino: u64,
+        /// The memfd name (or the deleted file's name), for `/proc/PID/maps`.
+        pub name: Vec<u8>,
+        /// `F_SEAL_*` seals, set once the contents are in.
+        pub seals: u32,
+        /// A memfd or deleted file (not shared anonymous memory).
+        pub file: bool,
+    }
 }
 
 wire_struct! {

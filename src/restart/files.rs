@@ -53,6 +53,8 @@ pub struct OpenFiles {
     pub events: HashMap<u64, image::EventFile>,
     /// Every file of the image, for an epoll's targets.
     pub files: HashMap<u64, File>,
+    /// The restorer's memfds of shared memory objects, by object id.
+    pub shm: HashMap<u64, RawFd>,
 }
 
 fn cpath(p: &[u8]) -> Result<CString> {
@@ -60,7 +62,7 @@ fn cpath(p: &[u8]) -> Result<CString> {
 }
 
 /// Access mode and status flags safe to reopen with.
-fn reopen_flags(flags: u32) -> OFlag {
+pub(super) fn reopen_flags(flags: u32) -> OFlag {
     let keep = libc::O_ACCMODE
         | libc::O_APPEND
         | libc::O_NONBLOCK
@@ -178,6 +180,7 @@ impl OpenFiles {
             image::FT_SOCKET => self.open_socket(f)?,
             image::FT_PTY_MASTER | image::FT_PTY_SLAVE => self.ptys.open(f)?,
             image::FT_EPOLL => return self.open_epoll(f, external),
+            image::FT_MEMFD => self.open_memfd(f)?,
             t if super::events::is_event(t) => super::events::open(f, self.events.get(&f.id))?,
             other => {
                 return Err(Error::msg(format!(

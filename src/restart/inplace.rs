@@ -331,6 +331,7 @@ fn rebuild(t: &mut Tracer, mut source: Source<'static, std::io::Empty>) -> Resul
         &mut source,
     )?;
     held.open.finish_sockets()?;
+    super::memfd::seal_all(t.meta.shmem(), &held.shm_fds)?;
     t.ipc.finish()?;
     let made = finish::finish(&mut bp, &held.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");

@@ -333,6 +333,7 @@ impl Meta {
             super::locks::check_file_locks(f)?;
         }
         super::events::check(&files, &events)?;
+        super::memfd::check(&files, &shmem)?;
         Ok(Meta {
             live,
             zombies,

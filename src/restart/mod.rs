@@ -24,6 +24,7 @@ pub mod inplace;
 pub mod ipc;
 pub mod locks;
 mod map;
+mod memfd;
 pub mod meta;
 mod pages;
 pub mod plan;
@@ -128,14 +129,7 @@ impl Held {
     pub(crate) fn new(meta: &Meta, ipc: &ipc::IpcRestore) -> Result<Held> {
         let mut shm_fds = HashMap::new();
         for s in meta.shmem().values() {
-            let fd = nix::sys::memfd::memfd_create(
-                c"crtools-shmem",
-                nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-            )
-            .ctx(|| "cannot create shared memory".into())?;
-            nix::unistd::ftruncate(&fd, s.size as i64)
-                .ctx(|| "cannot size shared memory".into())?;
-            shm_fds.insert(s.id, fd);
+            shm_fds.insert(s.id, memfd::create(s)?);
         }
         let sysv_sizes = ipc
             .segments()
@@ -163,6 +157,10 @@ impl Held {
         open.ptys = tty::Ptys::new(meta.ptys().clone());
         open.events = meta.events().clone();
         open.files = meta.files().clone();
+        open.shm = shm_fds
+            .iter()
+            .map(|(&id, fd)| (id, std::os::fd::AsRawFd::as_raw_fd(fd)))
+            .collect();
         Ok(Held {
             shm_fds,
             sysv_sizes,
@@ -281,6 +279,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     bulk::stream_bulk(&mut building, &mut sinks, next, &mut source)?;
     // reader.next_raw() returned None: the end record was read and matched.
     held.open.finish_sockets()?;
+    memfd::seal_all(meta.shmem(), &held.shm_fds)?;
     ipc.finish()?;
     inject::check("data")?;
 

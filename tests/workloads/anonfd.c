@@ -1,9 +1,10 @@
 /*
  * anonfd: holds an event object crtools refuses, and counts.
  *
- *   anonfd [-d MS] -k uring|uffd
+ *   anonfd [-d MS] -k uring|uffd|mq
  *
- * Makes an io_uring instance (io_uring_setup) or a userfaultfd, prints
+ * Makes an io_uring instance (io_uring_setup), a userfaultfd or a POSIX
+ * message queue (unlinked at once, so nothing is left behind), prints
  * "fd N" with its descriptor number, then "count N" lines.
  */
 #include "common.h"
@@ -17,15 +18,21 @@ int main(int argc, char **argv)
 		if (c == 'k')
 			kind = optarg;
 		else if (!common_opt(c, optarg))
-			usage("anonfd [-d MS] -k uring|uffd");
+			usage("anonfd [-d MS] -k uring|uffd|mq");
 	}
 	if (!kind)
-		usage("anonfd [-d MS] -k uring|uffd");
+		usage("anonfd [-d MS] -k uring|uffd|mq");
 	long fd;
 	if (!strcmp(kind, "uring")) {
 		/* struct io_uring_params: 120 bytes, zeroed. */
 		unsigned char params[120] = { 0 };
 		fd = syscall(SYS_io_uring_setup, 4, params);
+	} else if (!strcmp(kind, "mq")) {
+		char name[64];
+		snprintf(name, sizeof name, "crtools-anonfd-%d", (int)getpid());
+		fd = syscall(SYS_mq_open, name, O_CREAT | O_RDWR, 0600, NULL);
+		if (fd >= 0)
+			syscall(SYS_mq_unlink, name);
 	} else {
 		fd = syscall(SYS_userfaultfd, O_CLOEXEC);
 	}
