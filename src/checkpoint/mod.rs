@@ -831,6 +831,7 @@ fn ask_process(
     mm: &mut Mm,
 ) -> Result<()> {
     mm.brk = r.call(nr::BRK, &[0])?;
+    p.creds.securebits = r.call(nr::PRCTL, &[libc::PR_GET_SECUREBITS as u64])? as u32;
     r.call(nr::PRCTL, &[libc::PR_GET_CHILD_SUBREAPER as u64, scratch])?;
     p.child_subreaper = read_u64s(pid, scratch, 1)?[0] as u32 != 0;
     for sig in 1..=64u32 {

@@ -55,6 +55,9 @@ pub struct OpenFiles {
     pub files: HashMap<u64, File>,
     /// The restorer's memfds of shared memory objects, by object id.
     pub shm: HashMap<u64, RawFd>,
+    /// Whose credentials path lookups, creations and opens use: the
+    /// process being set up (see [`super::asuser`]).
+    pub acting: super::asuser::Acting,
 }
 
 fn cpath(p: &[u8]) -> Result<CString> {
@@ -132,8 +135,10 @@ impl OpenFiles {
         let fd: OwnedFd = match f.ftype {
             image::FT_REGULAR | image::FT_CHARDEV | image::FT_BLOCKDEV if !f.deleted => {
                 let p = cpath(&f.path)?;
-                let fd = fds::open(p.as_c_str(), reopen_flags(f.flags), Mode::empty())
-                    .ctx(|| format!("cannot open {}", name()))?;
+                let fd = self.acting.run(|| {
+                    fds::open(p.as_c_str(), reopen_flags(f.flags), Mode::empty())
+                        .ctx(|| format!("cannot open {}", name()))
+                })?;
                 if f.ftype == image::FT_REGULAR {
                     check_same_file(&fd, f, &name())?;
                     nix::unistd::lseek(fd.as_raw_fd(), f.pos as i64, nix::unistd::Whence::SeekSet)
@@ -145,16 +150,18 @@ impl OpenFiles {
                 // A file unlinked while open: a fresh unlinked file next to
                 // where it was (same filesystem), filled from BLOB records.
                 let p = std::path::Path::new(OsStr::from_bytes(&f.path));
-                let dir = p
-                    .parent()
-                    .filter(|d| d.is_dir())
-                    .unwrap_or(std::path::Path::new("/tmp"));
-                let tmp = fds::open(
-                    dir,
-                    OFlag::O_TMPFILE | OFlag::O_RDWR,
-                    Mode::from_bits_truncate(f.mode & 0o7777),
-                )
-                .ctx(|| format!("cannot create a file for deleted {}", name()))?;
+                let tmp = self.acting.run(|| {
+                    let dir = p
+                        .parent()
+                        .filter(|d| d.is_dir())
+                        .unwrap_or(std::path::Path::new("/tmp"));
+                    fds::open(
+                        dir,
+                        OFlag::O_TMPFILE | OFlag::O_RDWR,
+                        Mode::from_bits_truncate(f.mode & 0o7777),
+                    )
+                    .ctx(|| format!("cannot create a file for deleted {}", name()))
+                })?;
                 // Reopen with the original access mode and flags.
                 let again = format!("/proc/self/fd/{}", tmp.as_raw_fd());
                 let fd = fds::open(again.as_str(), reopen_flags(f.flags), Mode::empty())
@@ -169,19 +176,27 @@ impl OpenFiles {
             }
             image::FT_DIRECTORY => {
                 let p = cpath(&f.path)?;
-                fds::open(
-                    p.as_c_str(),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-                    Mode::empty(),
-                )
-                .ctx(|| format!("cannot open directory {}", name()))?
+                self.acting.run(|| {
+                    fds::open(
+                        p.as_c_str(),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                        Mode::empty(),
+                    )
+                    .ctx(|| format!("cannot open directory {}", name()))
+                })?
             }
             image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
             image::FT_SOCKET => self.open_socket(f)?,
-            image::FT_PTY_MASTER | image::FT_PTY_SLAVE => self.ptys.open(f)?,
+            image::FT_PTY_MASTER | image::FT_PTY_SLAVE => {
+                let ptys = &mut self.ptys;
+                self.acting.run(|| ptys.open(f))?
+            }
             image::FT_EPOLL => return self.open_epoll(f, external),
             image::FT_MEMFD => self.open_memfd(f)?,
-            t if super::events::is_event(t) => super::events::open(f, self.events.get(&f.id))?,
+            t if super::events::is_event(t) => {
+                let state = self.events.get(&f.id);
+                self.acting.run(|| super::events::open(f, state))?
+            }
             other => {
                 return Err(Error::msg(format!(
                     "cannot restore descriptor {target_fd} ({}): files of type {other} are not supported yet",
@@ -202,21 +217,28 @@ impl OpenFiles {
                 String::from_utf8_lossy(&f.link)
             ))
         })?;
-        let fifo = f.ftype == image::FT_FIFO;
+        // A FIFO is checked (and made if missing) for every description,
+        // with the credentials of the process it is for.
+        let node = if f.ftype == image::FT_FIFO {
+            Some(super::asuser::fifo(
+                &self.acting,
+                &p.fifo_path,
+                f.mode,
+                f.flags,
+            )?)
+        } else {
+            None
+        };
         if let std::collections::hash_map::Entry::Vacant(slot) = self.made.entry(p.id) {
-            let (rd, wr) = if fifo {
-                let path = std::path::Path::new(OsStr::from_bytes(&p.fifo_path));
-                if !path.exists() {
-                    // The FIFO node was removed: make it again (see cr-restart(1)).
-                    nix::unistd::mkfifo(path, Mode::from_bits_truncate(f.mode & 0o777))
-                        .ctx(|| format!("cannot recreate FIFO {}", path.display()))?;
-                }
-                let keep = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
-                    .ctx(|| format!("cannot open FIFO {}", path.display()))?;
-                let keep = OwnedFd::from(keep);
+            let (rd, wr) = if let Some(node) = &node {
+                let path = String::from_utf8_lossy(&p.fifo_path);
+                let again = format!("/proc/self/fd/{}", node.as_raw_fd());
+                let keep = fds::open(
+                    again.as_str(),
+                    OFlag::O_RDWR | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ctx(|| format!("cannot open FIFO {path}"))?;
                 let again = keep.try_clone().ctx(|| "dup".into())?;
                 (keep, again)
             } else {
@@ -400,16 +422,4 @@ fn check_same_file(fd: &OwnedFd, f: &File, name: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Opens a directory for the child to `fchdir` into.
-pub fn open_dir(path: &[u8]) -> Result<OwnedFd> {
-    let p = cpath(path)?;
-    let fd = fds::open(
-        p.as_c_str(),
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("cannot open directory {}", String::from_utf8_lossy(path)))?;
-    Ok(fd)
 }

@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 use super::Building;
 use super::space::{self, Builder, Trampoline};
 use crate::error::{Context, Error, Result};
-use crate::image::{self, Process};
+use crate::image;
 use crate::sys::ptrace;
 use crate::sys::remote::{self, Gate, Remote, nr};
 
@@ -65,6 +65,7 @@ pub(crate) fn finish<'a>(
         let mut tb = Builder::new(r, pid, tramp);
         space::finish_thread(&mut tb, &t.t, tid)?;
         space::queue_signals(&mut tb, inner, inner_tid, &t.t.pending)?;
+        super::asuser::restore_creds(&mut tb, tid, &pi.p)?;
         tb.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
         made.push((pid, tid, tb.r));
     }
@@ -74,35 +75,12 @@ pub(crate) fn finish<'a>(
     space::queue_signals(b, inner, inner, &t.t.pending)?;
     space::posix_timers(b, &pi.p)?;
     super::locks::take_posix(b, pi)?;
-    restore_creds(b, &pi.p)?;
+    super::asuser::restore_creds(b, pid, &pi.p)?;
     // The last syscall unmaps the trampoline itself; stop at its exit.
     b.r.set_gate(Gate::Syscall(tramp.addr));
     b.call(nr::MUNMAP, &[tramp.addr, tramp.len])?;
     b.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
     Ok(made)
-}
-
-/// Credentials last: after them the process may no longer be allowed to
-/// do what the restore needs.
-fn restore_creds(b: &mut Builder, p: &Process) -> Result<()> {
-    let c = &p.creds;
-    let (uid, gid) = crate::sys::creds::real_ids();
-    let same_ids = [c.uid, c.euid, c.suid, c.fsuid].iter().all(|&x| x == uid)
-        && [c.gid, c.egid, c.sgid, c.fsgid].iter().all(|&x| x == gid);
-    if same_ids {
-        return Ok(());
-    }
-    if !c.groups.is_empty() {
-        let mut g = Vec::new();
-        for x in c.groups.iter() {
-            g.extend_from_slice(&x.to_le_bytes());
-        }
-        let at = b.put(&g)?;
-        b.call(nr::SETGROUPS, &[c.groups.len() as u64, at])?;
-    }
-    b.call(nr::SETRESGID, &[c.gid as u64, c.egid as u64, c.sgid as u64])?;
-    b.call(nr::SETRESUID, &[c.uid as u64, c.euid as u64, c.suid as u64])?;
-    Ok(())
 }
 
 /// One thread ready to go: `(pid, tid, session, stays stopped)`.

@@ -21,6 +21,8 @@ pub(crate) struct MapSources<'a> {
     pub open: &'a OpenFiles,
     /// Sizes of the SysV segments, by id.
     pub sysv_sizes: &'a HashMap<u64, u64>,
+    /// Files mapped by processes with other credentials, opened with theirs.
+    pub mapped: &'a super::asuser::MappedFiles,
 }
 
 /// Replaces a stopped process's address space with the image's mappings
@@ -92,7 +94,7 @@ fn map_vmas(
             }
             MapStep::Map { vma: i } => {
                 let v = vma(i)?;
-                map_one(b, v, &mut remote_fds, src)?;
+                map_one(b, image_pid, v, &mut remote_fds, src)?;
                 if v.dumped_pages > 0 {
                     writable.push((v.start, v.end));
                 }
@@ -144,6 +146,7 @@ fn trim_attachment(
 /// Maps one VMA, opening its file in the process once per path and mode.
 fn map_one(
     b: &mut Builder,
+    image_pid: u32,
     v: &Vma,
     remote_fds: &mut HashMap<(Vec<u8>, bool), u64>,
     src: &MapSources,
@@ -178,12 +181,13 @@ fn map_one(
             } else if let Some(fd) = (v.file_id != 0)
                 .then(|| src.open.blob_target(v.file_id))
                 .flatten()
+                .or_else(|| src.mapped.get(image_pid, &v.path, super::asuser::map_rw(v)))
             {
                 format!("/proc/{me}/fd/{fd}").into_bytes()
             } else {
                 v.path.clone()
             };
-            let rw = shared && v.prot & libc::PROT_WRITE as u32 != 0;
+            let rw = super::asuser::map_rw(v);
             let key = (path.clone(), rw);
             let fd = match remote_fds.get(&key) {
                 Some(&fd) => fd,

@@ -9,6 +9,7 @@
 //! restore is all or nothing. [`inplace`] runs the same plan and steps
 //! for one process that becomes the caller.
 
+pub mod asuser;
 mod bulk;
 pub mod carry;
 mod events;
@@ -119,6 +120,8 @@ pub(crate) struct Held {
     pub open: files::OpenFiles,
     pub tramp: Trampoline,
     pub specials: Vec<space::Special>,
+    /// Files mapped by processes with other credentials, opened with theirs.
+    pub mapped: asuser::MappedFiles,
 }
 
 impl Held {
@@ -167,6 +170,7 @@ impl Held {
             open,
             tramp,
             specials,
+            mapped: asuser::MappedFiles::open(meta)?,
         })
     }
 
@@ -175,6 +179,7 @@ impl Held {
             shm_fds: &self.shm_fds,
             open: &self.open,
             sysv_sizes: &self.sysv_sizes,
+            mapped: &self.mapped,
         }
     }
 }
@@ -230,6 +235,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
             .ctx(|| "cannot create an IPC namespace".into())?;
     }
     let mut ipc = meta.take_ipc();
+    asuser::check(&meta, &plan, &ipc)?;
     ipc.create()?;
     inject::check("ipc")?;
     let mut held = Held::new(&meta, &ipc)?;

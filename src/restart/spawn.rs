@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::asuser;
 use super::child::{self, ChildPlan};
-use super::files::{self, FdSource, OpenFiles};
+use super::files::{FdSource, OpenFiles};
 use super::meta::{Live, Meta};
 use super::plan::{Plan, ProcPlan};
 use super::{Options, tty};
@@ -168,6 +169,8 @@ pub(crate) fn child_plan(
         ..Default::default()
     };
     let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
+    // Opened with the process's own credentials (trust: see asuser).
+    open.acting = asuser::Acting::of(p)?;
     for (place, fd) in pp.fds.iter().zip(&pi.fds) {
         let src = open.open(&fd.file, place.fd, &external).map_err(|e| {
             Error::msg(format!(
@@ -177,17 +180,20 @@ pub(crate) fn child_plan(
         })?;
         plan.fds.push((place.fd as RawFd, src, place.cloexec));
     }
-    let cwd = high(
-        files::open_dir(if p.cwd.is_empty() { b"/" } else { &p.cwd })?,
-        open.base,
-    )?;
+    let cwd = if p.cwd.is_empty() { b"/" } else { &p.cwd[..] };
+    let cwd = asuser::open_dir(&open.acting, cwd)
+        .map_err(|e| Error::msg(format!("cannot restore pid {}: cwd: {e}", p.pid)))?;
+    let cwd = high(cwd, open.base)?;
     plan.cwd = Some(cwd.as_raw_fd());
     keep.push(cwd);
     if !p.root.is_empty() && p.root != b"/" {
-        let r = high(files::open_dir(&p.root)?, open.base)?;
+        let r = asuser::open_dir(&open.acting, &p.root)
+            .map_err(|e| Error::msg(format!("cannot restore pid {}: root: {e}", p.pid)))?;
+        let r = high(r, open.base)?;
         plan.root = Some(r.as_raw_fd());
         keep.push(r);
     }
+    open.acting = asuser::Acting::restorer();
     Ok(plan)
 }
 
@@ -202,7 +208,10 @@ fn ctty_source(
         return Ok(None);
     };
     let external = |f: &File, target: u32| -> Result<OwnedFd> { connect_external(f, target, opts) };
-    let src = open.open(f, u32::MAX, &external).map_err(|e| {
+    open.acting = asuser::Acting::of(&pi.p)?;
+    let src = open.open(f, u32::MAX, &external);
+    open.acting = asuser::Acting::restorer();
+    let src = src.map_err(|e| {
         Error::msg(format!(
             "cannot restore the controlling terminal of pid {}: {e}",
             pi.p.pid

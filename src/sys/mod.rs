@@ -25,6 +25,7 @@ pub mod process;
 pub mod ptrace;
 pub mod remote;
 pub mod rlimit;
+pub mod threadcreds;
 pub mod tty;
 pub mod unixdiag;
 
