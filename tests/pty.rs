@@ -197,6 +197,9 @@ struct OnTerminal {
     reader: Option<std::thread::JoinHandle<()>>,
     /// Further pids to kill on drop (a restored process).
     also: Vec<i32>,
+    /// The slave's device number as `/proc/PID/stat` shows a controlling
+    /// terminal (`tty_nr`).
+    tty_nr: i64,
 }
 
 impl OnTerminal {
@@ -215,6 +218,9 @@ impl OnTerminal {
             nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(set)).expect("FD_CLOEXEC");
         }
         let slave = std::fs::File::from(pty.slave);
+        let rdev = std::os::unix::fs::MetadataExt::rdev(&slave.metadata().unwrap());
+        let (major, minor) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);
+        let tty_nr = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
         let mut cmd = std::process::Command::new(program);
         cmd.args(args)
             .stdout(slave.try_clone().unwrap())
@@ -252,6 +258,7 @@ impl OnTerminal {
             output,
             reader: Some(reader),
             also: Vec::new(),
+            tty_nr,
         }
     }
 
@@ -280,6 +287,22 @@ impl OnTerminal {
             shown.push('\n');
         }
         shown
+    }
+
+    /// Types `text` on the terminal.
+    fn type_in(&self, text: &str) {
+        use std::io::Write;
+        (&self.master).write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits (up to 10 s) until `cond` holds, else panics with `what` and
+    /// what the terminal shows.
+    fn expect(&self, what: &str, cond: impl FnMut() -> bool) {
+        assert!(
+            wait_until(Duration::from_secs(10), cond),
+            "{what}; the terminal shows:\n{}",
+            self.text()
+        );
     }
 
     fn counts(&self) -> Vec<u64> {
@@ -341,13 +364,16 @@ impl Drop for OnTerminal {
     }
 }
 
-/// The everyday terminal case: a job started from one terminal is
-/// checkpointed with `--kill` and restored by `cr-restart < IMG` typed in
-/// another terminal. Its output shows there, continuing the count, and
-/// Ctrl-C there ends it: cr-restart exits 130 and says why.
+/// The everyday terminal case: a job started from one terminal (here
+/// the leader of its own session there) is checkpointed with `--kill` and
+/// restored by `cr-restart < IMG` in another terminal (run by a shell,
+/// sh(1), that leads the terminal's session). The job takes that terminal
+/// as its controlling terminal, in a group of its own in the foreground:
+/// its output shows there, continuing the count, and Ctrl-C there ends it;
+/// cr-restart exits 130, says why, and the shell's group is the
+/// foreground again.
 #[test]
 fn a_terminal_job_comes_back_in_another_terminal() {
-    use std::io::Write;
     let _s = serial();
     let dir = tempdir();
     let img = dir.path().join("job.img");
@@ -359,16 +385,26 @@ fn a_terminal_job_comes_back_in_another_terminal() {
     let before = orig.counts();
     let last = *before.last().unwrap();
 
-    let image = std::fs::File::open(&img).unwrap();
-    let mut restore = OnTerminal::spawn(&bin("cr-restart"), &[], Some(image));
+    let script = "\"$0\" < \"$1\"; echo \"cr-restart exited $?\"; exec sleep 60";
+    let cr = bin("cr-restart");
+    let args = ["-c", script, cr.to_str().unwrap(), img.to_str().unwrap()];
+    let mut restore = OnTerminal::spawn(std::path::Path::new("/bin/sh"), &args, None);
     restore.also.push(pid);
+    let sh = restore.child.id() as i32;
     restore.expect_count(last + 5);
     check_continuation(&before, &restore.counts(), Original::Killed)
         .unwrap_or_else(|e| panic!("{e}; the terminal shows:\n{}", restore.text()));
-    assert_eq!(sid_of(pid), Some(pid), "the restored job keeps its session");
+    assert_eq!(
+        tty_of(pid),
+        Some((restore.tty_nr, pid as i64)),
+        "the job's controlling terminal and its foreground group"
+    );
+    assert_eq!(sid_of(pid), Some(sh), "the job is in cr-restart's session");
 
-    restore.master.write_all(b"\x03").unwrap();
-    assert_eq!(restore.wait(), Some(130), "{}", restore.text());
+    restore.type_in("\x03");
+    restore.expect("cr-restart did not exit 130", || {
+        restore.text().contains("cr-restart exited 130")
+    });
     assert!(
         wait_pid_gone(pid, Duration::from_secs(5)),
         "the job still runs"
@@ -380,6 +416,101 @@ fn a_terminal_job_comes_back_in_another_terminal() {
         )),
         "{shown}"
     );
+    assert_eq!(
+        tty_of(sh).map(|t| t.1),
+        Some(sh as i64),
+        "the shell's group is not the foreground again"
+    );
+}
+
+/// The case CRIU serves with `--shell-job`, with real shells: an
+/// interactive bash in one terminal runs a python3 counter as a
+/// foreground job; it is checkpointed with `ckpt --kill` from elsewhere;
+/// an interactive bash in a second terminal runs `cr-restart < IMG`. The
+/// count resumes there at the next line; the job has the terminal and the
+/// foreground; Ctrl-Z stops it and cr-restart (bash gets the terminal
+/// back), `fg` continues both, Ctrl-C ends the job and cr-restart exits
+/// 130.
+#[test]
+fn a_bash_job_comes_back_under_another_bash() {
+    let _s = serial();
+    let dir = tempdir();
+    let img = dir.path().join("job.img");
+    let bash = std::path::Path::new("/bin/bash");
+    let interactive = ["--norc", "--noprofile", "-i"];
+    let mut first = OnTerminal::spawn(bash, &interactive, None);
+    let bash1 = first.child.id() as i32;
+    let counter =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/counter.py");
+    first.type_in(&format!(
+        "unset HISTFILE; python3 {} 200\n",
+        counter.display()
+    ));
+    first.expect_count(3);
+    let job = children_of(bash1)[0];
+    first.also.push(job);
+    assert_eq!(
+        tty_of(job),
+        Some((first.tty_nr, job as i64)),
+        "bash made the job its terminal's foreground"
+    );
+    ckpt_to_file(&["--kill"], job, &img);
+    assert!(
+        wait_pid_gone(job, Duration::from_secs(5)),
+        "the job was not killed"
+    );
+    let before = first.counts();
+    let last = *before.last().unwrap();
+
+    let mut second = OnTerminal::spawn(bash, &interactive, None);
+    second.also.push(job);
+    let bash2 = second.child.id() as i32;
+    second.type_in(&format!(
+        "unset HISTFILE; {} < {}\n",
+        bin("cr-restart").display(),
+        img.display()
+    ));
+    second.expect_count(last + 3);
+    check_continuation(&before, &second.counts(), Original::Killed)
+        .unwrap_or_else(|e| panic!("{e}; the terminal shows:\n{}", second.text()));
+    assert_eq!(
+        tty_of(job),
+        Some((second.tty_nr, job as i64)),
+        "the job's controlling terminal and its foreground group"
+    );
+    assert_eq!(
+        sid_of(job),
+        Some(bash2),
+        "the job is in the second bash's session"
+    );
+    let cr = children_of(bash2)[0];
+
+    // Ctrl-Z: the job and cr-restart stop, bash has the terminal.
+    second.type_in("\x1a");
+    second.expect("the job and cr-restart did not stop", || {
+        proc_state(job) == Some('T')
+            && proc_state(cr) == Some('T')
+            && tty_of(bash2).map(|t| t.1) == Some(bash2 as i64)
+    });
+    let stopped_at = *second.counts().last().unwrap();
+    second.type_in("fg\n");
+    second.expect_count(stopped_at + 3);
+    assert_eq!(
+        tty_of(job).map(|t| t.1),
+        Some(job as i64),
+        "fg gave the job the terminal"
+    );
+
+    second.type_in("\x03");
+    assert!(
+        wait_pid_gone(job, Duration::from_secs(10)),
+        "Ctrl-C did not end the job"
+    );
+    second.type_in("echo \"status=$?\"\n");
+    second.expect("cr-restart did not exit 130", || {
+        second.text().contains("status=130")
+    });
+    drop(first);
 }
 
 /// A restored root that cannot write to its terminal and dies at once is
@@ -451,6 +582,9 @@ fn fd_options_reconnect_each_number_of_a_shared_terminal() {
     orig.also.push(pid);
     let stderr = std::fs::read_to_string(&err).unwrap_or_default();
     assert!(status.success(), "cr-restart: {status}: {stderr}");
+    // Not on a terminal (and detached): its own session as before.
+    assert_eq!(sid_of(pid), Some(pid), "the job keeps its session");
+    assert_eq!(tty_of(pid).map(|t| t.0), Some(0), "the job has no terminal");
     let link = |n: i32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).ok();
     assert_eq!(link(1).as_deref(), Some(log.as_path()));
     assert_eq!(link(2).as_deref(), Some(log.as_path()));

@@ -45,6 +45,7 @@ fn shape(data: &[u8]) -> Vec<TreeProc> {
             zombie,
             extra_threads: if zombie { 0 } else { (c[2] as u32 >> 1) & 3 },
             fds: if zombie { Vec::new() } else { fds },
+            outside_tty: c[1] & 1 == 1,
         });
     }
     procs
@@ -69,11 +70,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(m) = Meta::validate(raw) else {
         return;
     };
-    for bits in 0..8u8 {
+    for bits in 0..16u8 {
         let opts = PlanOptions {
             original_pids: bits & 1 != 0,
             pidns: bits & 2 != 0,
             ns_init: bits & 4 != 0,
+            terminal: bits & 8 != 0,
         };
         let p = plan::plan(&m, opts);
         if let Err(e) = plan::verify(&m, &p, opts) {

@@ -174,6 +174,7 @@ fn main() -> ExitCode {
             pidns: args.pidns,
             detach: args.detach,
             remap: args.remap.clone(),
+            terminal_job: !args.detach,
         };
         for (n, src) in &args.fds {
             if let FdSource::Inherit(m) = src
@@ -199,7 +200,7 @@ fn main() -> ExitCode {
         }
         let total = cli::input_len(path);
         let mut display = Display::start("cr-restart", Show::Read { total }, args.common.when());
-        let r = restart::restore(reader, &opts)?;
+        let mut r = restart::restore(reader, &opts)?;
         display.finish();
         if r.pid <= 0 {
             bail!("restore returned no process");
@@ -214,7 +215,7 @@ fn main() -> ExitCode {
                 r.pid
             );
         }
-        restored = Some((r.wait_pid, r.pid));
+        restored = Some((r.wait_pid, r.pid, r.terminal.take()));
         if args.common.summary() {
             let (bytes, took) = (progress::bytes_in(), display.elapsed());
             display.summary(&format!(
@@ -229,8 +230,8 @@ fn main() -> ExitCode {
         Ok(())
     });
     match restored {
-        Some((wait, root)) if !args.detach => {
-            ExitCode::from(restart::wait_forwarding(wait, root, true).clamp(0, 255) as u8)
+        Some((wait, root, term)) if !args.detach => {
+            ExitCode::from(restart::job::wait_job(wait, root, true, term).clamp(0, 255) as u8)
         }
         _ => code,
     }

@@ -173,6 +173,23 @@ struct ProcState {
     plans: Vec<memory::VmaPlan>,
 }
 
+/// Everything read from the frozen tree, before anything is written.
+struct TreeState {
+    states: Vec<ProcState>,
+    fdtables: Vec<image::FdTable>,
+    files: files::FileTable,
+    shmem: HashMap<u64, Shmem>,
+    zombies: Vec<Process>,
+    sockets: Vec<(image::Socket, Vec<u8>)>,
+    events: Vec<image::EventFile>,
+    ptys: Vec<image::Pty>,
+    pipes: Vec<(image::Pipe, Vec<u8>)>,
+    ipc: ipc::IpcDump,
+    own_ipc: bool,
+    /// memfds no process maps: `(SHMEM id, a /proc link to read them)`.
+    memfd_sources: Vec<(u64, String)>,
+}
+
 fn write_image<W: Write>(
     frozen: &mut Frozen,
     root: Pid,
@@ -180,7 +197,31 @@ fn write_image<W: Write>(
     summary: &mut Summary,
     opts: &Options,
 ) -> Result<W> {
-    let (arch, kernel) = uname();
+    let tree = read_tree(frozen, root)?;
+    // Shared anonymous memory may be mapped by processes outside the tree:
+    // refuse rather than split it.
+    let ns = NsPids::read(root, frozen)?;
+    let header = stream_header(&tree, &ns, root);
+    let mut w = Writer::new(out, &header, WriteOptions::default())?;
+    write_meta(&mut w, &tree, &ns, root)?;
+    if let Some(cap) = opts.carry {
+        let procs = tree
+            .states
+            .iter()
+            .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
+        summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
+    }
+    let stats = write_bulk(&mut w, &tree, &ns, root, opts)?;
+    let out = w.finish()?;
+    summary.pages = stats.pages;
+    summary.zero_pages = stats.zero_pages;
+    summary.bytes = stats.bytes;
+    Ok(out)
+}
+
+/// Reads every process, descriptor, pipe, socket, pty and IPC object of
+/// the frozen tree.
+fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
     let mut states = Vec::new();
@@ -209,6 +250,10 @@ fn write_image<W: Write>(
         let pid = s.process.pid as i32;
         let (ctty, pgrp) = match tty::controlling_terminal(pid, &files.files, &ptys, t)? {
             tty::Ctty::None => (0, 0),
+            tty::Ctty::Outside => {
+                s.process.outside_tty = true;
+                (0, 0)
+            }
             tty::Ctty::Held(id, pgrp) => (id, pgrp),
             tty::Ctty::Unheld(file, pgrp) => (files.add_file(file), pgrp),
         };
@@ -225,15 +270,32 @@ fn write_image<W: Write>(
         pipe.data_len = data.len() as u64;
         pipes.push((pipe, data));
     }
-    // Shared anonymous memory may be mapped by processes outside the tree:
-    // refuse rather than split it.
-    let ns = NsPids::read(root, frozen)?;
-    let xstate_size = states
+    Ok(TreeState {
+        states,
+        fdtables,
+        files,
+        shmem,
+        zombies,
+        sockets,
+        events,
+        ptys,
+        pipes,
+        ipc,
+        own_ipc,
+        memfd_sources,
+    })
+}
+
+/// The stream's header for `tree`.
+fn stream_header(tree: &TreeState, ns: &Option<NsPids>, root: Pid) -> StreamHeader {
+    let (arch, kernel) = uname();
+    let xstate_size = tree
+        .states
         .first()
         .and_then(|s| s.threads.first())
         .map(|t| t.xstate.len() as u32)
         .unwrap_or(0);
-    let header = StreamHeader {
+    StreamHeader {
         format_major: image::FORMAT_MAJOR,
         format_minor: image::FORMAT_MINOR,
         arch,
@@ -246,72 +308,89 @@ fn write_image<W: Write>(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         root_pid: ns.as_ref().map_or(root.as_u32(), |n| n.pid(root.as_raw())),
-        flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 }
-            | if ns.is_some() {
-                image::HDR_PIDNS_INIT
-            } else {
-                0
-            },
+        flags: if tree.own_ipc {
+            image::HDR_OWN_IPCNS
+        } else {
+            0
+        } | if ns.is_some() {
+            image::HDR_PIDNS_INIT
+        } else {
+            0
+        },
         xstate_size,
-    };
-    let mut w = Writer::new(out, &header, WriteOptions::default())?;
-    for s in &states {
-        w.write(Kind::PROCESS, &ns_process(&ns, &s.process, root)?)?;
+    }
+}
+
+/// The metadata records, in cr-image(5) ORDERING.
+fn write_meta<W: Write>(
+    w: &mut Writer<W>,
+    tree: &TreeState,
+    ns: &Option<NsPids>,
+    root: Pid,
+) -> Result<()> {
+    for s in &tree.states {
+        w.write(Kind::PROCESS, &ns_process(ns, &s.process, root)?)?;
         for t in &s.threads {
             let mut t = t.clone();
-            if let Some(n) = &ns {
+            if let Some(n) = ns {
                 t.pid = n.pid(t.pid as i32);
                 t.tid = n.pid(t.tid as i32);
             }
             w.write(Kind::THREAD, &t)?;
         }
         let mut mm = s.mm.clone();
-        if let Some(n) = &ns {
+        if let Some(n) = ns {
             mm.pid = n.pid(mm.pid as i32);
         }
         w.write(Kind::MM, &mm)?;
     }
-    for f in &files.files {
+    for f in &tree.files.files {
         w.write(Kind::FILE, f)?;
     }
-    for e in &events {
+    for e in &tree.events {
         w.write(Kind::EVENT, e)?;
     }
-    for (p, _) in &pipes {
+    for (p, _) in &tree.pipes {
         w.write(Kind::PIPE, p)?;
     }
-    for (s, _) in &sockets {
+    for (s, _) in &tree.sockets {
         w.write(Kind::SOCKET, s)?;
     }
-    for p in &ptys {
+    for p in &tree.ptys {
         w.write(Kind::PTY, p)?;
     }
-    let mut objs: Vec<&Shmem> = shmem.values().collect();
+    let mut objs: Vec<&Shmem> = tree.shmem.values().collect();
     objs.sort_by_key(|s| s.id);
     for s in &objs {
         w.write(Kind::SHMEM, *s)?;
     }
-    for z in &zombies {
-        w.write(Kind::PROCESS, &ns_process(&ns, z, root)?)?;
+    for z in &tree.zombies {
+        w.write(Kind::PROCESS, &ns_process(ns, z, root)?)?;
     }
-    ipc.write_meta(&mut w)?;
-    for t in &fdtables {
+    tree.ipc.write_meta(w)?;
+    for t in &tree.fdtables {
         let mut t = t.clone();
-        if let Some(n) = &ns {
+        if let Some(n) = ns {
             t.pid = n.pid(t.pid as i32);
         }
         w.write(Kind::FDTABLE, &t)?;
     }
-    if let Some(cap) = opts.carry {
-        let procs = states
-            .iter()
-            .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
-        summary.carried = carry::write(&mut w, procs, &fdtables, &files.files, cap)?;
-    }
+    Ok(())
+}
+
+/// The bulk records, in cr-image(5) ORDERING: pages, shared memory, SysV
+/// contents, pipe and socket data, deleted files' contents.
+fn write_bulk<W: Write>(
+    w: &mut Writer<W>,
+    tree: &TreeState,
+    ns: &Option<NsPids>,
+    root: Pid,
+    opts: &Options,
+) -> Result<memory::DumpStats> {
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
     crate::progress::phase(crate::progress::Phase::Memory);
-    for s in &states {
+    for s in &tree.states {
         let pid = Pid::from_raw(s.process.pid as i32);
         let patches: &[memory::Patch] = if pid == root { &opts.patches } else { &[] };
         memory::dump_pages(
@@ -319,21 +398,21 @@ fn write_image<W: Write>(
             ns.as_ref()
                 .map_or(s.process.pid, |n| n.pid(s.process.pid as i32)),
             &s.plans,
-            &mut w,
+            w,
             &mut buf,
             &mut stats,
             patches,
         )?;
     }
     let mut done_shm = std::collections::HashSet::new();
-    for s in &states {
+    for s in &tree.states {
         for p in &s.plans {
             if p.vma.backing == image::VMA_SHARED_ANON && done_shm.insert(p.vma.shmem_id) {
                 memory::dump_shmem(
                     Pid::from_raw(s.process.pid as i32),
                     &p.vma,
-                    &shmem[&p.vma.shmem_id],
-                    &mut w,
+                    &tree.shmem[&p.vma.shmem_id],
+                    w,
                     &mut buf,
                     &mut stats,
                 )?;
@@ -341,15 +420,38 @@ fn write_image<W: Write>(
         }
     }
     // memfds no process maps: their contents through a descriptor.
-    for (id, link) in &memfd_sources {
+    for (id, link) in &tree.memfd_sources {
         if done_shm.insert(*id) {
-            memory::dump_object(link, &shmem[id], &mut w, &mut buf, &mut stats)?;
+            memory::dump_object(link, &tree.shmem[id], w, &mut buf, &mut stats)?;
         }
     }
     crate::progress::phase(crate::progress::Phase::Files);
-    ipc.write_contents(&mut w)?;
-    // Data waiting in pipes and FIFOs.
-    for (p, data) in &pipes {
+    tree.ipc.write_contents(w)?;
+    write_pipe_data(w, &tree.pipes)?;
+    write_socket_data(w, &tree.sockets)?;
+    // Contents of files deleted while open.
+    for (f, t) in tree
+        .files
+        .files
+        .iter()
+        .filter(|f| f.deleted)
+        .filter_map(|f| {
+            tree.fdtables.iter().find_map(|t| {
+                t.fds
+                    .iter()
+                    .find(|d| d.file_id == f.id)
+                    .map(|d| (f, (t.pid, d.fd)))
+            })
+        })
+    {
+        dump_file_contents(f, t.0 as i32, t.1 as i32, w, &mut buf)?;
+    }
+    Ok(stats)
+}
+
+/// Data waiting in pipes and FIFOs.
+fn write_pipe_data<W: Write>(w: &mut Writer<W>, pipes: &[(image::Pipe, Vec<u8>)]) -> Result<()> {
+    for (p, data) in pipes {
         for (i, chunk) in data.chunks(image::CHUNK).enumerate() {
             let prefix = image::DataPrefix {
                 space: image::SPACE_PIPE,
@@ -360,9 +462,16 @@ fn write_image<W: Write>(
             w.write_parts(Kind::BLOB, &[&prefix.to_bytes(), chunk])?;
         }
     }
-    // Data waiting in sockets, as length-prefixed messages, cut only
-    // between messages.
-    for (s, data) in &sockets {
+    Ok(())
+}
+
+/// Data waiting in sockets, as length-prefixed messages, cut only between
+/// messages.
+fn write_socket_data<W: Write>(
+    w: &mut Writer<W>,
+    sockets: &[(image::Socket, Vec<u8>)],
+) -> Result<()> {
+    for (s, data) in sockets {
         let mut at = 0;
         while at < data.len() {
             let mut end = at;
@@ -384,22 +493,7 @@ fn write_image<W: Write>(
             at = end;
         }
     }
-    // Contents of files deleted while open.
-    for (f, t) in files.files.iter().filter(|f| f.deleted).filter_map(|f| {
-        fdtables.iter().find_map(|t| {
-            t.fds
-                .iter()
-                .find(|d| d.file_id == f.id)
-                .map(|d| (f, (t.pid, d.fd)))
-        })
-    }) {
-        dump_file_contents(f, t.0 as i32, t.1 as i32, &mut w, &mut buf)?;
-    }
-    let out = w.finish()?;
-    summary.pages = stats.pages;
-    summary.zero_pages = stats.zero_pages;
-    summary.bytes = stats.bytes;
-    Ok(out)
+    Ok(())
 }
 
 fn dump_file_contents<W: Write>(
@@ -454,12 +548,57 @@ fn read_process(
     shmem: &mut HashMap<u64, Shmem>,
 ) -> Result<ProcState> {
     let stat = proc::stat(pid).map_err(perr(pid))?;
-    let status = proc::status(pid).map_err(perr(pid))?;
     let plans = memory::plan(pid, shmem)?;
     let vdso = plans
         .iter()
         .find(|p| p.vma.backing == image::VMA_VDSO)
         .map(|p| p.vma.start..p.vma.end);
+    let mut process = process_record(threads, pid, ppid, &stat)?;
+    let mut mm = Mm {
+        pid: pid.as_u32(),
+        start_code: stat.start_code,
+        end_code: stat.end_code,
+        start_data: stat.start_data,
+        end_data: stat.end_data,
+        start_brk: stat.start_brk,
+        start_stack: stat.start_stack,
+        arg_start: stat.arg_start,
+        arg_end: stat.arg_end,
+        env_start: stat.env_start,
+        env_end: stat.env_end,
+        auxv: proc::auxv(pid).map_err(perr(pid))?,
+        vmas: plans
+            .iter()
+            .map(|p| p.vma.clone())
+            .collect::<Vec<_>>()
+            .into(),
+        ..Default::default()
+    };
+    let mut out_threads = threads
+        .iter()
+        .map(|t| thread_record(pid, t))
+        .collect::<Result<Vec<_>>>()?;
+    // What only the process can tell: ask it with remote syscalls.
+    let vdso =
+        vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
+    ask_remotely(threads, pid, vdso, &mut process, &mut mm, &mut out_threads)?;
+    Ok(ProcState {
+        process,
+        threads: out_threads,
+        mm,
+        plans,
+    })
+}
+
+/// The process record as `/proc` and ptrace show it; what only the
+/// process can tell is added by [`ask_remotely`].
+fn process_record(
+    threads: &[&mut FrozenThread],
+    pid: Pid,
+    ppid: Pid,
+    stat: &proc::Stat,
+) -> Result<Process> {
+    let status = proc::status(pid).map_err(perr(pid))?;
     let mut process = Process {
         pid: pid.as_u32(),
         ppid: ppid.as_u32(),
@@ -526,71 +665,58 @@ fn read_process(
         .map(|s| s.to_vec())
         .collect::<Vec<_>>()
         .into();
+    Ok(process)
+}
 
-    let mut mm = Mm {
+/// One thread's record as ptrace shows it.
+fn thread_record(pid: Pid, t: &FrozenThread) -> Result<Thread> {
+    let regs = (t.tracee.regs()).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
+    let xstate =
+        (t.tracee.xstate()).ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
+    let sigmask =
+        (t.tracee.sigmask()).ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
+    let pending = (t.tracee.pending(false))
+        .ctx(|| format!("cannot read pending signals of thread {}", t.tid))?;
+    let rseq = (t.tracee.rseq())
+        .ctx(|| format!("cannot read rseq of thread {}", t.tid))?
+        .map(|c| Rseq {
+            addr: c.addr,
+            len: c.len,
+            flags: c.flags,
+            sig: c.sig,
+        });
+    let (robust_list, robust_len) = robust_list(t.tid)?;
+    let tstat = proc::task_stat(pid, t.tid).map_err(perr(pid))?;
+    Ok(Thread {
         pid: pid.as_u32(),
-        start_code: stat.start_code,
-        end_code: stat.end_code,
-        start_data: stat.start_data,
-        end_data: stat.end_data,
-        start_brk: stat.start_brk,
-        start_stack: stat.start_stack,
-        arg_start: stat.arg_start,
-        arg_end: stat.arg_end,
-        env_start: stat.env_start,
-        env_end: stat.env_end,
-        auxv: proc::auxv(pid).map_err(perr(pid))?,
-        vmas: plans
-            .iter()
-            .map(|p| p.vma.clone())
+        tid: t.tid.as_u32(),
+        regs: ptrace::regs_to_bytes(&regs),
+        xstate,
+        sigmask,
+        robust_list,
+        robust_len,
+        rseq,
+        pending: pending
+            .into_iter()
+            .map(|s| s.to_vec())
             .collect::<Vec<_>>()
             .into(),
+        comm: tstat.comm,
+        stopped: t.was_stopped,
         ..Default::default()
-    };
+    })
+}
 
-    let mut out_threads = Vec::new();
-    for t in threads.iter() {
-        let regs =
-            (t.tracee.regs()).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
-        let xstate =
-            (t.tracee.xstate()).ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
-        let sigmask =
-            (t.tracee.sigmask()).ctx(|| format!("cannot read signal mask of thread {}", t.tid))?;
-        let pending = (t.tracee.pending(false))
-            .ctx(|| format!("cannot read pending signals of thread {}", t.tid))?;
-        let rseq = (t.tracee.rseq())
-            .ctx(|| format!("cannot read rseq of thread {}", t.tid))?
-            .map(|c| Rseq {
-                addr: c.addr,
-                len: c.len,
-                flags: c.flags,
-                sig: c.sig,
-            });
-        let (robust_list, robust_len) = robust_list(t.tid)?;
-        let tstat = proc::task_stat(pid, t.tid).map_err(perr(pid))?;
-        out_threads.push(Thread {
-            pid: pid.as_u32(),
-            tid: t.tid.as_u32(),
-            regs: ptrace::regs_to_bytes(&regs),
-            xstate,
-            sigmask,
-            robust_list,
-            robust_len,
-            rseq,
-            pending: pending
-                .into_iter()
-                .map(|s| s.to_vec())
-                .collect::<Vec<_>>()
-                .into(),
-            comm: tstat.comm,
-            stopped: t.was_stopped,
-            ..Default::default()
-        });
-    }
-
-    // What only the process can tell: ask it with remote syscalls.
-    let vdso =
-        vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
+/// Runs remote syscalls in every thread (through a `syscall` instruction
+/// of the vDSO at `vdso`) for what only the process can tell.
+fn ask_remotely(
+    threads: &mut [&mut FrozenThread],
+    pid: Pid,
+    vdso: std::ops::Range<u64>,
+    process: &mut Process,
+    mm: &mut Mm,
+    out_threads: &mut [Thread],
+) -> Result<()> {
     let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
     let mut memf = None;
     crate::sys::mem::read_exact(pid, vdso.start, &mut code, &mut memf)
@@ -617,7 +743,7 @@ fn read_process(
             0,
         ],
     )?;
-    let mut res = ask_process(&mut r, pid, scratch, &mut process, &mut mm);
+    let mut res = ask_process(&mut r, pid, scratch, process, mm);
     let (out_first, out_others) = out_threads.split_first_mut().expect("one per thread");
     if res.is_ok() {
         res = ask_thread(&mut r, pid, scratch, out_first);
@@ -641,12 +767,7 @@ fn read_process(
     remote::redeliver(pid.as_raw(), tid.as_raw(), &deferred);
     res?;
     unmapped?;
-    Ok(ProcState {
-        process,
-        threads: out_threads,
-        mm,
-        plans,
-    })
+    Ok(())
 }
 
 /// Pids as the tree sees them itself, when its root is the init of its own

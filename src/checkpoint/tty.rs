@@ -198,8 +198,11 @@ fn move_data(
 /// A process's controlling terminal, as [`controlling_terminal`] finds it.
 #[derive(Debug)]
 pub enum Ctty {
-    /// None, or not a pty of the image.
+    /// None.
     None,
+    /// A terminal that is not a pty of the image: the terminal the tree
+    /// was started from.
+    Outside,
     /// The slave `FILE` with this id (one the process holds if any), and
     /// the terminal's foreground process group.
     Held(u64, u32),
@@ -225,7 +228,7 @@ pub fn controlling_terminal(
     let major = (nr >> 8) & 0xfff;
     let minor = (nr & 0xff) | ((nr >> 12) & 0xfff00);
     if major != PTS_MAJOR || !ptys.iter().any(|p| p.index == minor) {
-        return Ok(Ctty::None);
+        return Ok(Ctty::Outside);
     }
     let obj = object_id(minor);
     let pgrp = st.tpgid.max(0) as u32;

@@ -244,6 +244,9 @@ wire_struct! {
         /// Foreground process group of the controlling terminal when
         /// [`Process::ctty`] is a pty of the image, `0` otherwise.
         pub tty_pgrp: u32,
+        /// It had a controlling terminal that is not a pty of the image
+        /// (the terminal it was started from): a job of a shell.
+        pub outside_tty: bool,
     }
 }
 

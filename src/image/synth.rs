@@ -457,6 +457,8 @@ pub struct TreeProc {
     /// `(descriptor, file id)`; a file id used by several descriptors is
     /// one shared open file.
     pub fds: Vec<(u32, u64)>,
+    /// Its controlling terminal was outside the image (a shell's job).
+    pub outside_tty: bool,
 }
 
 /// The header every synthetic image shares; callers override what differs.
@@ -521,6 +523,7 @@ pub fn tree(procs: &[TreeProc], flags: u32) -> Vec<u8> {
             cwd: b"/".to_vec(),
             root: b"/".to_vec(),
             umask: 0o022,
+            outside_tty: tp.outside_tty,
             ..Process::default()
         };
         w.write(Kind::PROCESS, &p).expect(OK);

@@ -214,6 +214,60 @@ fn pid_ok(pid: u32) -> bool {
     pid != 0 && pid <= PID_MAX
 }
 
+/// A process's ids in range: its pid, group, session and terminal's
+/// group, and its exit signal.
+fn check_ids(p: &image::Process) -> std::result::Result<(), Fault> {
+    let pid = p.pid;
+    if !pid_ok(pid) {
+        return Err(Fault::Pid { pid });
+    }
+    for (field, value) in [("pgid", p.pgid), ("sid", p.sid), ("tty_pgrp", p.tty_pgrp)] {
+        // 0: outside the image's pid namespace (or no terminal).
+        if value > PID_MAX {
+            return Err(Fault::GroupId { pid, field, value });
+        }
+    }
+    if p.exit_signal > 64 {
+        return Err(Fault::ExitSignal {
+            pid,
+            signal: p.exit_signal,
+        });
+    }
+    Ok(())
+}
+
+/// A thread with its registers decoded and its id in range.
+fn thread_image(t: image::Thread) -> std::result::Result<ThreadImage, Fault> {
+    let regs = ptrace::regs_from_bytes(&t.regs).ok_or(Fault::RegsSize { tid: t.tid })?;
+    if !pid_ok(t.tid) {
+        return Err(Fault::Tid { tid: t.tid });
+    }
+    Ok(ThreadImage { t, regs })
+}
+
+/// A process's descriptors with their files resolved, in image order.
+fn resolve_fds(
+    pid: u32,
+    table: Option<&image::FdTable>,
+    files: &HashMap<u64, image::File>,
+) -> std::result::Result<Vec<FdImage>, Fault> {
+    let mut fds = Vec::new();
+    for fd in table.iter().flat_map(|t| t.fds.iter()) {
+        let file = files
+            .get(&fd.file_id)
+            .ok_or(Fault::MissingFile { pid, fd: fd.fd })?;
+        if fd.fd > MAX_FD {
+            return Err(Fault::Fd { pid, fd: fd.fd });
+        }
+        fds.push(FdImage {
+            fd: fd.fd,
+            cloexec: fd.cloexec,
+            file: file.clone(),
+        });
+    }
+    Ok(fds)
+}
+
 impl Meta {
     /// Checks everything the restorer relies on and resolves every
     /// reference; the one way to make a [`Meta`].
@@ -247,21 +301,7 @@ impl Meta {
         for (i, pi) in procs.into_iter().enumerate() {
             let p = &pi.p;
             let pid = p.pid;
-            if !pid_ok(pid) {
-                return Err(Fault::Pid { pid });
-            }
-            for (field, value) in [("pgid", p.pgid), ("sid", p.sid), ("tty_pgrp", p.tty_pgrp)] {
-                // 0: outside the image's pid namespace (or no terminal).
-                if value > PID_MAX {
-                    return Err(Fault::GroupId { pid, field, value });
-                }
-            }
-            if p.exit_signal > 64 {
-                return Err(Fault::ExitSignal {
-                    pid,
-                    signal: p.exit_signal,
-                });
-            }
+            check_ids(p)?;
             let parent = if i == 0 {
                 None
             } else {
@@ -292,30 +332,13 @@ impl Meta {
                     count: pi.threads.len(),
                 });
             }
-            let mut threads = Vec::with_capacity(pi.threads.len());
-            for t in pi.threads {
-                let regs =
-                    ptrace::regs_from_bytes(&t.regs).ok_or(Fault::RegsSize { tid: t.tid })?;
-                if !pid_ok(t.tid) {
-                    return Err(Fault::Tid { tid: t.tid });
-                }
-                threads.push(ThreadImage { t, regs });
-            }
+            let threads = pi
+                .threads
+                .into_iter()
+                .map(thread_image)
+                .collect::<std::result::Result<Vec<_>, Fault>>()?;
             check_vmas(pid, &mm, &shmem, &sysv)?;
-            let mut fds = Vec::new();
-            for fd in pi.fds.iter().flat_map(|t| t.fds.iter()) {
-                let file = files
-                    .get(&fd.file_id)
-                    .ok_or(Fault::MissingFile { pid, fd: fd.fd })?;
-                if fd.fd > MAX_FD {
-                    return Err(Fault::Fd { pid, fd: fd.fd });
-                }
-                fds.push(FdImage {
-                    fd: fd.fd,
-                    cloexec: fd.cloexec,
-                    file: file.clone(),
-                });
-            }
+            let fds = resolve_fds(pid, pi.fds.as_ref(), &files)?;
             let locks = pi.fds.map(|t| t.locks.0).unwrap_or_default();
             super::locks::check_posix_locks(pid, &locks, &fds)?;
             index.insert(pid, live.len());

@@ -23,6 +23,7 @@ mod finish;
 pub mod inject;
 pub mod inplace;
 pub mod ipc;
+pub mod job;
 pub mod locks;
 mod map;
 mod memfd;
@@ -38,9 +39,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
@@ -71,6 +69,9 @@ pub struct Options {
     pub detach: bool,
     /// `--remap PATH=NEWPATH`: files of the image found elsewhere here.
     pub remap: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The caller waits for the tree: a root that was a shell's job may
+    /// take the caller's controlling terminal (see [`job`]).
+    pub terminal_job: bool,
 }
 
 /// A restored, running tree.
@@ -83,6 +84,9 @@ pub struct Restored {
     pub wait_pid: i32,
     /// The pids every process of the image got, old -> new.
     pub pids: BTreeMap<i32, i32>,
+    /// The caller's terminal, lent to the root (see [`job`]): pass it to
+    /// [`job::wait_job`], which gives it back.
+    pub terminal: Option<job::JobTerminal>,
 }
 
 /// A process being built.
@@ -212,12 +216,15 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     check_fd_map(&meta, opts)?;
     carry::resolve(&mut meta, &opts.remap)?;
     inject::check("meta")?;
+    let terminal = opts.terminal_job.then(job::JobTerminal::find).flatten();
     let popts = PlanOptions {
         original_pids: opts.original_pids,
         pidns: opts.pidns,
         ns_init: reader_flags & image::HDR_PIDNS_INIT != 0,
+        terminal: terminal.is_some(),
     };
     let plan = plan::plan(&meta, popts);
+    let terminal = terminal.filter(|_| plan.foreground);
     let mut undo = Undo { pids: Vec::new() };
     let first = meta.take_first_bulk();
     let spooled = if popts.original_pids && !popts.pidns && !popts.ns_init {
@@ -303,9 +310,13 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     for (pid, tid, _) in made.iter().flatten() {
         remote::copy_affinity(*pid, *tid);
     }
-    finish::release(release_order(building, made, &plan), true)?;
     let root = tree.outer.get(&(meta.root().p.pid as i32)).copied();
     let root = root.ok_or_else(|| Error::msg("cannot restore: the root never started"))?;
+    if let Some(t) = &terminal {
+        // The root made its group: it leads it.
+        t.give(root)?;
+    }
+    finish::release(release_order(building, made, &plan), true)?;
     undo.pids.clear();
     ipc.commit();
     drop(held);
@@ -313,6 +324,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         pid: root,
         wait_pid: tree.init.unwrap_or(root),
         pids: tree.outer,
+        terminal,
     })
 }
 
@@ -429,47 +441,5 @@ fn release_order(
 /// (cr-restart), an exit other than 0 and a failed wait are said on stderr;
 /// `ckpt` waits for its worker without it (the worker reports its own errors).
 pub fn wait_forwarding(pid: i32, target: i32, report: bool) -> i32 {
-    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
-    }
-    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    std::thread::spawn(move || {
-        loop {
-            match set.wait() {
-                Ok(sig) => {
-                    let _ = kill(Pid::from_raw(target), sig);
-                }
-                Err(_) => return,
-            }
-        }
-    });
-    loop {
-        match nix::sys::wait::waitpid(Pid::from_raw(pid), None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => return 0,
-            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => {
-                if report {
-                    eprintln!(
-                        "cr-restart: the restored root (pid {target}) exited with status {c}"
-                    );
-                }
-                return c;
-            }
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, s, _)) => {
-                if report {
-                    eprintln!("cr-restart: the restored root (pid {target}) was killed by {s}");
-                }
-                return 128 + s as i32;
-            }
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                if report {
-                    eprintln!("cr-restart: cannot wait for the restored root (pid {target}): {e}");
-                }
-                return 1;
-            }
-        }
-    }
+    job::wait_job(pid, target, report, None)
 }

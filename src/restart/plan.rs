@@ -29,6 +29,10 @@ pub struct PlanOptions {
     /// The image's root was the init of its own pid namespace
     /// (`HDR_PIDNS_INIT`): it is again, in a new one.
     pub ns_init: bool,
+    /// The restorer waits in the foreground of its controlling terminal
+    /// and can lend it to a root that was a shell's job (see
+    /// [`Plan::foreground`]).
+    pub terminal: bool,
 }
 
 /// A zombie a parent makes: a child that exits at once.
@@ -131,6 +135,12 @@ pub struct Plan {
     pub joins: Vec<Join>,
     /// Release order: `(process, thread index)`, every main thread first.
     pub release: Vec<(usize, usize)>,
+    /// The root was a job of a shell (its controlling terminal outside
+    /// the image) and the restorer has a terminal for it: the root joins
+    /// the restorer's session in a group of its own (even if it led its
+    /// own session: it could not take a terminal another session holds)
+    /// and is made the terminal's foreground before the release.
+    pub foreground: bool,
 }
 
 impl Plan {
@@ -205,11 +215,75 @@ pub fn map_steps(pi: &Live) -> Vec<MapStep> {
     steps
 }
 
+/// Groups whose leader had exited get a ghost, forked by their session's
+/// leader (or the root, for a session from outside).
+fn plan_ghosts(live: &[Live], procs: &mut [ProcPlan], opts: PlanOptions) -> Vec<Ghost> {
+    let root_pgid = live[0].p.pgid;
+    let leader_of = |pid: u32| live.iter().position(|x| x.p.pid == pid);
+    let mut ghosts: Vec<Ghost> = Vec::new();
+    for pi in live {
+        let g = pi.p.pgid;
+        if g == root_pgid || leader_of(g).is_some() || ghosts.iter().any(|x| x.pgid == g) {
+            continue;
+        }
+        let parent = leader_of(pi.p.sid).unwrap_or(0);
+        procs[parent].ghosts.push(ghosts.len());
+        ghosts.push(Ghost {
+            pgid: g,
+            parent,
+            want: opts.original_pids.then_some(g as i32),
+        });
+    }
+    ghosts
+}
+
+/// Members of groups led by another process join once all exist.
+fn plan_joins(live: &[Live], ghosts: &[Ghost]) -> Vec<Join> {
+    let leader_of = |pid: u32| live.iter().position(|x| x.p.pid == pid);
+    live.iter()
+        .enumerate()
+        .filter(|(_, pi)| pi.p.pgid != pi.p.pid && pi.p.sid != pi.p.pid)
+        .filter_map(|(i, pi)| {
+            let g = pi.p.pgid;
+            let leader = match leader_of(g) {
+                Some(l) => Leader::Process(l),
+                None => Leader::Ghost(ghosts.iter().position(|x| x.pgid == g)?),
+            };
+            Some(Join {
+                process: i,
+                pgid: g,
+                leader,
+            })
+        })
+        .collect()
+}
+
+/// The ids (pids, thread ids, group ids) that must be free before the
+/// tree is made with original pids in the restorer's pid namespace.
+fn plan_free_ids(meta: &Meta, opts: PlanOptions) -> Vec<u32> {
+    let mut free_ids = Vec::new();
+    if !opts.original_pids || opts.pidns || opts.ns_init {
+        return free_ids;
+    }
+    let root_pgid = meta.root().p.pgid;
+    for &m in meta.order() {
+        let p = meta.process(m);
+        free_ids.push(p.pid);
+        if let Member::Live(i) = m {
+            let tids = meta.live()[i].threads.iter().map(|t| t.t.tid);
+            free_ids.extend(tids.filter(|&t| t != p.pid));
+        }
+        if p.pgid != root_pgid && !free_ids.contains(&p.pgid) {
+            free_ids.push(p.pgid);
+        }
+    }
+    free_ids
+}
+
 /// Plans the restore of `meta`.
 pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
     let live = meta.live();
     let want = |pid: u32| opts.original_pids.then_some(pid as i32);
-    let root_pgid = meta.root().p.pgid;
     let mut procs: Vec<ProcPlan> = live
         .iter()
         .map(|pi| {
@@ -262,54 +336,15 @@ pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
             }
         }
     }
-    // Groups whose leader had exited get a ghost, forked by their
-    // session's leader (or the root, for a session from outside).
-    let leader_of = |pid: u32| live.iter().position(|x| x.p.pid == pid);
-    let mut ghosts: Vec<Ghost> = Vec::new();
-    for pi in live {
-        let g = pi.p.pgid;
-        if g == root_pgid || leader_of(g).is_some() || ghosts.iter().any(|x| x.pgid == g) {
-            continue;
-        }
-        let parent = leader_of(pi.p.sid).unwrap_or(0);
-        procs[parent].ghosts.push(ghosts.len());
-        ghosts.push(Ghost {
-            pgid: g,
-            parent,
-            want: want(g),
-        });
-    }
-    // Members of groups led by another process join once all exist.
-    let joins = live
-        .iter()
-        .enumerate()
-        .filter(|(_, pi)| pi.p.pgid != pi.p.pid && pi.p.sid != pi.p.pid)
-        .filter_map(|(i, pi)| {
-            let g = pi.p.pgid;
-            let leader = match leader_of(g) {
-                Some(l) => Leader::Process(l),
-                None => Leader::Ghost(ghosts.iter().position(|x| x.pgid == g)?),
-            };
-            Some(Join {
-                process: i,
-                pgid: g,
-                leader,
-            })
-        })
-        .collect();
-    let mut free_ids = Vec::new();
-    if opts.original_pids && !opts.pidns && !opts.ns_init {
-        for &m in meta.order() {
-            let p = meta.process(m);
-            free_ids.push(p.pid);
-            if let Member::Live(i) = m {
-                let tids = live[i].threads.iter().map(|t| t.t.tid);
-                free_ids.extend(tids.filter(|&t| t != p.pid));
-            }
-            if p.pgid != root_pgid && !free_ids.contains(&p.pgid) {
-                free_ids.push(p.pgid);
-            }
-        }
+    let ghosts = plan_ghosts(live, &mut procs, opts);
+    let joins = plan_joins(live, &ghosts);
+    let free_ids = plan_free_ids(meta, opts);
+    // Under cr-init the root is not the restorer's child.
+    let with_init = opts.pidns && !opts.ns_init;
+    let foreground = opts.terminal && meta.root().p.outside_tty && !with_init;
+    if foreground {
+        procs[0].setsid = false;
+        procs[0].setpgid = true;
     }
     let mut release: Vec<(usize, usize)> = (0..live.len()).map(|i| (i, 0)).collect();
     for (i, pi) in live.iter().enumerate() {
@@ -317,12 +352,13 @@ pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
     }
     Plan {
         new_pidns: opts.pidns || opts.ns_init,
-        with_init: opts.pidns && !opts.ns_init,
+        with_init,
         free_ids,
         procs,
         ghosts,
         joins,
         release,
+        foreground,
     }
 }
 
@@ -407,6 +443,12 @@ pub fn verify(meta: &Meta, plan: &Plan, opts: PlanOptions) -> Result<(), String>
                 "process {} joins group {} wrongly",
                 j.process, j.pgid
             ));
+        }
+    }
+    if plan.foreground {
+        let root = plan.root();
+        if !meta.root().p.outside_tty || root.setsid || !root.setpgid || plan.with_init {
+            return Err("a root that gets the terminal must join the restorer's session in a group of its own, be a shell's job and be waited for directly".into());
         }
     }
     let mut threads: Vec<(usize, usize)> = live

@@ -254,6 +254,42 @@ pub fn set_controlling(fd: BorrowedFd) -> io::Result<()> {
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(|_| ())
 }
 
+/// The first of descriptors 0, 1 and 2 that is the caller's controlling
+/// terminal while the caller's process group is in its foreground, as a
+/// close-on-exec duplicate; `None` when there is none (a pipe, a file, a
+/// terminal of another session, or a caller in the background).
+pub fn own_foreground_terminal() -> Option<OwnedFd> {
+    // SAFETY: getsid and getpgrp take and return integers.
+    let (sid, pgrp) = unsafe { (libc::getsid(0), libc::getpgrp()) };
+    (0..3).find_map(|fd| {
+        // SAFETY: 0, 1 and 2 are only borrowed for these ioctls; a closed
+        // one fails with EBADF.
+        let b = unsafe { BorrowedFd::borrow_raw(fd) };
+        // TIOCGSID fails (ENOTTY) on a terminal that is not ours.
+        let ours = get_int(b, libc::TIOCGSID).ok()? == sid && foreground(b).ok()? == pgrp;
+        ours.then(|| b.try_clone_to_owned().ok()).flatten()
+    })
+}
+
+/// The terminal's foreground process group (`TIOCGPGRP`).
+pub fn foreground(fd: BorrowedFd) -> io::Result<i32> {
+    get_int(fd, libc::TIOCGPGRP)
+}
+
+/// Makes `pgrp` the terminal's foreground process group (`TIOCSPGRP`),
+/// with `SIGTTOU` blocked in the calling thread meanwhile: a caller outside
+/// the foreground would otherwise be stopped by it.
+pub fn set_foreground(fd: BorrowedFd, pgrp: i32) -> io::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old))?;
+    let r = set_int(fd, libc::TIOCSPGRP, pgrp);
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    r
+}
+
 /// Reads everything waiting on a non-blocking tty descriptor. A read
 /// that finds nothing first waits for the kernel's pending input work,
 /// so bytes still on their way into the line discipline are included.

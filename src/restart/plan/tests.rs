@@ -43,6 +43,7 @@ const ORIG: PlanOptions = PlanOptions {
     original_pids: true,
     pidns: false,
     ns_init: false,
+    terminal: false,
 };
 
 fn planned(procs: &[TreeProc], flags: u32, opts: PlanOptions) -> Plan {
@@ -346,4 +347,72 @@ fn tree_faults_are_refused() {
             fd: 1 << 21
         }
     );
+}
+
+#[test]
+fn a_shell_job_joins_the_restorers_session_when_it_has_a_terminal() {
+    // python3 run by an interactive bash: its own group, bash's session.
+    let job = |outside_tty| TreeProc {
+        pid: 100,
+        ppid: 0,
+        pgid: 100,
+        sid: 40,
+        outside_tty,
+        ..TreeProc::default()
+    };
+    let child = TreeProc {
+        pid: 101,
+        ppid: 100,
+        pgid: 100,
+        sid: 40,
+        ..TreeProc::default()
+    };
+    let term = PlanOptions {
+        terminal: true,
+        ..ORIG
+    };
+    let plan = planned(&[job(true), child.clone()], 0, term);
+    assert!(plan.foreground);
+    assert!(!plan.procs[0].setsid && plan.procs[0].setpgid);
+    assert!(!plan.procs[1].setsid && !plan.procs[1].setpgid);
+    // The child joins the root's new group, as without a terminal.
+    let join = Join {
+        process: 1,
+        pgid: 100,
+        leader: Leader::Process(0),
+    };
+    assert_eq!(plan.joins, vec![join]);
+    // No terminal, or no terminal in the image, or under cr-init: as before.
+    assert!(!planned(&[job(true), child.clone()], 0, ORIG).foreground);
+    assert!(!planned(&[job(false), child.clone()], 0, term).foreground);
+    let under_init = PlanOptions {
+        pidns: true,
+        ..term
+    };
+    assert!(!planned(&[job(true), child], 0, under_init).foreground);
+}
+
+#[test]
+fn a_session_leader_from_a_terminal_joins_too() {
+    // A job that led its own session on the terminal it was started from
+    // cannot take another session's terminal: it joins the restorer's
+    // session in a group of its own; its session's members follow it.
+    let leader = TreeProc {
+        pid: 100,
+        ppid: 0,
+        pgid: 100,
+        sid: 100,
+        outside_tty: true,
+        ..TreeProc::default()
+    };
+    let term = PlanOptions {
+        terminal: true,
+        ..ORIG
+    };
+    let plan = planned(&[leader.clone(), p(101, 100)], 0, term);
+    assert!(plan.foreground);
+    assert!(!plan.procs[0].setsid && plan.procs[0].setpgid);
+    // Without a terminal it makes its session again.
+    let plan = planned(&[leader, p(101, 100)], 0, ORIG);
+    assert!(!plan.foreground && plan.procs[0].setsid);
 }
