@@ -483,6 +483,15 @@ fn a_bash_job_comes_back_under_another_bash() {
         Some(bash2),
         "the job is in the second bash's session"
     );
+    // `cr-restart < IMG`: the image is cr-restart's stdin, so the job's
+    // stdin (a terminal before) is the new terminal, not the image file.
+    let fd0 = std::fs::read_link(format!("/proc/{job}/fd/0")).unwrap();
+    assert_eq!(
+        fd0,
+        std::fs::read_link(format!("/proc/{job}/fd/1")).unwrap(),
+        "the job reads the terminal it writes to"
+    );
+    assert!(fd0.starts_with("/dev/pts/"), "stdin is {}", fd0.display());
     let cr = children_of(bash2)[0];
 
     // Ctrl-Z: the job and cr-restart stop, bash has the terminal.

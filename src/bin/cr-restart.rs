@@ -175,6 +175,7 @@ fn main() -> ExitCode {
             detach: args.detach,
             remap: args.remap.clone(),
             terminal_job: !args.detach,
+            image_on_stdin: path.is_none(),
         };
         for (n, src) in &args.fds {
             if let FdSource::Inherit(m) = src

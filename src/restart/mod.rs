@@ -72,6 +72,10 @@ pub struct Options {
     /// The caller waits for the tree: a root that was a shell's job may
     /// take the caller's controlling terminal (see [`job`]).
     pub terminal_job: bool,
+    /// The image is read from the restorer's standard input: its
+    /// descriptor 0 is the image, never a restored process's default
+    /// stdin (see `spawn::connect_external`).
+    pub image_on_stdin: bool,
 }
 
 /// A restored, running tree.

@@ -103,6 +103,24 @@ fn pid_is_dying(pid: i32) -> bool {
     }
 }
 
+/// What a process gets for an outside descriptor whose default is the
+/// restorer's stdin when that stdin is the image itself (`cr-restart <
+/// IMG`): handing it the rest of the image stream is never right. A job
+/// that read a terminal gets the restorer's terminal (its stdout or
+/// stderr, when one of them is a terminal); anything else gets
+/// `/dev/null`.
+fn stdin_stand_in(f: &File) -> FdSource {
+    let was_tty = f.mode & libc::S_IFMT == libc::S_IFCHR
+        && (f.path.starts_with(b"/dev/pts/") || f.path.starts_with(b"/dev/tty"));
+    let tty = [1, 2]
+        .into_iter()
+        .find(|&fd| nix::unistd::isatty(fd).unwrap_or(false));
+    match tty {
+        Some(fd) if was_tty => FdSource::Inherit(fd),
+        _ => FdSource::Path(crate::image::EXTERNAL_DETACHED.into()),
+    }
+}
+
 /// Reconnects a descriptor that led outside the image.
 fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
     let src = opts
@@ -112,7 +130,10 @@ fn connect_external(f: &File, target: u32, opts: &Options) -> Result<OwnedFd> {
         .map(|(_, s)| s.clone());
     let src = src.unwrap_or_else(|| match opts.detach {
         true => FdSource::Path(crate::image::EXTERNAL_DETACHED.into()),
-        false => FdSource::Inherit(crate::image::external_default_fd(target, f.flags) as RawFd),
+        false => match crate::image::external_default_fd(target, f.flags) {
+            0 if opts.image_on_stdin => stdin_stand_in(f),
+            n => FdSource::Inherit(n as RawFd),
+        },
     });
     match src {
         FdSource::Inherit(fd) => crate::sys::fds::dup(fd)
