@@ -232,12 +232,23 @@ fn a_filter_ended_by_a_signal_removes_its_temporary_file() {
         std::fs::write(&out, KEEP).unwrap();
         // stdin is a pipe the test holds open: the filter waits for input
         // with its temporary file created.
-        let mut child = Command::new(bin("cr-zstd"))
-            .args(["-o", s(&out)])
+        let mut cmd = Command::new(bin("cr-zstd"));
+        cmd.args(["-o", s(&out)])
             .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        // A program started with a signal ignored keeps it ignored (as a
+        // background job started by a shell without job control does
+        // with SIGINT): start the filter with the default action, whatever
+        // the test runner inherited.
+        // SAFETY: between fork and exec only signal(2), which is
+        // async-signal-safe, is called.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(sig, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
         let stdin = child.stdin.take();
         let seen = wait_for_temp(dir.path());
         // SAFETY: kill(2) on our own child.

@@ -89,9 +89,12 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     // SysV IPC objects with their ids (removed again if we fail before
     // the point of no return: `ipc` undoes on drop).
     let mut ipc = meta.take_ipc();
+    let plan = plan::plan(&meta, PlanOptions::default());
+    // What the image asks beyond files (rlimits, exe link, SysV
+    // attachments), checked as for any restore before anything is made.
+    super::asuser::check(&meta, &plan, &ipc)?;
     ipc.create()?;
     let mut held = Held::new(&meta, &ipc)?;
-    let plan = plan::plan(&meta, PlanOptions::default());
     let mut keep = Vec::new();
     let cplan = child_plan(meta.root(), plan.root(), opts, &mut held.open, &mut keep)?;
     // Its POSIX locks are taken after the point of no return: refuse now
