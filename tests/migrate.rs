@@ -150,7 +150,7 @@ fn cr_migrate_moves_a_running_workload() {
     );
     orig.expect_count(None, 3);
     let pid = orig.pid();
-    let mut m = cr_migrate(&host, pid, &[]);
+    let mut m = cr_migrate(&host, pid, &["-v"]);
     assert_eq!(
         migrate_code(&mut m),
         Some(0),
@@ -165,6 +165,15 @@ fn cr_migrate_moves_a_running_workload() {
             host.dest()
         )) && report.contains(" MiB sent (")
             && report.contains(" s in all"),
+        "{report}"
+    );
+    // -v: ckpt's summary here, cr-restart's from the destination.
+    assert!(
+        report.contains("ckpt: ") && report.contains(" from 1 process in "),
+        "{report}"
+    );
+    assert!(
+        report.contains("cr-restart: 1 process restored from "),
         "{report}"
     );
     assert!(m.lines().is_empty(), "{}", m.report());

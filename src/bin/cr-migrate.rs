@@ -89,6 +89,9 @@ struct Args {
     /// Do not report the times and sizes.
     #[arg(short, long)]
     quiet: bool,
+    /// Also show ckpt's summary and the destination cr-restart's (their -v).
+    #[arg(short, long)]
+    verbose: bool,
     /// The root of the tree to move.
     #[arg(value_parser = pid)]
     pid: i32,
@@ -260,8 +263,9 @@ fn ssh_command(a: &Args) -> Command {
     // No terminal: the channel carries the image, byte for byte.
     c.arg("-T").arg(&a.host);
     let r = &a.cr_restart;
+    let v = if a.verbose { " -v" } else { "" };
     c.arg(format!(
-        "{r} --version >/dev/null && echo {READY} && {r} --detach && echo {RESTORED}"
+        "{r} --version >/dev/null && echo {READY} && {r} --detach{v} && echo {RESTORED}"
     ));
     c
 }
@@ -355,6 +359,9 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
     let frozen_from = Instant::now();
     let mut ckpt = Command::new(sibling("ckpt"));
     ckpt.arg("--stop");
+    if a.verbose {
+        ckpt.arg("-v");
+    }
     if a.carry_files {
         ckpt.arg("--carry-files");
     }
