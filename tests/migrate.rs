@@ -113,6 +113,27 @@ fn cr_migrate(host: &Host, pid: i32, opts: &[&str]) -> Workload {
     Workload::spawn_cmd(c)
 }
 
+/// A 64 MiB workload being moved by cr-migrate through a ProxyCommand
+/// that holds the transfer after 8 MB until `gate` is written; returns
+/// once it holds (the source and cr-migrate).
+fn migrate_paused_at_8mb(host: &Host, gate: &Path) -> (Workload, Workload) {
+    let orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "64"]);
+    orig.expect_count(None, 3);
+    let proxy = format!(
+        "ProxyCommand=python3 {} %h %p 8000000 gate {}",
+        script("sshproxy.py").display(),
+        gate.display()
+    );
+    let m = cr_migrate(host, orig.pid(), &["-o", &proxy]);
+    let paused = gate.with_extension("paused");
+    assert!(
+        wait_until(TIMEOUT, || paused.exists()),
+        "the transfer did not reach 8 MB\n{}",
+        m.report()
+    );
+    (orig, m)
+}
+
 /// Waits for cr-migrate to end; returns its exit code.
 fn migrate_code(m: &mut Workload) -> Option<i32> {
     m.expect_exit().code()
@@ -259,20 +280,7 @@ fn destination_killed_resumes_the_source() {
     let host = Host::start();
     let dir = tempdir();
     let gate = dir.path().join("gate");
-    let orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "64"]);
-    orig.expect_count(None, 3);
-    let proxy = format!(
-        "ProxyCommand=python3 {} %h %p 8000000 gate {}",
-        script("sshproxy.py").display(),
-        gate.display()
-    );
-    let mut m = cr_migrate(&host, orig.pid(), &["-o", &proxy]);
-    let paused = gate.with_extension("paused");
-    assert!(
-        wait_until(TIMEOUT, || paused.exists()),
-        "the transfer did not reach 8 MB\n{}",
-        m.report()
-    );
+    let (orig, mut m) = migrate_paused_at_8mb(&host, &gate);
     // The restorer there has read what came so far: the tree's metadata.
     let mut restorer = None;
     assert!(
@@ -496,20 +504,7 @@ fn interrupted_migration_resumes_the_source() {
     let host = Host::start();
     let dir = tempdir();
     let gate = dir.path().join("gate");
-    let orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "64"]);
-    orig.expect_count(None, 3);
-    let proxy = format!(
-        "ProxyCommand=python3 {} %h %p 8000000 gate {}",
-        script("sshproxy.py").display(),
-        gate.display()
-    );
-    let mut m = cr_migrate(&host, orig.pid(), &["-o", &proxy]);
-    let paused = gate.with_extension("paused");
-    assert!(
-        wait_until(TIMEOUT, || paused.exists()),
-        "the transfer did not reach 8 MB\n{}",
-        m.report()
-    );
+    let (orig, mut m) = migrate_paused_at_8mb(&host, &gate);
     assert!(signal(m.pid(), libc::SIGTERM));
     std::fs::write(&gate, "").unwrap();
     assert_eq!(migrate_code(&mut m), Some(1), "{}", m.report());
