@@ -71,6 +71,7 @@ impl Phase {
 static PHASE: AtomicU8 = AtomicU8::new(Phase::Reading as u8);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+static BYTES_PLACED: AtomicU64 = AtomicU64::new(0);
 
 /// The progress line being drawn, if any, and what it shows. Held while a
 /// frame is drawn, so that once [`clear_line`] has taken it no frame follows.
@@ -112,6 +113,17 @@ pub fn bytes_in() -> u64 {
 /// Bytes written so far through [`Counted::output`] writers.
 pub fn bytes_out() -> u64 {
     BYTES_OUT.load(Relaxed)
+}
+
+/// Counts page data a restore placed with `UFFDIO_COPY` (new pages made
+/// with their contents, not zeroed first), for `cr-restart -v`.
+pub fn add_placed(bytes: u64) {
+    BYTES_PLACED.fetch_add(bytes, Relaxed);
+}
+
+/// Page data placed with `UFFDIO_COPY` so far.
+pub fn bytes_placed() -> u64 {
+    BYTES_PLACED.load(Relaxed)
 }
 
 /// A reader or writer that adds what crosses it to the process's byte

@@ -214,6 +214,73 @@ fn bigmem_64m_memory_intact() {
     );
 }
 
+/// The two ways page data goes in on restore: anonymous private memory
+/// placed with `UFFDIO_COPY` (the default; `cr-restart -v` says how much),
+/// and `process_vm_writev` alone (`CRTOOLS_NO_UFFD=1`). The same image
+/// restored each way: bigmem's full verification passes after each restore
+/// (every data page, zero page and zero-page mapping checked, the
+/// never-touched region still not resident), and the restored process
+/// holds no userfaultfd.
+#[test]
+fn bigmem_restored_by_uffdio_copy_and_without() {
+    let d = tempdir();
+    let img = d.path().join("img");
+    let mut orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "16", "-k", "1"]);
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+    ckpt_to_file(&["--kill"], pid, &img);
+    orig.wait_exit(TIMEOUT);
+    let last = orig.last_count(None).unwrap();
+    assert!(wait_pid_gone(pid, TIMEOUT), "pid {pid} still there");
+    for uffd in [true, false] {
+        let out = d.path().join(format!("out-{uffd}"));
+        let mut c = Command::new(bin("cr-restart"));
+        c.args(["-v", "-d", "--fd", &format!("1={}", path_str(&out))])
+            .args(["-i", path_str(&img)]);
+        if !uffd {
+            c.env("CRTOOLS_NO_UFFD", "1");
+        }
+        let f = run_cmd(c, None);
+        orig.track(pid);
+        assert!(f.status.success(), "cr-restart: {}", f.stderr);
+        assert_eq!(
+            f.stderr.contains("placed by UFFDIO_COPY"),
+            uffd,
+            "uffd {uffd}: {}",
+            f.stderr
+        );
+        let verified = || {
+            file_lines(&out).into_iter().find(|l| {
+                parse_count(l).is_some_and(|(_, n)| n > last + 1) && l.contains("verified")
+            })
+        };
+        assert!(
+            wait_until(TIMEOUT, || verified().is_some()),
+            "uffd {uffd}: no full verification after the restore: {:?}",
+            std::fs::read_to_string(&out)
+        );
+        let line = verified().unwrap();
+        assert!(line.ends_with("untouched_resident=0"), "uffd {uffd}: {line}");
+        assert!(
+            !file_lines(&out).iter().any(|l| l.starts_with("FAIL")),
+            "uffd {uffd}: {:?}",
+            std::fs::read_to_string(&out)
+        );
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|l| l.display().to_string())
+            .collect();
+        assert!(
+            !fds.iter().any(|l| l.contains("userfaultfd")),
+            "uffd {uffd}: the restored process holds {fds:?}"
+        );
+        assert!(signal(pid, libc::SIGKILL), "pid {pid} gone already");
+        assert!(wait_pid_gone(pid, TIMEOUT), "pid {pid} still there");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Blocked in syscalls
 

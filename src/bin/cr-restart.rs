@@ -219,13 +219,19 @@ fn main() -> ExitCode {
         restored = Some((r.wait_pid, r.pid, r.terminal.take()));
         if args.common.summary() {
             let (bytes, took) = (progress::bytes_in(), display.elapsed());
+            let placed = progress::bytes_placed();
             display.summary(&format!(
-                "{} restored from {} in {} ({}), root pid {}",
+                "{} restored from {} in {} ({}), root pid {}{}",
                 progress::count(r.pids.len() as u64, "process", "processes"),
                 progress::size(bytes),
                 progress::secs(took),
                 progress::rate(bytes, took),
-                r.pid
+                r.pid,
+                if placed > 0 {
+                    format!("; {} of pages placed by UFFDIO_COPY", progress::size(placed))
+                } else {
+                    String::new()
+                }
             ));
         }
         Ok(())

@@ -322,9 +322,67 @@ pub fn decompress(head: &Head, stored: &[u8]) -> Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
+/// Payload buffers of a [`Reader`], handed out as `Bytes` and taken back
+/// when the last `Bytes` of one is dropped: a stream of 1 MiB records
+/// reuses a few allocations instead of allocating and zeroing 1 MiB per
+/// record (`BytesMut::zeroed` was 7% of a 1 GiB restore).
+#[derive(Clone, Default)]
+struct Pool(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+/// Buffers a [`Pool`] keeps at most, and the largest it keeps: bounded
+/// memory whatever the stream holds.
+const POOL_KEEP: usize = 4;
+const POOL_MAX_BUF: usize = 2 * CHUNK + 4096;
+/// Payloads smaller than this are allocated as before.
+const POOL_MIN_PAYLOAD: usize = 64 << 10;
+
+/// A pooled buffer holding a payload at `at`.
+struct Pooled {
+    buf: Vec<u8>,
+    at: std::ops::Range<usize>,
+    pool: Pool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.at.clone()]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if self.buf.len() > POOL_MAX_BUF {
+            return;
+        }
+        if let Ok(mut p) = self.pool.0.lock()
+            && p.len() < POOL_KEEP
+        {
+            p.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl Pool {
+    /// A buffer with room for `len` initialised bytes (old contents: only
+    /// what it grows by is zeroed).
+    fn take(&self, len: usize) -> (Vec<u8>, std::ops::Range<usize>) {
+        let mut v = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0);
+        }
+        (v, 0..len)
+    }
+}
+
 /// Reads a stream record by record, never seeking.
 pub struct Reader<R> {
     inner: R,
+    pool: Pool,
     header: StreamHeader,
     header_raw: RawRecord,
     next_seq: u32,
@@ -385,6 +443,7 @@ impl<R: Read> Reader<R> {
         }
         let mut r = Reader {
             inner,
+            pool: Pool::default(),
             header: StreamHeader::default(),
             header_raw: RawRecord {
                 head: Head {
@@ -523,12 +582,27 @@ impl<R: Read> Reader<R> {
                 head.seq, seq
             )));
         }
-        let mut buf = BytesMut::zeroed(head.stored_len as usize);
-        if read_full(&mut self.inner, &mut buf)? < buf.len() {
-            return Err(ImageError::Truncated {
-                what: "record payload",
-            });
-        }
+        let len = head.stored_len as usize;
+        let truncated = ImageError::Truncated {
+            what: "record payload",
+        };
+        let stored = if len >= POOL_MIN_PAYLOAD {
+            let (mut buf, at) = self.pool.take(len);
+            if read_full(&mut self.inner, &mut buf[at.clone()])? < len {
+                return Err(truncated);
+            }
+            Bytes::from_owner(Pooled {
+                buf,
+                at,
+                pool: self.pool.clone(),
+            })
+        } else {
+            let mut buf = BytesMut::zeroed(len);
+            if read_full(&mut self.inner, &mut buf)? < len {
+                return Err(truncated);
+            }
+            buf.freeze()
+        };
         let digest = if head.has_digest() {
             let mut d = [0u8; DIGEST_LEN];
             if read_full(&mut self.inner, &mut d)? < DIGEST_LEN {
@@ -540,7 +614,6 @@ impl<R: Read> Reader<R> {
         } else {
             None
         };
-        let stored = buf.freeze();
         if frame_crc(&head.encode(0), &[&stored], digest.as_ref()) != crc {
             return Err(ImageError::Crc {
                 seq,

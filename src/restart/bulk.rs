@@ -33,6 +33,8 @@ pub(crate) fn stream_bulk<R: Read>(
 ) -> Result<()> {
     let zeros = vec![0u8; image::CHUNK];
     let mut thp = pages::Thp::new(building);
+    // Closed (every range unregistered) when this returns, also on error.
+    let mut fill = pages::Fill::new(building)?;
     while let Some(raw) = next {
         let rec = raw.decode()?;
         let (pre, data) =
@@ -55,7 +57,7 @@ pub(crate) fn stream_bulk<R: Read>(
                 .iter_mut()
                 .find(|x| x.pi.p.pid as u64 == pre.id)
                 .ok_or(Fault::PagesUnknownProcess { id: pre.id })?;
-            process_pages(bp, &mut thp, &pre, data)?;
+            process_pages(bp, &mut thp, &mut fill, &pre, data)?;
         } else {
             object_data(sinks, &pre, data)?;
         }
@@ -69,6 +71,7 @@ pub(crate) fn stream_bulk<R: Read>(
 fn process_pages(
     bp: &mut Building,
     thp: &mut pages::Thp,
+    fill: &mut pages::Fill,
     pre: &DataPrefix,
     data: &[u8],
 ) -> Result<()> {
@@ -82,8 +85,17 @@ fn process_pages(
         .into());
     }
     thp.before_write(bp, pre.addr)?;
-    mem::write_all(bp.pid, pre.addr, data, &mut bp.b.mem)
-        .ctx(|| format!("cannot write memory of process {}", bp.pid))
+    let placed = fill.write(bp.pid, pre.addr, data)?;
+    if placed == data.len() {
+        return Ok(());
+    }
+    mem::write_all(
+        bp.pid,
+        pre.addr + placed as u64,
+        &data[placed..],
+        &mut bp.b.mem,
+    )
+    .ctx(|| format!("cannot write memory of process {}", bp.pid))
 }
 
 /// Writes the data of an object the restorer holds: shared memory, a

@@ -8,14 +8,27 @@
 //! 4 KiB pages, and AnonHugePages went from 1 GiB to 0). The advice is
 //! given again, harmlessly, with the other flags after the data.
 //!
+//! Anonymous private mappings are filled with `UFFDIO_COPY` ([`Fill`],
+//! `sys::uffd`) where the kernel allows it: each page is allocated with
+//! its contents, where `process_vm_writev` into a fresh mapping faults the
+//! page in, zeroes it, then copies over it. Whatever the userfaultfd
+//! cannot place (a page present already, an unaligned record, no
+//! userfaultfd at all) goes through `process_vm_writev` as before, its
+//! range unregistered first. The descriptor is the restorer's alone (the
+//! target's is closed at once) and is closed when the bulk data is in,
+//! which unregisters everything: the restored process never holds one.
+//!
 //! Tried and dropped (see BENCHMARKS.md): a writer thread overlapping
 //! reading records with `process_vm_writev`. On this 2-CPU machine, shared
 //! with builds, it cost about 40% more CPU time than it saved in waiting.
 
 use super::Building;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image;
 use crate::sys::remote::nr;
+use crate::sys::{uffd, unixdiag};
+
+const PAGE: u64 = 4096;
 
 /// Which huge-page mappings still need their advice: `(pid, start, end)`.
 pub(super) struct Thp {
@@ -54,5 +67,136 @@ impl Thp {
             bp.b.call(nr::MADVISE, &[s, e - s, libc::MADV_HUGEPAGE as u64])?;
         }
         Ok(())
+    }
+}
+
+/// Whether the kernel gives every anonymous mapping huge pages unless it
+/// was advised otherwise (THP `always`): then a page-by-page fill would
+/// lose them.
+fn thp_always() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|s| s.contains("[always]"))
+}
+
+/// One process's userfaultfd and the ranges registered with it.
+struct Filled {
+    pid: i32,
+    uffd: uffd::Uffd,
+    ranges: Vec<(u64, u64)>,
+}
+
+/// Page data placed with `UFFDIO_COPY` (see the module docs). Dropping it
+/// closes every userfaultfd, which unregisters their ranges.
+pub(super) struct Fill {
+    procs: Vec<Filled>,
+}
+
+impl Fill {
+    /// Sets up a userfaultfd for each process with anonymous private
+    /// mappings to fill (not those with huge pages, which a page-by-page
+    /// fill would split). A process where the kernel refuses gets none:
+    /// its pages are written as before.
+    pub(super) fn new(building: &mut [Building<'_>]) -> Result<Fill> {
+        let mut procs = Vec::new();
+        if std::env::var_os("CRTOOLS_NO_UFFD").is_some_and(|v| !v.is_empty()) {
+            return Ok(Fill { procs });
+        }
+        let always = thp_always();
+        for bp in building.iter_mut() {
+            let want: Vec<(u64, u64)> = bp
+                .pi
+                .mm
+                .vmas
+                .iter()
+                .filter(|v| {
+                    v.backing == image::VMA_ANON
+                        && v.flags & image::VMA_F_SHARED == 0
+                        && v.flags & image::VMA_F_HUGEPAGE == 0
+                        && (!always || v.flags & image::VMA_F_NOHUGEPAGE != 0)
+                        && v.dumped_pages > 0
+                })
+                .map(|v| (v.start, v.end))
+                .filter(|&(s, e)| bp.writable.iter().any(|&(ws, we)| ws <= s && e <= we))
+                .collect();
+            if want.is_empty() {
+                continue;
+            }
+            if let Some(f) = Self::open(bp, want)? {
+                procs.push(f);
+            }
+        }
+        Ok(Fill { procs })
+    }
+
+    /// A userfaultfd made by `bp`'s process, its descriptor there closed
+    /// again, with `want` registered; `None` if the kernel refuses.
+    fn open(bp: &mut Building<'_>, want: Vec<(u64, u64)>) -> Result<Option<Filled>> {
+        let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | uffd::UFFD_USER_MODE_ONLY;
+        let Ok(fd) = bp.b.call(uffd::NR_USERFAULTFD, &[flags]) else {
+            return Ok(None);
+        };
+        let mine = unixdiag::steal_fd(bp.pid, fd as i32);
+        // The restored process must not keep it, whatever happened.
+        bp.b.call(nr::CLOSE, &[fd]).map_err(|e| {
+            Error::msg(format!(
+                "cannot close a userfaultfd in process {}: {e}",
+                bp.pid
+            ))
+        })?;
+        let Ok(uffd) = mine.and_then(uffd::Uffd::new) else {
+            return Ok(None);
+        };
+        let ranges: Vec<(u64, u64)> = want
+            .into_iter()
+            .filter(|&(s, e)| uffd.register(s, e).is_ok())
+            .collect();
+        Ok((!ranges.is_empty()).then_some(Filled {
+            pid: bp.pid,
+            uffd,
+            ranges,
+        }))
+    }
+
+    /// Places what it can of `data` at `addr` of process `pid` with
+    /// `UFFDIO_COPY`; returns how many bytes from the start it placed.
+    /// The rest is for `process_vm_writev`: any registered range it
+    /// touches has been unregistered (a write there would fail, as a
+    /// kernel access to a missing page of a user-mode-only userfaultfd
+    /// does).
+    pub(super) fn write(&mut self, pid: i32, addr: u64, data: &[u8]) -> Result<usize> {
+        let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid) else {
+            return Ok(0);
+        };
+        let end = addr.saturating_add(data.len() as u64);
+        let mut done = 0;
+        let inside = p.ranges.iter().any(|&(s, e)| s <= addr && end <= e);
+        if inside && addr % PAGE == 0 && data.len() as u64 % PAGE == 0 {
+            let mut stalls = 0;
+            while done < data.len() && stalls < 3 {
+                match p.uffd.copy(addr + done as u64, &data[done..]) {
+                    Ok(n) => done += n,
+                    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => stalls += 1,
+                    Err(_) => break,
+                }
+            }
+        }
+        crate::progress::add_placed(done as u64);
+        if done < data.len() {
+            let rest = addr + done as u64;
+            let mut keep = Vec::with_capacity(p.ranges.len());
+            for &(s, e) in &p.ranges {
+                if s < end && rest < e {
+                    p.uffd.unregister(s, e).map_err(|e| {
+                        Error::msg(format!(
+                            "cannot write memory of process {pid}: unregistering its userfaultfd: {e}"
+                        ))
+                    })?;
+                } else {
+                    keep.push((s, e));
+                }
+            }
+            p.ranges = keep;
+        }
+        Ok(done)
     }
 }

@@ -27,6 +27,7 @@ pub mod remote;
 pub mod rlimit;
 pub mod threadcreds;
 pub mod tty;
+pub mod uffd;
 pub mod unixdiag;
 
 pub use ids::{Fd, Pid, Tid};
