@@ -25,6 +25,7 @@
 use super::Building;
 use crate::error::{Error, Result};
 use crate::image;
+use crate::sys::ids::Pid;
 use crate::sys::remote::nr;
 use crate::sys::{uffd, unixdiag};
 
@@ -32,7 +33,7 @@ const PAGE: u64 = 4096;
 
 /// Which huge-page mappings still need their advice: `(pid, start, end)`.
 pub(super) struct Thp {
-    pending: Vec<(i32, u64, u64)>,
+    pending: Vec<(Pid, u64, u64)>,
 }
 
 impl Thp {

@@ -29,5 +29,6 @@ pub mod threadcreds;
 pub mod tty;
 pub mod uffd;
 pub mod unixdiag;
+pub mod wptrack;
 
 pub use ids::{Fd, Pid, Tid};
