@@ -471,9 +471,16 @@ fn warm(path: &Path) {
     while f.read(&mut buf).expect("read") > 0 {}
 }
 
+/// The freeze time `ckpt -v` reports (`..., frozen 0.39 s; ...`), in ms.
 fn frozen_ms(stderr: &str) -> Option<f64> {
-    let i = stderr.find("frozen for ")?;
-    stderr[i + 11..].split_whitespace().next()?.parse().ok()
+    let i = stderr.find("frozen ")?;
+    let mut w = stderr[i + 7..].split_whitespace();
+    let v: f64 = w.next()?.parse().ok()?;
+    match w.next()?.trim_end_matches([';', ',']) {
+        "s" => Some(v * 1e3),
+        "ms" => Some(v),
+        _ => None,
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -260,7 +260,10 @@ fn bigmem_restored_by_uffdio_copy_and_without() {
             std::fs::read_to_string(&out)
         );
         let line = verified().unwrap();
-        assert!(line.ends_with("untouched_resident=0"), "uffd {uffd}: {line}");
+        assert!(
+            line.ends_with("untouched_resident=0"),
+            "uffd {uffd}: {line}"
+        );
         assert!(
             !file_lines(&out).iter().any(|l| l.starts_with("FAIL")),
             "uffd {uffd}: {:?}",

@@ -227,7 +227,10 @@ fn main() -> ExitCode {
                 progress::rate(bytes, took),
                 r.pid,
                 if placed > 0 {
-                    format!("; {} of pages placed by UFFDIO_COPY", progress::size(placed))
+                    format!(
+                        "; {} of pages placed by UFFDIO_COPY",
+                        progress::size(placed)
+                    )
                 } else {
                     String::new()
                 }

@@ -81,7 +81,7 @@ fn thp_always() -> bool {
 
 /// One process's userfaultfd and the ranges registered with it.
 struct Filled {
-    pid: i32,
+    pid: Pid,
     uffd: uffd::Uffd,
     ranges: Vec<(u64, u64)>,
 }
@@ -136,7 +136,7 @@ impl Fill {
         let Ok(fd) = bp.b.call(uffd::NR_USERFAULTFD, &[flags]) else {
             return Ok(None);
         };
-        let mine = unixdiag::steal_fd(bp.pid, fd as i32);
+        let mine = unixdiag::steal_fd(bp.pid.as_raw(), fd as i32);
         // The restored process must not keep it, whatever happened.
         bp.b.call(nr::CLOSE, &[fd]).map_err(|e| {
             Error::msg(format!(
@@ -164,14 +164,14 @@ impl Fill {
     /// touches has been unregistered (a write there would fail, as a
     /// kernel access to a missing page of a user-mode-only userfaultfd
     /// does).
-    pub(super) fn write(&mut self, pid: i32, addr: u64, data: &[u8]) -> Result<usize> {
+    pub(super) fn write(&mut self, pid: Pid, addr: u64, data: &[u8]) -> Result<usize> {
         let Some(p) = self.procs.iter_mut().find(|p| p.pid == pid) else {
             return Ok(0);
         };
         let end = addr.saturating_add(data.len() as u64);
         let mut done = 0;
         let inside = p.ranges.iter().any(|&(s, e)| s <= addr && end <= e);
-        if inside && addr % PAGE == 0 && data.len() as u64 % PAGE == 0 {
+        if inside && addr.is_multiple_of(PAGE) && (data.len() as u64).is_multiple_of(PAGE) {
             let mut stalls = 0;
             while done < data.len() && stalls < 3 {
                 match p.uffd.copy(addr + done as u64, &data[done..]) {
