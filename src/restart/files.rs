@@ -47,6 +47,8 @@ pub struct OpenFiles {
     pub sockets: HashMap<u64, image::Socket>,
     /// Sockets made so far, by inode (both ends of a pair are made at once).
     socks: HashMap<u64, OwnedFd>,
+    /// TCP and UDP sockets of the image, made on first use.
+    pub inet: super::inet::InetSockets,
     /// Pseudo-terminals of the image, made on first use.
     pub ptys: super::tty::Ptys,
     /// State of the event files (eventfd, epoll, ...), by file id.
@@ -187,6 +189,7 @@ impl OpenFiles {
             }
             image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
             image::FT_SOCKET => self.open_socket(f)?,
+            image::FT_INET => self.inet.open(f)?,
             image::FT_PTY_MASTER | image::FT_PTY_SLAVE => {
                 let ptys = &mut self.ptys;
                 self.acting.run(|| ptys.open(f))?

@@ -339,6 +339,7 @@ fn rebuild(t: &mut Tracer, mut source: Source<'static, std::io::Empty>) -> Resul
     let made = finish::finish(&mut bp, &held.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");
     let stopped = pi.p.state == image::STATE_STOPPED;
+    held.open.inet.repair_off()?;
     finish::release(vec![(c, c, bp.b.r, stopped)], false)?;
     // The IPC objects are the restored program's now.
     t.ipc.commit();
