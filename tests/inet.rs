@@ -159,7 +159,10 @@ fn established_connection_survives_with_data_in_flight() {
         ping(&mut c, &format!("new {round}"));
         r.restored.assert_no_fail();
         assert!(
-            !r.restored.lines().iter().any(|l| l.starts_with("conn error")),
+            !r.restored
+                .lines()
+                .iter()
+                .any(|l| l.starts_with("conn error")),
             "a connection failed:\n{}",
             r.restored.report()
         );
@@ -184,10 +187,7 @@ fn established_connection_refused_without_the_option() {
     let f = ckpt(&["--kill", &pid]);
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
     assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
-    let conn = format!(
-        "127.0.0.1:{tcp} -> {}",
-        c.local_addr().unwrap()
-    );
+    let conn = format!("127.0.0.1:{tcp} -> {}", c.local_addr().unwrap());
     for want in [
         format!("cannot checkpoint pid {pid}: descriptor 7 (socket:["),
         format!("an established TCP connection {conn}"),
@@ -222,7 +222,9 @@ fn established_connection_refused_without_the_option() {
 
     let f = run("cr-restart", &[img.to_str().unwrap()], None);
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
-    let want = format!("1 established TCP connection(s) (TCP {conn}); restore them with --tcp-established");
+    let want = format!(
+        "1 established TCP connection(s) (TCP {conn}); restore them with --tcp-established"
+    );
     assert!(f.stderr.contains(&want), "{}\nwanted: {want}", f.stderr);
     ping(&mut c, "five");
     orig.assert_no_fail();
@@ -240,7 +242,8 @@ fn tcp_close_drops_connections() {
     let mut r = checkpoint_restore(&mut orig, &["--kill", "--tcp-close"], &[], &[]);
     running(&orig, &r);
     r.expect_pipeline_ok();
-    r.restored.expect_line(|l| l.starts_with("conn "), "conn error");
+    r.restored
+        .expect_line(|l| l.starts_with("conn "), "conn error");
     let mut b = [0u8; 16];
     assert!(
         matches!(c.read(&mut b), Ok(0) | Err(_)),
@@ -276,4 +279,216 @@ impl Drop for Burners {
             let _ = c.wait();
         }
     }
+}
+
+/// A port nobody listens on now, for a server started by a test.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Connects once the restored server listens again (connections are
+/// refused until then), or panics after [`TIMEOUT`].
+fn connect_when_up(port: u16) -> TcpStream {
+    let end = std::time::Instant::now() + TIMEOUT;
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(TIMEOUT)).unwrap();
+                return s;
+            }
+            Err(e) if std::time::Instant::now() < end => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("nothing listens on port {port}: {e}"),
+        }
+    }
+}
+
+/// One RESP reply line (`+OK`, `:10000`, `$7`) without its CRLF.
+fn resp_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut l = String::new();
+    r.read_line(&mut l).expect("a redis reply");
+    l.trim_end().to_string()
+}
+
+/// `GET key` on a redis connection: the value.
+fn redis_get(w: &mut TcpStream, r: &mut BufReader<TcpStream>, key: &str) -> String {
+    w.write_all(format!("GET {key}\r\n").as_bytes()).unwrap();
+    let head = resp_line(r);
+    assert!(head.starts_with('$'), "GET {key}: {head}");
+    resp_line(r)
+}
+
+/// redis-server (Debian's) loaded with 10,000 keys, a client connection
+/// open: `ckpt --kill --tcp-established | cr-restart --tcp-established`;
+/// the old connection and a new one (redis-cli) both read the same data.
+#[test]
+fn redis_server_keeps_its_data_and_its_client() {
+    let port = free_port();
+    let p = port.to_string();
+    let dir = tempdir();
+    let mut orig = Workload::spawn(
+        "redis-server",
+        &[
+            "--port",
+            &p,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let mut w = connect_when_up(port);
+    let mut r = BufReader::new(w.try_clone().unwrap());
+    let keys = 10_000;
+    let mut batch = Vec::new();
+    for i in 0..keys {
+        batch.extend_from_slice(format!("SET key:{i} value-{i}\r\n").as_bytes());
+    }
+    w.write_all(&batch).unwrap();
+    for i in 0..keys {
+        assert_eq!(resp_line(&mut r), "+OK", "SET key:{i}");
+    }
+    let mut rs = checkpoint_restore(
+        &mut orig,
+        &["--kill", "--tcp-established"],
+        &[],
+        &["--tcp-established"],
+    );
+    let mut fresh = connect_when_up(port);
+    rs.expect_pipeline_ok();
+    // The old connection.
+    w.write_all(b"DBSIZE\r\n").unwrap();
+    assert_eq!(resp_line(&mut r), format!(":{keys}"));
+    for i in [0, 1234, keys - 1] {
+        assert_eq!(
+            redis_get(&mut w, &mut r, &format!("key:{i}")),
+            format!("value-{i}")
+        );
+    }
+    // A new one, ours and redis-cli's.
+    let mut fr = BufReader::new(fresh.try_clone().unwrap());
+    assert_eq!(redis_get(&mut fresh, &mut fr, "key:4321"), "value-4321");
+    for (args, want) in [
+        (vec!["DBSIZE"], keys.to_string()),
+        (vec!["GET", "key:9876"], "value-9876".to_string()),
+    ] {
+        let mut c = std::process::Command::new("redis-cli");
+        c.args(["-h", "127.0.0.1", "-p", &p]).args(&args);
+        let out = run_cmd(c, None);
+        let out = String::from_utf8_lossy(&out.assert_success().stdout).into_owned();
+        assert_eq!(out.trim(), want, "redis-cli {args:?}");
+    }
+    // Writes through the old connection are seen by the new one.
+    w.write_all(b"SET after restore\r\n").unwrap();
+    assert_eq!(resp_line(&mut r), "+OK");
+    assert_eq!(redis_get(&mut fresh, &mut fr, "after"), "restore");
+}
+
+/// One HTTP/1.1 keep-alive request: the body of the answer.
+fn http_get(s: &mut TcpStream, path: &str) -> String {
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut len = None;
+    let mut status = String::new();
+    r.read_line(&mut status).expect("a status line");
+    assert!(status.starts_with("HTTP/1.1 200"), "GET {path}: {status}");
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("a header");
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = Some(v.trim().parse::<usize>().unwrap());
+        }
+    }
+    let mut body = vec![0u8; len.expect("Content-Length")];
+    r.read_exact(&mut body).expect("the body");
+    String::from_utf8(body).unwrap()
+}
+
+/// node's own `http` module serving a keep-alive client: after `ckpt
+/// --kill --tcp-established | cr-restart --tcp-established` the same
+/// connection gets the next answer, and a new connection one after it.
+#[test]
+fn node_http_server_keeps_its_keep_alive_client() {
+    let script = "
+const http = require('http');
+let served = 0, n = 0;
+const srv = http.createServer((req, res) => { res.end('hello ' + ++served + ' ' + req.url); });
+srv.keepAliveTimeout = 600000;
+srv.listen(0, '127.0.0.1', () => console.log('port ' + srv.address().port));
+setInterval(() => console.log('count ' + ++n), 50);
+";
+    let mut orig = Workload::spawn("node", &["-e", script]);
+    let port = port(&orig, "port");
+    let mut c = connect(port);
+    assert_eq!(http_get(&mut c, "/one"), "hello 1 /one");
+    let mut r = checkpoint_restore(
+        &mut orig,
+        &["--kill", "--tcp-established"],
+        &[],
+        &["--tcp-established"],
+    );
+    running(&orig, &r);
+    r.expect_pipeline_ok();
+    assert_eq!(http_get(&mut c, "/two"), "hello 2 /two");
+    let mut fresh = connect(port);
+    assert_eq!(http_get(&mut fresh, "/three"), "hello 3 /three");
+    assert_eq!(http_get(&mut c, "/four"), "hello 4 /four");
+    r.restored.assert_no_fail();
+}
+
+/// A python3 asyncio TCP echo server with a connected client: the client
+/// goes on after the restore, and a new client is served.
+#[test]
+fn python3_asyncio_echo_server_keeps_its_client() {
+    let script = "
+import asyncio
+async def handle(r, w):
+    while True:
+        line = await r.readline()
+        if not line:
+            break
+        w.write(b'echo:' + line)
+        await w.drain()
+async def main():
+    srv = await asyncio.start_server(handle, '127.0.0.1', 0)
+    print('port', srv.sockets[0].getsockname()[1], flush=True)
+    n = 0
+    while True:
+        n += 1
+        print(f'count {n}', flush=True)
+        await asyncio.sleep(0.05)
+asyncio.run(main())
+";
+    let mut orig = Workload::spawn("python3", &["-c", script]);
+    let port = port(&orig, "port");
+    let mut c = connect(port);
+    ping(&mut c, "before");
+    let mut r = checkpoint_restore(
+        &mut orig,
+        &["--kill", "--tcp-established"],
+        &[],
+        &["--tcp-established"],
+    );
+    running(&orig, &r);
+    r.expect_pipeline_ok();
+    ping(&mut c, "after");
+    let mut fresh = connect(port);
+    ping(&mut fresh, "new client");
+    ping(&mut c, "old client again");
+    r.restored.assert_no_fail();
 }

@@ -146,7 +146,10 @@ pub fn collect(
             Described::Plain(r) => r,
             Described::Repair(r, reuse) => {
                 let r = repair_dump(&sock, r, reuse, repaired, &err)?;
-                InetSocket { id: f.object_id, ..r }
+                InetSocket {
+                    id: f.object_id,
+                    ..r
+                }
             }
         };
         f.ftype = image::FT_INET;
@@ -302,7 +305,9 @@ fn repair_dump(
             err(format!("TCP_REPAIR: {e}"))
         }
     })?;
-    let mine = s.try_clone_to_owned().map_err(|e| err(format!("dup: {e}")))?;
+    let mine = s
+        .try_clone_to_owned()
+        .map_err(|e| err(format!("dup: {e}")))?;
     repaired.socks.push((mine, reuseaddr));
     let io = |what: &str| {
         let what = what.to_string();

@@ -121,9 +121,7 @@ impl InetSockets {
                 String::from_utf8_lossy(&f.link)
             ))
         })?;
-        let fd = s
-            .try_clone()
-            .map_err(|e| Error::msg(format!("dup: {e}")))?;
+        let fd = s.try_clone().map_err(|e| Error::msg(format!("dup: {e}")))?;
         let nb = nix::fcntl::OFlag::from_bits_truncate(f.flags as i32 & libc::O_NONBLOCK);
         nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nb))
             .map_err(|e| Error::msg(format!("fcntl: {e}")))?;
@@ -135,10 +133,7 @@ impl InetSockets {
         order.sort_by_key(|r| (r.repair, r.id));
         for r in order {
             let fd = make(r).map_err(|e| {
-                Error::msg(format!(
-                    "cannot restore the socket {}: {e}",
-                    describe(r)
-                ))
+                Error::msg(format!("cannot restore the socket {}: {e}", describe(r)))
             })?;
             if r.repair {
                 self.repairing.push(r.id);
@@ -175,7 +170,13 @@ impl InetSockets {
     }
 }
 
-fn set(fd: std::os::fd::BorrowedFd, level: i32, opt: i32, v: u32, what: &str) -> std::io::Result<()> {
+fn set(
+    fd: std::os::fd::BorrowedFd,
+    level: i32,
+    opt: i32,
+    v: u32,
+    what: &str,
+) -> std::io::Result<()> {
     inet::set_int(fd, level, opt, v as i32)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{what}: {e}")))
 }
@@ -199,7 +200,13 @@ fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
         set(s, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
     }
     if family == libc::AF_INET6 {
-        set(s, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, r.v6only, "IPV6_V6ONLY")?;
+        set(
+            s,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            r.v6only,
+            "IPV6_V6ONLY",
+        )?;
     }
     if r.broadcast != 0 {
         set(s, libc::SOL_SOCKET, libc::SO_BROADCAST, 1, "SO_BROADCAST")?;
@@ -209,13 +216,31 @@ fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
     }
     if tcp {
         if r.keepidle != 0 {
-            set(s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, r.keepidle, "TCP_KEEPIDLE")?;
+            set(
+                s,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPIDLE,
+                r.keepidle,
+                "TCP_KEEPIDLE",
+            )?;
         }
         if r.keepintvl != 0 {
-            set(s, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, r.keepintvl, "TCP_KEEPINTVL")?;
+            set(
+                s,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPINTVL,
+                r.keepintvl,
+                "TCP_KEEPINTVL",
+            )?;
         }
         if r.keepcnt != 0 {
-            set(s, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, r.keepcnt, "TCP_KEEPCNT")?;
+            set(
+                s,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPCNT,
+                r.keepcnt,
+                "TCP_KEEPCNT",
+            )?;
         }
         if r.nodelay != 0 {
             set(s, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1, "TCP_NODELAY")?;
@@ -223,10 +248,22 @@ fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
     }
     // The kernel doubles what it is given.
     if r.sndbuf != 0 {
-        set(s, libc::SOL_SOCKET, libc::SO_SNDBUF, r.sndbuf / 2, "SO_SNDBUF")?;
+        set(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            r.sndbuf / 2,
+            "SO_SNDBUF",
+        )?;
     }
     if r.rcvbuf != 0 {
-        set(s, libc::SOL_SOCKET, libc::SO_RCVBUF, r.rcvbuf / 2, "SO_RCVBUF")?;
+        set(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            r.rcvbuf / 2,
+            "SO_RCVBUF",
+        )?;
     }
     if r.linger != 0 {
         inet::set_linger(s, r.linger - 1)?;
@@ -239,7 +276,8 @@ fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
         return Ok(fd);
     }
     if let Some(a) = local.filter(|a| a.port() != 0) {
-        retry(|| inet::bind(s, &a)).map_err(|e| std::io::Error::new(e.kind(), format!("bind: {e}")))?;
+        retry(|| inet::bind(s, &a))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("bind: {e}")))?;
     }
     if tcp && r.state == inet::TCP_LISTEN {
         inet::listen(s, r.backlog.min(i32::MAX as u32) as i32)
@@ -257,7 +295,9 @@ fn repair_restore(
     local: &SocketAddr,
     peer: &SocketAddr,
 ) -> std::io::Result<()> {
-    let ctx = |what: &'static str| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
+    let ctx = |what: &'static str| {
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
     inet::set_repair(s, true).map_err(ctx("TCP_REPAIR (needs CAP_NET_ADMIN)"))?;
     retry(|| inet::bind(s, local)).map_err(ctx("bind"))?;
     let recv_len = r.recv_queue.len() as u32;
@@ -279,8 +319,18 @@ fn repair_restore(
     let sent = &r.send_queue[..r.send_queue.len() - unsent];
     // Room for queues larger than a new socket's buffers.
     for (len, opt, force, what) in [
-        (r.send_queue.len(), libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, "SO_SNDBUFFORCE"),
-        (r.recv_queue.len(), libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, "SO_RCVBUFFORCE"),
+        (
+            r.send_queue.len(),
+            libc::SO_SNDBUF,
+            libc::SO_SNDBUFFORCE,
+            "SO_SNDBUFFORCE",
+        ),
+        (
+            r.recv_queue.len(),
+            libc::SO_RCVBUF,
+            libc::SO_RCVBUFFORCE,
+            "SO_RCVBUFFORCE",
+        ),
     ] {
         let have = inet::get_int(s, libc::SOL_SOCKET, opt).map_err(ctx("SO_SNDBUF"))? as usize;
         // Queued bytes cost about twice their size in buffer space.

@@ -154,8 +154,7 @@ fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match ss.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: &libc::sockaddr_in =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast() };
+            let sin: &libc::sockaddr_in = unsafe { &*(ss as *const libc::sockaddr_storage).cast() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
             Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
         }
@@ -222,7 +221,13 @@ pub fn socket(family: i32, stype: i32, protocol: i32) -> io::Result<OwnedFd> {
 pub fn bind(fd: BorrowedFd, a: &SocketAddr) -> io::Result<()> {
     let (ss, len) = to_sockaddr(a);
     // SAFETY: bind reads `len` bytes of the live `ss`.
-    check(unsafe { libc::bind(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) })
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
 }
 
 /// `connect`; in repair mode a TCP socket becomes established at once,
@@ -459,7 +464,10 @@ mod tests {
         assert_eq!(li.sacked, 128);
         assert_eq!(tcp_info(s.as_fd()).unwrap().state, TCP_ESTABLISHED);
         set_int(s.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1).unwrap();
-        assert_eq!(get_int(s.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY).unwrap(), 1);
+        assert_eq!(
+            get_int(s.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY).unwrap(),
+            1
+        );
         c.write_all(b"abc").unwrap();
         let mut b = [0u8; 3];
         s.read_exact(&mut b).unwrap();
