@@ -212,7 +212,14 @@ fn established_connection_refused_without_the_option() {
     // One that succeeds and lets the tree run on.
     let dir = tempdir();
     let img = dir.path().join("img");
-    ckpt_to_file(&["--tcp-established"], orig.pid(), &img);
+    let f = ckpt(&["-v", "--tcp-established", "-o", img.to_str().unwrap(), &pid]);
+    f.assert_success();
+    assert!(
+        f.stderr
+            .contains("ckpt: kept 1 established TCP connection with TCP_REPAIR"),
+        "{}",
+        f.stderr
+    );
     ping(&mut c, "four");
     assert!(signal(orig.pid(), libc::SIGUSR1));
     orig.expect_line(

@@ -158,6 +158,16 @@ fn main() -> ExitCode {
                 s.pages,
                 s.zero_pages,
             ));
+            if s.tcp_repaired > 0 {
+                display.summary(&format!(
+                    "kept {} with TCP_REPAIR",
+                    progress::count(
+                        s.tcp_repaired as u64,
+                        "established TCP connection",
+                        "established TCP connections"
+                    )
+                ));
+            }
             if args.carry_files {
                 display.summary(&format!(
                     "carried {} of {} file(s), {}",
