@@ -363,20 +363,31 @@ pub struct Injected {
 pub const INJECTED_LEN: u64 = 4 * 4096;
 
 impl Injected {
-    /// Maps the region anywhere free (read-write), writes [`LOOP`] to its
-    /// first page and makes that page read-execute.
+    /// Maps the region anywhere free and writes [`LOOP`] to its first
+    /// page: read-write-execute in one syscall, or, where the kernel
+    /// refuses writable code (an LSM's `execmem`), read-write with the
+    /// first page made read-execute after the write.
     pub fn map<T: BorrowMut<Stopped>>(r: &mut Remote<T>) -> Result<Injected> {
-        let addr = r.call(
-            nr::MMAP,
-            &[
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        let args = |prot: u64| {
+            [
                 0,
                 INJECTED_LEN,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                prot,
                 (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
                 u64::MAX,
                 0,
-            ],
-        )?;
+            ]
+        };
+        let (addr, split) = match r.call(nr::MMAP, &args(rw | libc::PROT_EXEC as u64)) {
+            Ok(a) => (a, false),
+            Err(RemoteError::Syscall { errno, .. })
+                if errno == Errno::EACCES || errno == Errno::EPERM =>
+            {
+                (r.call(nr::MMAP, &args(rw))?, true)
+            }
+            Err(e) => return Err(e),
+        };
         let inj = Injected {
             addr,
             len: INJECTED_LEN,
@@ -389,10 +400,12 @@ impl Injected {
                 errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             })
             .and_then(|_| {
-                r.call(
-                    nr::MPROTECT,
-                    &[addr, 4096, (libc::PROT_READ | libc::PROT_EXEC) as u64],
-                )
+                if split {
+                    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+                    r.call(nr::MPROTECT, &[addr, 4096, rx]).map(|_| ())
+                } else {
+                    Ok(())
+                }
             });
         if let Err(e) = res {
             let _ = inj.remove(r);
