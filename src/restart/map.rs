@@ -235,7 +235,7 @@ fn file_key(image_pid: u32, v: &Vma, src: &MapSources) -> Result<Option<(Vec<u8>
 /// Adds the mmap of one VMA to `bt`; its file was opened as `remote_fds` says.
 fn map_one(
     bt: &mut Batch,
-    pid: i32,
+    pid: crate::sys::ids::Pid,
     image_pid: u32,
     v: &Vma,
     remote_fds: &HashMap<(Vec<u8>, bool), u64>,
