@@ -69,36 +69,36 @@ fn map_vmas(
         })
     };
     // The files, opened in the process once per path and mode.
-    let mut keys: Vec<(Vec<u8>, bool)> = Vec::new();
+    let mut keys: Vec<FileKey> = Vec::new();
     let mut open = Batch::new();
     for &step in steps {
         if let MapStep::Map { vma: i } = step {
             let v = vma(i)?;
-            if let Some(key) = file_key(image_pid, v, src)? {
-                if !keys.contains(&key) {
-                    let at = open.cstr(&key.0);
-                    let mode = if key.1 { libc::O_RDWR } else { libc::O_RDONLY };
-                    open.push_as(
-                        format!(
-                            "cannot map {} at {:#x} in pid {}",
-                            String::from_utf8_lossy(&v.path),
-                            v.start,
-                            b.pid
-                        ),
-                        nr::OPENAT,
-                        &[
-                            Arg::Val(libc::AT_FDCWD as u64),
-                            at.into(),
-                            Arg::Val(mode as u64),
-                            Arg::Val(0),
-                        ],
-                    );
-                    keys.push(key);
-                }
+            if let Some(key) = file_key(image_pid, v, src)?
+                && !keys.contains(&key)
+            {
+                let at = open.cstr(&key.0);
+                let mode = if key.1 { libc::O_RDWR } else { libc::O_RDONLY };
+                open.push_as(
+                    format!(
+                        "cannot map {} at {:#x} in pid {}",
+                        String::from_utf8_lossy(&v.path),
+                        v.start,
+                        b.pid
+                    ),
+                    nr::OPENAT,
+                    &[
+                        Arg::Val(libc::AT_FDCWD as u64),
+                        at.into(),
+                        Arg::Val(mode as u64),
+                        Arg::Val(0),
+                    ],
+                );
+                keys.push(key);
             }
         }
     }
-    let mut remote_fds: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
+    let mut remote_fds: HashMap<FileKey, u64> = HashMap::new();
     for chunk in split(&open, keys) {
         let (bt, ks) = chunk;
         let o = b.batch(&bt)?;
@@ -154,7 +154,10 @@ fn map_vmas(
 }
 
 /// Splits a batch of opens (one per key) into pieces the scratch area holds.
-fn split(open: &Batch, keys: Vec<(Vec<u8>, bool)>) -> Vec<(Batch, Vec<(Vec<u8>, bool)>)> {
+/// A file as a process opens it for its mappings: the path, read-write or not.
+type FileKey = (Vec<u8>, bool);
+
+fn split(open: &Batch, keys: Vec<FileKey>) -> Vec<(Batch, Vec<FileKey>)> {
     if open.size() as u64 <= space::SCRATCH_LEN / 2 {
         return vec![(open.clone(), keys)];
     }
@@ -204,7 +207,7 @@ fn trim_attachment(
 
 /// The path (and whether read-write) a file-backed VMA is opened by in
 /// the process; `None` for anonymous memory.
-fn file_key(image_pid: u32, v: &Vma, src: &MapSources) -> Result<Option<(Vec<u8>, bool)>> {
+fn file_key(image_pid: u32, v: &Vma, src: &MapSources) -> Result<Option<FileKey>> {
     let me = std::process::id();
     let path: Vec<u8> = match v.backing {
         image::VMA_SHARED_ANON => {
@@ -238,7 +241,7 @@ fn map_one(
     pid: crate::sys::ids::Pid,
     image_pid: u32,
     v: &Vma,
-    remote_fds: &HashMap<(Vec<u8>, bool), u64>,
+    remote_fds: &HashMap<FileKey, u64>,
     src: &MapSources,
 ) -> Result<()> {
     let prot = space::build_prot(v) as u64;
