@@ -42,6 +42,13 @@ impl Kind {
     /// creates any process.
     pub const CARRY_FILE: Kind = Kind(0x25);
     pub const CARRY_DATA: Kind = Kind(0x26);
+    /// Pre-copied pages (`ckpt --live`): a `PAGES` payload read while the
+    /// tree still ran. Bulk data, but it comes before the metadata: the
+    /// restorer stages it, and an `MM`'s `precopied` ranges say which
+    /// staged pages are the process's memory.
+    pub const PRECOPY: Kind = Kind(0x2d);
+    /// The end of a pre-copy round. See [`PrecopyRound`].
+    pub const PRECOPY_ROUND: Kind = Kind(0x2e);
     /// Kinds from here up may be skipped by a reader that does not know them.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
 
@@ -53,7 +60,7 @@ impl Kind {
     pub fn is_bulk(self) -> bool {
         matches!(
             self,
-            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA
+            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA | Kind::PRECOPY
         )
     }
     pub fn name(self) -> &'static str {
@@ -80,6 +87,8 @@ impl Kind {
             Kind::DELTA_END => "delta-end",
             Kind::CARRY_FILE => "carry-file",
             Kind::CARRY_DATA => "carry-data",
+            Kind::PRECOPY => "precopy",
+            Kind::PRECOPY_ROUND => "precopy-round",
             _ => "unknown",
         }
     }
@@ -354,6 +363,23 @@ wire_struct! {
         pub vmas: List<Vma>,
         /// Whether transparent huge pages are disabled (`PR_GET_THP_DISABLE`).
         pub thp_disabled: bool,
+        /// Ranges whose contents are the last `PRECOPY` pages sent for
+        /// them (`ckpt --live`), not `PAGES` of this image part.
+        pub precopied: List<PageRange>,
+    }
+}
+
+wire_struct! {
+    /// `[start, end)`, page-aligned.
+    pub struct PageRange { pub start: u64, pub end: u64 }
+}
+
+wire_struct! {
+    /// `PRECOPY_ROUND`: closes pre-copy round `round` (0 first).
+    pub struct PrecopyRound {
+        pub round: u32,
+        /// Pages sent in the round.
+        pub pages: u64,
     }
 }
 

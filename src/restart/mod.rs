@@ -29,6 +29,7 @@ mod map;
 mod memfd;
 pub mod meta;
 mod pages;
+pub mod precopy;
 pub mod plan;
 pub mod space;
 mod spawn;
