@@ -82,7 +82,8 @@ fn started(pid: Pid) -> Option<u64> {
 
 /// A `syscall` instruction in `pid`'s vDSO.
 pub(super) fn vdso_gate(pid: Pid) -> Result<Gate> {
-    let maps = proc::maps(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+    let maps =
+        proc::maps(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
     let vdso = maps
         .iter()
         .find(|m| m.path == b"[vdso]")
@@ -140,14 +141,10 @@ impl Precopy {
         for round in 0..opts.max_rounds.max(1) {
             let t = Instant::now();
             let pages = self.round(w, &mut buf)?;
-            w.write(
-                Kind::PRECOPY_ROUND,
-                &PrecopyRound {
-                    round,
-                    pages,
-                },
-            )?;
-            w.get_mut().flush().ctx(|| "cannot write the image".into())?;
+            w.write(Kind::PRECOPY_ROUND, &PrecopyRound { round, pages })?;
+            w.get_mut()
+                .flush()
+                .ctx(|| "cannot write the image".into())?;
             let stat = RoundStat {
                 pages,
                 took: t.elapsed(),
@@ -188,10 +185,16 @@ impl Precopy {
             let mut written = Vec::new();
             for m in maps.iter().filter(|m| trackable(m)) {
                 let private_file = m.inode != 0 && !m.is_special();
-                if !t.tracker.track(m.start, m.end).map_err(|e| Error::msg(e.to_string()))? {
+                if !t
+                    .tracker
+                    .track(m.start, m.end)
+                    .map_err(|e| Error::msg(e.to_string()))?
+                {
                     continue;
                 }
-                if let Err(e) = t.tracker.written(m.start, m.end, private_file, true, &mut written)
+                if let Err(e) = t
+                    .tracker
+                    .written(m.start, m.end, private_file, true, &mut written)
                 {
                     // Changed under us (unmapped, remapped): its pages go
                     // at the end.

@@ -401,15 +401,12 @@ fn header_of(xstate_size: u32, own_ipc: bool, ns: &Option<NsPids>, root: Pid) ->
             .map(|d| d.as_secs())
             .unwrap_or(0),
         root_pid: ns.as_ref().map_or(root.as_u32(), |n| n.pid(root.as_raw())),
-        flags: if own_ipc {
-            image::HDR_OWN_IPCNS
-        } else {
-            0
-        } | if ns.is_some() {
-            image::HDR_PIDNS_INIT
-        } else {
-            0
-        },
+        flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 }
+            | if ns.is_some() {
+                image::HDR_PIDNS_INIT
+            } else {
+                0
+            },
         xstate_size,
     }
 }

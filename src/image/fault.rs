@@ -129,9 +129,13 @@ pub enum Fault {
     PrecopyUnfinished,
     #[error("pre-copied pages exceed this machine's memory")]
     PrecopyTooLarge,
-    #[error("process {pid}'s memory lists pre-copied pages at {addr:#x} that no pre-copy round sent")]
+    #[error(
+        "process {pid}'s memory lists pre-copied pages at {addr:#x} that no pre-copy round sent"
+    )]
     PrecopyMissing { pid: u32, addr: u64 },
-    #[error("process {pid}'s pre-copied range {start:#x}-{end:#x} is not page-aligned inside a mapping with contents")]
+    #[error(
+        "process {pid}'s pre-copied range {start:#x}-{end:#x} is not page-aligned inside a mapping with contents"
+    )]
     PrecopyRange { pid: u32, start: u64, end: u64 },
     #[error("data for unknown {target} {id}")]
     DataUnknown { target: DataTarget, id: u64 },

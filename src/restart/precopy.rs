@@ -80,7 +80,10 @@ impl Staging {
             if slot == next && next >= limit {
                 return Err(Fault::PrecopyTooLarge);
             }
-            let (b, off) = ((slot / BLOCK_PAGES) as usize, (slot % BLOCK_PAGES * PAGE) as usize);
+            let (b, off) = (
+                (slot / BLOCK_PAGES) as usize,
+                (slot % BLOCK_PAGES * PAGE) as usize,
+            );
             if b == self.blocks.len() {
                 self.blocks.push(vec![0u8; (BLOCK_PAGES * PAGE) as usize]);
             }
@@ -159,9 +162,7 @@ impl Staging {
                     .ok_or(Fault::PrecopyMissing { pid, addr })?;
                 match runs.last_mut() {
                     Some((a, s, n))
-                        if *a + *n * PAGE == addr
-                            && *s + *n == slot
-                            && slot % BLOCK_PAGES != 0 =>
+                        if *a + *n * PAGE == addr && *s + *n == slot && slot % BLOCK_PAGES != 0 =>
                     {
                         *n += 1
                     }
