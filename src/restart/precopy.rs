@@ -147,7 +147,7 @@ impl Staging {
     /// pid `pid`), as few `process_vm_writev` calls as the slots allow.
     pub fn write_into(
         &self,
-        target: i32,
+        target: crate::sys::Pid,
         pid: u32,
         ranges: &[image::PageRange],
         memf: &mut Option<std::fs::File>,
