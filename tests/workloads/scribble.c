@@ -2,7 +2,7 @@
  * scribble: a process that rewrites its memory all the time (ckpt --live's
  * tests).
  *
- *   scribble [-d MS] [-n N] [-e CODE] [-m MIB] [-w PAGES] [-k K]
+ *   scribble [-d MS] [-n N] [-e CODE] [-m MIB] [-w PAGES] [-k K] [-l LOG]
  *
  * Maps MIB MiB (default 32) of private anonymous memory; page p holds 512
  * words derived from (p, gen[p]), or zeros when gen[p] is 0. Every
@@ -11,7 +11,7 @@
  * MADV_DONTNEED (both then read as zeros), then sleeps MS (default 2).
  * Every K iterations (default 10) it verifies all of its memory against
  * the generation table and prints "count N ok sum S" (S: a checksum of the
- * table). A page restored stale, or a dropped page restored with old
+ * table), on standard output or appended to LOG. A page restored stale, or a dropped page restored with old
  * contents, fails the next verification.
  */
 #include "common.h"
@@ -40,9 +40,10 @@ static void write_page(size_t p, uint32_t g)
 int main(int argc, char **argv)
 {
 	long mib = 32, per = 64, k = 10;
+	const char *logpath = NULL;
 	int c;
 	opt_delay_ms = 2;
-	while ((c = getopt(argc, argv, COMMON_OPTS "m:w:k:")) != -1) {
+	while ((c = getopt(argc, argv, COMMON_OPTS "m:w:k:l:")) != -1) {
 		if (common_opt(c, optarg))
 			continue;
 		switch (c) {
@@ -55,9 +56,18 @@ int main(int argc, char **argv)
 		case 'k':
 			k = (long)parse_num(optarg, "verify interval");
 			break;
+		case 'l':
+			logpath = optarg;
+			break;
 		default:
-			usage("scribble [-m MIB] [-w PAGES] [-k K]");
+			usage("scribble [-m MIB] [-w PAGES] [-k K] [-l LOG]");
 		}
+	}
+	if (logpath) {
+		int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		CHECK_SYS(fd >= 0, "open log");
+		CHECK_SYS(dup2(fd, 1) == 1, "dup2");
+		close(fd);
 	}
 	if (mib < 1)
 		mib = 1;
