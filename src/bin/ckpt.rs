@@ -44,6 +44,18 @@ struct Args {
     /// With --live: freeze once a round sent at most SIZE (default 4M).
     #[arg(long, value_name = "SIZE", value_parser = size, requires = "live")]
     live_target: Option<u64>,
+    /// Keep established TCP connections: each is put in repair mode
+    /// (TCP_REPAIR) and its sequence numbers, windows, options and queues
+    /// go into the image; restore it with cr-restart --tcp-established.
+    /// With --kill the connections are closed silently (no FIN, no RST).
+    /// Without this option (or --tcp-close) an established connection
+    /// fails the checkpoint.
+    #[arg(long, conflicts_with = "tcp_close")]
+    tcp_established: bool,
+    /// Drop established TCP connections: they are restored as unconnected
+    /// sockets, and the program sees an error on them.
+    #[arg(long)]
+    tcp_close: bool,
     #[command(flatten)]
     common: Common,
     /// The root of the tree to checkpoint.
@@ -136,6 +148,13 @@ fn main() -> ExitCode {
                     verbose: args.common.summary(),
                 }
             }),
+            tcp: if args.tcp_established {
+                checkpoint::inet::TcpMode::Established
+            } else if args.tcp_close {
+                checkpoint::inet::TcpMode::Close
+            } else {
+                checkpoint::inet::TcpMode::Refuse
+            },
             ..Default::default()
         };
         // The image file is in place before the tree is released; if it
@@ -171,6 +190,16 @@ fn main() -> ExitCode {
                     progress::size(pages * 4096),
                     s.pages,
                     s.precopied,
+                ));
+            }
+            if s.tcp_repaired > 0 {
+                display.summary(&format!(
+                    "kept {} with TCP_REPAIR",
+                    progress::count(
+                        s.tcp_repaired as u64,
+                        "established TCP connection",
+                        "established TCP connections"
+                    )
                 ));
             }
             if args.carry_files {

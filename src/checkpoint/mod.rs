@@ -10,6 +10,7 @@ pub mod carry;
 pub mod events;
 pub mod files;
 pub mod freeze;
+pub mod inet;
 pub mod ipc;
 pub mod live;
 pub mod locks;
@@ -66,6 +67,9 @@ pub struct Options {
     pub carry: Option<u64>,
     /// `--live`: pre-copy memory while the tree runs (see `live.rs`).
     pub live: Option<live::LiveOptions>,
+    /// What to do with established TCP connections (`--tcp-established`,
+    /// `--tcp-close`; see `inet.rs`).
+    pub tcp: inet::TcpMode,
 }
 
 /// What a checkpoint did, for reporting.
@@ -83,6 +87,8 @@ pub struct Summary {
     /// from them instead of sending again.
     pub rounds: Vec<live::RoundStat>,
     pub precopied: u64,
+    /// Established TCP connections kept with `TCP_REPAIR`.
+    pub tcp_repaired: usize,
 }
 
 fn random_id() -> [u8; 16] {
@@ -167,12 +173,21 @@ pub fn checkpoint_then<W: Write>(
         threads: frozen.threads.len(),
         ..Default::default()
     };
-    // Any error from here on drops `frozen`, which resumes the tree.
-    let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
+    // Any error from here on drops `frozen`, which resumes the tree (after
+    // `repaired`, declared later, has taken its sockets out of repair mode).
+    let (out, repaired) = write_image(&mut frozen, pid, out, &mut summary, opts)?;
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    summary.tcp_repaired = repaired.len();
     crate::progress::phase(crate::progress::Phase::Releasing);
-    frozen.release(opts.after)?;
+    if opts.after == After::Kill {
+        frozen.release(opts.after)?;
+        // Closed in repair mode: no FIN or RST leaves.
+        repaired.killed();
+    } else {
+        drop(repaired);
+        frozen.release(opts.after)?;
+    }
     Ok(summary)
 }
 
@@ -206,7 +221,7 @@ fn checkpoint_live<W: Write>(
         threads: frozen.threads.len(),
         ..Default::default()
     };
-    let mut tree = read_tree(&mut frozen, pid)?;
+    let mut tree = read_tree(&mut frozen, pid, opts)?;
     let ns = NsPids::read(pid, &frozen)?;
     let now = stream_header(&tree, &ns, pid);
     if (now.root_pid, now.flags, now.xstate_size)
@@ -238,10 +253,19 @@ fn checkpoint_live<W: Write>(
     } else {
         Some(pre)
     };
+    let repaired = std::mem::take(&mut tree.repaired);
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    summary.tcp_repaired = repaired.len();
     crate::progress::phase(crate::progress::Phase::Releasing);
-    frozen.release(opts.after)?;
+    if opts.after == After::Kill {
+        frozen.release(opts.after)?;
+        // Closed in repair mode: no FIN or RST leaves.
+        repaired.killed();
+    } else {
+        drop(repaired);
+        frozen.release(opts.after)?;
+    }
     // Killed, or stopped by SIGSTOP: it takes no fault while tracking is
     // removed (unregistering 1 GiB of 4 KiB pages takes ~0.3 s here).
     // The image is complete: a failure here changes nothing of it, and
@@ -282,6 +306,9 @@ struct TreeState {
     shmem: HashMap<u64, Shmem>,
     zombies: Vec<Process>,
     sockets: Vec<(image::Socket, Vec<u8>)>,
+    /// TCP and UDP sockets, and the connections put in repair mode.
+    inet: Vec<image::InetSocket>,
+    repaired: inet::Repaired,
     events: Vec<image::EventFile>,
     ptys: Vec<image::Pty>,
     pipes: Vec<(image::Pipe, Vec<u8>)>,
@@ -297,8 +324,8 @@ fn write_image<W: Write>(
     out: W,
     summary: &mut Summary,
     opts: &Options,
-) -> Result<W> {
-    let tree = read_tree(frozen, root)?;
+) -> Result<(W, inet::Repaired)> {
+    let mut tree = read_tree(frozen, root, opts)?;
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let ns = NsPids::read(root, frozen)?;
@@ -317,12 +344,12 @@ fn write_image<W: Write>(
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
     summary.bytes = stats.bytes;
-    Ok(out)
+    Ok((out, std::mem::take(&mut tree.repaired)))
 }
 
 /// Reads every process, descriptor, pipe, socket, pty and IPC object of
 /// the frozen tree.
-fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
+fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState> {
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
     let mut states = Vec::new();
@@ -343,6 +370,8 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
+    let mut repaired = inet::Repaired::default();
+    let inet = inet::collect(&mut files.files, &fdtables, opts.tcp, &mut repaired)?;
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
@@ -378,6 +407,8 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
         shmem,
         zombies,
         sockets,
+        inet,
+        repaired,
         events,
         ptys,
         pipes,
@@ -457,6 +488,9 @@ fn write_meta<W: Write>(
     }
     for (s, _) in &tree.sockets {
         w.write(Kind::SOCKET, s)?;
+    }
+    for s in &tree.inet {
+        w.write(Kind::INET, s)?;
     }
     for p in &tree.ptys {
         w.write(Kind::PTY, p)?;
