@@ -33,6 +33,12 @@ struct Args {
     /// (e.g. 512M; default 1G); files past it are only described.
     #[arg(long, value_name = "SIZE", value_parser = size, requires = "carry_files")]
     carry_max: Option<u64>,
+    /// What to do with a Unix socket connected to a process outside the
+    /// tree: `refuse` the checkpoint (the default), or `close`: record it
+    /// disconnected (after the restore it reads what was queued, then end
+    /// of file; a pending connection from outside is accepted closed).
+    #[arg(long, value_name = "MODE", value_parser = ["refuse", "close"], default_value = "refuse")]
+    external_unix: String,
     #[command(flatten)]
     common: Common,
     /// The root of the tree to checkpoint.
@@ -110,6 +116,11 @@ fn main() -> ExitCode {
             carry: args
                 .carry_files
                 .then(|| args.carry_max.unwrap_or(CARRY_MAX)),
+            external_unix: if args.external_unix == "close" {
+                checkpoint::unix::ExternalUnix::Close
+            } else {
+                checkpoint::unix::ExternalUnix::Refuse
+            },
             ..Default::default()
         };
         // The image file is in place before the tree is released; if it

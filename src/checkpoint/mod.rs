@@ -15,6 +15,7 @@ pub mod locks;
 pub mod memfd;
 pub mod memory;
 pub mod tty;
+pub mod unix;
 
 use std::borrow::BorrowMut;
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub struct Options {
     /// `--carry-files`: carry the files the tree maps or holds open, up
     /// to this many bytes in all (see `carry.rs`).
     pub carry: Option<u64>,
+    /// `--external-unix`: Unix sockets connected outside the tree.
+    pub external_unix: unix::ExternalUnix,
 }
 
 /// What a checkpoint did, for reporting.
@@ -197,7 +200,7 @@ fn write_image<W: Write>(
     summary: &mut Summary,
     opts: &Options,
 ) -> Result<W> {
-    let tree = read_tree(frozen, root)?;
+    let tree = read_tree(frozen, root, opts)?;
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let ns = NsPids::read(root, frozen)?;
@@ -221,9 +224,10 @@ fn write_image<W: Write>(
 
 /// Reads every process, descriptor, pipe, socket, pty and IPC object of
 /// the frozen tree.
-fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
+fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState> {
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
+    files.external_unix = opts.external_unix;
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
     for (pid, ppid) in frozen.procs.clone() {

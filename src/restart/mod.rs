@@ -34,6 +34,7 @@ pub mod space;
 mod spawn;
 pub mod spool;
 pub mod tty;
+mod unix;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
