@@ -122,7 +122,8 @@ fn socket_to_an_outside_peer_is_refused_or_restored_disconnected() {
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
     assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
     assert!(
-        f.stderr.contains(&format!("cannot checkpoint pid {pid}: descriptor "))
+        f.stderr
+            .contains(&format!("cannot checkpoint pid {pid}: descriptor "))
             && f.stderr.contains("connected to a process outside the tree")
             && f.stderr.contains("--external-unix=close"),
         "{}",
@@ -234,7 +235,11 @@ fn bad_socket_records_are_refused_in_one_line() {
         }
         let bad = dir.path().join("bad.img");
         std::fs::write(&bad, w.finish().unwrap()).unwrap();
-        let f = run("cr-restart", &["--no-pids", "-i", bad.to_str().unwrap()], None);
+        let f = run(
+            "cr-restart",
+            &["--no-pids", "-i", bad.to_str().unwrap()],
+            None,
+        );
         assert_eq!(f.code(), Some(1), "{what}: {}", f.stderr);
         assert_eq!(f.stderr.lines().count(), 1, "{what}: {}", f.stderr);
         assert!(

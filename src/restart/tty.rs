@@ -31,9 +31,11 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
-use crate::image::{self, File, Process, Pty};
+use crate::image::{FileType, Process, Pty};
+use crate::sys::ids::Pid;
 use crate::sys::tty::{self, Termios};
 
+use super::meta::FileImage;
 use super::space::Builder;
 use crate::sys::remote::nr;
 
@@ -60,7 +62,7 @@ impl Ptys {
 
     /// A new description for a `FT_PTY_MASTER` or `FT_PTY_SLAVE` file,
     /// making its pty first.
-    pub fn open(&mut self, f: &File) -> Result<OwnedFd> {
+    pub fn open(&mut self, f: &FileImage) -> Result<OwnedFd> {
         let p = self.records.get(&f.object_id).ok_or_else(|| {
             Error::msg(format!(
                 "invalid image: {} has no pty record",
@@ -74,7 +76,7 @@ impl Ptys {
         };
         let m = m.as_fd();
         let status = f.flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC);
-        if f.ftype == image::FT_PTY_MASTER {
+        if f.kind == FileType::PtyMaster {
             let fd = m.try_clone_to_owned().ctx(|| "dup".into())?;
             tty::set_status_flags(fd.as_fd(), status)
                 .ctx(|| format!("cannot set the flags of pty master {index}"))?;
@@ -153,13 +155,11 @@ fn make(p: &Pty) -> Result<OwnedFd> {
 }
 
 /// The slave file a session leader takes as its controlling terminal.
-pub fn ctty_file<'a>(p: &Process, files: &'a HashMap<u64, File>) -> Option<&'a File> {
+pub fn ctty_file<'a>(p: &Process, files: &'a HashMap<u64, FileImage>) -> Option<&'a FileImage> {
     if p.sid != p.pid || p.ctty == 0 {
         return None;
     }
-    files
-        .get(&p.ctty)
-        .filter(|f| f.ftype == image::FT_PTY_SLAVE)
+    files.get(&p.ctty).filter(|f| f.kind == FileType::PtySlave)
 }
 
 /// Makes the foreground process group of a restored session leader's
@@ -171,7 +171,7 @@ pub fn set_foreground(
     b: &mut Builder,
     p: &Process,
     held: Option<RawFd>,
-    inner: &BTreeMap<i32, i32>,
+    inner: &BTreeMap<Pid, Pid>,
 ) -> Result<()> {
     let Some(held) = held else {
         return Ok(());
@@ -179,10 +179,8 @@ pub fn set_foreground(
     if p.tty_pgrp == 0 {
         return Ok(());
     }
-    let pgrp = inner
-        .get(&(p.tty_pgrp as i32))
-        .copied()
-        .unwrap_or(p.tty_pgrp as i32);
+    let pgrp = Pid::from_u32(p.tty_pgrp);
+    let pgrp = inner.get(&pgrp).copied().unwrap_or(pgrp);
     let path = format!("/proc/{}/fd/{held}", std::process::id());
     let at = b.put_path(path.as_bytes())?;
     let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
@@ -194,7 +192,7 @@ pub fn set_foreground(
                 p.pid
             ))
         })?;
-    let val = b.put(&pgrp.to_le_bytes())?;
+    let val = b.put(&pgrp.as_raw().to_le_bytes())?;
     let set = b.call(NR_IOCTL, &[fd, libc::TIOCSPGRP, val]);
     b.call(nr::CLOSE, &[fd])?;
     set.map(|_| ()).map_err(|e| {

@@ -108,12 +108,9 @@ fn ensure(
     let peer = (s.peer != 0).then(|| records.get(&s.peer)).flatten();
     if let Some(p) = peer.filter(|p| p.listener != 0) {
         // The client of a connection not yet accepted: made with its listener.
-        let l = records.get(&p.listener).ok_or_else(|| {
-            invalid(
-                id,
-                "its peer is pending on a listener that has no record",
-            )
-        })?;
+        let l = records
+            .get(&p.listener)
+            .ok_or_else(|| invalid(id, "its peer is pending on a listener that has no record"))?;
         check(l)?;
         listener(records, made, l, acting)?;
         if !made.fds.contains_key(&id) {
@@ -176,10 +173,16 @@ fn ensure(
 /// Checks what every socket record must have.
 fn check(s: &image::Socket) -> Result<()> {
     if s.family != libc::AF_UNIX as u32 {
-        return Err(invalid(s.id, &format!("family {} is not AF_UNIX", s.family)));
+        return Err(invalid(
+            s.id,
+            &format!("family {} is not AF_UNIX", s.family),
+        ));
     }
     if unixsock::sock_type(s.stype as i32).is_err() {
-        return Err(invalid(s.id, &format!("type {} is not a Unix socket type", s.stype)));
+        return Err(invalid(
+            s.id,
+            &format!("type {} is not a Unix socket type", s.stype),
+        ));
     }
     for name in [&s.path, &s.peer_path] {
         if name.len() > 107 || (!name.is_empty() && name[0] != 0 && name[0] != b'/') {
@@ -209,7 +212,10 @@ fn bind(sock: &OwnedFd, s: &image::Socket, acting: &Acting) -> Result<()> {
                 Ok(m) if m.file_type().is_socket() => {
                     let live = crate::sys::unixdiag::unix_sockets()
                         .map_err(|e| cant(format!("cannot list Unix sockets: {e}")))?;
-                    if live.values().any(|u| u.vfs_ino == m.ino() && u.vfs_ino != 0) {
+                    if live
+                        .values()
+                        .any(|u| u.vfs_ino == m.ino() && u.vfs_ino != 0)
+                    {
                         return Err(cant("a running socket is bound to it".into()));
                     }
                     std::fs::remove_file(path)
@@ -241,7 +247,10 @@ fn listener(
         return Ok(());
     }
     if l.state != LISTEN {
-        return Err(invalid(l.id, "has pending connections but is not listening"));
+        return Err(invalid(
+            l.id,
+            "has pending connections but is not listening",
+        ));
     }
     let sock = unixsock::new_socket(l.stype as i32).ctx(|| "cannot create a socket".into())?;
     bind(&sock, l, acting)?;
@@ -311,8 +320,7 @@ pub fn fill(
         && made.fds.contains_key(&id)
         && !made.pairs.contains(&id);
     if named_dgram && made.sender.get().is_none() {
-        let snd =
-            unixsock::new_socket(libc::SOCK_DGRAM).ctx(|| "cannot create a socket".into())?;
+        let snd = unixsock::new_socket(libc::SOCK_DGRAM).ctx(|| "cannot create a socket".into())?;
         let _ = made.sender.set(snd);
     }
     let (from, to): (std::os::fd::BorrowedFd, Option<&[u8]>) =

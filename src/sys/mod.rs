@@ -29,5 +29,6 @@ pub mod threadcreds;
 pub mod tty;
 pub mod unixdiag;
 pub mod unixsock;
+pub mod wptrack;
 
 pub use ids::{Fd, Pid, Tid};

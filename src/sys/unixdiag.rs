@@ -84,7 +84,10 @@ pub fn unix_sockets() -> std::io::Result<HashMap<u64, UnixSock>> {
     req.extend_from_slice(&0u16.to_le_bytes());
     req.extend_from_slice(&u32::MAX.to_le_bytes()); // all states
     req.extend_from_slice(&0u32.to_le_bytes()); // ino: all
-    req.extend_from_slice(&(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN).to_le_bytes());
+    req.extend_from_slice(
+        &(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN)
+            .to_le_bytes(),
+    );
     req.extend_from_slice(&[0xff; 8]); // cookie: none
     // SAFETY: send reads the live request buffer.
     if unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) } < 0 {
