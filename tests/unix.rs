@@ -188,8 +188,9 @@ fn bad_socket_records_are_refused_in_one_line() {
             })
             .expect("such a socket record")
     };
+    type Pick = &'static dyn Fn(&image::Socket) -> bool;
     type Mutation = Box<dyn Fn(&mut image::Socket)>;
-    let cases: Vec<(&str, &dyn Fn(&image::Socket) -> bool, Mutation, &str)> = vec![
+    let cases: Vec<(&str, Pick, Mutation, &str)> = vec![
         (
             "a listener of an unknown type",
             &|s| s.state == 10,
