@@ -10,6 +10,7 @@ pub mod carry;
 pub mod events;
 pub mod files;
 pub mod freeze;
+pub mod inet;
 pub mod ipc;
 pub mod locks;
 pub mod memfd;
@@ -66,6 +67,9 @@ pub struct Options {
     pub carry: Option<u64>,
     /// `--external-unix`: Unix sockets connected outside the tree.
     pub external_unix: unix::ExternalUnix,
+    /// What to do with established TCP connections (`--tcp-established`,
+    /// `--tcp-close`; see `inet.rs`).
+    pub tcp: inet::TcpMode,
 }
 
 /// What a checkpoint did, for reporting.
@@ -79,6 +83,8 @@ pub struct Summary {
     /// From stopping the tree to letting it go.
     pub frozen_for: Duration,
     pub carried: carry::CarryStats,
+    /// Established TCP connections kept with `TCP_REPAIR`.
+    pub tcp_repaired: usize,
 }
 
 fn random_id() -> [u8; 16] {
@@ -160,12 +166,21 @@ pub fn checkpoint_then<W: Write>(
         threads: frozen.threads.len(),
         ..Default::default()
     };
-    // Any error from here on drops `frozen`, which resumes the tree.
-    let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
+    // Any error from here on drops `frozen`, which resumes the tree (after
+    // `repaired`, declared later, has taken its sockets out of repair mode).
+    let (out, repaired) = write_image(&mut frozen, pid, out, &mut summary, opts)?;
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    summary.tcp_repaired = repaired.len();
     crate::progress::phase(crate::progress::Phase::Releasing);
-    frozen.release(opts.after)?;
+    if opts.after == After::Kill {
+        frozen.release(opts.after)?;
+        // Closed in repair mode: no FIN or RST leaves.
+        repaired.killed();
+    } else {
+        drop(repaired);
+        frozen.release(opts.after)?;
+    }
     Ok(summary)
 }
 
@@ -184,6 +199,9 @@ struct TreeState {
     shmem: HashMap<u64, Shmem>,
     zombies: Vec<Process>,
     sockets: Vec<(image::Socket, Vec<u8>)>,
+    /// TCP and UDP sockets, and the connections put in repair mode.
+    inet: Vec<image::InetSocket>,
+    repaired: inet::Repaired,
     events: Vec<image::EventFile>,
     ptys: Vec<image::Pty>,
     pipes: Vec<(image::Pipe, Vec<u8>)>,
@@ -199,8 +217,8 @@ fn write_image<W: Write>(
     out: W,
     summary: &mut Summary,
     opts: &Options,
-) -> Result<W> {
-    let tree = read_tree(frozen, root, opts)?;
+) -> Result<(W, inet::Repaired)> {
+    let mut tree = read_tree(frozen, root, opts)?;
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let ns = NsPids::read(root, frozen)?;
@@ -219,7 +237,7 @@ fn write_image<W: Write>(
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
     summary.bytes = stats.bytes;
-    Ok(out)
+    Ok((out, std::mem::take(&mut tree.repaired)))
 }
 
 /// Reads every process, descriptor, pipe, socket, pty and IPC object of
@@ -246,6 +264,8 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
+    let mut repaired = inet::Repaired::default();
+    let inet = inet::collect(&mut files.files, &fdtables, opts.tcp, &mut repaired)?;
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
@@ -281,6 +301,8 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
         shmem,
         zombies,
         sockets,
+        inet,
+        repaired,
         events,
         ptys,
         pipes,
@@ -359,6 +381,9 @@ fn write_meta<W: Write>(
     }
     for (s, _) in &tree.sockets {
         w.write(Kind::SOCKET, s)?;
+    }
+    for s in &tree.inet {
+        w.write(Kind::INET, s)?;
     }
     for p in &tree.ptys {
         w.write(Kind::PTY, p)?;

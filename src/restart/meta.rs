@@ -42,6 +42,7 @@ pub struct RawMeta {
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
+    inet: HashMap<u64, image::InetSocket>,
     ptys: HashMap<u64, image::Pty>,
     events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
@@ -109,6 +110,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
                 m.pipes.insert(p.id, p);
+            }
+            Kind::INET => {
+                let s: image::InetSocket = rec.decode()?;
+                m.inet.insert(s.id, s);
             }
             Kind::SOCKET => {
                 let s: image::Socket = rec.decode()?;
@@ -259,6 +264,7 @@ pub struct Meta {
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
+    inet: HashMap<u64, image::InetSocket>,
     ptys: HashMap<u64, image::Pty>,
     events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
@@ -344,6 +350,7 @@ impl Meta {
             shmem,
             pipes,
             sockets,
+            inet,
             ptys,
             events,
             ipc,
@@ -439,6 +446,7 @@ impl Meta {
             shmem,
             pipes,
             sockets,
+            inet,
             ptys,
             events,
             ipc,
@@ -500,6 +508,11 @@ impl Meta {
     pub fn pipes(&self) -> &HashMap<u64, image::Pipe> {
         &self.pipes
     }
+    /// TCP and UDP sockets, by id.
+    pub fn inet(&self) -> &HashMap<u64, image::InetSocket> {
+        &self.inet
+    }
+
     pub fn sockets(&self) -> &HashMap<u64, image::Socket> {
         &self.sockets
     }
