@@ -246,6 +246,7 @@ fn helper_main(parent: i32, fd: RawFd) -> ! {
             carry: None,
             live: None,
             tcp: Default::default(),
+            ..Default::default()
         };
         checkpoint::checkpoint(parent, &mut w, &opts)?;
         Ok(())

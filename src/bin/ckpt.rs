@@ -44,6 +44,12 @@ struct Args {
     /// With --live: freeze once a round sent at most SIZE (default 4M).
     #[arg(long, value_name = "SIZE", value_parser = size, requires = "live")]
     live_target: Option<u64>,
+    /// What to do with a Unix socket connected to a process outside the
+    /// tree: `refuse` the checkpoint (the default), or `close`: record it
+    /// disconnected (after the restore it reads what was queued, then end
+    /// of file; a pending connection from outside is accepted closed).
+    #[arg(long, value_name = "MODE", value_parser = ["refuse", "close"], default_value = "refuse")]
+    external_unix: String,
     /// Keep established TCP connections: each is put in repair mode
     /// (TCP_REPAIR) and its sequence numbers, windows, options and queues
     /// go into the image; restore it with cr-restart --tcp-established.
@@ -148,6 +154,11 @@ fn main() -> ExitCode {
                     verbose: args.common.summary(),
                 }
             }),
+            external_unix: if args.external_unix == "close" {
+                checkpoint::unix::ExternalUnix::Close
+            } else {
+                checkpoint::unix::ExternalUnix::Refuse
+            },
             tcp: if args.tcp_established {
                 checkpoint::inet::TcpMode::Established
             } else if args.tcp_close {
