@@ -42,6 +42,13 @@ impl Kind {
     /// creates any process.
     pub const CARRY_FILE: Kind = Kind(0x25);
     pub const CARRY_DATA: Kind = Kind(0x26);
+    /// Pre-copied pages (`ckpt --live`): a `PAGES` payload read while the
+    /// tree still ran. Bulk data, but it comes before the metadata: the
+    /// restorer stages it, and an `MM`'s `precopied` ranges say which
+    /// staged pages are the process's memory.
+    pub const PRECOPY: Kind = Kind(0x2d);
+    /// The end of a pre-copy round. See [`PrecopyRound`].
+    pub const PRECOPY_ROUND: Kind = Kind(0x2e);
     /// A TCP or UDP socket (IPv4 or IPv6), with an established TCP
     /// connection's repair state and queues. See [`InetSocket`].
     pub const INET: Kind = Kind(0x27);
@@ -56,7 +63,7 @@ impl Kind {
     pub fn is_bulk(self) -> bool {
         matches!(
             self,
-            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA
+            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA | Kind::PRECOPY
         )
     }
     pub fn name(self) -> &'static str {
@@ -83,6 +90,8 @@ impl Kind {
             Kind::DELTA_END => "delta-end",
             Kind::CARRY_FILE => "carry-file",
             Kind::CARRY_DATA => "carry-data",
+            Kind::PRECOPY => "precopy",
+            Kind::PRECOPY_ROUND => "precopy-round",
             Kind::INET => "inet",
             _ => "unknown",
         }
@@ -358,6 +367,23 @@ wire_struct! {
         pub vmas: List<Vma>,
         /// Whether transparent huge pages are disabled (`PR_GET_THP_DISABLE`).
         pub thp_disabled: bool,
+        /// Ranges whose contents are the last `PRECOPY` pages sent for
+        /// them (`ckpt --live`), not `PAGES` of this image part.
+        pub precopied: List<PageRange>,
+    }
+}
+
+wire_struct! {
+    /// `[start, end)`, page-aligned.
+    pub struct PageRange { pub start: u64, pub end: u64 }
+}
+
+wire_struct! {
+    /// `PRECOPY_ROUND`: closes pre-copy round `round` (0 first).
+    pub struct PrecopyRound {
+        pub round: u32,
+        /// Pages sent in the round.
+        pub pages: u64,
     }
 }
 
@@ -541,17 +567,47 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// `SOCKET`: a Unix socket in the tree.
+    /// `SOCKET`: a Unix socket in the tree (`id` is its inode at the
+    /// checkpoint). Data waiting to be read follows in `BLOB`s of space
+    /// [`SPACE_SOCKET`], as length-prefixed messages.
     pub struct Socket {
         pub id: u64,
         pub family: u32,
         pub stype: u32,
+        /// The connected peer's id; 0 when none (or gone).
         pub peer: u64,
+        /// `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7), `TCP_LISTEN` (10).
         pub state: u32,
+        /// The name it is bound to: an absolute path, or an abstract
+        /// name led by a NUL byte; empty when unbound.
         pub path: Vec<u8>,
+        /// A datagram socket connected to a named socket: that name.
         pub peer_path: Vec<u8>,
         pub data_len: u64,
         pub shutdown: u32,
+        /// A connection not yet accepted: the listener's id (such a
+        /// socket has no descriptor; its client, if in the tree, has it
+        /// as `peer`).
+        pub listener: u64,
+        /// A listener: its backlog, and its pending connections in queue
+        /// order (ids of `SOCKET` records with `listener` set).
+        pub backlog: u32,
+        pub pending: List<u64>,
+        /// Socket options (see `getsockopt(2)`): `SO_RCVBUF`, `SO_SNDBUF`
+        /// as read back (0: the default), `SO_PASSCRED`, `SO_RCVTIMEO`,
+        /// `SO_SNDTIMEO` in microseconds, `SO_PEEK_OFF` (-1: off).
+        pub rcvbuf: u32,
+        pub sndbuf: u32,
+        pub passcred: bool,
+        pub rcvtimeo_us: u64,
+        pub sndtimeo_us: u64,
+        pub peek_off: i32,
+        /// A filesystem name: the socket file's permission bits (0:
+        /// unknown).
+        pub path_mode: u32,
+        /// Its peer was outside the tree (`ckpt --external-unix=close`):
+        /// restored with no peer.
+        pub external: bool,
     }
 }
 

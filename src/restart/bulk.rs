@@ -33,7 +33,29 @@ pub(crate) fn stream_bulk<R: Read>(
 ) -> Result<()> {
     let zeros = vec![0u8; image::CHUNK];
     let mut thp = pages::Thp::new(building);
-    // Closed (every range unregistered) when this returns, also on error.
+    // Pre-copied pages first: the final part's pages are others.
+    let staged = sinks.meta.staged();
+    for bp in building.iter_mut() {
+        let ranges = &bp.pi.mm.precopied;
+        if ranges.is_empty() {
+            continue;
+        }
+        for r in ranges.iter() {
+            if !bp.writable.iter().any(|&(s, e)| s <= r.start && r.end <= e) {
+                return Err(Fault::PagesOutside {
+                    id: bp.pi.p.pid as u64,
+                    start: r.start,
+                    end: r.end,
+                }
+                .into());
+            }
+            thp.before_write(bp, r.start)?;
+        }
+        staged.write_into(bp.pid, bp.pi.p.pid, ranges, &mut bp.b.mem)?;
+    }
+    // After the pre-copied pages (written with process_vm_writev, which
+    // fails in a registered range); closed (every range unregistered)
+    // when this returns, also on error.
     let mut fill = pages::Fill::new(building)?;
     while let Some(raw) = next {
         let rec = raw.decode()?;

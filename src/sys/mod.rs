@@ -31,6 +31,7 @@ pub mod threadcreds;
 pub mod tty;
 pub mod uffd;
 pub mod unixdiag;
+pub mod unixsock;
 pub mod wptrack;
 
 pub use ids::{Fd, Pid, Tid};
