@@ -42,6 +42,13 @@ impl Kind {
     /// creates any process.
     pub const CARRY_FILE: Kind = Kind(0x25);
     pub const CARRY_DATA: Kind = Kind(0x26);
+    /// Pages a process holds when it forks children that inherit them
+    /// copy-on-write (see [`Mm::inherited`]): bulk records, before every
+    /// `PAGES`, `ZERO` and `BLOB`, so that a restorer can fill them in the
+    /// parent before it forks. A [`DataPrefix`] of space
+    /// [`SPACE_PROCESS`], then the bytes, or with [`DATA_F_ZERO`] an
+    /// 8-byte length of zeros.
+    pub const FORK_PAGES: Kind = Kind(0x2b);
     /// Kinds from here up may be skipped by a reader that does not know them.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
 
@@ -53,7 +60,7 @@ impl Kind {
     pub fn is_bulk(self) -> bool {
         matches!(
             self,
-            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA
+            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA | Kind::FORK_PAGES
         )
     }
     pub fn name(self) -> &'static str {
@@ -80,6 +87,7 @@ impl Kind {
             Kind::DELTA_END => "delta-end",
             Kind::CARRY_FILE => "carry-file",
             Kind::CARRY_DATA => "carry-data",
+            Kind::FORK_PAGES => "fork-pages",
             _ => "unknown",
         }
     }
@@ -309,6 +317,14 @@ pub const VMA_F_DONTDUMP: u32 = 256;
 /// The mapping may be made writable (`mw` in smaps): a SysV attachment
 /// without it was made read-only.
 pub const VMA_F_MAYWRITE: u32 = 512;
+/// Part of the mapping is inherited from the parent (see [`Mm::inherited`]):
+/// the restorer may write the parent's pages into it.
+pub const VMA_F_INHERITED: u32 = 1024;
+
+wire_struct! {
+    /// A range of addresses, `[start, end)`.
+    pub struct Span { pub start: u64, pub end: u64 }
+}
 
 wire_struct! {
     /// One mapping of an address space.
@@ -354,6 +370,15 @@ wire_struct! {
         pub vmas: List<Vma>,
         /// Whether transparent huge pages are disabled (`PR_GET_THP_DISABLE`).
         pub thp_disabled: bool,
+        /// Ranges of private anonymous mappings this process inherited
+        /// from its parent by `fork` and still shares pages of, ordered,
+        /// page-aligned, inside mappings of both. The pages it still
+        /// shares are in the parent's records only (`FORK_PAGES`); its own
+        /// pages in these ranges are in its records, zero pages included
+        /// (`ZERO`), so the parent's never show through.
+        pub inherited: List<Span>,
+        /// Pages of this process left to its parent's records (shared).
+        pub shared_pages: u64,
     }
 }
 
@@ -646,6 +671,10 @@ wire_struct! {
     }
 }
 
+/// [`DataPrefix::flags`] of a `FORK_PAGES` record holding a length of
+/// zeros instead of bytes.
+pub const DATA_F_ZERO: u32 = 1;
+
 /// Size of the fixed prefix of `PAGES`, `ZERO` and `BLOB` payloads.
 pub const DATA_PREFIX: usize = 24;
 
@@ -655,7 +684,7 @@ pub const DATA_PREFIX: usize = 24;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DataPrefix {
     pub space: u32,
-    /// Reserved, zero.
+    /// Zero, but for `FORK_PAGES` ([`DATA_F_ZERO`]).
     pub flags: u32,
     /// A pid for [`SPACE_PROCESS`], an object id otherwise.
     pub id: u64,
