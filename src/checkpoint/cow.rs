@@ -13,6 +13,7 @@
 //! first (`FORK_PAGES`), so a restorer can fill them before it forks.
 
 use super::memory::VmaPlan;
+use crate::image::ranges::clip;
 use crate::error::{Error, Result};
 use crate::image::{self, Span, Vma};
 use crate::sys::Pid;
@@ -20,16 +21,9 @@ use crate::sys::pagemap::{self, Pagemap};
 
 const PAGE: u64 = 4096;
 
-/// Whether a mapping can be inherited copy-on-write as the restorer
-/// rebuilds it: private anonymous memory, not a stack, not `MADV_DONTFORK`.
-pub fn eligible(v: &Vma) -> bool {
-    v.backing == image::VMA_ANON
-        && v.flags
-            & (image::VMA_F_SHARED
-                | image::VMA_F_GROWSDOWN
-                | image::VMA_F_STACK
-                | image::VMA_F_DONTFORK)
-            == 0
+/// Whether a mapping can be inherited ([`Vma::inheritable`]).
+fn eligible(v: &Vma) -> bool {
+    v.inheritable()
 }
 
 /// What a child shares with its parent.
@@ -122,66 +116,9 @@ pub fn share(
     Ok(out)
 }
 
-/// The parts of `ranges` inside (`inside`) or outside every range of
-/// `by` (both ordered, `by` not overlapping).
-pub fn clip(ranges: &[(u64, u64)], by: &[(u64, u64)], inside: bool) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    for &(s, e) in ranges {
-        let mut at = s;
-        for &(bs, be) in by {
-            if be <= at || bs >= e {
-                continue;
-            }
-            let (is, ie) = (bs.max(at), be.min(e));
-            if !inside && is > at {
-                out.push((at, is));
-            }
-            if inside {
-                out.push((is, ie));
-            }
-            at = ie;
-        }
-        if !inside && at < e {
-            out.push((at, e));
-        }
-    }
-    out
-}
-
-/// Merges ranges into an ordered list of disjoint ones.
-pub fn union(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    r.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in r {
-        match out.last_mut() {
-            Some(l) if s <= l.1 => l.1 = l.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clip_inside_and_outside() {
-        let r = [(0, 100), (200, 300)];
-        let by = [(50, 60), (90, 250)];
-        assert_eq!(clip(&r, &by, true), vec![(50, 60), (90, 100), (200, 250)]);
-        assert_eq!(clip(&r, &by, false), vec![(0, 50), (60, 90), (250, 300)]);
-        assert_eq!(clip(&r, &[], false), r.to_vec());
-        assert!(clip(&r, &[], true).is_empty());
-    }
-
-    #[test]
-    fn union_merges() {
-        assert_eq!(
-            union(vec![(5, 8), (0, 2), (2, 3), (7, 9)]),
-            vec![(0, 3), (5, 9)]
-        );
-    }
 
     #[test]
     fn runs_of_pages() {

@@ -326,7 +326,7 @@ pub fn dump_pages<W: Write>(
     stats: &mut DumpStats,
     patches: &[Patch],
 ) -> Result<()> {
-    use super::cow::clip;
+    use crate::image::ranges::clip;
     let (fork, sect) = match section {
         Section::Fork(r) => (true, r),
         Section::Rest(r) => (false, r),

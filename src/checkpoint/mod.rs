@@ -252,7 +252,7 @@ fn share_with_parents(tree: &mut TreeState) -> Result<Vec<Vec<(u64, u64)>>> {
         s.mm.inherited = shared.inherited.into();
         s.mm.shared_pages = shared.pages;
     }
-    Ok(fork.into_iter().map(cow::union).collect())
+    Ok(fork.into_iter().map(image::ranges::union).collect())
 }
 
 /// Reads every process, descriptor, pipe, socket, pty and IPC object of

@@ -9,6 +9,7 @@
 
 mod fault;
 pub mod hmac;
+pub mod ranges;
 pub mod records;
 pub mod stream;
 #[doc(hidden)]

@@ -321,6 +321,16 @@ pub const VMA_F_MAYWRITE: u32 = 512;
 /// the restorer may write the parent's pages into it.
 pub const VMA_F_INHERITED: u32 = 1024;
 
+impl Vma {
+    /// Whether a child can inherit this mapping copy-on-write as the
+    /// restorer rebuilds it (see [`Mm::inherited`]): private anonymous
+    /// memory, not a stack, not `MADV_DONTFORK`.
+    pub fn inheritable(&self) -> bool {
+        self.backing == VMA_ANON
+            && self.flags & (VMA_F_SHARED | VMA_F_GROWSDOWN | VMA_F_STACK | VMA_F_DONTFORK) == 0
+    }
+}
+
 wire_struct! {
     /// A range of addresses, `[start, end)`.
     pub struct Span { pub start: u64, pub end: u64 }

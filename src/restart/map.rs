@@ -45,8 +45,8 @@ pub(crate) fn rebuild_space(
             )
         })
         .collect();
-    bp.b.clear_space(specials, &want)?;
-    bp.writable = map_vmas(&mut bp.b, bp.pi.p.pid, mm, &pp.map, src)?;
+    bp.b.clear_space(specials, &want, &pp.cow.keep)?;
+    bp.writable = map_vmas(&mut bp.b, bp.pi.p.pid, mm, &pp.map, &pp.cow.keep, src)?;
     Ok(())
 }
 
@@ -57,6 +57,7 @@ fn map_vmas(
     image_pid: u32,
     mm: &Mm,
     steps: &[MapStep],
+    keep: &[(u64, u64)],
     src: &MapSources,
 ) -> Result<Vec<(u64, u64)>> {
     let mut remote_fds: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
@@ -94,8 +95,26 @@ fn map_vmas(
             }
             MapStep::Map { vma: i } => {
                 let v = vma(i)?;
-                map_one(b, image_pid, v, &mut remote_fds, src)?;
-                if v.dumped_pages > 0 {
+                let kept = image::ranges::clip(&[(v.start, v.end)], keep, true);
+                if kept.is_empty() {
+                    map_one(b, image_pid, v, &mut remote_fds, src)?;
+                } else {
+                    // Inherited copy-on-write and in place: map the rest,
+                    // give the kept parts their protection.
+                    for (s, e) in image::ranges::clip(&[(v.start, v.end)], keep, false) {
+                        let part = Vma {
+                            start: s,
+                            end: e,
+                            ..v.clone()
+                        };
+                        map_one(b, image_pid, &part, &mut remote_fds, src)?;
+                    }
+                    let prot = space::build_prot(v) as u64;
+                    for (s, e) in kept {
+                        b.call(nr::MPROTECT, &[s, e - s, prot])?;
+                    }
+                }
+                if v.dumped_pages > 0 || v.flags & image::VMA_F_INHERITED != 0 {
                     writable.push((v.start, v.end));
                 }
             }

@@ -155,8 +155,14 @@ impl<'a> Builder<'a> {
     }
 
     /// Moves the kernel's vDSO and vvar to where the image had them, then
-    /// unmaps everything but them and the trampoline.
-    pub fn clear_space(&mut self, mine: &[Special], want: &[&Vma]) -> Result<()> {
+    /// unmaps everything but them, the trampoline and `also` (memory
+    /// inherited copy-on-write, already in place).
+    pub fn clear_space(
+        &mut self,
+        mine: &[Special],
+        want: &[&Vma],
+        also: &[(u64, u64)],
+    ) -> Result<()> {
         // Park every special mapping in the trampoline region first, so no
         // move lands on another special still at its old place.
         let mut park = self.tramp.addr + PARK_OFF;
@@ -211,6 +217,7 @@ impl<'a> Builder<'a> {
             )?;
             keep.push((v.start, v.end));
         }
+        keep.extend_from_slice(also);
         keep.sort();
         let mut at = 0u64;
         for (s, e) in keep.iter().copied().chain([(TASK_SIZE, TASK_SIZE)]) {
@@ -245,7 +252,9 @@ pub fn is_special(v: &Vma) -> bool {
 /// How a VMA is mapped during the restore: writable when the image has
 /// contents for it.
 pub fn build_prot(v: &Vma) -> u32 {
-    if v.dumped_pages > 0 && v.flags & image::VMA_F_SHARED == 0 {
+    if (v.dumped_pages > 0 || v.flags & image::VMA_F_INHERITED != 0)
+        && v.flags & image::VMA_F_SHARED == 0
+    {
         v.prot | libc::PROT_READ as u32 | libc::PROT_WRITE as u32
     } else if v.dumped_pages > 0 {
         v.prot | libc::PROT_WRITE as u32 | libc::PROT_READ as u32
