@@ -65,7 +65,10 @@ fn split_worker() -> Option<ExitCode> {
     // program's ordinary code, like a process of its own.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { child }) => {
-            let code = crtools::restart::wait_forwarding(child.as_raw(), child.as_raw(), false);
+            let code = {
+                let child = crtools::sys::ids::Pid::from_raw(child.as_raw());
+                crtools::restart::wait_forwarding(child, child, false)
+            };
             Some(ExitCode::from(code.clamp(0, 255) as u8))
         }
         Ok(nix::unistd::ForkResult::Child) => {

@@ -15,7 +15,6 @@ use crtools::progress::{self, Display, Show};
 use crtools::restart::{self, FdSource};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
 
 /// Restore the process tree whose image is on standard input (or FILE) and
 /// resume it. By default every process gets its original pid, and
@@ -153,9 +152,9 @@ impl Drop for PidFile {
 /// process cr-restart waits for.
 fn kill_restored(r: &restart::Restored) {
     for &pid in std::iter::once(&r.wait_pid).chain(r.pids.values()) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = kill(pid.nix(), Signal::SIGKILL);
     }
-    let _ = waitpid(Pid::from_raw(r.wait_pid), None);
+    let _ = waitpid(r.wait_pid.nix(), None);
 }
 
 fn main() -> ExitCode {
@@ -203,11 +202,11 @@ fn main() -> ExitCode {
         let mut display = Display::start("cr-restart", Show::Read { total }, args.common.when());
         let mut r = restart::restore(reader, &opts)?;
         display.finish();
-        if r.pid <= 0 {
+        if r.pid.as_raw() <= 0 {
             bail!("restore returned no process");
         }
         if let Some(p) = pidfile
-            && let Err(e) = p.commit(r.pid)
+            && let Err(e) = p.commit(r.pid.as_raw())
         {
             kill_restored(&r);
             bail!(

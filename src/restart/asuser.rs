@@ -46,7 +46,7 @@ use crate::error::{Context, Error, Result};
 use crate::image::{self, IpcPerm, Process};
 use crate::sys::remote::nr;
 use crate::sys::threadcreds::{self, Caps};
-use crate::sys::{Pid, fds};
+use crate::sys::{Pid, Tid, fds};
 
 const CAP_SETGID: u32 = 6;
 const CAP_IPC_OWNER: u32 = 15;
@@ -468,7 +468,7 @@ fn status(path: &str) -> Result<crate::sys::proc::Status> {
 /// restorer may set them; a user's restore keeps the user's own),
 /// bounding set, capability sets, ambient set, securebits and
 /// `no_new_privs`. Read back and compared; a difference is an error.
-pub(crate) fn restore_creds(b: &mut Builder, tid: i32, p: &Process) -> Result<()> {
+pub(crate) fn restore_creds(b: &mut Builder, tid: Tid, p: &Process) -> Result<()> {
     let c = &p.creds;
     let own = status("/proc/thread-self/status")?;
     let own_sb = threadcreds::securebits();

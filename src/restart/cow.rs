@@ -62,7 +62,7 @@ pub(crate) struct EarlyFill<'a, 'r, R: Read> {
     k: usize,
     /// Ranges each may be written in (what it keeps), by live index.
     keep: Vec<Vec<(u64, u64)>>,
-    asked: Vec<Option<i32>>,
+    asked: Vec<Option<Pid>>,
     zeros: Vec<u8>,
 }
 
@@ -109,7 +109,7 @@ impl<'a, 'r, R: Read> EarlyFill<'a, 'r, R> {
     }
 
     /// Writes the `FORK_PAGES` records of process `i` (pid `pid`).
-    fn fill_one(&mut self, i: usize, pid: i32) -> Result<()> {
+    fn fill_one(&mut self, i: usize, pid: Pid) -> Result<()> {
         let image_pid = self.meta.live()[i].p.pid as u64;
         let mut memf = None;
         while let Some(raw) = self.next.take() {
@@ -160,7 +160,7 @@ fn out_of_order(r: &RawRecord) -> Error {
 }
 
 impl<R: Read> Fill for EarlyFill<'_, '_, R> {
-    fn request(&mut self, idx: usize, pid: i32) -> Result<Vec<usize>> {
+    fn request(&mut self, idx: usize, pid: Pid) -> Result<Vec<usize>> {
         if !self.order.contains(&idx) || self.asked[idx].is_some() {
             return Err(Error::msg(format!(
                 "cannot restore pid {}: it asked for memory it was not to get",

@@ -3,17 +3,16 @@
 //! timers, credentials, registers; then the release of the whole tree.
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use super::Building;
 use super::space::{self, Builder, Trampoline};
 use crate::error::{Context, Error, Result};
 use crate::image;
-use crate::sys::ptrace;
+use crate::sys::ids::{Pid, Tid};
 use crate::sys::remote::{self, Gate, Remote, nr};
 
 /// A thread made by [`finish`]: `(pid, tid, session)`.
-pub(crate) type MadeThread = (i32, i32, Remote);
+pub(crate) type MadeThread = (Pid, Tid, Remote);
 
 /// Everything after the memory contents: protections, mm fields, signal
 /// state, timers, threads, credentials, registers; ends with the trampoline
@@ -57,25 +56,28 @@ pub(crate) fn finish<'a>(
     // Other threads: cloned from the main one with their own ids.
     let mut made = Vec::new();
     if pi.threads.len() > 1 {
-        ptrace::set_options_clone(pid).ctx(|| format!("cannot trace the threads of pid {pid}"))?;
+        b.r.tracee()
+            .trace_clones()
+            .ctx(|| format!("cannot trace the threads of pid {pid}"))?;
     }
     for t in pi.threads.iter().skip(1) {
-        let (tid, inner_tid) = space::create_thread(b, &t.t, same_ids)?;
-        let r = Remote::new(tid, Gate::Trap(tramp.addr))?;
+        let (stopped, inner_tid) = space::create_thread(b, &t.t, same_ids)?;
+        let tid = stopped.tid();
+        let r = Remote::on(stopped, Gate::Trap(tramp.addr))?;
         let mut tb = Builder::new(r, pid, tramp);
-        space::finish_thread(&mut tb, &t.t, tid)?;
-        space::queue_signals(&mut tb, inner, inner_tid, &t.t.pending)?;
+        space::finish_thread(&mut tb, &t.t)?;
+        space::queue_signals(&mut tb, inner, Some(inner_tid), &t.t.pending)?;
         super::asuser::restore_creds(&mut tb, tid, &pi.p)?;
         tb.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
         made.push((pid, tid, tb.r));
     }
     let t = pi.main_thread();
-    space::finish_thread(b, &t.t, pid)?;
-    space::queue_signals(b, inner, 0, &pi.p.shared_pending)?;
-    space::queue_signals(b, inner, inner, &t.t.pending)?;
+    space::finish_thread(b, &t.t)?;
+    space::queue_signals(b, inner, None, &pi.p.shared_pending)?;
+    space::queue_signals(b, inner, Some(inner.main_thread()), &t.t.pending)?;
     space::posix_timers(b, &pi.p)?;
     super::locks::take_posix(b, pi)?;
-    super::asuser::restore_creds(b, pid, &pi.p)?;
+    super::asuser::restore_creds(b, pid.main_thread(), &pi.p)?;
     // The last syscall unmaps the trampoline itself; stop at its exit.
     b.r.set_gate(Gate::Syscall(tramp.addr));
     b.call(nr::MUNMAP, &[tramp.addr, tramp.len])?;
@@ -84,7 +86,7 @@ pub(crate) fn finish<'a>(
 }
 
 /// One thread ready to go: `(pid, tid, session, stays stopped)`.
-pub(crate) type Ready = (i32, i32, Remote, bool);
+pub(crate) type Ready = (Pid, Tid, Remote, bool);
 
 /// Lets every thread go at once, in `order`: each is put at its final
 /// registers, detached (a process that was in a job-control stop stays
@@ -93,21 +95,25 @@ pub(crate) type Ready = (i32, i32, Remote, bool);
 pub(crate) fn release(order: Vec<Ready>, inject: bool) -> Result<()> {
     let mut deferred = Vec::new();
     for (pid, tid, r, stopped) in order {
-        deferred.push((pid, tid, r.finish()?, stopped));
+        let (thread, sigs) = r.end()?;
+        deferred.push((pid, tid, thread, sigs, stopped));
     }
     if inject {
         super::inject::check("release")?;
     }
-    for (pid, tid, _, stopped) in &deferred {
-        if *stopped {
+    let mut released = Vec::with_capacity(deferred.len());
+    for (pid, tid, thread, sigs, stopped) in deferred {
+        if stopped {
             // It was in a job-control stop: it stays stopped.
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGSTOP);
+            let _ = kill(pid.nix(), Signal::SIGSTOP);
         }
-        ptrace::detach(*tid, None)
+        thread
+            .detach(None)
             .ctx(|| format!("cannot release thread {tid} of process {pid}"))?;
+        released.push((pid, tid, sigs));
     }
-    for (pid, tid, sigs, _) in &deferred {
-        remote::redeliver(*pid, *tid, sigs);
+    for (pid, tid, sigs) in &released {
+        remote::redeliver(pid.as_raw(), tid.as_raw(), sigs);
     }
     Ok(())
 }

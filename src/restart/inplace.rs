@@ -39,7 +39,6 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use super::child;
 use super::meta::{self, Meta};
@@ -52,8 +51,9 @@ use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
 use crate::sys::clone::Forked;
 use crate::sys::fork::{exit_now as _exit, fork_single_threaded};
+use crate::sys::ids::Pid;
 use crate::sys::proc;
-use crate::sys::ptrace::{self, Stop};
+use crate::sys::ptrace::{self, Resume, Stop, Stopped, Waited};
 use crate::sys::remote::nr;
 
 /// Replaces the calling process with the single process of the image from
@@ -79,7 +79,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
             "cannot restore in place: the process had an IPC namespace of its own (use cr-restart without --in-place)",
         ));
     }
-    let me = nix::unistd::getpid().as_raw();
+    let me = Pid::this();
     check_caller(me)?;
     // The whole stream, every record checked, before anything changes.
     let first = meta.take_first_bulk();
@@ -149,7 +149,9 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     drop(ready_wr);
     let mut answer = Vec::new();
     let got = std::fs::File::from(ready_rd).read_to_end(&mut answer);
-    while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(Pid::from_raw(h), None) {}
+    while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(Pid::from_raw(h).nix(), None)
+    {
+    }
     if got.is_err() || answer.first() != Some(&b'K') {
         crate::selfckpt::forbid_descendants(yama);
         let why = if answer.len() > 1 {
@@ -187,7 +189,7 @@ fn check_image(m: &Meta) -> Result<()> {
 }
 
 /// Refuses a caller that cannot become another process.
-fn check_caller(me: i32) -> Result<()> {
+fn check_caller(me: Pid) -> Result<()> {
     let err = |e: proc::ProcError| Error::msg(format!("cannot restore in place: {e}"));
     let tasks = proc::tasks(me).map_err(err)?;
     if tasks.len() != 1 {
@@ -196,7 +198,7 @@ fn check_caller(me: i32) -> Result<()> {
             tasks.len()
         )));
     }
-    let kids = proc::children(me, me).map_err(err)?;
+    let kids = proc::children(me, me.main_thread()).map_err(err)?;
     if !kids.is_empty() {
         return Err(Error::msg(format!(
             "cannot restore in place: the calling process has children ({kids:?}); the restored process would inherit them"
@@ -207,7 +209,7 @@ fn check_caller(me: i32) -> Result<()> {
 
 /// What the tracer needs, all prepared by the caller before the fork.
 struct Tracer<'a> {
-    caller: i32,
+    caller: Pid,
     meta: &'a Meta,
     plan: &'a ProcPlan,
     ipc: &'a mut ipc::IpcRestore,
@@ -256,43 +258,24 @@ fn tracer_main(
     source: Source<'static, std::io::Empty>,
 ) -> ! {
     let c = t.caller;
-    if let Err(e) = ptrace::seize(c, false) {
-        tell(
+    let running = match ptrace::seize_thread(c.main_thread(), false) {
+        Ok(r) => r,
+        Err(e) => tell(
             &ready,
             &format!("E not permitted to trace the calling process {c}: {e}"),
             1,
-        );
-    }
+        ),
+    };
     let _ = nix::unistd::write(&ready, b"K");
     drop(ready);
     drop(held);
-    // Until the caller stops itself it is still the caller: its signals
-    // are its own.
-    loop {
-        match ptrace::wait(c) {
-            Ok(Stop::Signal(s)) if s == libc::SIGSTOP => break,
-            Ok(Stop::Signal(s)) => {
-                let _ = ptrace::cont(c, Signal::try_from(s).ok());
-            }
-            Ok(Stop::Exited(_)) | Ok(Stop::Killed(_)) | Err(_) => {
-                // It failed on its own and said so.
-                // Leaves without running the caller's exit handlers.
-                _exit(1)
-            }
-            Ok(_) => {
-                let _ = ptrace::cont(c, None);
-            }
-        }
-    }
+    let mut stopped = wait_caller_stop(running);
     // From here on the caller is half replaced: any failure kills it.
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        nix::sys::ptrace::setoptions(
-            Pid::from_raw(c),
-            nix::sys::ptrace::Options::PTRACE_O_TRACESYSGOOD
-                | nix::sys::ptrace::Options::PTRACE_O_EXITKILL,
-        )
-        .ctx(|| format!("cannot trace the calling process {c}"))?;
-        rebuild(&mut t, source)
+        stopped
+            .kill_on_exit()
+            .ctx(|| format!("cannot trace the calling process {c}"))?;
+        rebuild(&mut t, stopped, source)
     }));
     let err = match res {
         Ok(Ok(())) => {
@@ -306,18 +289,42 @@ fn tracer_main(
         "crtools: in-place restore of pid {} into pid {c} failed: {err}; the process is killed",
         t.meta.root().p.pid
     );
-    let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    let _ = kill(c.nix(), Signal::SIGKILL);
     t.ipc.undo();
     // Leaves without running the caller's exit handlers.
     _exit(1)
 }
 
+/// Waits until the caller stops itself. Until then it is still the
+/// caller: its signals are its own. If it exits, it failed on its own and
+/// said so: the tracer leaves.
+fn wait_caller_stop(mut running: ptrace::Running) -> Stopped {
+    loop {
+        let (t, sig) = match running.wait() {
+            Ok(Waited::Stopped(t, Stop::Signal(libc::SIGSTOP))) => return t,
+            Ok(Waited::Stopped(t, Stop::Signal(s))) => (t, Signal::try_from(s).ok()),
+            Ok(Waited::Stopped(t, _)) => (t, None),
+            // Leaves without running the caller's exit handlers.
+            Ok(Waited::Gone(..)) | Err(_) => _exit(1),
+        };
+        running = match t.resume(Resume::Cont, sig) {
+            Ok(r) => r,
+            // It died meanwhile: the next wait would say so.
+            Err(_) => _exit(1),
+        };
+    }
+}
+
 /// Turns the stopped caller into the image's process and lets it run.
-fn rebuild(t: &mut Tracer, mut source: Source<'static, std::io::Empty>) -> Result<()> {
+fn rebuild(
+    t: &mut Tracer,
+    caller: Stopped,
+    mut source: Source<'static, std::io::Empty>,
+) -> Result<()> {
     let c = t.caller;
     let pi = t.meta.root();
     let held = &mut *t.held;
-    let mut bp = Building::new(pi, c, c, &held.tramp)?;
+    let mut bp = Building::new(pi, caller, c, &held.tramp)?;
     drain_signals(&mut bp.b)?;
     map::rebuild_space(&mut bp, t.plan, &held.specials, &held.map_sources())?;
     let first = source.next_record()?;
@@ -339,7 +346,7 @@ fn rebuild(t: &mut Tracer, mut source: Source<'static, std::io::Empty>) -> Resul
     let made = finish::finish(&mut bp, &held.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");
     let stopped = pi.p.state == image::STATE_STOPPED;
-    finish::release(vec![(c, c, bp.b.r, stopped)], false)?;
+    finish::release(vec![(c, c.main_thread(), bp.b.r, stopped)], false)?;
     // The IPC objects are the restored program's now.
     t.ipc.commit();
     Ok(())

@@ -37,9 +37,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, killpg, pthread_sigmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getpgrp};
+use nix::unistd::getpgrp;
 
 use crate::error::{Error, Result};
+use crate::sys::ids::Pid;
 use crate::sys::tty;
 
 /// `cr-restart`'s controlling terminal, lent to the restored job.
@@ -69,13 +70,13 @@ impl JobTerminal {
     }
 
     /// Makes the job's group `pgrp` the terminal's foreground.
-    pub(crate) fn give(&self, pgrp: i32) -> Result<()> {
-        tty::set_foreground(self.tty.as_fd(), pgrp).map_err(|e| {
+    pub(crate) fn give(&self, pgrp: Pid) -> Result<()> {
+        tty::set_foreground(self.tty.as_fd(), pgrp.as_raw()).map_err(|e| {
             Error::msg(format!(
                 "cannot make the restored job (process group {pgrp}) the foreground of cr-restart's terminal: {e}"
             ))
         })?;
-        self.job.store(pgrp, Ordering::SeqCst);
+        self.job.store(pgrp.as_raw(), Ordering::SeqCst);
         Ok(())
     }
 
@@ -89,7 +90,7 @@ impl JobTerminal {
         }
         // Stops here (unless our group is orphaned, when the kernel
         // discards the signal) until a SIGCONT.
-        let _ = kill(Pid::this(), Signal::SIGTSTP);
+        let _ = kill(Pid::this().nix(), Signal::SIGTSTP);
         self.continued();
     }
 
@@ -103,7 +104,7 @@ impl JobTerminal {
         if tty::foreground(self.tty.as_fd()).ok() == Some(getpgrp().as_raw()) {
             let _ = tty::set_foreground(self.tty.as_fd(), job);
         }
-        let _ = killpg(Pid::from_raw(job), Signal::SIGCONT);
+        let _ = killpg(Pid::from_raw(job).nix(), Signal::SIGCONT);
     }
 
     /// Puts the previous foreground group back (once).
@@ -126,7 +127,7 @@ impl Drop for JobTerminal {
 /// (cr-restart), an exit other than 0 and a failed wait are said on stderr.
 /// With `terminal`, the job holds `cr-restart`'s terminal: its stops are
 /// followed (see the module docs) and the terminal is given back at the end.
-pub fn wait_job(pid: i32, target: i32, report: bool, terminal: Option<JobTerminal>) -> i32 {
+pub fn wait_job(pid: Pid, target: Pid, report: bool, terminal: Option<JobTerminal>) -> i32 {
     let terminal = terminal.map(Arc::new);
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -147,7 +148,7 @@ pub fn wait_job(pid: i32, target: i32, report: bool, terminal: Option<JobTermina
                     }
                 }
                 Ok(sig) => {
-                    let _ = kill(Pid::from_raw(target), sig);
+                    let _ = kill(target.nix(), sig);
                 }
                 Err(_) => return,
             }
@@ -155,7 +156,7 @@ pub fn wait_job(pid: i32, target: i32, report: bool, terminal: Option<JobTermina
     });
     let flags = terminal.as_ref().map(|_| WaitPidFlag::WUNTRACED);
     let (code, said) = loop {
-        match waitpid(Pid::from_raw(pid), flags) {
+        match waitpid(pid.nix(), flags) {
             Ok(WaitStatus::Exited(_, 0)) => break (0, None),
             Ok(WaitStatus::Exited(_, c)) => {
                 break (

@@ -18,6 +18,7 @@ use super::meta::{FdImage, Live};
 use super::space::Builder;
 use crate::error::{Error, Result};
 use crate::image::{self, Fault, File, Lock};
+use crate::sys::ids::Pid;
 use crate::sys::locks;
 use crate::sys::remote::{RemoteError, nr};
 
@@ -188,7 +189,7 @@ pub fn take_posix(b: &mut Builder, pi: &Live) -> Result<()> {
 
 /// Who holds a lock in the way of `l` on descriptor `l.fd` of process
 /// `real` (asked from the restorer, which owns no POSIX lock).
-fn conflict_of(real: i32, l: &Lock) -> Option<i32> {
+fn conflict_of(real: Pid, l: &Lock) -> Option<i32> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)

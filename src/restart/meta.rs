@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::image::{
     self, Fault, FdTable, File, Kind, MappingFault, Mm, Process, RawRecord, Reader, Shmem, Thread,
 };
+use crate::sys::ids::{Pid, Tid};
 use crate::sys::ptrace::{self, Regs};
 
 use super::ipc;
@@ -151,6 +152,13 @@ pub struct ThreadImage {
     pub regs: Regs,
 }
 
+impl ThreadImage {
+    /// Its thread id in the image.
+    pub fn tid(&self) -> Tid {
+        Tid::from_u32(self.t.tid)
+    }
+}
+
 /// A descriptor of a live process with its file.
 #[derive(Debug)]
 pub struct FdImage {
@@ -174,6 +182,10 @@ pub struct Live {
 }
 
 impl Live {
+    /// Its pid in the image.
+    pub fn pid(&self) -> Pid {
+        Pid::from_u32(self.p.pid)
+    }
     /// The main thread.
     pub fn main_thread(&self) -> &ThreadImage {
         // Construction (`Meta::validate`) puts the main thread first.

@@ -43,6 +43,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Reader};
+use crate::sys::ids::Pid;
+use crate::sys::ptrace::Stopped;
 use crate::sys::remote::{self, Gate, Remote, nr};
 
 pub use files::FdSource;
@@ -83,12 +85,12 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Restored {
     /// The root's pid, as the caller sees it.
-    pub pid: i32,
+    pub pid: Pid,
     /// The caller's child to wait for: the root, or with `pidns` the
     /// namespace's init, which exits with the root's status.
-    pub wait_pid: i32,
+    pub wait_pid: Pid,
     /// The pids every process of the image got, old -> new.
-    pub pids: BTreeMap<i32, i32>,
+    pub pids: BTreeMap<Pid, Pid>,
     /// The caller's terminal, lent to the root (see [`job`]): pass it to
     /// [`job::wait_job`], which gives it back.
     pub terminal: Option<job::JobTerminal>,
@@ -97,19 +99,25 @@ pub struct Restored {
 /// A process being built.
 pub(crate) struct Building<'a> {
     pi: &'a Live,
-    pid: i32,
+    pid: Pid,
     /// Its pid as the process itself sees it (differs under `--pidns`).
-    inner: i32,
+    inner: Pid,
     b: Builder<'a>,
     /// (start, end) of mappings whose contents the image may carry.
     writable: Vec<(u64, u64)>,
 }
 
 impl<'a> Building<'a> {
-    /// Starts building `pi`, stopped under ptrace as `pid` (`inner` in its
-    /// own namespace).
-    pub(crate) fn new(pi: &'a Live, pid: i32, inner: i32, tramp: &'a Trampoline) -> Result<Self> {
-        let r = Remote::new(pid, Gate::Trap(tramp.addr))?;
+    /// Starts building `pi`, whose main thread `main` is stopped under
+    /// ptrace (`inner`: its pid in its own namespace).
+    pub(crate) fn new(
+        pi: &'a Live,
+        main: Stopped,
+        inner: Pid,
+        tramp: &'a Trampoline,
+    ) -> Result<Self> {
+        let pid = Pid::from_raw(main.tid().as_raw());
+        let r = Remote::on(main, Gate::Trap(tramp.addr))?;
         Ok(Building {
             pi,
             pid,
@@ -271,16 +279,15 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     // syscalls are a few times cheaper); affinities go back at the release.
     let mut pins: Vec<remote::SameCpu> = Vec::new();
     let mut building: Vec<Building> = Vec::new();
-    for pi in meta.live() {
-        let image_pid = pi.p.pid as i32;
-        let (Some(&pid), Some(&inner)) = (tree.outer.get(&image_pid), tree.inner.get(&image_pid))
-        else {
+    for (pi, main) in meta.live().iter().zip(std::mem::take(&mut tree.stopped)) {
+        let image_pid = pi.pid();
+        let Some(&inner) = tree.inner.get(&image_pid) else {
             return Err(Error::msg(format!(
                 "cannot restore pid {image_pid}: it never started"
             )));
         };
-        pins.push(remote::SameCpu::new(pid));
-        building.push(Building::new(pi, pid, inner, &held.tramp)?);
+        pins.push(remote::SameCpu::new(main.tid().as_raw()));
+        building.push(Building::new(pi, main, inner, &held.tramp)?);
     }
     join_groups(&mut building, &plan, &tree)?;
     // Controlling terminals: their foreground groups exist now.
@@ -321,9 +328,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         drop(p);
     }
     for (pid, tid, _) in made.iter().flatten() {
-        remote::copy_affinity(*pid, *tid);
+        remote::copy_affinity(pid.as_raw(), tid.as_raw());
     }
-    let root = tree.outer.get(&(meta.root().p.pid as i32)).copied();
+    let root = tree.outer.get(&meta.root().pid()).copied();
     let root = root.ok_or_else(|| Error::msg("cannot restore: the root never started"))?;
     if let Some(t) = &terminal {
         // The root made its group: it leads it.
@@ -351,10 +358,10 @@ fn wait_for_original<R: Read>(
     reader: &mut Reader<R>,
     opts: &Options,
 ) -> Result<Option<std::io::BufReader<std::fs::File>>> {
-    let held: Vec<i32> = meta
+    let held: Vec<Pid> = meta
         .order()
         .iter()
-        .map(|&m| meta.process(m).pid as i32)
+        .map(|&m| Pid::from_u32(meta.process(m).pid))
         .filter(|&pid| pid_is_live(pid))
         .collect();
     if held.is_empty() {
@@ -382,18 +389,19 @@ fn wait_for_original<R: Read>(
 fn join_groups(building: &mut [Building], plan: &Plan, tree: &Tree) -> Result<()> {
     for j in &plan.joins {
         let leader = match j.leader {
-            Leader::Process(_) => tree.inner.get(&(j.pgid as i32)).copied(),
+            Leader::Process(_) => tree.inner.get(&Pid::from_u32(j.pgid)).copied(),
             Leader::Ghost(g) => tree.ghost_pids.get(g).copied(),
         };
         let (Some(g), Some(bp)) = (leader, building.get_mut(j.process)) else {
             continue;
         };
-        bp.b.call(nr::SETPGID, &[0, g as u64]).map_err(|e| {
-            Error::msg(format!(
-                "cannot restore the process group {} of pid {}: {e}",
-                j.pgid, bp.pi.p.pid
-            ))
-        })?;
+        bp.b.call(nr::SETPGID, &[0, g.as_u32() as u64])
+            .map_err(|e| {
+                Error::msg(format!(
+                    "cannot restore the process group {} of pid {}: {e}",
+                    j.pgid, bp.pi.p.pid
+                ))
+            })?;
     }
     Ok(())
 }
@@ -406,7 +414,10 @@ fn reap_ghosts(building: &mut [Building], plan: &Plan, tree: &mut Tree) -> Resul
         let Some(bp) = building.get_mut(g.parent) else {
             continue;
         };
-        bp.b.call(nr::WAIT4, &[ghost as u64, 0, libc::__WALL as u64, 0])?;
+        bp.b.call(
+            nr::WAIT4,
+            &[ghost.as_u32() as u64, 0, libc::__WALL as u64, 0],
+        )?;
         let set: u64 = 1 << (libc::SIGCHLD - 1);
         let set_at = bp.b.put(&set.to_le_bytes())?;
         let zero_at = bp.b.put(&[0u8; 16])?;
@@ -425,7 +436,7 @@ fn release_order(
         .into_iter()
         .map(|bp| {
             let stopped = bp.pi.p.state == image::STATE_STOPPED;
-            Some((bp.pid, bp.pid, bp.b.r, stopped))
+            Some((bp.pid, bp.pid.main_thread(), bp.b.r, stopped))
         })
         .collect();
     let mut others: Vec<Vec<Option<finish::MadeThread>>> = made
@@ -453,6 +464,6 @@ fn release_order(
 /// shell's convention (128 + signal when it was killed). With `report`
 /// (cr-restart), an exit other than 0 and a failed wait are said on stderr;
 /// `ckpt` waits for its worker without it (the worker reports its own errors).
-pub fn wait_forwarding(pid: i32, target: i32, report: bool) -> i32 {
+pub fn wait_forwarding(pid: Pid, target: Pid, report: bool) -> i32 {
     job::wait_job(pid, target, report, None)
 }

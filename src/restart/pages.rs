@@ -15,11 +15,12 @@
 use super::Building;
 use crate::error::Result;
 use crate::image;
+use crate::sys::ids::Pid;
 use crate::sys::remote::nr;
 
 /// Which huge-page mappings still need their advice: `(pid, start, end)`.
 pub(super) struct Thp {
-    pending: Vec<(i32, u64, u64)>,
+    pending: Vec<(Pid, u64, u64)>,
 }
 
 impl Thp {

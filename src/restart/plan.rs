@@ -19,6 +19,7 @@
 use super::meta::{Live, Member, Meta};
 use crate::image;
 use crate::image::ranges::{subtract, union};
+use crate::sys::ids::Pid;
 
 /// How the tree is to be made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub struct PlanOptions {
 pub struct ZombiePlan {
     pub image_pid: u32,
     /// The pid to create it with, `None` for any.
-    pub want: Option<i32>,
+    pub want: Option<Pid>,
     /// Its wait status.
     pub status: i32,
     /// Its name (`comm`), at most 15 bytes and a NUL.
@@ -55,7 +56,7 @@ pub struct Ghost {
     pub pgid: u32,
     /// The live process that forks it and later reaps it.
     pub parent: usize,
-    pub want: Option<i32>,
+    pub want: Option<Pid>,
 }
 
 /// A descriptor to place: the image's `fd` gets the open file `file_id`.
@@ -101,7 +102,7 @@ pub enum MapStep {
 pub struct ProcPlan {
     pub image_pid: u32,
     /// The pid to create it with, `None` for any.
-    pub want: Option<i32>,
+    pub want: Option<Pid>,
     pub exit_signal: i32,
     pub umask: u32,
     /// It leads its session (`setsid`) or its group (`setpgid(0, 0)`).
@@ -303,7 +304,7 @@ fn plan_ghosts(live: &[Live], procs: &mut [ProcPlan], opts: PlanOptions) -> Vec<
         ghosts.push(Ghost {
             pgid: g,
             parent,
-            want: opts.original_pids.then_some(g as i32),
+            want: opts.original_pids.then_some(Pid::from_u32(g)),
         });
     }
     ghosts
@@ -355,7 +356,7 @@ fn plan_free_ids(meta: &Meta, opts: PlanOptions) -> Vec<u32> {
 /// Plans the restore of `meta`.
 pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
     let live = meta.live();
-    let want = |pid: u32| opts.original_pids.then_some(pid as i32);
+    let want = |pid: u32| opts.original_pids.then_some(Pid::from_u32(pid));
     let mut procs: Vec<ProcPlan> = live
         .iter()
         .map(|pi| {
@@ -450,7 +451,7 @@ pub fn verify(meta: &Meta, plan: &Plan, opts: PlanOptions) -> Result<(), String>
     let mut forked = vec![0usize; live.len()];
     let mut zombies = 0;
     for (i, (pp, pi)) in plan.procs.iter().zip(live).enumerate() {
-        if pp.image_pid != pi.p.pid || pp.want != opts.original_pids.then_some(pi.p.pid as i32) {
+        if pp.image_pid != pi.p.pid || pp.want != opts.original_pids.then_some(pi.pid()) {
             return Err(format!("process {i}: wrong pid in its plan"));
         }
         for &c in &pp.children {

@@ -8,8 +8,9 @@ use std::fs::File as StdFile;
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Mm, Process, Thread, Vma};
 use crate::sys::codepage::CodeRegion;
+use crate::sys::ids::{Pid, Tid};
 use crate::sys::mem;
-use crate::sys::ptrace;
+use crate::sys::ptrace::{self, Stopped, Waited};
 use crate::sys::remote::{Remote, nr};
 
 pub const PAGE: u64 = 4096;
@@ -97,7 +98,7 @@ pub fn own_specials() -> Result<Vec<Special>> {
 /// A remote session with helpers for scratch memory.
 pub struct Builder<'a> {
     pub r: Remote,
-    pub pid: i32,
+    pub pid: Pid,
     pub tramp: &'a Trampoline,
     pub mem: Option<StdFile>,
     /// Offset of the next free scratch byte.
@@ -105,7 +106,7 @@ pub struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(r: Remote, pid: i32, tramp: &'a Trampoline) -> Self {
+    pub fn new(r: Remote, pid: Pid, tramp: &'a Trampoline) -> Self {
         Builder {
             r,
             pid,
@@ -146,9 +147,8 @@ impl<'a> Builder<'a> {
     /// Drops the rseq registration glibc made for the restorer's thread:
     /// its memory is about to go.
     pub fn unregister_rseq(&mut self) -> Result<()> {
-        if let Some(c) =
-            ptrace::rseq_config(self.pid).ctx(|| "cannot read rseq configuration".into())?
-        {
+        let rseq = self.r.tracee().rseq();
+        if let Some(c) = rseq.ctx(|| "cannot read rseq configuration".into())? {
             self.call(nr::RSEQ, &[c.addr, c.len as u64, 1, c.sig as u64])?;
         }
         Ok(())
@@ -409,9 +409,8 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
 /// `SS_AUTODISARM` from <linux/signal.h> (not in the libc crate).
 const SS_AUTODISARM: u32 = 1 << 31;
 
-/// Sets per-thread state through a remote session in that thread (`tid`
-/// is its real id).
-pub fn finish_thread(b: &mut Builder, t: &Thread, tid: i32) -> Result<()> {
+/// Sets per-thread state through a remote session in that thread.
+pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
     // Always set: a thread forked from the restorer inherits the
     // restorer's own alternate stack (Rust's std installs one), which
     // is unmapped here; an SA_ONSTACK handler would then die with SIGSEGV.
@@ -448,23 +447,24 @@ pub fn finish_thread(b: &mut Builder, t: &Thread, tid: i32) -> Result<()> {
             .map_err(|e| Error::msg(format!("cannot register rseq of thread {}: {e}", t.tid)))?;
     }
     if !t.xstate.is_empty() {
-        ptrace::set_xstate(tid, &t.xstate)
+        b.r.tracee()
+            .set_xstate(&t.xstate)
             .ctx(|| format!("cannot restore FPU/AVX state of thread {}", t.tid))?;
     }
     Ok(())
 }
 
 /// Creates thread `t` in the process by a remote `clone3` in its main
-/// thread (with the image's thread id); returns the new thread stopped, as
-/// `(id we see, id it sees)`.
-pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<(i32, i32)> {
+/// thread (with the image's thread id); returns the new thread stopped
+/// (by the id we see) and the id it sees.
+pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<(Stopped, Tid)> {
     let flags = (libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
         | libc::CLONE_SIGHAND
         | libc::CLONE_THREAD
         | libc::CLONE_SYSVSEM) as u64;
-    let tid_at = b.put(&(t.tid as i32).to_le_bytes())?;
+    let tid_at = b.put(&Tid::from_u32(t.tid).as_raw().to_le_bytes())?;
     let mut args = Vec::with_capacity(88);
     let (set_tid, set_tid_size) = if same_ids { (tid_at, 1) } else { (0, 0) };
     for v in [flags, 0, 0, 0, 0, 0, 0, 0, set_tid, set_tid_size, 0] {
@@ -477,7 +477,9 @@ pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<(i32
             "cannot restore thread {} of pid {}: {e}",
             t.tid, t.pid
         ))
-    })? as i32;
+    })?;
+    // A thread id: positive and below PID_MAX.
+    let inner = Tid::from_u32(inner as u32);
     // In another pid namespace the id clone3 returns is not ours.
     let tid = crate::sys::proc::tasks(b.pid)
         .unwrap_or_default()
@@ -489,19 +491,25 @@ pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<(i32
                 t.tid, t.pid
             ))
         })?;
-    match ptrace::wait(tid).ctx(|| format!("waiting for new thread {tid}"))? {
-        ptrace::Stop::EventStop(_) => Ok((tid, inner)),
-        other => Err(Error::msg(format!(
+    let tid = Tid::from_raw(tid);
+    // Traced from birth (PTRACE_O_TRACECLONE): it starts in a stop.
+    match ptrace::Running::traced_from_clone(tid)
+        .wait()
+        .ctx(|| format!("waiting for new thread {tid}"))?
+    {
+        Waited::Stopped(stopped, ptrace::Stop::EventStop(_)) => Ok((stopped, inner)),
+        Waited::Stopped(_, other) | Waited::Gone(_, other) => Err(Error::msg(format!(
             "cannot restore thread {} of pid {}: unexpected first stop {other:?}",
             t.tid, t.pid
         ))),
     }
 }
 
-/// Queues pending signals from inside the process: to the whole process
-/// when `tid` is 0, else to that thread (which must be the one `b` runs
-/// in: the kernel lets only a task queue kernel-made siginfo to itself).
-pub fn queue_signals(b: &mut Builder, pid: i32, tid: i32, infos: &[Vec<u8>]) -> Result<()> {
+/// Queues pending signals from inside the process (`pid` and `tid` as it
+/// sees them): to the whole process when `tid` is `None`, else to that
+/// thread (which must be the one `b` runs in: the kernel lets only a task
+/// queue kernel-made siginfo to itself).
+pub fn queue_signals(b: &mut Builder, pid: Pid, tid: Option<Tid>, infos: &[Vec<u8>]) -> Result<()> {
     for info in infos {
         if info.len() != 128 {
             return Err(Error::msg(format!(
@@ -515,13 +523,13 @@ pub fn queue_signals(b: &mut Builder, pid: i32, tid: i32, infos: &[Vec<u8>]) -> 
             )));
         }
         let at = b.put(info)?;
-        let r = if tid == 0 {
-            b.call(nr::RT_SIGQUEUEINFO, &[pid as u64, sig as u64, at])
-        } else {
-            b.call(
+        let pid_arg = pid.as_u32() as u64;
+        let r = match tid {
+            None => b.call(nr::RT_SIGQUEUEINFO, &[pid_arg, sig as u64, at]),
+            Some(tid) => b.call(
                 nr::RT_TGSIGQUEUEINFO,
-                &[pid as u64, tid as u64, sig as u64, at],
-            )
+                &[pid_arg, tid.as_u32() as u64, sig as u64, at],
+            ),
         };
         r.map_err(|e| {
             Error::msg(format!(

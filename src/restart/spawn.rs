@@ -9,7 +9,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use super::asuser;
 use super::child::{self, ChildPlan};
@@ -19,22 +18,20 @@ use super::plan::{Plan, ProcPlan};
 use super::{Options, tty};
 use crate::error::{Context, Error, Result};
 use crate::image::File;
+use crate::sys::ids::Pid;
 use crate::sys::proc;
-use crate::sys::ptrace::{self, Stop};
+use crate::sys::ptrace::{self, Running, Stop, Stopped, Waited};
 
 /// Kills every process it holds unless disarmed: restore is all or nothing.
 pub(crate) struct Undo {
-    pub pids: Vec<i32>,
+    pub pids: Vec<Pid>,
 }
 
 impl Drop for Undo {
     fn drop(&mut self) {
         for &pid in self.pids.iter().rev() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(
-                Pid::from_raw(pid),
-                Some(nix::sys::wait::WaitPidFlag::__WALL),
-            );
+            let _ = kill(pid.nix(), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid.nix(), Some(nix::sys::wait::WaitPidFlag::__WALL));
         }
     }
 }
@@ -42,26 +39,32 @@ impl Drop for Undo {
 /// The processes [`spawn_tree`] made.
 pub(crate) struct Tree {
     /// image pid -> pid as the restorer sees it.
-    pub outer: BTreeMap<i32, i32>,
+    pub outer: BTreeMap<Pid, Pid>,
     /// image pid -> pid as the process sees itself.
-    pub inner: BTreeMap<i32, i32>,
+    pub inner: BTreeMap<Pid, Pid>,
     /// The pid namespace's init, with `--pidns`.
-    pub init: Option<i32>,
+    pub init: Option<Pid>,
     /// Pid of each ghost of the plan, as its parent sees it.
-    pub ghost_pids: Vec<i32>,
+    pub ghost_pids: Vec<Pid>,
     /// Closing this lets the ghosts exit.
     pub ghost_wr: Option<OwnedFd>,
+    /// The main thread of each live process, seized, by the pid the
+    /// restorer sees (emptied by [`wait_first_stops`]).
+    running: BTreeMap<Pid, Running>,
+    /// The main thread of each live process, in [`Meta::live`] order, in
+    /// the stop it made itself when done with its own steps.
+    pub stopped: Vec<Stopped>,
 }
 
 /// Whether a pid is held by a process that is not exiting.
-pub(crate) fn pid_is_live(pid: i32) -> bool {
+pub(crate) fn pid_is_live(pid: Pid) -> bool {
     std::fs::metadata(format!("/proc/{pid}")).is_ok() && !pid_is_dying(pid)
 }
 
 /// Whether a pid is held by a running process nothing is about to end: not
 /// exiting, and not traced (`ckpt --kill` holds its tree traced until it
 /// kills it).
-pub(crate) fn pid_is_staying(pid: i32) -> bool {
+pub(crate) fn pid_is_staying(pid: Pid) -> bool {
     const PF_EXITING: u64 = 0x4;
     const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
     let exiting = std::fs::read(format!("/proc/{pid}/stat")).map_or(true, |s| {
@@ -93,7 +96,7 @@ pub(crate) fn pid_is_staying(pid: i32) -> bool {
 pub(crate) const PID_IN_USE: &str = "pid already in use (restore with --no-pids, or --pidns to keep the pids in a new pid namespace)";
 
 /// Whether a pid is held by a process that is exiting or a zombie.
-fn pid_is_dying(pid: i32) -> bool {
+fn pid_is_dying(pid: Pid) -> bool {
     match std::fs::read(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             let after = s.iter().rposition(|&c| c == b')').map(|i| i + 2);
@@ -174,8 +177,8 @@ pub(crate) fn child_plan(
 ) -> Result<ChildPlan> {
     let p = &pi.p;
     let mut plan = ChildPlan {
-        image_pid: p.pid as i32,
-        want: pp.want,
+        image_pid: pi.pid().as_raw(),
+        want: pp.want.map(Pid::as_raw),
         exit_signal: pp.exit_signal,
         umask: pp.umask,
         setsid: pp.setsid,
@@ -188,7 +191,7 @@ pub(crate) fn child_plan(
         zombies: pp
             .zombies
             .iter()
-            .map(|z| (z.want, z.status, z.name))
+            .map(|z| (z.want.map(Pid::as_raw), z.status, z.name))
             .collect(),
         ..Default::default()
     };
@@ -247,11 +250,11 @@ fn ctty_source(
 /// Waits (bounded) until no process or thread holds any of `ids`.
 fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
     let deadline = Instant::now() + wait;
-    for &id in ids {
+    for id in ids.iter().map(|&id| Pid::from_u32(id)) {
         while std::fs::metadata(format!("/proc/{id}")).is_ok() {
             if Instant::now() >= deadline
-                || pid_is_live(id as i32) && Instant::now() + wait / 2 >= deadline
-                || pid_is_staying(id as i32)
+                || pid_is_live(id) && Instant::now() + wait / 2 >= deadline
+                || pid_is_staying(id)
             {
                 return Err(Error::msg(format!("cannot restore pid {id}: {PID_IN_USE}")));
             }
@@ -263,17 +266,18 @@ fn wait_for_ids(ids: &[u32], wait: Duration) -> Result<()> {
 
 /// Finds the pid we see for the process that sees itself as `inner`,
 /// among the descendants of `init`.
-fn outer_of(init: i32, inner: i32) -> Option<i32> {
+fn outer_of(init: Pid, inner: Pid) -> Option<Pid> {
     let mut stack = vec![init];
     while let Some(p) = stack.pop() {
         if let Ok(st) = proc::status(p)
-            && st.ns_pid.last() == Some(&inner)
+            && st.ns_pid.last() == Some(&inner.as_raw())
             && p != init
         {
             return Some(p);
         }
         for t in proc::tasks(p).unwrap_or_default() {
-            stack.extend(proc::children(p, t).unwrap_or_default());
+            let children = proc::children(p, t).unwrap_or_default();
+            stack.extend(children.into_iter().map(Pid::from_raw));
         }
     }
     None
@@ -359,7 +363,7 @@ fn fork_root(
     plans: &[ChildPlan],
     shared: &child::Shared,
     opts: &Options,
-) -> Result<i32> {
+) -> Result<Pid> {
     let root = &plans[0];
     let deadline = Instant::now() + opts.pid_wait;
     let forked = loop {
@@ -367,7 +371,7 @@ fn fork_root(
         // A pid freed a moment ago may still be settling in the kernel.
         if matches!(r, Err(nix::errno::Errno::EEXIST))
             && Instant::now() < deadline
-            && !root.want.is_some_and(pid_is_live)
+            && !root.want.map(Pid::from_raw).is_some_and(pid_is_live)
         {
             std::thread::sleep(Duration::from_millis(10));
             continue;
@@ -375,7 +379,7 @@ fn fork_root(
         break r;
     };
     match forked {
-        Ok(pid) => Ok(pid),
+        Ok(pid) => Ok(Pid::from_raw(pid)),
         Err(nix::errno::Errno::EEXIST) => Err(Error::msg(format!(
             "cannot restore pid {}: {PID_IN_USE}",
             root.image_pid
@@ -396,7 +400,7 @@ fn fork_root(
 pub(crate) trait Fill {
     /// Process `idx` of the plan (pid `pid`) waits with its children's
     /// ranges mapped; returns the processes now filled, which may go on.
-    fn request(&mut self, idx: usize, pid: i32) -> Result<Vec<usize>>;
+    fn request(&mut self, idx: usize, pid: Pid) -> Result<Vec<usize>>;
 }
 
 /// Creates every process of the tree as `plan` says, each forked by its
@@ -421,7 +425,10 @@ pub(crate) fn spawn_tree(
         plans.push(cp);
     }
     for g in &plan.ghosts {
-        plans[g.parent].ghosts.push((g.pgid as i32, g.want));
+        let pgid = Pid::from_raw(g.pgid as i32);
+        plans[g.parent]
+            .ghosts
+            .push((pgid.as_raw(), g.want.map(Pid::as_raw)));
     }
     let pipes = Pipes::new(&mut plans, open.base)?;
     let shared = pipes.shared();
@@ -444,14 +451,16 @@ pub(crate) fn spawn_tree(
         outer: BTreeMap::new(),
         inner: BTreeMap::new(),
         init,
-        ghost_pids: vec![0; plan.ghosts.len()],
+        ghost_pids: vec![Pid::from_raw(0); plan.ghosts.len()],
         ghost_wr: Some(ghost_wr),
+        running: BTreeMap::new(),
+        stopped: Vec::new(),
     };
     collect_reports(
         meta, plan, &plans, root_pid, &report_rd, &err_rd, &sync_wr, &mut tree, undo, fill,
     )?;
     drop(sync_wr);
-    wait_first_stops(meta, &tree, &err_rd, undo)?;
+    tree.stopped = wait_first_stops(meta, &mut tree, &err_rd, undo)?;
     drop(keep);
     drop(sync_keep);
     drop(ghost_rd);
@@ -464,7 +473,7 @@ fn collect_reports(
     meta: &Meta,
     plan: &Plan,
     plans: &[ChildPlan],
-    root_pid: i32,
+    root_pid: Pid,
     report_rd: &OwnedFd,
     err_rd: &OwnedFd,
     sync_wr: &[OwnedFd],
@@ -495,10 +504,10 @@ fn collect_reports(
             .read_exact(&mut rep)
             .map_err(|_| child_failed(err_rd))?;
         let image_pid = i32::from_le_bytes([rep[0], rep[1], rep[2], rep[3]]);
-        let seen = i32::from_le_bytes([rep[4], rep[5], rep[6], rep[7]]);
-        if seen == child::FILL_REQUEST {
+        let seen_raw = i32::from_le_bytes([rep[4], rep[5], rep[6], rep[7]]);
+        if seen_raw == child::FILL_REQUEST {
             let idx = live.iter().position(|x| x.p.pid as i32 == image_pid);
-            let pid = tree.outer.get(&image_pid).copied();
+            let pid = tree.outer.get(&Pid::from_raw(image_pid)).copied();
             let (Some(idx), Some(pid)) = (idx, pid) else {
                 return Err(Error::msg("cannot restore: a new process asked for memory with a wrong pid"));
             };
@@ -508,13 +517,12 @@ fn collect_reports(
             }
             continue;
         }
+        let seen = Pid::from_raw(seen_raw);
         if image_pid < 0 {
-            // A ghost leader: not traced, it only holds its group for a moment.
-            if let Some(g) = plan
-                .ghosts
-                .iter()
-                .position(|g| g.pgid as i32 == image_pid.wrapping_neg())
-            {
+            // A ghost leader (reported with its group id negated): not
+            // traced, it only holds its group for a moment.
+            let pgid = image_pid.unsigned_abs();
+            if let Some(g) = plan.ghosts.iter().position(|g| g.pgid == pgid) {
                 tree.ghost_pids[g] = seen;
                 ghosts_seen += 1;
             }
@@ -531,15 +539,18 @@ fn collect_reports(
             Some(init) => outer_of(init, seen).ok_or_else(not_found)?,
             None => seen,
         };
+        let image_pid = Pid::from_raw(image_pid);
         tree.inner.insert(image_pid, seen);
         let idx = live
             .iter()
-            .position(|x| x.p.pid as i32 == image_pid)
+            .position(|x| x.pid() == image_pid)
             .ok_or_else(|| Error::msg("cannot restore: a new process reported a wrong pid"))?;
         if pid != root_pid {
             undo.pids.push(pid);
         }
-        ptrace::seize(pid, true).ctx(|| format!("cannot trace new process {pid}"))?;
+        let running = ptrace::seize_thread(pid.main_thread(), true)
+            .ctx(|| format!("cannot trace new process {pid}"))?;
+        tree.running.insert(pid, running);
         nix::unistd::write(&sync_wr[idx], &[1]).ctx(|| "cannot start a new process".into())?;
         tree.outer.insert(image_pid, pid);
     }
@@ -547,26 +558,45 @@ fn collect_reports(
 }
 
 /// Waits until every new process has stopped itself, done with its own
-/// steps.
-fn wait_first_stops(meta: &Meta, tree: &Tree, err_rd: &OwnedFd, undo: &mut Undo) -> Result<()> {
+/// steps; returns their main threads so stopped, in [`Meta::live`] order.
+fn wait_first_stops(
+    meta: &Meta,
+    tree: &mut Tree,
+    err_rd: &OwnedFd,
+    undo: &mut Undo,
+) -> Result<Vec<Stopped>> {
+    let mut stopped = Vec::with_capacity(meta.live().len());
     for pi in meta.live() {
-        let image_pid = pi.p.pid as i32;
+        let image_pid = pi.pid();
         let pid = *tree.outer.get(&image_pid).ok_or_else(|| {
             Error::msg(format!("cannot restore pid {image_pid}: it never started"))
         })?;
+        let mut running = tree.running.remove(&pid).ok_or_else(|| {
+            Error::msg(format!(
+                "cannot restore pid {image_pid}: it was never traced"
+            ))
+        })?;
         loop {
-            match ptrace::wait(pid).ctx(|| format!("waiting for new process {pid}"))? {
-                Stop::Signal(s) if s == libc::SIGSTOP => break,
+            match running
+                .wait()
+                .ctx(|| format!("waiting for new process {pid}"))?
+            {
+                Waited::Stopped(t, Stop::Signal(libc::SIGSTOP)) => {
+                    stopped.push(t);
+                    break;
+                }
                 // SIGCHLD from a zombie child it just made: the original parent
                 // had that one already.
-                Stop::Signal(s) if s == libc::SIGCHLD => {
-                    ptrace::cont(pid, None).ctx(|| format!("resuming new process {pid}"))?;
+                Waited::Stopped(t, Stop::Signal(libc::SIGCHLD)) => {
+                    running = t
+                        .resume(ptrace::Resume::Cont, None)
+                        .ctx(|| format!("resuming new process {pid}"))?;
                 }
-                Stop::Exited(_) | Stop::Killed(_) => {
+                Waited::Gone(..) => {
                     undo.pids.retain(|&x| x != pid);
                     return Err(child_failed(err_rd));
                 }
-                other => {
+                Waited::Stopped(_, other) => {
                     return Err(Error::msg(format!(
                         "cannot restore pid {image_pid}: unexpected first stop {other:?}"
                     )));
@@ -574,5 +604,5 @@ fn wait_first_stops(meta: &Meta, tree: &Tree, err_rd: &OwnedFd, undo: &mut Undo)
             }
         }
     }
-    Ok(())
+    Ok(stopped)
 }

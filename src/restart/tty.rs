@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, File, Process, Pty};
+use crate::sys::ids::Pid;
 use crate::sys::tty::{self, Termios};
 
 use super::space::Builder;
@@ -171,7 +172,7 @@ pub fn set_foreground(
     b: &mut Builder,
     p: &Process,
     held: Option<RawFd>,
-    inner: &BTreeMap<i32, i32>,
+    inner: &BTreeMap<Pid, Pid>,
 ) -> Result<()> {
     let Some(held) = held else {
         return Ok(());
@@ -179,10 +180,8 @@ pub fn set_foreground(
     if p.tty_pgrp == 0 {
         return Ok(());
     }
-    let pgrp = inner
-        .get(&(p.tty_pgrp as i32))
-        .copied()
-        .unwrap_or(p.tty_pgrp as i32);
+    let pgrp = Pid::from_u32(p.tty_pgrp);
+    let pgrp = inner.get(&pgrp).copied().unwrap_or(pgrp);
     let path = format!("/proc/{}/fd/{held}", std::process::id());
     let at = b.put_path(path.as_bytes())?;
     let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
@@ -194,7 +193,7 @@ pub fn set_foreground(
                 p.pid
             ))
         })?;
-    let val = b.put(&pgrp.to_le_bytes())?;
+    let val = b.put(&pgrp.as_raw().to_le_bytes())?;
     let set = b.call(NR_IOCTL, &[fd, libc::TIOCSPGRP, val]);
     b.call(nr::CLOSE, &[fd])?;
     set.map(|_| ()).map_err(|e| {

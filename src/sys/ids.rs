@@ -15,8 +15,10 @@
 //! the nix calls.
 //!
 //! `From<i32>` exists for both so that functions taking `impl Into<Pid>`
-//! still accept the raw integers of code that has not moved to the types
-//! yet (`src/restart`); there is no conversion between `Pid` and `Tid`.
+//! accept the raw integers the kernel and `/proc` hand out (a `waitpid`
+//! result, a `/proc/PID/task` listing); there is no conversion between
+//! `Pid` and `Tid`. The image stores ids as `u32`: [`Pid::from_u32`]
+//! and [`Pid::as_u32`] convert at that edge.
 
 use std::fmt;
 
@@ -37,6 +39,17 @@ macro_rules! id_type {
             /// The number as the image stores it (ids are positive).
             pub const fn as_u32(self) -> u32 {
                 self.0 as u32
+            }
+            /// The image's number (validated images hold ids of at most
+            /// `PID_MAX`, 2^22). A larger one saturates rather than wraps:
+            /// an id never becomes negative, which `kill` and `waitpid`
+            /// would take for a process group.
+            pub const fn from_u32(v: u32) -> Self {
+                if v > i32::MAX as u32 {
+                    $name(i32::MAX)
+                } else {
+                    $name(v as i32)
+                }
             }
         }
 
@@ -104,6 +117,8 @@ mod tests {
         assert_eq!(p.to_string(), "42");
         assert_eq!(Pid::from(7).as_raw(), 7);
         assert_eq!(Fd::from_raw(3).as_u32(), 3);
+        assert_eq!(Pid::from_u32(4_194_304).as_raw(), 4_194_304);
+        assert_eq!(Pid::from_u32(u32::MAX).as_raw(), i32::MAX);
         assert_eq!(p.nix().as_raw(), 42);
     }
 }

@@ -28,5 +28,6 @@ pub mod rlimit;
 pub mod threadcreds;
 pub mod tty;
 pub mod unixdiag;
+pub mod wptrack;
 
 pub use ids::{Fd, Pid, Tid};

@@ -118,6 +118,13 @@ pub const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
 /// `EINVAL`).
 pub const PAGE_IS_GUARD: u64 = 1 << 8;
 
+/// `PM_SCAN_WP_MATCHING`: write-protect the pages reported (get and clear
+/// "written" in one step).
+pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+/// `PM_SCAN_CHECK_WPASYNC`: fail with `EPERM` on a mapping not registered
+/// for asynchronous userfaultfd write-protection.
+pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+
 /// `struct pm_scan_arg`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -291,6 +298,21 @@ impl Pagemap {
         m: ScanMask,
         out: &mut Vec<Region>,
     ) -> Result<()> {
+        self.scan_flags(start, end, m, 0, out)
+    }
+
+    /// [`Pagemap::scan_masked`] with `PM_SCAN_*` flags: with
+    /// [`PM_SCAN_WP_MATCHING`] the kernel write-protects the pages it
+    /// reports (userfaultfd asynchronous write-protection, see
+    /// [`super::wptrack`]).
+    pub fn scan_flags(
+        &self,
+        start: u64,
+        end: u64,
+        m: ScanMask,
+        flags: u64,
+        out: &mut Vec<Region>,
+    ) -> Result<()> {
         if !start.is_multiple_of(page_size()) || end < start {
             return Err(ProcError::Invalid {
                 path: self.path.clone(),
@@ -302,6 +324,7 @@ impl Pagemap {
         while at < end {
             let mut arg = PmScanArg {
                 size: std::mem::size_of::<PmScanArg>() as u64,
+                flags,
                 start: at,
                 end,
                 vec: buf.as_mut_ptr() as u64,

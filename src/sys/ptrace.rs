@@ -9,8 +9,8 @@
 //! `ESRCH` from a call), never a panic.
 //!
 //! The free functions taking a raw thread id are the layer under those
-//! types; `src/restart` still calls them directly until it adopts the
-//! types.
+//! types and private to this module: the rest of the crate holds a
+//! thread only through the types.
 
 use nix::errno::Errno;
 use nix::sys::ptrace;
@@ -41,7 +41,7 @@ fn pid(tid: i32) -> Pid {
 
 /// Seizes a task without stopping it; the tracer gets killed-on-exit
 /// semantics only when `exitkill` is set.
-pub fn seize(tid: i32, exitkill: bool) -> nix::Result<()> {
+fn seize(tid: i32, exitkill: bool) -> nix::Result<()> {
     let mut opts = ptrace::Options::PTRACE_O_TRACESYSGOOD;
     if exitkill {
         opts |= ptrace::Options::PTRACE_O_EXITKILL;
@@ -50,7 +50,7 @@ pub fn seize(tid: i32, exitkill: bool) -> nix::Result<()> {
 }
 
 /// Adds `PTRACE_O_TRACECLONE`: threads the tracee creates are traced too.
-pub fn set_options_clone(tid: i32) -> nix::Result<()> {
+fn set_options_clone(tid: i32) -> nix::Result<()> {
     ptrace::setoptions(
         pid(tid),
         ptrace::Options::PTRACE_O_TRACESYSGOOD
@@ -60,32 +60,32 @@ pub fn set_options_clone(tid: i32) -> nix::Result<()> {
 }
 
 /// The id of the new thread or process a `PTRACE_EVENT_CLONE` stop reports.
-pub fn event_msg(tid: i32) -> nix::Result<i32> {
+fn event_msg(tid: i32) -> nix::Result<i32> {
     ptrace::getevent(pid(tid)).map(|v| v as i32)
 }
 
-pub fn interrupt(tid: i32) -> nix::Result<()> {
+fn interrupt(tid: i32) -> nix::Result<()> {
     ptrace::interrupt(pid(tid))
 }
 
-pub fn detach(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
+fn detach(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
     ptrace::detach(pid(tid), sig)
 }
 
-pub fn cont(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
+fn cont(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
     ptrace::cont(pid(tid), sig)
 }
 
 /// Resumes to the next syscall entry or exit.
-pub fn syscall(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
+fn syscall(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
     ptrace::syscall(pid(tid), sig)
 }
 
-pub fn get_regs(tid: i32) -> nix::Result<Regs> {
+fn get_regs(tid: i32) -> nix::Result<Regs> {
     ptrace::getregs(pid(tid))
 }
 
-pub fn set_regs(tid: i32, regs: &Regs) -> nix::Result<()> {
+fn set_regs(tid: i32, regs: &Regs) -> nix::Result<()> {
     ptrace::setregs(pid(tid), *regs)
 }
 
@@ -155,23 +155,23 @@ fn setregset_raw(tid: i32, nt: libc::c_int, buf: &[u8]) -> nix::Result<()> {
 }
 
 /// The extended register state (FPU, SSE, AVX, AVX-512) as XSAVE bytes.
-pub fn get_xstate(tid: i32) -> nix::Result<Vec<u8>> {
+fn get_xstate(tid: i32) -> nix::Result<Vec<u8>> {
     let mut buf = vec![0u8; XSTATE_MAX];
     let n = getregset_raw(tid, NT_X86_XSTATE, &mut buf)?;
     buf.truncate(n);
     Ok(buf)
 }
 
-pub fn set_xstate(tid: i32, xstate: &[u8]) -> nix::Result<()> {
+fn set_xstate(tid: i32, xstate: &[u8]) -> nix::Result<()> {
     setregset_raw(tid, NT_X86_XSTATE, xstate)
 }
 
 /// Sets the general registers from raw `NT_PRSTATUS` bytes.
-pub fn set_regs_bytes(tid: i32, regs: &[u8]) -> nix::Result<()> {
+fn set_regs_bytes(tid: i32, regs: &[u8]) -> nix::Result<()> {
     setregset_raw(tid, NT_PRSTATUS, regs)
 }
 
-pub fn get_sigmask(tid: i32) -> nix::Result<u64> {
+fn get_sigmask(tid: i32) -> nix::Result<u64> {
     let mut mask: u64 = 0;
     // SAFETY: PTRACE_GETSIGMASK writes addr (= 8) bytes to data, which points
     // at a live u64.
@@ -187,7 +187,7 @@ pub fn get_sigmask(tid: i32) -> nix::Result<u64> {
     Ok(mask)
 }
 
-pub fn set_sigmask(tid: i32, mask: u64) -> nix::Result<()> {
+fn set_sigmask(tid: i32, mask: u64) -> nix::Result<()> {
     // SAFETY: PTRACE_SETSIGMASK reads addr (= 8) bytes from data, which
     // points at a live u64.
     let r = unsafe {
@@ -210,7 +210,7 @@ struct PeekSiginfoArgs {
 
 /// The queued signals of a thread (`shared = false`) or of its whole
 /// process (`shared = true`), without dequeuing them.
-pub fn peek_siginfo(tid: i32, shared: bool) -> nix::Result<Vec<SigInfo>> {
+fn peek_siginfo(tid: i32, shared: bool) -> nix::Result<Vec<SigInfo>> {
     let mut out = Vec::new();
     let mut buf = vec![[0u8; 128]; 32];
     loop {
@@ -257,7 +257,7 @@ struct RawRseqConfig {
 }
 
 /// The thread's rseq area, `None` when it has none registered.
-pub fn rseq_config(tid: i32) -> nix::Result<Option<RseqConfig>> {
+fn rseq_config(tid: i32) -> nix::Result<Option<RseqConfig>> {
     let mut c = RawRseqConfig::default();
     // SAFETY: the kernel writes at most addr (= size of the struct) bytes
     // into `c`, a live struct of that size.
@@ -316,7 +316,7 @@ fn decode(ws: WaitStatus) -> Stop {
 }
 
 /// Waits for the next report of one task.
-pub fn wait(tid: i32) -> nix::Result<Stop> {
+fn wait(tid: i32) -> nix::Result<Stop> {
     loop {
         match waitpid(pid(tid), Some(WaitPidFlag::__WALL)) {
             Ok(ws) => return Ok(decode(ws)),
@@ -327,7 +327,7 @@ pub fn wait(tid: i32) -> nix::Result<Stop> {
 }
 
 /// Returns the first report of a task, or `None` if it has none now.
-pub fn try_wait(tid: i32) -> nix::Result<Option<Stop>> {
+fn try_wait(tid: i32) -> nix::Result<Option<Stop>> {
     match waitpid(pid(tid), Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG))? {
         WaitStatus::StillAlive => Ok(None),
         ws => Ok(Some(decode(ws))),
@@ -386,6 +386,13 @@ fn waited(tid: Tid, stop: Stop) -> Waited {
 }
 
 impl Running {
+    /// A thread its creator's tracer traces from birth
+    /// (`PTRACE_O_TRACECLONE`): it starts with a [`Stop::EventStop`] the
+    /// caller waits for.
+    pub fn traced_from_clone(tid: Tid) -> Running {
+        Running { tid }
+    }
+
     pub fn tid(&self) -> Tid {
         self.tid
     }
@@ -412,10 +419,10 @@ impl Running {
 
 impl Stopped {
     /// A handle on `tid`, which the caller knows by other means to be a
-    /// seized thread in a ptrace stop (it has waited for the stop itself
-    /// through the raw functions). The adapter for code that does not hold
-    /// the handle from [`Running::wait`].
-    pub fn assume_stopped(tid: Tid) -> Stopped {
+    /// seized thread in a ptrace stop: a remote session handing back the
+    /// thread it held ([`super::remote::Remote::end`]). Not for use
+    /// outside `sys`.
+    pub(super) fn assume_stopped(tid: Tid) -> Stopped {
         Stopped { tid }
     }
 
@@ -460,6 +467,14 @@ impl Stopped {
     /// Adds `PTRACE_O_TRACECLONE` (see [`set_options_clone`]).
     pub fn trace_clones(&mut self) -> nix::Result<()> {
         set_options_clone(self.tid.as_raw())
+    }
+    /// Adds `PTRACE_O_EXITKILL` to a thread seized without it: from now
+    /// on the thread dies with its tracer.
+    pub fn kill_on_exit(&mut self) -> nix::Result<()> {
+        ptrace::setoptions(
+            pid(self.tid.as_raw()),
+            ptrace::Options::PTRACE_O_TRACESYSGOOD | ptrace::Options::PTRACE_O_EXITKILL,
+        )
     }
     /// `PTRACE_INTERRUPT`, taking effect at the next resume.
     pub fn interrupt(&self) -> nix::Result<()> {

@@ -147,15 +147,6 @@ pub struct Remote<T: BorrowMut<Stopped> = Stopped> {
     restore: Option<Regs>,
 }
 
-impl Remote<Stopped> {
-    /// Starts a session in thread `tid`, which the caller knows to be in a
-    /// ptrace stop (the adapter over [`Remote::on`] for code that holds
-    /// raw thread ids).
-    pub fn new(tid: i32, gate: Gate) -> Result<Self> {
-        Remote::on(Stopped::assume_stopped(Tid::from_raw(tid)), gate)
-    }
-}
-
 impl<T: BorrowMut<Stopped>> Remote<T> {
     /// Starts a session in a stopped thread.
     pub fn on(mut tracee: T, gate: Gate) -> Result<Self> {
@@ -299,6 +290,24 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
     pub fn deferred(&self) -> &[i32] {
         &self.deferred
     }
+
+    /// The stopped thread, for what is not a syscall (its rseq
+    /// registration, extended registers, ptrace options); the session puts
+    /// its registers and mask back at the end whatever is done here.
+    pub fn tracee(&mut self) -> &mut Stopped {
+        self.tracee.borrow_mut()
+    }
+}
+
+impl Remote<Stopped> {
+    /// Ends the session like [`Remote::finish`] and hands the thread back,
+    /// still stopped, with the signals to deliver again.
+    pub fn end(self) -> Result<(Stopped, Vec<i32>)> {
+        let tid = Tid::from_raw(self.tid);
+        let deferred = self.finish()?;
+        // The session held the only handle and kept the thread stopped.
+        Ok((Stopped::assume_stopped(tid), deferred))
+    }
 }
 
 impl<T: BorrowMut<Stopped>> Drop for Remote<T> {
@@ -348,7 +357,7 @@ pub fn find_syscall_insn(code: &[u8]) -> Option<usize> {
 /// tracee sit on different CPUs of this VM, 14 us on the same one.
 ///
 /// ```ignore
-/// let _pin = SameCpu::new(tid); // before Remote::new(tid, ..)
+/// let _pin = SameCpu::new(tid); // before Remote::on(stopped, ..)
 /// ```
 ///
 /// Pinning is best effort: where `sched_setaffinity` is refused nothing is

@@ -1,7 +1,7 @@
 //! Resource limits: another process's (`prlimit64`) and our own.
 
 /// Sets resource limit `resource` (`RLIMIT_*`) of process `pid`.
-pub fn set(pid: i32, resource: u32, cur: u64, max: u64) -> std::io::Result<()> {
+pub fn set(pid: super::Pid, resource: u32, cur: u64, max: u64) -> std::io::Result<()> {
     let lim = libc::rlimit64 {
         rlim_cur: cur,
         rlim_max: max,
@@ -9,7 +9,7 @@ pub fn set(pid: i32, resource: u32, cur: u64, max: u64) -> std::io::Result<()> {
     // SAFETY: prlimit64 reads the live `lim`; the old-limit pointer is null.
     let r = unsafe {
         libc::prlimit64(
-            pid,
+            pid.as_raw(),
             resource as libc::__rlimit_resource_t,
             &lim,
             std::ptr::null_mut(),
@@ -63,7 +63,7 @@ mod tests {
     fn get_and_set_this_process() {
         let me = Pid::this();
         let (cur, max) = get(me, libc::RLIMIT_NOFILE).unwrap();
-        set(me.as_raw(), libc::RLIMIT_NOFILE, cur, max).unwrap();
+        set(me, libc::RLIMIT_NOFILE, cur, max).unwrap();
         assert_eq!(get(me, libc::RLIMIT_NOFILE).unwrap(), (cur, max));
         assert!(get(me, 999).is_err());
     }

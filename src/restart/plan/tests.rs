@@ -61,7 +61,7 @@ fn one_process() {
     root.fds = vec![(0, 1), (1, 2), (2, 2)];
     let plan = planned(&[root], 0, ORIG);
     let pp = &plan.procs[0];
-    assert_eq!(pp.want, Some(100));
+    assert_eq!(pp.want, Some(Pid::from_raw(100)));
     assert!(pp.setsid && pp.setpgid);
     assert!(pp.children.is_empty() && pp.zombies.is_empty());
     assert_eq!(pp.close, vec![(3, u32::MAX)]);
@@ -118,7 +118,7 @@ fn one_zombie() {
     let plan = planned(&[p(100, 0), zombie(101, 100)], 0, ORIG);
     let z = &plan.procs[0].zombies;
     assert_eq!(z.len(), 1);
-    assert_eq!(z[0].want, Some(101));
+    assert_eq!(z[0].want, Some(Pid::from_raw(101)));
     assert_eq!(z[0].status, 3 << 8);
     assert_eq!(&z[0].name[..7], b"tree-1\0");
     assert_eq!(plan.release, vec![(0, 0)]);
@@ -177,12 +177,12 @@ fn groups_and_sessions_with_ghosts() {
             Ghost {
                 pgid: 200,
                 parent: 0,
-                want: Some(200)
+                want: Some(Pid::from_raw(200))
             },
             Ghost {
                 pgid: 500,
                 parent: 5,
-                want: Some(500)
+                want: Some(Pid::from_raw(500))
             },
         ]
     );
@@ -255,7 +255,7 @@ fn pidns_init() {
     let plan = planned(&procs, HDR_PIDNS_INIT, opts);
     assert!(plan.new_pidns && !plan.with_init);
     assert!(plan.free_ids.is_empty());
-    assert_eq!(plan.procs[0].want, Some(1));
+    assert_eq!(plan.procs[0].want, Some(Pid::from_raw(1)));
 }
 
 #[test]
