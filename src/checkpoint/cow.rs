@@ -13,8 +13,8 @@
 //! first (`FORK_PAGES`), so a restorer can fill them before it forks.
 
 use super::memory::VmaPlan;
-use crate::image::ranges::clip;
 use crate::error::{Error, Result};
+use crate::image::ranges::clip;
 use crate::image::{self, Span, Vma};
 use crate::sys::Pid;
 use crate::sys::pagemap::{self, Pagemap};
@@ -53,12 +53,7 @@ fn runs(start: u64, n: usize, f: impl Fn(usize) -> bool) -> Vec<(u64, u64)> {
 /// its own pages are read, zero runs are written (`VmaPlan::explicit`),
 /// and pages it lacks where the parent has some are written as zeros
 /// (`VmaPlan::zeros`).
-pub fn share(
-    child: Pid,
-    cplans: &mut [VmaPlan],
-    parent: Pid,
-    pvmas: &[Vma],
-) -> Result<Shared> {
+pub fn share(child: Pid, cplans: &mut [VmaPlan], parent: Pid, pvmas: &[Vma]) -> Result<Shared> {
     let err = |pid: Pid| {
         move |e: crate::sys::proc::ProcError| {
             Error::msg(format!("cannot checkpoint pid {pid}: {e}"))

@@ -447,7 +447,13 @@ fn emit_zeros<W: Write>(
 
 /// One record of `len` zeros at `addr`: `ZERO`, or `FORK_PAGES` with
 /// `DATA_F_ZERO`.
-fn zero_record<W: Write>(pid: u32, fork: bool, addr: u64, len: u64, w: &mut Writer<W>) -> Result<()> {
+fn zero_record<W: Write>(
+    pid: u32,
+    fork: bool,
+    addr: u64,
+    len: u64,
+    w: &mut Writer<W>,
+) -> Result<()> {
     let prefix = DataPrefix {
         space: image::SPACE_PROCESS,
         flags: if fork { image::DATA_F_ZERO } else { 0 },
@@ -481,10 +487,7 @@ fn emit<W: Write>(pid: u32, d: &Done, w: &mut Writer<W>, stats: &mut DumpStats) 
             } else {
                 Kind::PAGES
             };
-            w.write_parts_crc(
-                kind,
-                &[(&prefix, crc32c::crc32c(&prefix)), (data, r.crc)],
-            )?;
+            w.write_parts_crc(kind, &[(&prefix, crc32c::crc32c(&prefix)), (data, r.crc)])?;
             stats.pages += (r.end - r.first) as u64;
             stats.bytes += data.len() as u64;
         } else {

@@ -85,7 +85,10 @@ mod tests {
 
     #[test]
     fn subtract_ranges() {
-        assert_eq!(subtract(&[(0, 10), (20, 30)], &[(2, 4), (8, 22)]), vec![(0, 2), (4, 8), (22, 30)]);
+        assert_eq!(
+            subtract(&[(0, 10), (20, 30)], &[(2, 4), (8, 22)]),
+            vec![(0, 2), (4, 8), (22, 30)]
+        );
         assert_eq!(subtract(&[(0, 10)], &[]), vec![(0, 10)]);
         assert!(subtract(&[(0, 10)], &[(0, 10)]).is_empty());
     }

@@ -181,12 +181,7 @@ impl<R: Read> Fill for EarlyFill<'_, '_, R> {
 
 /// Without sharing: writes `data` at `addr` of process `i`'s descendants
 /// that inherit it (through every generation between).
-pub(crate) fn propagate(
-    building: &mut [Building],
-    i: usize,
-    addr: u64,
-    data: &[u8],
-) -> Result<()> {
+pub(crate) fn propagate(building: &mut [Building], i: usize, addr: u64, data: &[u8]) -> Result<()> {
     let end = addr + data.len() as u64;
     let children: Vec<usize> = (0..building.len())
         .filter(|&c| building[c].pi.parent == Some(i))

@@ -509,7 +509,9 @@ fn collect_reports(
             let idx = live.iter().position(|x| x.p.pid as i32 == image_pid);
             let pid = tree.outer.get(&Pid::from_raw(image_pid)).copied();
             let (Some(idx), Some(pid)) = (idx, pid) else {
-                return Err(Error::msg("cannot restore: a new process asked for memory with a wrong pid"));
+                return Err(Error::msg(
+                    "cannot restore: a new process asked for memory with a wrong pid",
+                ));
             };
             for go in fill.request(idx, pid)? {
                 nix::unistd::write(&sync_wr[go], &[1])
