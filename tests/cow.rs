@@ -156,7 +156,7 @@ fn through_filters_and_without_original_pids() {
     continues(&orig, &r, 3);
     writes_stay_private(&r);
     let pids = restored_named(&r, "cowtree");
-    assert!(pss_kib(&pids) < 2 * 8 << 10, "not shared");
+    assert!(pss_kib(&pids) < (2 * 8) << 10, "not shared");
 }
 
 #[test]
@@ -216,7 +216,7 @@ fn without_sharing_every_process_gets_its_own_copy() {
     continues(&orig, &r, 3);
     writes_stay_private(&r);
     let pids = restored_named(&r, "cowtree");
-    assert!(pss_kib(&pids) > 5 * 8 << 10, "shared though told not to");
+    assert!(pss_kib(&pids) > (5 * 8) << 10, "shared though told not to");
 }
 
 #[test]

@@ -15,8 +15,8 @@ use std::sync::{Mutex, OnceLock};
 
 use common::*;
 use crtools::image::{
-    self, DataPrefix, Fault, FdTable, Kind, MappingFault, Mm, Process, Reader, Record, Thread,
-    WriteOptions, Writer, wire,
+    self, DataPrefix, Fault, FdTable, File, Kind, MappingFault, Mm, Process, Reader, Record,
+    Thread, WriteOptions, Writer, wire,
 };
 use crtools::restart::meta::{self, Meta};
 
@@ -399,6 +399,63 @@ fn memory_record_missing() {
         },
         Some(|f| matches!(f, Fault::NoMemory { .. })),
         "has no memory record",
+    );
+}
+
+#[test]
+fn unknown_process_state() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.state = 7),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Unknown {
+                    record: Kind::PROCESS,
+                    value: 7,
+                    ..
+                }
+            )
+        }),
+        "unknown state 7",
+    );
+}
+
+#[test]
+fn unknown_file_type() {
+    let ifile = base().find(Kind::FILE);
+    refused(
+        |v| edit::<File>(v, ifile, |f| f.ftype = 99),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Unknown {
+                    record: Kind::FILE,
+                    value: 99,
+                    ..
+                }
+            )
+        }),
+        "unknown file type 99",
+    );
+}
+
+#[test]
+fn unknown_mapping_backing() {
+    let im = base().find(Kind::MM);
+    refused(
+        |v| edit::<Mm>(v, im, |m| m.vmas[0].backing = 42),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Unknown {
+                    record: Kind::MM,
+                    value: 42,
+                    ..
+                }
+            )
+        }),
+        "unknown mapping backing 42",
     );
 }
 

@@ -59,6 +59,16 @@ impl std::fmt::Display for DataTarget {
 /// An image fault: which record, which field, what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Fault {
+    /// A field holding a closed set of values (see `image::kinds`) has one
+    /// this version does not know.
+    #[error("{} record {id}: unknown {field} {value}", record.name())]
+    Unknown {
+        record: Kind,
+        /// The record's pid, or its object's id.
+        id: u64,
+        field: &'static str,
+        value: u64,
+    },
     #[error("process {pid} appears twice")]
     DuplicateProcess { pid: u32 },
     #[error("a {kind} record refers to process {pid}, which has no process record before it")]

@@ -9,6 +9,7 @@
 
 mod fault;
 pub mod hmac;
+pub mod kinds;
 pub mod ranges;
 pub mod records;
 pub mod stream;
@@ -20,6 +21,7 @@ pub mod wire;
 
 pub use fault::{DataTarget, Fault, MappingFault};
 pub use hmac::Key;
+pub use kinds::{Backing, FileType, LockKind, ProcState, SockType};
 pub use records::*;
 pub use stream::{
     CHUNK, F_DIGEST, F_HMAC, F_ZSTD, Head, KeyCheck, MAX_PAYLOAD, RawRecord, Reader, Record,

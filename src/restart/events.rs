@@ -14,26 +14,19 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use crate::error::{Context, Error, Result};
-use crate::image::{self, EventFile, Fault, File};
+use crate::image::{self, EventFile, Fault, File, FileType};
 use crate::sys::{events, fds};
 
 use super::files::OpenFiles;
-use super::meta::MAX_FD;
+use super::meta::{FileImage, MAX_FD};
 
 /// Deepest nesting of epolls the kernel allows (`EP_MAX_NESTS` + 1).
 const MAX_EPOLL_DEPTH: usize = 5;
 
-/// Event kinds made here from their record alone (epoll is not: it needs
-/// its targets).
-pub fn is_event(ftype: u8) -> bool {
-    matches!(
-        ftype,
-        image::FT_EVENTFD | image::FT_TIMERFD | image::FT_SIGNALFD | image::FT_INOTIFY
-    )
-}
-
-fn is_any_event(ftype: u8) -> bool {
-    is_event(ftype) || ftype == image::FT_EPOLL
+/// Files with an `EVENT` record: the event kinds made from their record
+/// alone ([`FileType::is_event`]) and epolls.
+fn is_any_event(kind: FileType) -> bool {
+    kind.is_event() || kind == FileType::Epoll
 }
 
 /// Checks the `EVENT` records against the files (part of
@@ -41,13 +34,13 @@ fn is_any_event(ftype: u8) -> bool {
 /// one, each epoll target is a file of the image at a possible number,
 /// and epolls nest neither in a loop nor deeper than the kernel allows.
 pub fn check(
-    files: &HashMap<u64, File>,
+    files: &HashMap<u64, FileImage>,
     evs: &HashMap<u64, EventFile>,
 ) -> std::result::Result<(), Fault> {
     let fault = |file_id, why| Fault::Event { file_id, why };
     for (&id, e) in evs {
         match files.get(&id) {
-            Some(f) if is_any_event(f.ftype) => {}
+            Some(f) if is_any_event(f.kind) => {}
             _ => return Err(fault(id, "no event file of that id")),
         }
         for t in e.targets.iter() {
@@ -65,7 +58,7 @@ pub fn check(
             return Err(fault(id, "an inotify watch has an impossible number"));
         }
     }
-    for f in files.values().filter(|f| is_any_event(f.ftype)) {
+    for f in files.values().filter(|f| is_any_event(f.kind)) {
         if !evs.contains_key(&f.id) {
             return Err(fault(f.id, "the event file has no event record"));
         }
@@ -102,23 +95,35 @@ fn nonblock(f: &File) -> i32 {
 }
 
 /// Makes an eventfd, timerfd, signalfd or inotify from its record.
-pub fn open(f: &File, ev: Option<&EventFile>) -> Result<OwnedFd> {
+pub fn open(f: &FileImage, ev: Option<&EventFile>) -> Result<OwnedFd> {
     let name = || String::from_utf8_lossy(&f.link).into_owned();
     let ev =
         ev.ok_or_else(|| Error::msg(format!("invalid image: {} has no event record", name())))?;
-    match f.ftype {
-        image::FT_EVENTFD => {
+    match f.kind {
+        FileType::Eventfd => {
             let sem = if ev.semaphore { libc::EFD_SEMAPHORE } else { 0 };
             events::eventfd(ev.count, nonblock(f) | sem)
                 .ctx(|| format!("cannot make an eventfd with counter {}", ev.count))
         }
-        image::FT_TIMERFD => timerfd(f, ev),
-        image::FT_SIGNALFD => events::signalfd(ev.sigmask, nonblock(f))
+        FileType::Timerfd => timerfd(f, ev),
+        FileType::Signalfd => events::signalfd(ev.sigmask, nonblock(f))
             .ctx(|| format!("cannot make a signalfd for mask {:#x}", ev.sigmask)),
-        image::FT_INOTIFY => inotify(f, ev),
-        t => Err(Error::msg(format!(
-            "{}: not an event file (type {t})",
-            name()
+        FileType::Inotify => inotify(f, ev),
+        FileType::Regular
+        | FileType::Directory
+        | FileType::CharDev
+        | FileType::BlockDev
+        | FileType::Pipe
+        | FileType::Fifo
+        | FileType::Socket
+        | FileType::PtyMaster
+        | FileType::PtySlave
+        | FileType::Memfd
+        | FileType::Epoll
+        | FileType::External => Err(Error::msg(format!(
+            "{}: not an event file (type {})",
+            name(),
+            f.ftype
         ))),
     }
 }
@@ -205,7 +210,7 @@ impl OpenFiles {
     /// first), and registers them under their numbers.
     pub(super) fn open_epoll(
         &mut self,
-        f: &File,
+        f: &FileImage,
         external: &dyn Fn(&File, u32) -> Result<OwnedFd>,
     ) -> Result<RawFd> {
         let ev = self.events.get(&f.id).cloned().ok_or_else(|| {
@@ -279,15 +284,13 @@ mod tests {
     use super::*;
     use crate::image::EpollTarget;
 
-    fn file(id: u64, ftype: u8) -> (u64, File) {
-        (
+    fn file(id: u64, ftype: u8) -> (u64, FileImage) {
+        let f = File {
             id,
-            File {
-                id,
-                ftype,
-                ..Default::default()
-            },
-        )
+            ftype,
+            ..Default::default()
+        };
+        (id, FileImage::new(f).expect("a known file type"))
     }
 
     fn epoll(id: u64, targets: &[u64]) -> (u64, EventFile) {
@@ -312,11 +315,11 @@ mod tests {
 
     #[test]
     fn event_records_are_checked() {
-        let files: HashMap<u64, File> = [
-            file(1, image::FT_EPOLL),
-            file(2, image::FT_EPOLL),
-            file(3, image::FT_EVENTFD),
-            file(4, image::FT_REGULAR),
+        let files: HashMap<u64, FileImage> = [
+            file(1, crate::image::FT_EPOLL),
+            file(2, crate::image::FT_EPOLL),
+            file(3, crate::image::FT_EVENTFD),
+            file(4, crate::image::FT_REGULAR),
         ]
         .into();
         let ev = |v: Vec<(u64, EventFile)>| -> HashMap<u64, EventFile> { v.into_iter().collect() };

@@ -13,8 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::stat::Mode;
 
+use super::meta::FileImage;
 use crate::error::{Context, Error, Result};
-use crate::image::{self, File};
+use crate::image::{self, File, FileType};
 use crate::sys::fds;
 
 /// Where a descriptor that led outside the image is reconnected.
@@ -52,7 +53,7 @@ pub struct OpenFiles {
     /// State of the event files (eventfd, epoll, ...), by file id.
     pub events: HashMap<u64, image::EventFile>,
     /// Every file of the image, for an epoll's targets.
-    pub files: HashMap<u64, File>,
+    pub files: HashMap<u64, FileImage>,
     /// The restorer's memfds of shared memory objects, by object id.
     pub shm: HashMap<u64, RawFd>,
     /// Whose credentials path lookups, creations and opens use: the
@@ -121,32 +122,32 @@ impl OpenFiles {
     /// Opens one file of the image, or connects it to where the options say.
     pub fn open(
         &mut self,
-        f: &File,
+        f: &FileImage,
         target_fd: u32,
         external: &dyn Fn(&File, u32) -> Result<OwnedFd>,
     ) -> Result<RawFd> {
-        if f.ftype == image::FT_EXTERNAL {
+        if f.kind == FileType::External {
             return self.open_external(f, target_fd, external);
         }
         if let Some(fd) = self.get(f.id) {
             return Ok(fd);
         }
         let name = || String::from_utf8_lossy(&f.path).into_owned();
-        let fd: OwnedFd = match f.ftype {
-            image::FT_REGULAR | image::FT_CHARDEV | image::FT_BLOCKDEV if !f.deleted => {
+        let fd: OwnedFd = match f.kind {
+            FileType::Regular | FileType::CharDev | FileType::BlockDev if !f.deleted => {
                 let p = cpath(&f.path)?;
                 let fd = self.acting.run(|| {
                     fds::open(p.as_c_str(), reopen_flags(f.flags), Mode::empty())
                         .ctx(|| format!("cannot open {}", name()))
                 })?;
-                if f.ftype == image::FT_REGULAR {
+                if f.kind == FileType::Regular {
                     check_same_file(&fd, f, &name())?;
                     nix::unistd::lseek(fd.as_raw_fd(), f.pos as i64, nix::unistd::Whence::SeekSet)
                         .ctx(|| format!("cannot seek in {}", name()))?;
                 }
                 fd
             }
-            image::FT_REGULAR if f.deleted => {
+            FileType::Regular => {
                 // A file unlinked while open: a fresh unlinked file next to
                 // where it was (same filesystem), filled from BLOB records.
                 let p = std::path::Path::new(OsStr::from_bytes(&f.path));
@@ -174,7 +175,7 @@ impl OpenFiles {
                 self.hold(blob_key(f.id), tmp)?;
                 fd
             }
-            image::FT_DIRECTORY => {
+            FileType::Directory => {
                 let p = cpath(&f.path)?;
                 self.acting.run(|| {
                     fds::open(
@@ -185,24 +186,28 @@ impl OpenFiles {
                     .ctx(|| format!("cannot open directory {}", name()))
                 })?
             }
-            image::FT_PIPE | image::FT_FIFO => self.open_pipe(f)?,
-            image::FT_SOCKET => self.open_socket(f)?,
-            image::FT_PTY_MASTER | image::FT_PTY_SLAVE => {
+            FileType::Pipe | FileType::Fifo => self.open_pipe(f)?,
+            FileType::Socket => self.open_socket(f)?,
+            FileType::PtyMaster | FileType::PtySlave => {
                 let ptys = &mut self.ptys;
                 self.acting.run(|| ptys.open(f))?
             }
-            image::FT_EPOLL => return self.open_epoll(f, external),
-            image::FT_MEMFD => self.open_memfd(f)?,
-            t if super::events::is_event(t) => {
+            FileType::Epoll => return self.open_epoll(f, external),
+            FileType::Memfd => self.open_memfd(f)?,
+            FileType::Eventfd | FileType::Timerfd | FileType::Signalfd | FileType::Inotify => {
                 let state = self.events.get(&f.id);
                 self.acting.run(|| super::events::open(f, state))?
             }
-            other => {
+            // A deleted device file: its contents are not the image's to
+            // carry.
+            FileType::CharDev | FileType::BlockDev => {
                 return Err(Error::msg(format!(
-                    "cannot restore descriptor {target_fd} ({}): files of type {other} are not supported yet",
-                    String::from_utf8_lossy(&f.link)
+                    "cannot restore descriptor {target_fd} ({}): files of type {} are not supported yet",
+                    String::from_utf8_lossy(&f.link),
+                    f.ftype
                 )));
             }
+            FileType::External => return self.open_external(f, target_fd, external),
         };
         super::locks::take_file_locks(fd.as_raw_fd(), f)?;
         self.hold(f.id, fd)
@@ -210,7 +215,7 @@ impl OpenFiles {
 
     /// Opens one end of a pipe or FIFO as its own description with the
     /// image's flags, making the pipe first.
-    fn open_pipe(&mut self, f: &File) -> Result<OwnedFd> {
+    fn open_pipe(&mut self, f: &FileImage) -> Result<OwnedFd> {
         let p = self.pipes.get(&f.object_id).ok_or_else(|| {
             Error::msg(format!(
                 "invalid image: {} has no pipe record",
@@ -219,7 +224,7 @@ impl OpenFiles {
         })?;
         // A FIFO is checked (and made if missing) for every description,
         // with the credentials of the process it is for.
-        let node = if f.ftype == image::FT_FIFO {
+        let node = if f.kind == FileType::Fifo {
             Some(super::asuser::fifo(
                 &self.acting,
                 &p.fifo_path,

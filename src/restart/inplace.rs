@@ -345,7 +345,7 @@ fn rebuild(
     t.ipc.finish()?;
     let made = finish::finish(&mut bp, &held.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");
-    let stopped = pi.p.state == image::STATE_STOPPED;
+    let stopped = pi.state == image::ProcState::Stopped;
     finish::release(vec![(c, c.main_thread(), bp.b.r, stopped)], false)?;
     // The IPC objects are the restored program's now.
     t.ipc.commit();

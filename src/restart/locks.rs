@@ -14,10 +14,10 @@
 use std::os::fd::{AsRawFd, RawFd};
 
 use super::files::OpenFiles;
-use super::meta::{FdImage, Live};
+use super::meta::{FdImage, FileImage, Live};
 use super::space::Builder;
 use crate::error::{Error, Result};
-use crate::image::{self, Fault, File, Lock};
+use crate::image::{Fault, File, FileType, Kind, Lock, LockKind};
 use crate::sys::ids::Pid;
 use crate::sys::locks;
 use crate::sys::remote::{RemoteError, nr};
@@ -50,7 +50,13 @@ pub fn check_posix_locks(
     fds: &[FdImage],
 ) -> std::result::Result<(), Fault> {
     for l in locks {
-        let why = if l.kind != image::LOCK_POSIX {
+        let kind = LockKind::from_wire(l.kind).ok_or(Fault::Unknown {
+            record: Kind::FDTABLE,
+            id: pid.into(),
+            field: LockKind::WHAT,
+            value: l.kind.into(),
+        })?;
+        let why = if kind != LockKind::Posix {
             "not a POSIX lock"
         } else if !range_ok(l) {
             "a range fcntl refuses"
@@ -68,15 +74,36 @@ pub fn check_posix_locks(
     Ok(())
 }
 
-/// Checks the OFD and `flock` locks of file `f` (pure).
-pub fn check_file_locks(f: &File) -> std::result::Result<(), Fault> {
+/// The lock an open file description owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileLock {
+    Ofd,
+    Flock,
+}
+
+/// Checks the OFD and `flock` locks of file `f` and decodes their kinds
+/// (pure; part of [`FileImage::new`]).
+pub fn check_file_locks(f: &File) -> std::result::Result<Vec<(FileLock, Lock)>, Fault> {
+    let mut out = Vec::with_capacity(f.locks.len());
     for l in f.locks.iter() {
-        let why = match l.kind {
-            image::LOCK_OFD if range_ok(l) => continue,
-            image::LOCK_OFD => "a range fcntl refuses",
-            image::LOCK_FLOCK if l.start == 0 && l.len == 0 => continue,
-            image::LOCK_FLOCK => "a flock lock with a range",
-            _ => "not an OFD or flock lock",
+        let kind = LockKind::from_wire(l.kind).ok_or(Fault::Unknown {
+            record: Kind::FILE,
+            id: f.id,
+            field: LockKind::WHAT,
+            value: l.kind.into(),
+        })?;
+        let why = match kind {
+            LockKind::Ofd if range_ok(l) => {
+                out.push((FileLock::Ofd, l.clone()));
+                continue;
+            }
+            LockKind::Ofd => "a range fcntl refuses",
+            LockKind::Flock if l.start == 0 && l.len == 0 => {
+                out.push((FileLock::Flock, l.clone()));
+                continue;
+            }
+            LockKind::Flock => "a flock lock with a range",
+            LockKind::Posix => "not an OFD or flock lock",
         };
         return Err(Fault::Lock {
             owner: format!("file {}", f.id),
@@ -84,24 +111,25 @@ pub fn check_file_locks(f: &File) -> std::result::Result<(), Fault> {
             why,
         });
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Takes the OFD and `flock` locks of `f` on `fd`, the restorer's open
 /// file description for it. A description that led outside the image is
 /// not ours to lock: its locks are left to whoever holds it.
-pub fn take_file_locks(fd: RawFd, f: &File) -> Result<()> {
-    if f.ftype == image::FT_EXTERNAL {
+pub fn take_file_locks(fd: RawFd, f: &FileImage) -> Result<()> {
+    if f.kind == FileType::External {
         return Ok(());
     }
-    for l in f.locks.iter() {
-        let r = match l.kind {
-            image::LOCK_OFD => locks::ofd_lock(fd, l.write, l.start, l.len),
-            _ => locks::flock(fd, l.write),
+    for &(kind, ref l) in &f.locks {
+        let ofd = kind == FileLock::Ofd;
+        let r = match kind {
+            FileLock::Ofd => locks::ofd_lock(fd, l.write, l.start, l.len),
+            FileLock::Flock => locks::flock(fd, l.write),
         };
         r.map_err(|e| {
             let why = if is_conflict(e.raw_os_error()) {
-                if l.kind == image::LOCK_OFD {
+                if ofd {
                     holder(
                         locks::posix_conflict(fd, l.write, l.start, l.len)
                             .ok()
@@ -204,6 +232,7 @@ fn conflict_of(real: Pid, l: &Lock) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image;
     use crate::image::wire::List;
 
     fn lock(kind: u8, write: bool, start: u64, len: u64, fd: u32) -> Lock {
@@ -237,7 +266,11 @@ mod tests {
         let fds = [FdImage {
             fd: 3,
             cloexec: false,
-            file: File::default(),
+            file: FileImage::new(File {
+                ftype: image::FT_REGULAR,
+                ..Default::default()
+            })
+            .expect("a regular file"),
         }];
         let posix = |l: Lock| check_posix_locks(10, &[l], &fds);
         assert!(posix(lock(image::LOCK_POSIX, true, 1 << 30, 1, 3)).is_ok());
@@ -250,7 +283,6 @@ mod tests {
                 lock(image::LOCK_POSIX, true, i64::MAX as u64, 2, 3),
                 "range",
             ),
-            (lock(9, true, 0, 0, 3), "not a POSIX"),
         ] {
             let e = posix(bad.clone()).unwrap_err();
             assert!(
@@ -262,6 +294,22 @@ mod tests {
                 "{e}"
             );
         }
+        let unknown = posix(lock(9, true, 0, 0, 3)).unwrap_err();
+        assert!(
+            matches!(
+                unknown,
+                Fault::Unknown {
+                    id: 10,
+                    value: 9,
+                    ..
+                }
+            ),
+            "{unknown}"
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "fdtable record 10: unknown lock kind 9"
+        );
         let file = |l: Lock| {
             check_file_locks(&File {
                 id: 1,
@@ -275,10 +323,21 @@ mod tests {
             lock(image::LOCK_FLOCK, true, 1, 0, 0),
             lock(image::LOCK_OFD, true, u64::MAX, 1, 0),
             lock(image::LOCK_POSIX, true, 0, 0, 3),
-            lock(0, true, 0, 0, 0),
         ] {
             let e = file(bad.clone()).unwrap_err();
             assert!(e.to_string().starts_with("file 1: impossible lock"), "{e}");
         }
+        let e = file(lock(0, true, 0, 0, 0)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Fault::Unknown {
+                    id: 1,
+                    value: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

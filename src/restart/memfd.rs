@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use nix::sys::stat::Mode;
 
 use crate::error::{Context, Error, Result};
-use crate::image::{self, Fault, File, Shmem};
+use crate::image::{Fault, File, FileType, Shmem};
 use crate::sys::{events, fds};
 
 use super::files::OpenFiles;
@@ -53,10 +53,10 @@ pub fn seal_all(objs: &HashMap<u64, Shmem>, fds: &HashMap<u64, OwnedFd>) -> Resu
 /// Checks that every memfd `FILE` names a `SHMEM` object of the image
 /// (part of `Meta::validate`).
 pub fn check(
-    files: &HashMap<u64, File>,
+    files: &HashMap<u64, super::meta::FileImage>,
     shmem: &HashMap<u64, Shmem>,
 ) -> std::result::Result<(), Fault> {
-    for f in files.values().filter(|f| f.ftype == image::FT_MEMFD) {
+    for f in files.values().filter(|f| f.kind == FileType::Memfd) {
         if !shmem.contains_key(&f.object_id) {
             return Err(Fault::MemfdObject { file_id: f.id });
         }

@@ -3,7 +3,11 @@
 //! that could be missing. Every process has a resolved parent, every live
 //! process its memory record and a main thread with registers of the right
 //! size, every descriptor its file, every shared mapping its object; pids,
-//! thread ids, group and session ids are in range.
+//! thread ids, group and session ids are in range. Fields holding a closed
+//! set of values (`image::kinds`) are decoded here, once: a file's type and
+//! its locks' kinds ([`FileImage`]), a process's state ([`Live::state`]);
+//! a mapping's backing is checked to be known. An unknown value is a
+//! [`Fault::Unknown`].
 //!
 //! Pure code: no syscalls (the fuzz target `plan` runs it on any bytes).
 //! What the restorer's own privileges allow is checked separately, by
@@ -14,7 +18,8 @@ use std::io::Read;
 
 use crate::error::{Error, Result};
 use crate::image::{
-    self, Fault, FdTable, File, Kind, MappingFault, Mm, Process, RawRecord, Reader, Shmem, Thread,
+    self, Fault, FdTable, File, FileType, Kind, MappingFault, Mm, ProcState, Process, RawRecord,
+    Reader, Shmem, Thread,
 };
 use crate::sys::ids::{Pid, Tid};
 use crate::sys::ptrace::{self, Regs};
@@ -159,18 +164,57 @@ impl ThreadImage {
     }
 }
 
+/// A `FILE` of a validated image: its type and its locks' kinds decoded
+/// (the record's own fields through `Deref`).
+#[derive(Debug, Clone)]
+pub struct FileImage {
+    pub kind: FileType,
+    /// Its OFD and `flock` locks (the record's `locks`), each with its kind.
+    pub locks: Vec<(super::locks::FileLock, image::Lock)>,
+    pub f: File,
+}
+
+impl std::ops::Deref for FileImage {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.f
+    }
+}
+
+impl std::ops::DerefMut for FileImage {
+    fn deref_mut(&mut self) -> &mut File {
+        &mut self.f
+    }
+}
+
+impl FileImage {
+    /// Decodes a `FILE` record's type and lock kinds, and checks its locks.
+    pub fn new(f: File) -> std::result::Result<FileImage, Fault> {
+        let kind = FileType::from_wire(f.ftype).ok_or(Fault::Unknown {
+            record: Kind::FILE,
+            id: f.id,
+            field: FileType::WHAT,
+            value: f.ftype.into(),
+        })?;
+        let locks = super::locks::check_file_locks(&f)?;
+        Ok(FileImage { kind, locks, f })
+    }
+}
+
 /// A descriptor of a live process with its file.
 #[derive(Debug)]
 pub struct FdImage {
     pub fd: u32,
     pub cloexec: bool,
-    pub file: File,
+    pub file: FileImage,
 }
 
 /// A live process of a validated image.
 #[derive(Debug)]
 pub struct Live {
     pub p: Process,
+    /// Its state, decoded: running or stopped (zombies are [`Zombie`]s).
+    pub state: ProcState,
     /// Index of its parent in [`Meta::live`]; `None` for the root.
     pub parent: Option<usize>,
     pub mm: Mm,
@@ -214,7 +258,7 @@ pub struct Meta {
     zombies: Vec<Zombie>,
     /// Every process in image order.
     order: Vec<Member>,
-    files: HashMap<u64, File>,
+    files: HashMap<u64, FileImage>,
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
@@ -251,6 +295,16 @@ fn check_ids(p: &image::Process) -> std::result::Result<(), Fault> {
     Ok(())
 }
 
+/// A process's state, decoded.
+fn proc_state(p: &image::Process) -> std::result::Result<ProcState, Fault> {
+    ProcState::from_wire(p.state).ok_or(Fault::Unknown {
+        record: Kind::PROCESS,
+        id: p.pid.into(),
+        field: ProcState::WHAT,
+        value: p.state.into(),
+    })
+}
+
 /// A thread with its registers decoded and its id in range.
 fn thread_image(t: image::Thread) -> std::result::Result<ThreadImage, Fault> {
     let regs = ptrace::regs_from_bytes(&t.regs).ok_or(Fault::RegsSize { tid: t.tid })?;
@@ -264,7 +318,7 @@ fn thread_image(t: image::Thread) -> std::result::Result<ThreadImage, Fault> {
 fn resolve_fds(
     pid: u32,
     table: Option<&image::FdTable>,
-    files: &HashMap<u64, image::File>,
+    files: &HashMap<u64, FileImage>,
 ) -> std::result::Result<Vec<FdImage>, Fault> {
     let mut fds = Vec::new();
     for fd in table.iter().flat_map(|t| t.fds.iter()) {
@@ -299,12 +353,22 @@ impl Meta {
             first_bulk,
             carried,
         } = raw;
+        let states = procs
+            .iter()
+            .map(|pi| proc_state(&pi.p))
+            .collect::<std::result::Result<Vec<_>, Fault>>()?;
+        let files = files
+            .into_iter()
+            .map(|(id, f)| Ok((id, FileImage::new(f)?)))
+            .collect::<std::result::Result<HashMap<_, _>, Fault>>()?;
         let root = procs
             .iter()
-            .find(|pi| pi.p.state != image::STATE_ZOMBIE)
+            .zip(&states)
+            .find(|(_, s)| **s != ProcState::Zombie)
+            .map(|(pi, _)| pi)
             .ok_or(Fault::NoLiveProcess)?;
-        match procs.first() {
-            Some(first) if first.p.ppid == 0 && first.p.state != image::STATE_ZOMBIE => {}
+        match (procs.first(), states.first()) {
+            (Some(first), Some(&s)) if first.p.ppid == 0 && s != ProcState::Zombie => {}
             _ => return Err(Fault::FirstNotRoot { pid: root.p.pid }),
         }
         let sysv: Vec<u64> = ipc.segments().iter().map(|s| s.id as u64).collect();
@@ -313,7 +377,7 @@ impl Meta {
         let mut order = Vec::new();
         // image pid -> index in `live`, for the processes seen so far.
         let mut index: HashMap<u32, usize> = HashMap::new();
-        for (i, pi) in procs.into_iter().enumerate() {
+        for (i, (pi, state)) in procs.into_iter().zip(states).enumerate() {
             let p = &pi.p;
             let pid = p.pid;
             check_ids(p)?;
@@ -326,7 +390,7 @@ impl Meta {
                         .ok_or(Fault::ParentAfter { pid, ppid: p.ppid })?,
                 )
             };
-            if p.state == image::STATE_ZOMBIE {
+            if state == ProcState::Zombie {
                 if !pi.threads.is_empty() || pi.mm.is_some() {
                     return Err(Fault::ZombieBody { pid });
                 }
@@ -361,15 +425,13 @@ impl Meta {
             order.push(Member::Live(live.len()));
             live.push(Live {
                 p: pi.p,
+                state,
                 parent,
                 mm,
                 threads,
                 fds,
                 locks,
             });
-        }
-        for f in files.values() {
-            super::locks::check_file_locks(f)?;
         }
         super::events::check(&files, &events)?;
         super::memfd::check(&files, &shmem)?;
@@ -426,14 +488,14 @@ impl Meta {
             .live
             .iter()
             .flat_map(|pi| pi.fds.iter())
-            .filter(|d| d.file.ftype == image::FT_EXTERNAL)
+            .filter(|d| d.file.kind == FileType::External)
             .map(|d| d.fd)
             .collect();
         v.sort_unstable();
         v.dedup();
         v
     }
-    pub fn files(&self) -> &HashMap<u64, File> {
+    pub fn files(&self) -> &HashMap<u64, FileImage> {
         &self.files
     }
     pub fn shmem(&self) -> &HashMap<u64, Shmem> {
@@ -476,7 +538,7 @@ impl Meta {
     /// files that were not deleted (in `files` and in each descriptor),
     /// then mapped files, then executables; `f` may rewrite them.
     pub fn for_each_path(&mut self, mut f: impl FnMut(PathUse, &mut Vec<u8>)) {
-        let regular = |x: &File| x.ftype == image::FT_REGULAR && !x.deleted;
+        let regular = |x: &FileImage| x.kind == FileType::Regular && !x.deleted;
         let fds = self.live.iter_mut().flat_map(|pi| pi.fds.iter_mut());
         for x in self.files.values_mut().chain(fds.map(|d| &mut d.file)) {
             if regular(x) {
@@ -524,6 +586,14 @@ fn check_vmas(
             end: v.end,
             why,
         };
+        if image::Backing::from_wire(v.backing).is_none() {
+            return Err(Fault::Unknown {
+                record: Kind::MM,
+                id: pid.into(),
+                field: image::Backing::WHAT,
+                value: v.backing.into(),
+            });
+        }
         if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
             return Err(bad(MappingFault::Unaligned));
         }

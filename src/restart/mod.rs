@@ -435,7 +435,7 @@ fn release_order(
     let mut mains: Vec<Option<finish::Ready>> = building
         .into_iter()
         .map(|bp| {
-            let stopped = bp.pi.p.state == image::STATE_STOPPED;
+            let stopped = bp.pi.state == image::ProcState::Stopped;
             Some((bp.pid, bp.pid.main_thread(), bp.b.r, stopped))
         })
         .collect();

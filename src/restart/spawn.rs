@@ -425,7 +425,7 @@ pub(crate) fn spawn_tree(
         plans.push(cp);
     }
     for g in &plan.ghosts {
-        let pgid = Pid::from_raw(g.pgid as i32);
+        let pgid = Pid::from_u32(g.pgid);
         plans[g.parent]
             .ghosts
             .push((pgid.as_raw(), g.want.map(Pid::as_raw)));

@@ -31,10 +31,11 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
-use crate::image::{self, File, Process, Pty};
+use crate::image::{FileType, Process, Pty};
 use crate::sys::ids::Pid;
 use crate::sys::tty::{self, Termios};
 
+use super::meta::FileImage;
 use super::space::Builder;
 use crate::sys::remote::nr;
 
@@ -61,7 +62,7 @@ impl Ptys {
 
     /// A new description for a `FT_PTY_MASTER` or `FT_PTY_SLAVE` file,
     /// making its pty first.
-    pub fn open(&mut self, f: &File) -> Result<OwnedFd> {
+    pub fn open(&mut self, f: &FileImage) -> Result<OwnedFd> {
         let p = self.records.get(&f.object_id).ok_or_else(|| {
             Error::msg(format!(
                 "invalid image: {} has no pty record",
@@ -75,7 +76,7 @@ impl Ptys {
         };
         let m = m.as_fd();
         let status = f.flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC);
-        if f.ftype == image::FT_PTY_MASTER {
+        if f.kind == FileType::PtyMaster {
             let fd = m.try_clone_to_owned().ctx(|| "dup".into())?;
             tty::set_status_flags(fd.as_fd(), status)
                 .ctx(|| format!("cannot set the flags of pty master {index}"))?;
@@ -154,13 +155,11 @@ fn make(p: &Pty) -> Result<OwnedFd> {
 }
 
 /// The slave file a session leader takes as its controlling terminal.
-pub fn ctty_file<'a>(p: &Process, files: &'a HashMap<u64, File>) -> Option<&'a File> {
+pub fn ctty_file<'a>(p: &Process, files: &'a HashMap<u64, FileImage>) -> Option<&'a FileImage> {
     if p.sid != p.pid || p.ctty == 0 {
         return None;
     }
-    files
-        .get(&p.ctty)
-        .filter(|f| f.ftype == image::FT_PTY_SLAVE)
+    files.get(&p.ctty).filter(|f| f.kind == FileType::PtySlave)
 }
 
 /// Makes the foreground process group of a restored session leader's
