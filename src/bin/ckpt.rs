@@ -33,6 +33,18 @@ struct Args {
     /// (e.g. 512M; default 1G); files past it are only described.
     #[arg(long, value_name = "SIZE", value_parser = size, requires = "carry_files")]
     carry_max: Option<u64>,
+    /// Keep established TCP connections: each is put in repair mode
+    /// (TCP_REPAIR) and its sequence numbers, windows, options and queues
+    /// go into the image; restore it with cr-restart --tcp-established.
+    /// With --kill the connections are closed silently (no FIN, no RST).
+    /// Without this option (or --tcp-close) an established connection
+    /// fails the checkpoint.
+    #[arg(long, conflicts_with = "tcp_close")]
+    tcp_established: bool,
+    /// Drop established TCP connections: they are restored as unconnected
+    /// sockets, and the program sees an error on them.
+    #[arg(long)]
+    tcp_close: bool,
     #[command(flatten)]
     common: Common,
     /// The root of the tree to checkpoint.
@@ -113,6 +125,13 @@ fn main() -> ExitCode {
             carry: args
                 .carry_files
                 .then(|| args.carry_max.unwrap_or(CARRY_MAX)),
+            tcp: if args.tcp_established {
+                checkpoint::inet::TcpMode::Established
+            } else if args.tcp_close {
+                checkpoint::inet::TcpMode::Close
+            } else {
+                checkpoint::inet::TcpMode::Refuse
+            },
             ..Default::default()
         };
         // The image file is in place before the tree is released; if it
@@ -139,6 +158,16 @@ fn main() -> ExitCode {
                 s.pages,
                 s.zero_pages,
             ));
+            if s.tcp_repaired > 0 {
+                display.summary(&format!(
+                    "kept {} with TCP_REPAIR",
+                    progress::count(
+                        s.tcp_repaired as u64,
+                        "established TCP connection",
+                        "established TCP connections"
+                    )
+                ));
+            }
             if args.carry_files {
                 display.summary(&format!(
                     "carried {} of {} file(s), {}",

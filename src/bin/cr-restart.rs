@@ -70,6 +70,12 @@ struct Args {
     /// an unkeyed header before anything is created.
     #[arg(long, value_name = "FILE")]
     require_key: Option<PathBuf>,
+    /// Restore the established TCP connections the image holds (made by
+    /// ckpt --tcp-established), with TCP_REPAIR: each gets its addresses,
+    /// sequence numbers, windows, options and queued data back. Without
+    /// it such an image is refused.
+    #[arg(long)]
+    tcp_established: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
             remap: args.remap.clone(),
             terminal_job: !args.detach,
             image_on_stdin: path.is_none(),
+            tcp_established: args.tcp_established,
         };
         for (n, src) in &args.fds {
             if let FdSource::Inherit(m) = src

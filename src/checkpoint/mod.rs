@@ -11,6 +11,7 @@ pub mod cow;
 pub mod events;
 pub mod files;
 pub mod freeze;
+pub mod inet;
 pub mod ipc;
 pub mod locks;
 pub mod memfd;
@@ -64,6 +65,9 @@ pub struct Options {
     /// `--carry-files`: carry the files the tree maps or holds open, up
     /// to this many bytes in all (see `carry.rs`).
     pub carry: Option<u64>,
+    /// What to do with established TCP connections (`--tcp-established`,
+    /// `--tcp-close`; see `inet.rs`).
+    pub tcp: inet::TcpMode,
 }
 
 /// What a checkpoint did, for reporting.
@@ -77,6 +81,8 @@ pub struct Summary {
     /// From stopping the tree to letting it go.
     pub frozen_for: Duration,
     pub carried: carry::CarryStats,
+    /// Established TCP connections kept with `TCP_REPAIR`.
+    pub tcp_repaired: usize,
 }
 
 fn random_id() -> [u8; 16] {
@@ -158,12 +164,21 @@ pub fn checkpoint_then<W: Write>(
         threads: frozen.threads.len(),
         ..Default::default()
     };
-    // Any error from here on drops `frozen`, which resumes the tree.
-    let out = write_image(&mut frozen, pid, out, &mut summary, opts)?;
+    // Any error from here on drops `frozen`, which resumes the tree (after
+    // `repaired`, declared later, has taken its sockets out of repair mode).
+    let (out, repaired) = write_image(&mut frozen, pid, out, &mut summary, opts)?;
     done(out)?;
     summary.frozen_for = t0.elapsed();
+    summary.tcp_repaired = repaired.len();
     crate::progress::phase(crate::progress::Phase::Releasing);
-    frozen.release(opts.after)?;
+    if opts.after == After::Kill {
+        frozen.release(opts.after)?;
+        // Closed in repair mode: no FIN or RST leaves.
+        repaired.killed();
+    } else {
+        drop(repaired);
+        frozen.release(opts.after)?;
+    }
     Ok(summary)
 }
 
@@ -182,6 +197,9 @@ struct TreeState {
     shmem: HashMap<u64, Shmem>,
     zombies: Vec<Process>,
     sockets: Vec<(image::Socket, Vec<u8>)>,
+    /// TCP and UDP sockets, and the connections put in repair mode.
+    inet: Vec<image::InetSocket>,
+    repaired: inet::Repaired,
     events: Vec<image::EventFile>,
     ptys: Vec<image::Pty>,
     pipes: Vec<(image::Pipe, Vec<u8>)>,
@@ -197,8 +215,8 @@ fn write_image<W: Write>(
     out: W,
     summary: &mut Summary,
     opts: &Options,
-) -> Result<W> {
-    let mut tree = read_tree(frozen, root)?;
+) -> Result<(W, inet::Repaired)> {
+    let mut tree = read_tree(frozen, root, opts)?;
     let fork_ranges = share_with_parents(&mut tree)?;
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
@@ -218,7 +236,7 @@ fn write_image<W: Write>(
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
     summary.bytes = stats.bytes;
-    Ok(out)
+    Ok((out, std::mem::take(&mut tree.repaired)))
 }
 
 /// Finds the pages each process still shares copy-on-write with its
@@ -257,7 +275,7 @@ fn share_with_parents(tree: &mut TreeState) -> Result<Vec<Vec<(u64, u64)>>> {
 
 /// Reads every process, descriptor, pipe, socket, pty and IPC object of
 /// the frozen tree.
-fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
+fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState> {
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
     let mut states = Vec::new();
@@ -278,6 +296,8 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
         .collect::<Result<Vec<_>>>()?;
     check_sessions(root, &states, &zombies)?;
     let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
+    let mut repaired = inet::Repaired::default();
+    let inet = inet::collect(&mut files.files, &fdtables, opts.tcp, &mut repaired)?;
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
@@ -313,6 +333,8 @@ fn read_tree(frozen: &mut Frozen, root: Pid) -> Result<TreeState> {
         shmem,
         zombies,
         sockets,
+        inet,
+        repaired,
         events,
         ptys,
         pipes,
@@ -391,6 +413,9 @@ fn write_meta<W: Write>(
     }
     for (s, _) in &tree.sockets {
         w.write(Kind::SOCKET, s)?;
+    }
+    for s in &tree.inet {
+        w.write(Kind::INET, s)?;
     }
     for p in &tree.ptys {
         w.write(Kind::PTY, p)?;

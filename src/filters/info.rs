@@ -165,6 +165,7 @@ fn ftype_name(t: u8) -> &'static str {
         FT_TIMERFD => "timerfd",
         FT_INOTIFY => "inotify",
         FT_EXTERNAL => "external",
+        FT_INET => "inet",
         _ => "?",
     }
 }

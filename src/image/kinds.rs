@@ -60,6 +60,8 @@ closed_set! {
         Inotify = FT_INOTIFY,
         /// Leads outside the image (see [`FT_EXTERNAL`]).
         External = FT_EXTERNAL,
+        /// A TCP or UDP socket (see [`FT_INET`]).
+        Inet = FT_INET,
     }
 }
 
@@ -136,7 +138,7 @@ mod tests {
         for &t in FileType::ALL {
             assert_eq!(FileType::from_wire(t.wire()), Some(t));
         }
-        assert_eq!(FileType::ALL.len(), 16);
+        assert_eq!(FileType::ALL.len(), 17);
         assert_eq!(FileType::from_wire(0), None);
         assert_eq!(FileType::from_wire(FT_EXTERNAL + 1), None);
         for &b in Backing::ALL {

@@ -42,6 +42,9 @@ impl Kind {
     /// creates any process.
     pub const CARRY_FILE: Kind = Kind(0x25);
     pub const CARRY_DATA: Kind = Kind(0x26);
+    /// A TCP or UDP socket (IPv4 or IPv6), with an established TCP
+    /// connection's repair state and queues. See [`InetSocket`].
+    pub const INET: Kind = Kind(0x27);
     /// Pages a process holds when it forks children that inherit them
     /// copy-on-write (see [`Mm::inherited`]): bulk records, before every
     /// `PAGES`, `ZERO` and `BLOB`, so that a restorer can fill them in the
@@ -87,6 +90,7 @@ impl Kind {
             Kind::DELTA_END => "delta-end",
             Kind::CARRY_FILE => "carry-file",
             Kind::CARRY_DATA => "carry-data",
+            Kind::INET => "inet",
             Kind::FORK_PAGES => "fork-pages",
             _ => "unknown",
         }
@@ -473,6 +477,9 @@ pub const FT_INOTIFY: u8 = 15;
 /// from, a pipe or socket whose other end is not in the tree): reconnected at
 /// restore time, see `cr-restart(1)`.
 pub const FT_EXTERNAL: u8 = 16;
+/// A TCP or UDP socket; its state is in the `INET` record of the same
+/// `object_id`.
+pub const FT_INET: u8 = 24;
 
 /// What an external descriptor is connected to under `cr-restart --detach`
 /// when no `--fd` names it.
@@ -580,6 +587,68 @@ wire_struct! {
         pub peer_path: Vec<u8>,
         pub data_len: u64,
         pub shutdown: u32,
+    }
+}
+
+wire_struct! {
+    /// `INET`: a TCP or UDP socket, IPv4 or IPv6 (`id` is the `object_id`
+    /// of its `FILE`s). Addresses are 4 or 16 bytes (empty: none); ports
+    /// in host order. Option fields hold the value `getsockopt` gave;
+    /// `sndbuf`/`rcvbuf` are 0 when they were the system's defaults.
+    /// The `tcp_*` fields and the queues are for an established TCP
+    /// connection kept with `ckpt --tcp-established` (`repair` set).
+    pub struct InetSocket {
+        pub id: u64,
+        pub family: u32,
+        pub stype: u32,
+        pub protocol: u32,
+        /// `TCP_LISTEN` (10), `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7); for
+        /// UDP 1 when connected.
+        pub state: u32,
+        pub local_addr: Vec<u8>,
+        pub local_port: u32,
+        pub peer_addr: Vec<u8>,
+        pub peer_port: u32,
+        /// IPv6 scope id of the local address.
+        pub scope_id: u32,
+        /// The listen backlog.
+        pub backlog: u32,
+        pub reuseaddr: u32,
+        pub reuseport: u32,
+        pub keepalive: u32,
+        pub keepidle: u32,
+        pub keepintvl: u32,
+        pub keepcnt: u32,
+        pub nodelay: u32,
+        pub v6only: u32,
+        pub broadcast: u32,
+        pub sndbuf: u32,
+        pub rcvbuf: u32,
+        /// `SO_LINGER`: seconds + 1 when on, 0 when off.
+        pub linger: u32,
+        /// An established connection restored with `TCP_REPAIR`.
+        pub repair: bool,
+        /// Sequence number after the send queue's last byte.
+        pub snd_seq: u32,
+        /// Sequence number after the receive queue's last byte.
+        pub rcv_seq: u32,
+        /// Bytes at the end of the send queue never sent.
+        pub unsent: u32,
+        pub mss: u32,
+        /// `TCPI_OPT_*`: timestamps 1, SACK 2, window scaling 4.
+        pub tcp_options: u32,
+        pub snd_wscale: u32,
+        pub rcv_wscale: u32,
+        pub timestamp: u32,
+        pub snd_wl1: u32,
+        pub snd_wnd: u32,
+        pub max_window: u32,
+        pub rcv_wnd: u32,
+        pub rcv_wup: u32,
+        /// Data sent but not acknowledged, then data not yet sent.
+        pub send_queue: Vec<u8>,
+        /// Data received but not yet read.
+        pub recv_queue: Vec<u8>,
     }
 }
 

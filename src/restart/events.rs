@@ -120,6 +120,7 @@ pub fn open(f: &FileImage, ev: Option<&EventFile>) -> Result<OwnedFd> {
         | FileType::PtySlave
         | FileType::Memfd
         | FileType::Epoll
+        | FileType::Inet
         | FileType::External => Err(Error::msg(format!(
             "{}: not an event file (type {})",
             name(),

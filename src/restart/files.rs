@@ -48,6 +48,8 @@ pub struct OpenFiles {
     pub sockets: HashMap<u64, image::Socket>,
     /// Sockets made so far, by inode (both ends of a pair are made at once).
     socks: HashMap<u64, OwnedFd>,
+    /// TCP and UDP sockets of the image, made on first use.
+    pub inet: super::inet::InetSockets,
     /// Pseudo-terminals of the image, made on first use.
     pub ptys: super::tty::Ptys,
     /// State of the event files (eventfd, epoll, ...), by file id.
@@ -188,6 +190,7 @@ impl OpenFiles {
             }
             FileType::Pipe | FileType::Fifo => self.open_pipe(f)?,
             FileType::Socket => self.open_socket(f)?,
+            FileType::Inet => self.inet.open(f)?,
             FileType::PtyMaster | FileType::PtySlave => {
                 let ptys = &mut self.ptys;
                 self.acting.run(|| ptys.open(f))?

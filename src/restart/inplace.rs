@@ -346,6 +346,7 @@ fn rebuild(
     let made = finish::finish(&mut bp, &held.tramp, false)?;
     debug_assert!(made.is_empty(), "single-threaded image");
     let stopped = pi.state == image::ProcState::Stopped;
+    held.open.inet.repair_off()?;
     finish::release(vec![(c, c.main_thread(), bp.b.r, stopped)], false)?;
     // The IPC objects are the restored program's now.
     t.ipc.commit();

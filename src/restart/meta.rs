@@ -42,6 +42,7 @@ pub struct RawMeta {
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
+    inet: HashMap<u64, image::InetSocket>,
     ptys: HashMap<u64, image::Pty>,
     events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
@@ -112,6 +113,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
                 m.pipes.insert(p.id, p);
+            }
+            Kind::INET => {
+                let s: image::InetSocket = rec.decode()?;
+                m.inet.insert(s.id, s);
             }
             Kind::SOCKET => {
                 let s: image::Socket = rec.decode()?;
@@ -262,6 +267,7 @@ pub struct Meta {
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
+    inet: HashMap<u64, image::InetSocket>,
     ptys: HashMap<u64, image::Pty>,
     events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
@@ -347,6 +353,7 @@ impl Meta {
             shmem,
             pipes,
             sockets,
+            inet,
             ptys,
             events,
             ipc,
@@ -443,6 +450,7 @@ impl Meta {
             shmem,
             pipes,
             sockets,
+            inet,
             ptys,
             events,
             ipc,
@@ -504,6 +512,11 @@ impl Meta {
     pub fn pipes(&self) -> &HashMap<u64, image::Pipe> {
         &self.pipes
     }
+    /// TCP and UDP sockets, by id.
+    pub fn inet(&self) -> &HashMap<u64, image::InetSocket> {
+        &self.inet
+    }
+
     pub fn sockets(&self) -> &HashMap<u64, image::Socket> {
         &self.sockets
     }

@@ -21,6 +21,7 @@ mod events;
 pub mod child;
 pub mod files;
 mod finish;
+pub mod inet;
 pub mod inject;
 pub mod inplace;
 pub mod ipc;
@@ -79,6 +80,9 @@ pub struct Options {
     /// descriptor 0 is the image, never a restored process's default
     /// stdin (see `spawn::connect_external`).
     pub image_on_stdin: bool,
+    /// `--tcp-established`: restore the established TCP connections the
+    /// image holds (refused without it).
+    pub tcp_established: bool,
 }
 
 /// A restored, running tree.
@@ -174,6 +178,7 @@ impl Held {
         let mut open = files::OpenFiles::new(max_fd as RawFd + 1);
         open.pipes = meta.pipes().clone();
         open.sockets = meta.sockets().clone();
+        open.inet = inet::InetSockets::new(meta.inet().clone());
         open.ptys = tty::Ptys::new(meta.ptys().clone());
         open.events = meta.events().clone();
         open.files = meta.files().clone();
@@ -227,6 +232,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     crate::progress::phase(crate::progress::Phase::Reading);
     let mut meta = meta::load(&mut reader)?;
     check_fd_map(&meta, opts)?;
+    inet::InetSockets::new(meta.inet().clone()).check(opts.tcp_established)?;
     carry::resolve(&mut meta, &opts.remap)?;
     inject::check("meta")?;
     let terminal = opts.terminal_job.then(job::JobTerminal::find).flatten();
@@ -336,6 +342,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         // The root made its group: it leads it.
         t.give(root)?;
     }
+    // Established TCP connections leave repair mode last: a restore that
+    // failed before closed them without a word on the wire.
+    held.open.inet.repair_off()?;
     finish::release(release_order(building, made, &plan), true)?;
     undo.pids.clear();
     ipc.commit();

@@ -1,6 +1,6 @@
 //! The door to the kernel: thin, safe wrappers over what nix lacks (/proc
 //! parsers, pagemap, ptrace register sets, remote syscalls, clone3, SysV
-//! IPC, pty ioctls, `sock_diag`).
+//! IPC, pty ioctls, `sock_diag`, TCP repair).
 //!
 //! Ids: [`Pid`], [`Tid`] and [`Fd`] (in [`ids`]) are our own newtypes, not
 //! `nix::unistd::Pid` (one type for processes and threads alike); they
@@ -16,6 +16,7 @@ pub mod fds;
 pub mod fileid;
 pub mod fork;
 pub mod ids;
+pub mod inet;
 pub mod ipc;
 pub mod locks;
 pub mod mem;
