@@ -9,7 +9,7 @@
 //!
 //! Environment: `CR_BENCH_RUNS=N`, `CR_BENCH_MIB=M` (size of the big
 //! workload, default 1024), `CR_BENCH_ONLY=a,b` (groups: limits are always
-//! measured; groups are big, thp, sparse, small, tree),
+//! measured; groups are big, thp, sparse, small, tree, tree64),
 //! `CR_BENCH_BIN_DIR=DIR` (the tools of another build), `CR_BENCH_DIR`
 //! (where images go, default /tmp).
 
@@ -64,7 +64,10 @@ fn main() {
         b.small();
     }
     if want("tree") {
-        b.tree();
+        b.tree(256, 10.0);
+    }
+    if want("tree64") {
+        b.tree(64, 10.0);
     }
     b.print();
 }
@@ -175,8 +178,10 @@ fn workload(role: &str) -> ! {
             xorshift_fill(w, 7);
             ready_and_wait(p as usize, PAGE);
         }
-        // tree:N - N small processes: the root and N-1 children.
+        // tree:N - N small processes: the root and N-1 children. The root
+        // times its own forks and says it in the ready line (as ADDR, ns).
         "tree" => {
+            let t0 = Instant::now();
             for _ in 1..arg(1) {
                 // SAFETY: the child only calls async-signal-safe functions
                 // (pause) and never returns into Rust code that assumed one thread.
@@ -189,7 +194,8 @@ fn workload(role: &str) -> ! {
                     }
                 }
             }
-            ready_and_wait(0, 0);
+            let ns = t0.elapsed().as_nanos() as usize;
+            ready_and_wait(ns, 0);
         }
         r => panic!("unknown role {r}"),
     }
@@ -908,19 +914,35 @@ impl Bench {
         let _ = std::fs::remove_file(&img);
     }
 
-    fn tree(&mut self) {
-        eprintln!("tree of 256 small processes:");
-        let w = spawn_work("tree:256");
+    /// A tree of `n` processes (the root forks n-1 sleeping children):
+    /// `ckpt` and `cr-restart --detach` against the time the tree took to
+    /// fork itself (median of as many trees as runs, in this run).
+    fn tree(&mut self, n: usize, target: f64) {
+        eprintln!("tree of {n} small processes:");
+        let mut forks = Vec::new();
+        for _ in 0..self.runs {
+            let w = spawn_work(&format!("tree:{n}"));
+            forks.push(w.addr as f64 / 1e9);
+            kill_tree(w.pid);
+        }
+        let fork = median(forks);
+        let w = spawn_work(&format!("tree:{n}"));
         let img = self.dir.join("tree.img");
         let t = self.timed(|| self.ckpt_to(w.pid, &img).0.secs);
-        self.row("ckpt tree of 256 > file", t, None, 1.0);
+        let limit = Some(("the tree's own forks", fork));
+        self.row(&format!("ckpt tree of {n} > file"), t, limit, target);
         kill_tree(w.pid);
         let t = self.timed(|| {
             let r = self.restore(&img).secs;
             kill_tree(w.pid);
             r
         });
-        self.row("cr-restart --detach tree of 256", t, None, 1.0);
+        self.row(
+            &format!("cr-restart --detach tree of {n}"),
+            t,
+            limit,
+            target,
+        );
         let _ = std::fs::remove_file(&img);
     }
 

@@ -245,6 +245,7 @@ fn helper_main(parent: i32, fd: RawFd) -> ! {
             exclude: vec![crate::sys::Pid::from_raw(me)],
             carry: None,
             tcp: Default::default(),
+            ..Default::default()
         };
         checkpoint::checkpoint(parent, &mut w, &opts)?;
         Ok(())

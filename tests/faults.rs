@@ -38,6 +38,42 @@ fn closed_output_pipe_leaves_the_process_running() {
     orig.assert_no_fail();
 }
 
+/// A checkpoint that fails after `ckpt` injected its batch page into the
+/// process (`CRTOOLS_FAIL_AT=remote`), and one whose output closes: the
+/// process's mappings are exactly what they were, and it runs on.
+#[test]
+fn failed_checkpoint_leaves_no_page_behind() {
+    let orig = Workload::spawn(workload("threads"), &["-t", "3", "-d", "10"]);
+    orig.expect_count(Some("t2"), 3);
+    let pid = orig.pid().to_string();
+    let maps = || std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let before = maps();
+    for round in 0..3 {
+        let f = Command::new(bin("ckpt"))
+            .args(["-o", "/dev/null", &pid])
+            .env("CRTOOLS_FAIL_AT", "remote")
+            .output()
+            .expect("ckpt");
+        let err = String::from_utf8_lossy(&f.stderr);
+        assert_eq!(f.status.code(), Some(1), "round {round}: {err}");
+        assert!(err.contains("injected failure at stage remote"), "{err}");
+        assert_eq!(maps(), before, "round {round}: the mappings changed");
+        assert_eq!(
+            proc_state(orig.pid()).map(|s| s != 'T' && s != 't'),
+            Some(true)
+        );
+    }
+    // A successful checkpoint leaves nothing either.
+    let f = ckpt(&["-o", "/dev/null", &pid]);
+    assert!(f.status.success(), "{}", f.stderr);
+    assert_eq!(maps(), before, "the mappings changed");
+    for t in ["t0", "t1", "t2"] {
+        let n = orig.last_count(Some(t)).unwrap();
+        orig.expect_count(Some(t), n + 2);
+    }
+    orig.assert_no_fail();
+}
+
 /// A `vfork` child and its parent (which cannot be stopped) are refused
 /// clearly, and the tree goes on.
 #[test]

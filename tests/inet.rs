@@ -221,6 +221,16 @@ fn established_connection_refused_without_the_option() {
         f.stderr
     );
     ping(&mut c, "four");
+    let info = run("cr-info", &[img.to_str().unwrap()], None);
+    let info = String::from_utf8_lossy(&info.assert_success().stdout).into_owned();
+    for want in [
+        format!("TCP listening on 127.0.0.1:{tcp}, backlog 17"),
+        format!("TCP {conn}, kept, 0 bytes to send, 0 to read"),
+        "UDP bound to 127.0.0.1:".to_string(),
+        "TCP unbound".to_string(),
+    ] {
+        assert!(info.contains(&want), "cr-info lacks {want}:\n{info}");
+    }
     assert!(signal(orig.pid(), libc::SIGUSR1));
     orig.expect_line(
         |l| l.starts_with("opt listen reuseaddr=1 "),

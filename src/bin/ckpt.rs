@@ -33,6 +33,12 @@ struct Args {
     /// (e.g. 512M; default 1G); files past it are only described.
     #[arg(long, value_name = "SIZE", value_parser = size, requires = "carry_files")]
     carry_max: Option<u64>,
+    /// What to do with a Unix socket connected to a process outside the
+    /// tree: `refuse` the checkpoint (the default), or `close`: record it
+    /// disconnected (after the restore it reads what was queued, then end
+    /// of file; a pending connection from outside is accepted closed).
+    #[arg(long, value_name = "MODE", value_parser = ["refuse", "close"], default_value = "refuse")]
+    external_unix: String,
     /// Keep established TCP connections: each is put in repair mode
     /// (TCP_REPAIR) and its sequence numbers, windows, options and queues
     /// go into the image; restore it with cr-restart --tcp-established.
@@ -125,6 +131,11 @@ fn main() -> ExitCode {
             carry: args
                 .carry_files
                 .then(|| args.carry_max.unwrap_or(CARRY_MAX)),
+            external_unix: if args.external_unix == "close" {
+                checkpoint::unix::ExternalUnix::Close
+            } else {
+                checkpoint::unix::ExternalUnix::Refuse
+            },
             tcp: if args.tcp_established {
                 checkpoint::inet::TcpMode::Established
             } else if args.tcp_close {

@@ -19,6 +19,8 @@ pub struct FileTable {
     next_id: u64,
     /// Event files (eventfd, epoll, ...) and their state.
     pub events: super::events::Events,
+    /// What to do with Unix sockets whose peer is outside the tree.
+    pub external_unix: super::unix::ExternalUnix,
 }
 
 fn kcmp_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Option<bool> {
@@ -122,40 +124,10 @@ impl NonBlock for std::fs::OpenOptions {
     }
 }
 
-/// Copies the data waiting in a socket's receive queue without consuming
-/// it, as length-prefixed messages (`u32` length, bytes).
-fn peek_socket(pid: i32, fd: i32) -> Result<Vec<u8>> {
-    use std::os::fd::AsFd;
-    let err = |what: &str, e: std::io::Error| {
-        Error::msg(format!(
-            "cannot checkpoint pid {pid}: socket at descriptor {fd}: {what}: {e}"
-        ))
-    };
-    let sock = crate::sys::unixdiag::steal_fd(pid, fd).map_err(|e| err("pidfd_getfd", e))?;
-    let s = sock.as_fd();
-    process::set_peek_off(s, 0).map_err(|e| err("SO_PEEK_OFF", e))?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 256 << 10];
-    let res = loop {
-        let n = match process::recv_peek(s, &mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
-            Err(e) => break Err(err("peek", e)),
-        };
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&buf[..n]);
-    };
-    // Put the socket back as it was: peeking at offset 0 again.
-    let _ = process::set_peek_off(s, -1);
-    res.map(|()| out)
-}
-
 impl FileTable {
-    /// Decides which Unix sockets the image holds (socket pairs with both
-    /// ends in the tree, or whose other end is gone); a socket whose peer is
-    /// outside, at descriptor 0, 1 or 2, becomes external. Anything else
-    /// (other families, bound or listening sockets) is refused. Returns the
+    /// Decides which Unix sockets the image holds (see `unix.rs`); a
+    /// socket whose peer is outside, at descriptor 0, 1 or 2, becomes
+    /// external. Anything else (other families) is refused. Returns the
     /// records with the data waiting in each.
     pub fn sockets(&mut self, fdtables: &[FdTable]) -> Result<Vec<(image::Socket, Vec<u8>)>> {
         if !self.files.iter().any(|f| f.ftype == image::FT_SOCKET) {
@@ -169,6 +141,7 @@ impl FileTable {
             .filter(|f| f.ftype == image::FT_SOCKET)
             .map(|f| f.object_id)
             .collect();
+        let view = super::unix::View::new(&diag, held, self.external_unix);
         let holder = |id: u64| -> Option<(i32, i32)> {
             fdtables.iter().find_map(|t| {
                 t.fds
@@ -200,31 +173,11 @@ impl FileTable {
                 }
                 return Err(refuse("a socket other than a Unix socket"));
             };
-            let peer_inside = u.peer == 0 || held.contains(&u.peer);
-            if !peer_inside || (!u.name.is_empty() && stdio) {
-                if stdio {
-                    f.ftype = image::FT_EXTERNAL;
-                    continue;
-                }
-                return Err(refuse("connected to a process outside the tree"));
+            if stdio && (!view.inside(u.peer) || !u.name.is_empty()) {
+                f.ftype = image::FT_EXTERNAL;
+                continue;
             }
-            if u.state == 10 || !u.name.is_empty() {
-                return Err(refuse("a bound or listening Unix socket"));
-            }
-            let data = peek_socket(pid, fd)?;
-            out.push((
-                image::Socket {
-                    id: f.object_id,
-                    family: libc::AF_UNIX as u32,
-                    stype: u.stype,
-                    peer: u.peer,
-                    state: u.state,
-                    data_len: data.len() as u64,
-                    shutdown: u.shutdown,
-                    ..Default::default()
-                },
-                data,
-            ));
+            out.extend(super::unix::records(pid, fd, f, u, &view)?);
         }
         Ok(out)
     }

@@ -17,6 +17,7 @@ pub mod locks;
 pub mod memfd;
 pub mod memory;
 pub mod tty;
+pub mod unix;
 
 use std::borrow::BorrowMut;
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::image::{
     self, AltStack, Creds, ITimer, Kind, Mm, PosixTimer, Process, Rlimit, Rseq, Shmem, SigAction,
     StreamHeader, Thread, WriteOptions, Writer,
 };
+use crate::sys::batch::{self, Arg, Batch, DataRef, Injected, Place};
 use crate::sys::ptrace::{self, Stopped};
 use crate::sys::remote::{self, Gate, Remote, nr};
 use crate::sys::{Pid, Tid, proc, process, rlimit};
@@ -65,6 +67,8 @@ pub struct Options {
     /// `--carry-files`: carry the files the tree maps or holds open, up
     /// to this many bytes in all (see `carry.rs`).
     pub carry: Option<u64>,
+    /// `--external-unix`: Unix sockets connected outside the tree.
+    pub external_unix: unix::ExternalUnix,
     /// What to do with established TCP connections (`--tcp-established`,
     /// `--tcp-close`; see `inet.rs`).
     pub tcp: inet::TcpMode,
@@ -278,6 +282,7 @@ fn share_with_parents(tree: &mut TreeState) -> Result<Vec<Vec<(u64, u64)>>> {
 fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState> {
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
+    files.external_unix = opts.external_unix;
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
     for (pid, ppid) in frozen.procs.clone() {
@@ -815,37 +820,31 @@ fn ask_remotely(
     // Tracer and tracee on one CPU: a remote syscall is then a few times cheaper.
     let _pin = remote::SameCpu::new(tid.as_raw());
     let mut r = Remote::on(&mut first.tracee, gate)?;
-    let scratch = r.call(
-        nr::MMAP,
-        &[
-            0,
-            4096,
-            (libc::PROT_READ | libc::PROT_WRITE) as u64,
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-            u64::MAX,
-            0,
-        ],
-    )?;
-    let mut res = ask_process(&mut r, pid, scratch, process, mm);
+    // A page of our own for the batch loop and its lists, unmapped below on
+    // every path (a failure of a thread, of the process, or an abort).
+    let page = Injected::map(&mut r)?;
+    let place = page.place();
+    let mut res = check_abort()
+        .and_then(|_| crate::restart::inject::check("remote"))
+        .and_then(|_| ask_process(&mut r, place, pid, process, mm));
     let (out_first, out_others) = out_threads.split_first_mut().expect("one per thread");
     if res.is_ok() {
-        res = ask_thread(&mut r, pid, scratch, out_first);
+        res = ask_thread(&mut r, place, out_first);
     }
     for (ft, t) in others.iter_mut().zip(out_others) {
         if res.is_err() {
             break;
         }
         let _tpin = remote::SameCpu::new(ft.tid.as_raw());
-        res = Remote::on(&mut ft.tracee, gate)
-            .map_err(Error::from)
-            .and_then(|mut tr| {
-                let r2 = ask_thread(&mut tr, pid, scratch, t);
-                let deferred = tr.finish()?;
-                remote::redeliver(pid.as_raw(), ft.tid.as_raw(), &deferred);
-                r2
-            });
+        res = check_abort().and_then(|_| {
+            let mut tr = Remote::on(&mut ft.tracee, gate)?;
+            let r2 = ask_thread(&mut tr, place, t);
+            let deferred = tr.finish()?;
+            remote::redeliver(pid.as_raw(), ft.tid.as_raw(), &deferred);
+            r2
+        });
     }
-    let unmapped = r.call(nr::MUNMAP, &[scratch, 4096]);
+    let unmapped = page.remove(&mut r);
     let deferred = r.finish()?;
     remote::redeliver(pid.as_raw(), tid.as_raw(), &deferred);
     res?;
@@ -996,55 +995,73 @@ fn robust_list(tid: Tid) -> Result<(u64, u64)> {
     })
 }
 
-fn read_u64s(pid: Pid, addr: u64, n: usize) -> Result<Vec<u64>> {
-    let mut b = vec![0u8; n * 8];
-    let mut memf = None;
-    crate::sys::mem::read_exact(pid, addr, &mut b, &mut memf)
-        .ctx(|| format!("cannot read memory of pid {pid}"))?;
-    Ok(b.chunks(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
-}
-
 /// Per-thread state only the thread can tell: its alternate signal stack
-/// and the address the kernel clears when it exits.
-fn ask_thread(
-    r: &mut Remote<impl BorrowMut<Stopped>>,
-    pid: Pid,
-    scratch: u64,
-    t: &mut Thread,
-) -> Result<()> {
-    r.call(nr::SIGALTSTACK, &[0, scratch])?;
-    let v = read_u64s(pid, scratch, 3)?;
+/// and the address the kernel clears when it exits (one batch).
+fn ask_thread(r: &mut Remote<impl BorrowMut<Stopped>>, place: Place, t: &mut Thread) -> Result<()> {
+    let mut b = Batch::new();
+    let ss = b.out(24);
+    let tid_addr = b.out(8);
+    b.push(nr::SIGALTSTACK, &[Arg::Val(0), ss.into()]);
+    b.push(
+        nr::PRCTL,
+        &[Arg::Val(libc::PR_GET_TID_ADDRESS as u64), tid_addr.into()],
+    );
+    let o = r.run_checked(place, &b)?;
+    let v = o.words(ss);
     t.altstack = AltStack {
         sp: v[0],
         flags: v[1] as u32,
         size: v[2],
     };
-    r.call(nr::PRCTL, &[libc::PR_GET_TID_ADDRESS as u64, scratch])?;
-    t.clear_child_tid = read_u64s(pid, scratch, 1)?[0];
+    t.clear_child_tid = o.words(tid_addr)[0];
     Ok(())
 }
 
-/// Signal handlers, timers and brk.
+/// Signal handlers, timers, brk, securebits, subreaper: one batch (more
+/// only for a process with hundreds of POSIX timers).
 fn ask_process(
     r: &mut Remote<impl BorrowMut<Stopped>>,
+    place: Place,
     pid: Pid,
-    scratch: u64,
     p: &mut Process,
     mm: &mut Mm,
 ) -> Result<()> {
-    mm.brk = r.call(nr::BRK, &[0])?;
-    p.creds.securebits = r.call(nr::PRCTL, &[libc::PR_GET_SECUREBITS as u64])? as u32;
-    r.call(nr::PRCTL, &[libc::PR_GET_CHILD_SUBREAPER as u64, scratch])?;
-    p.child_subreaper = read_u64s(pid, scratch, 1)?[0] as u32 != 0;
-    for sig in 1..=64u32 {
-        if sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32 {
-            continue;
-        }
-        check_abort()?;
-        r.call(nr::RT_SIGACTION, &[sig as u64, 0, scratch, 8])?;
-        let v = read_u64s(pid, scratch, 4)?;
+    let timers = proc::timers(pid).map_err(perr(pid))?;
+    let mut b = Batch::new();
+    let brk = b.call(nr::BRK, &[0]);
+    let secure = b.call(nr::PRCTL, &[libc::PR_GET_SECUREBITS as u64]);
+    let reaper = b.out(8);
+    b.push(
+        nr::PRCTL,
+        &[Arg::Val(libc::PR_GET_CHILD_SUBREAPER as u64), reaper.into()],
+    );
+    let sigs: Vec<(u32, DataRef)> = (1..=64u32)
+        .filter(|&sig| sig != libc::SIGKILL as u32 && sig != libc::SIGSTOP as u32)
+        .map(|sig| {
+            let out = b.out(32);
+            b.push(
+                nr::RT_SIGACTION,
+                &[Arg::Val(sig as u64), Arg::Val(0), out.into(), Arg::Val(8)],
+            );
+            (sig, out)
+        })
+        .collect();
+    let itimers: Vec<(u32, DataRef)> = (0..3u32)
+        .map(|which| {
+            let out = b.out(32);
+            b.push(nr::GETITIMER, &[Arg::Val(which as u64), out.into()]);
+            (which, out)
+        })
+        .collect();
+    let mut rest = timers.iter().peekable();
+    let first = push_timers(&mut b, &mut rest, place.scratch_len);
+    let o = r.run_checked(place, &b)?;
+    let res = |i: usize| o.result(i).unwrap_or(0) as u64;
+    mm.brk = res(brk);
+    p.creds.securebits = res(secure) as u32;
+    p.child_subreaper = o.words(reaper)[0] as u32 != 0;
+    for (sig, out) in sigs {
+        let v = o.words(out);
         p.sigactions.push(SigAction {
             signo: sig,
             handler: v[0],
@@ -1053,41 +1070,77 @@ fn ask_process(
             mask: v[3],
         });
     }
-    for which in 0..3u32 {
-        r.call(nr::GETITIMER, &[which as u64, scratch])?;
-        let v = read_u64s(pid, scratch, 4)?;
+    for (which, out) in itimers {
+        let v = o.words(out);
         p.itimers.push(ITimer {
             which,
             interval_us: v[0] * 1_000_000 + v[1],
             value_us: v[2] * 1_000_000 + v[3],
         });
     }
-    for info in proc::timers(pid).map_err(perr(pid))? {
-        r.call(nr::TIMER_GETTIME, &[info.id as u64, scratch])?;
-        let v = read_u64s(pid, scratch, 4)?;
-        let overrun = r.call(nr::TIMER_GETOVERRUN, &[info.id as u64])? as u32;
-        let base = match info.notify {
-            proc::TimerNotify::None => libc::SIGEV_NONE,
-            proc::TimerNotify::Thread => libc::SIGEV_THREAD,
-            proc::TimerNotify::Signal => libc::SIGEV_SIGNAL,
-        };
-        let notify = base
-            | if info.notify_thread_id {
-                libc::SIGEV_THREAD_ID
-            } else {
-                0
-            };
-        p.posix_timers.push(PosixTimer {
-            id: info.id as u32,
-            clock: info.clock as u32,
-            notify: notify as u32,
-            signo: info.signal as u32,
-            sigval: info.sigval,
-            notify_tid: info.notify_tid as u32,
-            interval_ns: v[0] * 1_000_000_000 + v[1],
-            value_ns: v[2] * 1_000_000_000 + v[3],
-            overrun,
-        });
+    let mut done = (first, o);
+    loop {
+        let (asked, o) = &done;
+        for (info, out, ov) in asked {
+            let overrun = o.result(*ov).unwrap_or(0) as u32;
+            p.posix_timers
+                .push(posix_timer(info, &o.words(*out), overrun));
+        }
+        if rest.peek().is_none() {
+            return Ok(());
+        }
+        check_abort()?;
+        let mut b = Batch::new();
+        let asked = push_timers(&mut b, &mut rest, place.scratch_len);
+        let o = r.run_checked(place, &b)?;
+        done = (asked, o);
     }
-    Ok(())
+}
+
+/// A POSIX timer's value and overrun asked in a batch: the timer, where
+/// its `itimerspec` lands, the index of its overrun.
+type TimerAsk<'a> = (&'a proc::PosixTimerInfo, DataRef, usize);
+
+/// Adds timers from `rest` to `b` while the list fits `room` bytes.
+fn push_timers<'a>(
+    b: &mut Batch,
+    rest: &mut std::iter::Peekable<std::slice::Iter<'a, proc::PosixTimerInfo>>,
+    room: u64,
+) -> Vec<TimerAsk<'a>> {
+    let mut asked = Vec::new();
+    while (b.size() + 2 * batch::ENTRY + 32) as u64 <= room {
+        let Some(info) = rest.next() else { break };
+        let out = b.out(32);
+        b.push(nr::TIMER_GETTIME, &[Arg::Val(info.id as u64), out.into()]);
+        let ov = b.call(nr::TIMER_GETOVERRUN, &[info.id as u64]);
+        asked.push((info, out, ov));
+    }
+    asked
+}
+
+/// A POSIX timer from `/proc/PID/timers` and what the process told of it
+/// (`v`: its `itimerspec` as four words).
+fn posix_timer(info: &proc::PosixTimerInfo, v: &[u64], overrun: u32) -> PosixTimer {
+    let base = match info.notify {
+        proc::TimerNotify::None => libc::SIGEV_NONE,
+        proc::TimerNotify::Thread => libc::SIGEV_THREAD,
+        proc::TimerNotify::Signal => libc::SIGEV_SIGNAL,
+    };
+    let notify = base
+        | if info.notify_thread_id {
+            libc::SIGEV_THREAD_ID
+        } else {
+            0
+        };
+    PosixTimer {
+        id: info.id as u32,
+        clock: info.clock as u32,
+        notify: notify as u32,
+        signo: info.signal as u32,
+        sigval: info.sigval,
+        notify_tid: info.notify_tid as u32,
+        interval_ns: v[0] * 1_000_000_000 + v[1],
+        value_ns: v[2] * 1_000_000_000 + v[3],
+        overrun,
+    }
 }

@@ -170,6 +170,40 @@ fn ftype_name(t: u8) -> &'static str {
     }
 }
 
+/// A TCP or UDP socket in a few words: `TCP listening on
+/// 127.0.0.1:8080`, `TCP 127.0.0.1:8080 -> 127.0.0.1:4242, kept, 3 bytes
+/// to send, 0 to read`.
+pub fn inet_summary(s: &crate::image::InetSocket) -> String {
+    let addr = |ip: &[u8], port: u32| match ip.len() {
+        4 => format!("{}.{}.{}.{}:{port}", ip[0], ip[1], ip[2], ip[3]),
+        16 => {
+            let b: [u8; 16] = ip.try_into().expect("16 bytes");
+            format!("[{}]:{port}", std::net::Ipv6Addr::from(b))
+        }
+        _ => "*".to_string(),
+    };
+    let proto = if s.stype == libc::SOCK_DGRAM as u32 {
+        "UDP"
+    } else {
+        "TCP"
+    };
+    let local = addr(&s.local_addr, s.local_port);
+    if s.repair {
+        return format!(
+            "{proto} {local} -> {}, kept, {} bytes to send, {} to read",
+            addr(&s.peer_addr, s.peer_port),
+            s.send_queue.len(),
+            s.recv_queue.len()
+        );
+    }
+    match (s.state, s.peer_addr.is_empty()) {
+        (10, _) => format!("{proto} listening on {local}, backlog {}", s.backlog),
+        (_, false) => format!("{proto} {local} -> {}", addr(&s.peer_addr, s.peer_port)),
+        _ if s.local_port == 0 => format!("{proto} unbound"),
+        _ => format!("{proto} bound to {local}"),
+    }
+}
+
 /// An event file's state in a few words: `counter 5, semaphore`,
 /// `2 targets: 3 events 0x19 data 0x1111, ...`, `clock 1, 20 ms left,
 /// every 20 ms, 1 unread`, `signals 0x200`, `watch 1 /tmp (mask 0x100)`.
@@ -263,6 +297,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut fdtables: Vec<FdTable> = Vec::new();
     let mut carried = Vec::new();
     let mut events: BTreeMap<u64, EventFile> = BTreeMap::new();
+    let mut inet: BTreeMap<u64, String> = BTreeMap::new();
     while let Some(raw) = reader.next_raw()? {
         count(&raw, &mut kinds);
         let kind = raw.head.kind;
@@ -277,6 +312,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                 | Kind::FDTABLE
                 | Kind::FILE
                 | Kind::EVENT
+                | Kind::INET
                 | Kind::CARRY_FILE
         ) {
             continue;
@@ -316,6 +352,10 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                 let e: EventFile = rec.decode()?;
                 events.insert(e.file_id, e);
             }
+            Kind::INET => {
+                let s: crate::image::InetSocket = rec.decode()?;
+                inet.insert(s.id, inet_summary(&s));
+            }
             _ => unreachable!("filtered above"),
         }
     }
@@ -350,7 +390,10 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                         .unwrap_or_default(),
                     flags: f.map_or(0, |f| f.flags),
                     mode: f.map_or(0, |f| f.mode),
-                    event: f.and_then(|f| Some(event_summary(f.ftype, events.get(&f.id)?))),
+                    event: f.and_then(|f| match f.ftype {
+                        crate::image::FT_INET => inet.get(&f.object_id).cloned(),
+                        t => Some(event_summary(t, events.get(&f.id)?)),
+                    }),
                     locks: (t.locks.iter().filter(|l| l.fd == fd.fd))
                         .chain(f.iter().flat_map(|f| f.locks.iter()))
                         .map(|l| l.to_string())

@@ -576,17 +576,47 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// `SOCKET`: a Unix socket in the tree.
+    /// `SOCKET`: a Unix socket in the tree (`id` is its inode at the
+    /// checkpoint). Data waiting to be read follows in `BLOB`s of space
+    /// [`SPACE_SOCKET`], as length-prefixed messages.
     pub struct Socket {
         pub id: u64,
         pub family: u32,
         pub stype: u32,
+        /// The connected peer's id; 0 when none (or gone).
         pub peer: u64,
+        /// `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7), `TCP_LISTEN` (10).
         pub state: u32,
+        /// The name it is bound to: an absolute path, or an abstract
+        /// name led by a NUL byte; empty when unbound.
         pub path: Vec<u8>,
+        /// A datagram socket connected to a named socket: that name.
         pub peer_path: Vec<u8>,
         pub data_len: u64,
         pub shutdown: u32,
+        /// A connection not yet accepted: the listener's id (such a
+        /// socket has no descriptor; its client, if in the tree, has it
+        /// as `peer`).
+        pub listener: u64,
+        /// A listener: its backlog, and its pending connections in queue
+        /// order (ids of `SOCKET` records with `listener` set).
+        pub backlog: u32,
+        pub pending: List<u64>,
+        /// Socket options (see `getsockopt(2)`): `SO_RCVBUF`, `SO_SNDBUF`
+        /// as read back (0: the default), `SO_PASSCRED`, `SO_RCVTIMEO`,
+        /// `SO_SNDTIMEO` in microseconds, `SO_PEEK_OFF` (-1: off).
+        pub rcvbuf: u32,
+        pub sndbuf: u32,
+        pub passcred: bool,
+        pub rcvtimeo_us: u64,
+        pub sndtimeo_us: u64,
+        pub peek_off: i32,
+        /// A filesystem name: the socket file's permission bits (0:
+        /// unknown).
+        pub path_mode: u32,
+        /// Its peer was outside the tree (`ckpt --external-unix=close`):
+        /// restored with no peer.
+        pub external: bool,
     }
 }
 

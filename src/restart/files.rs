@@ -46,8 +46,8 @@ pub struct OpenFiles {
     made: HashMap<u64, (OwnedFd, OwnedFd)>,
     /// Unix socket records of the image, by inode.
     pub sockets: HashMap<u64, image::Socket>,
-    /// Sockets made so far, by inode (both ends of a pair are made at once).
-    socks: HashMap<u64, OwnedFd>,
+    /// Sockets made so far (see `unix.rs`).
+    socks: super::unix::Made,
     /// TCP and UDP sockets of the image, made on first use.
     pub inet: super::inet::InetSockets,
     /// Pseudo-terminals of the image, made on first use.
@@ -275,115 +275,21 @@ impl OpenFiles {
         Ok(fd)
     }
 
-    /// A Unix socket of a pair, made with its peer; a socket whose peer was
-    /// gone gets a peer that is closed once its data is queued.
+    /// A Unix socket (see `unix.rs`).
     fn open_socket(&mut self, f: &File) -> Result<OwnedFd> {
-        let id = f.object_id;
-        if !self.socks.contains_key(&id) {
-            let s = self.sockets.get(&id).ok_or_else(|| {
-                Error::msg(format!(
-                    "invalid image: {} has no socket record",
-                    String::from_utf8_lossy(&f.link)
-                ))
-            })?;
-            let ty = match s.stype as i32 {
-                libc::SOCK_STREAM => nix::sys::socket::SockType::Stream,
-                libc::SOCK_DGRAM => nix::sys::socket::SockType::Datagram,
-                libc::SOCK_SEQPACKET => nix::sys::socket::SockType::SeqPacket,
-                t => return Err(Error::msg(format!("invalid image: socket type {t}"))),
-            };
-            let (a, b) = nix::sys::socket::socketpair(
-                nix::sys::socket::AddressFamily::Unix,
-                ty,
-                None,
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            )
-            .ctx(|| "cannot create a socket pair".into())?;
-            self.socks.insert(id, a);
-            // The peer: the image's other end, or a stand-in kept until the
-            // data is queued.
-            let peer = if s.peer != 0 && self.sockets.contains_key(&s.peer) {
-                s.peer
-            } else {
-                id | 1 << 62
-            };
-            self.socks.insert(peer, b);
-        }
-        let fd = self.socks[&id].try_clone().ctx(|| "dup".into())?;
-        let nb = OFlag::from_bits_truncate(f.flags as i32 & libc::O_NONBLOCK);
-        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(nb)).ctx(|| "fcntl".into())?;
-        Ok(fd)
+        super::unix::open(&self.sockets, &mut self.socks, f, &self.acting)
     }
 
-    /// Queues data that was waiting to be read on socket `id`, sending it
-    /// from its peer (length-prefixed messages).
-    pub fn fill_socket(&self, id: u64, mut data: &[u8]) -> Result<()> {
-        let s = self
-            .sockets
-            .get(&id)
-            .ok_or_else(|| Error::msg(format!("invalid image: data for unknown socket {id}")))?;
-        let peer = if s.peer != 0 && self.sockets.contains_key(&s.peer) {
-            s.peer
-        } else {
-            id | 1 << 62
-        };
-        let Some(from) = self.socks.get(&peer) else {
-            return Err(Error::msg(format!(
-                "invalid image: data for socket {id}, which no process holds"
-            )));
-        };
-        while !data.is_empty() {
-            if data.len() < 4 {
-                return Err(Error::msg(format!(
-                    "invalid image: socket {id} data is cut short"
-                )));
-            }
-            let n = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as usize;
-            let msg = data.get(4..4 + n).ok_or_else(|| {
-                Error::msg(format!("invalid image: socket {id} data is cut short"))
-            })?;
-            let sent = nix::sys::socket::send(
-                from.as_raw_fd(),
-                msg,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            );
-            match sent {
-                Ok(r) if r == n => {}
-                Ok(r) => {
-                    return Err(Error::msg(format!(
-                        "cannot queue {n} bytes on socket {id}: only {r} were taken"
-                    )));
-                }
-                Err(e) => {
-                    return Err(Error::msg(format!(
-                        "cannot queue {n} bytes on socket {id}: {e}"
-                    )));
-                }
-            }
-            data = &data[4 + n..];
-        }
-        Ok(())
+    /// Queues data that was waiting to be read on socket `id`
+    /// (length-prefixed messages).
+    pub fn fill_socket(&self, id: u64, data: &[u8]) -> Result<()> {
+        super::unix::fill(&self.sockets, &self.socks, id, data)
     }
 
-    /// After all data is queued: shut down what was shut down, and close
-    /// the stand-in peers of sockets whose peer was gone.
+    /// After all data is queued: options, shutdowns, connections by name;
+    /// stand-in peers closed.
     pub fn finish_sockets(&mut self) -> Result<()> {
-        for s in self.sockets.values() {
-            if let Some(fd) = self.socks.get(&s.id) {
-                let how = match s.shutdown & 3 {
-                    1 => Some(nix::sys::socket::Shutdown::Read),
-                    2 => Some(nix::sys::socket::Shutdown::Write),
-                    3 => Some(nix::sys::socket::Shutdown::Both),
-                    _ => None,
-                };
-                if let Some(how) = how {
-                    nix::sys::socket::shutdown(fd.as_raw_fd(), how)
-                        .ctx(|| format!("cannot shut down socket {}", s.id))?;
-                }
-            }
-        }
-        self.socks.retain(|id, _| id & 1 << 62 == 0);
-        Ok(())
+        super::unix::finish(&self.sockets, &mut self.socks)
     }
 
     /// Puts data that was waiting in a pipe back into it.

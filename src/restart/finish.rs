@@ -28,9 +28,11 @@ pub(crate) fn finish<'a>(
     let pid = bp.pid;
     let inner = bp.inner;
     let b = &mut bp.b;
-    for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
+    // Protections and advice: one batch (or a few for many mappings).
+    let vmas = mm.vmas.iter().filter(|v| !space::is_special(v));
+    b.batch_all(vmas, |bt, v| {
         if space::build_prot(v) != v.prot {
-            b.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64])?;
+            bt.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64]);
         }
         let advice = [
             (image::VMA_F_HUGEPAGE, libc::MADV_HUGEPAGE),
@@ -40,10 +42,10 @@ pub(crate) fn finish<'a>(
         ];
         for (bit, adv) in advice {
             if v.flags & bit != 0 {
-                b.call(nr::MADVISE, &[v.start, v.end - v.start, adv as u64])?;
+                bt.call(nr::MADVISE, &[v.start, v.end - v.start, adv as u64]);
             }
         }
-    }
+    })?;
     space::finish_process(b, &pi.p, mm)?;
     for rl in pi.p.rlimits.iter() {
         crate::sys::rlimit::set(pid, rl.resource, rl.cur, rl.max).map_err(|e| {

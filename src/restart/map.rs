@@ -12,6 +12,7 @@ use super::space::{self, Builder, Special};
 use super::{Building, ipc};
 use crate::error::{Error, Result};
 use crate::image::{self, Fault, MappingFault, Mm, Vma};
+use crate::sys::batch::{Arg, Batch};
 use crate::sys::remote::nr;
 
 /// What the mappings of every process may refer to.
@@ -33,7 +34,6 @@ pub(crate) fn rebuild_space(
     specials: &[Special],
     src: &MapSources,
 ) -> Result<()> {
-    bp.b.unregister_rseq()?;
     let mm = &bp.pi.mm;
     let want: Vec<_> = mm
         .vmas
@@ -45,13 +45,15 @@ pub(crate) fn rebuild_space(
             )
         })
         .collect();
+    // rseq dropped, specials moved, the rest unmapped: one batch.
     bp.b.clear_space(specials, &want, &pp.cow.keep)?;
     bp.writable = map_vmas(&mut bp.b, bp.pi.p.pid, mm, &pp.map, &pp.cow.keep, src)?;
     Ok(())
 }
 
 /// Carries out `steps` over the VMAs of `mm`; returns the ranges whose
-/// contents may be written.
+/// contents may be written. Two batches for a usual process: the files
+/// opened (each path and mode once), then every step and the closes.
 fn map_vmas(
     b: &mut Builder,
     image_pid: u32,
@@ -60,8 +62,6 @@ fn map_vmas(
     keep: &[(u64, u64)],
     src: &MapSources,
 ) -> Result<Vec<(u64, u64)>> {
-    let mut remote_fds: HashMap<(Vec<u8>, bool), u64> = HashMap::new();
-    let mut writable = Vec::new();
     let vma = |i: usize| -> Result<&Vma> {
         mm.vmas.get(i).ok_or_else(|| {
             Error::msg(format!(
@@ -69,6 +69,46 @@ fn map_vmas(
             ))
         })
     };
+    // The files, opened in the process once per path and mode.
+    let mut keys: Vec<FileKey> = Vec::new();
+    let mut open = Batch::new();
+    for &step in steps {
+        if let MapStep::Map { vma: i } = step {
+            let v = vma(i)?;
+            if let Some(key) = file_key(image_pid, v, src)?
+                && !keys.contains(&key)
+            {
+                let at = open.cstr(&key.0);
+                let mode = if key.1 { libc::O_RDWR } else { libc::O_RDONLY };
+                open.push_as(
+                    format!(
+                        "cannot map {} at {:#x} in pid {}",
+                        String::from_utf8_lossy(&v.path),
+                        v.start,
+                        b.pid
+                    ),
+                    nr::OPENAT,
+                    &[
+                        Arg::Val(libc::AT_FDCWD as u64),
+                        at.into(),
+                        Arg::Val(mode as u64),
+                        Arg::Val(0),
+                    ],
+                );
+                keys.push(key);
+            }
+        }
+    }
+    let mut remote_fds: HashMap<FileKey, u64> = HashMap::new();
+    for chunk in split(&open, keys) {
+        let (bt, ks) = chunk;
+        let o = b.batch(&bt)?;
+        for (i, k) in ks.into_iter().enumerate() {
+            remote_fds.insert(k, o.result(i).unwrap_or(-1) as u64);
+        }
+    }
+    let mut writable = Vec::new();
+    let mut bt = Batch::new();
     for &step in steps {
         match step {
             MapStep::Attach {
@@ -78,26 +118,27 @@ fn map_vmas(
             } => {
                 let v = vma(i)?;
                 let flags = ipc::attach_flags(v.prot, v.flags & image::VMA_F_MAYWRITE != 0);
-                b.call(nr::SHMAT, &[segment, at, flags as u64])
-                    .map_err(|e| {
-                        Error::msg(format!(
-                            "cannot attach SysV segment {segment} at {at:#x} in pid {}: {e}",
-                            b.pid
-                        ))
-                    })?;
+                bt.push_as(
+                    format!(
+                        "cannot attach SysV segment {segment} at {at:#x} in pid {}",
+                        b.pid
+                    ),
+                    nr::SHMAT,
+                    &[Arg::Val(segment), Arg::Val(at), Arg::Val(flags as u64)],
+                );
             }
             MapStep::Protect { vma: i } => {
                 let v = vma(i)?;
-                b.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64])?;
+                bt.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64]);
             }
             MapStep::Trim { segment, at } => {
-                trim_attachment(b, image_pid, mm, segment, at, src)?;
+                trim_attachment(&mut bt, image_pid, mm, segment, at, src)?;
             }
             MapStep::Map { vma: i } => {
                 let v = vma(i)?;
                 let kept = image::ranges::clip(&[(v.start, v.end)], keep, true);
                 if kept.is_empty() {
-                    map_one(b, image_pid, v, &mut remote_fds, src)?;
+                    map_one(&mut bt, b.pid, image_pid, v, &remote_fds, src)?;
                 } else {
                     // Inherited copy-on-write and in place: map the rest,
                     // give the kept parts their protection.
@@ -107,11 +148,11 @@ fn map_vmas(
                             end: e,
                             ..v.clone()
                         };
-                        map_one(b, image_pid, &part, &mut remote_fds, src)?;
+                        map_one(&mut bt, b.pid, image_pid, &part, &remote_fds, src)?;
                     }
                     let prot = space::build_prot(v) as u64;
                     for (s, e) in kept {
-                        b.call(nr::MPROTECT, &[s, e - s, prot])?;
+                        bt.call(nr::MPROTECT, &[s, e - s, prot]);
                     }
                 }
                 if v.dumped_pages > 0 || v.flags & image::VMA_F_INHERITED != 0 {
@@ -119,17 +160,38 @@ fn map_vmas(
                 }
             }
         }
+        if bt.size() as u64 > space::SCRATCH_LEN / 2 {
+            b.batch(&bt)?;
+            bt = Batch::new();
+        }
     }
     for fd in remote_fds.into_values() {
-        b.call(nr::CLOSE, &[fd])?;
+        bt.call(nr::CLOSE, &[fd]);
     }
+    b.batch(&bt)?;
     Ok(writable)
+}
+
+/// Splits a batch of opens (one per key) into pieces the scratch area holds.
+/// A file as a process opens it for its mappings: the path, read-write or not.
+type FileKey = (Vec<u8>, bool);
+
+fn split(open: &Batch, keys: Vec<FileKey>) -> Vec<(Batch, Vec<FileKey>)> {
+    if open.size() as u64 <= space::SCRATCH_LEN / 2 {
+        return vec![(open.clone(), keys)];
+    }
+    // Rare (hundreds of mapped files): one open a batch.
+    let mut out = Vec::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        out.push((open.single(i), vec![k]));
+    }
+    out
 }
 
 /// Unmaps what a SysV attachment at `at` covers beyond the pieces the
 /// image has of it.
 fn trim_attachment(
-    b: &mut Builder,
+    bt: &mut Batch,
     image_pid: u32,
     mm: &Mm,
     segment: u64,
@@ -155,22 +217,52 @@ fn trim_attachment(
     pieces.sort_unstable();
     for (s, e) in pieces.into_iter().chain([(at + len, at + len)]) {
         if s > pos {
-            b.call(nr::MUNMAP, &[pos, s - pos])?;
+            bt.call(nr::MUNMAP, &[pos, s - pos]);
         }
         pos = pos.max(e);
     }
     Ok(())
 }
 
-/// Maps one VMA, opening its file in the process once per path and mode.
+/// The path (and whether read-write) a file-backed VMA is opened by in
+/// the process; `None` for anonymous memory.
+fn file_key(image_pid: u32, v: &Vma, src: &MapSources) -> Result<Option<FileKey>> {
+    let me = std::process::id();
+    let path: Vec<u8> = match v.backing {
+        image::VMA_SHARED_ANON => {
+            let fd = src.shm_fds.get(&v.shmem_id).ok_or_else(|| {
+                Error::msg(format!(
+                    "cannot map {:#x}-{:#x}: shared memory {} was not created",
+                    v.start, v.end, v.shmem_id
+                ))
+            })?;
+            format!("/proc/{me}/fd/{}", fd.as_raw_fd()).into_bytes()
+        }
+        image::VMA_FILE => {
+            if let Some(fd) = (v.file_id != 0)
+                .then(|| src.open.blob_target(v.file_id))
+                .flatten()
+                .or_else(|| src.mapped.get(image_pid, &v.path, super::asuser::map_rw(v)))
+            {
+                format!("/proc/{me}/fd/{fd}").into_bytes()
+            } else {
+                v.path.clone()
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((path, super::asuser::map_rw(v))))
+}
+
+/// Adds the mmap of one VMA to `bt`; its file was opened as `remote_fds` says.
 fn map_one(
-    b: &mut Builder,
+    bt: &mut Batch,
+    pid: crate::sys::ids::Pid,
     image_pid: u32,
     v: &Vma,
-    remote_fds: &mut HashMap<(Vec<u8>, bool), u64>,
+    remote_fds: &HashMap<FileKey, u64>,
     src: &MapSources,
 ) -> Result<()> {
-    let me = std::process::id();
     let prot = space::build_prot(v) as u64;
     let shared = v.flags & image::VMA_F_SHARED != 0;
     let mut flags = libc::MAP_FIXED as u64
@@ -189,44 +281,10 @@ fn map_one(
             (u64::MAX, 0)
         }
         image::VMA_FILE | image::VMA_SHARED_ANON => {
-            let path: Vec<u8> = if v.backing == image::VMA_SHARED_ANON {
-                let fd = src.shm_fds.get(&v.shmem_id).ok_or_else(|| {
-                    Error::msg(format!(
-                        "cannot map {:#x}-{:#x}: shared memory {} was not created",
-                        v.start, v.end, v.shmem_id
-                    ))
-                })?;
-                format!("/proc/{me}/fd/{}", fd.as_raw_fd()).into_bytes()
-            } else if let Some(fd) = (v.file_id != 0)
-                .then(|| src.open.blob_target(v.file_id))
-                .flatten()
-                .or_else(|| src.mapped.get(image_pid, &v.path, super::asuser::map_rw(v)))
-            {
-                format!("/proc/{me}/fd/{fd}").into_bytes()
-            } else {
-                v.path.clone()
-            };
-            let rw = super::asuser::map_rw(v);
-            let key = (path.clone(), rw);
-            let fd = match remote_fds.get(&key) {
-                Some(&fd) => fd,
-                None => {
-                    let at = b.put_path(&path)?;
-                    let mode = if rw { libc::O_RDWR } else { libc::O_RDONLY };
-                    let fd = b
-                        .call(nr::OPENAT, &[libc::AT_FDCWD as u64, at, mode as u64, 0])
-                        .map_err(|e| {
-                            Error::msg(format!(
-                                "cannot map {} at {:#x} in pid {}: {e}",
-                                String::from_utf8_lossy(&v.path),
-                                v.start,
-                                b.pid
-                            ))
-                        })?;
-                    remote_fds.insert(key, fd);
-                    fd
-                }
-            };
+            let key = file_key(image_pid, v, src)?.expect("a file mapping has a key");
+            let fd = *remote_fds
+                .get(&key)
+                .expect("every mapped file was opened first");
             (fd, v.pgoff)
         }
         other => {
@@ -236,12 +294,17 @@ fn map_one(
             )));
         }
     };
-    b.call(nr::MMAP, &[v.start, len, prot, flags, fd, off])
-        .map_err(|e| {
-            Error::msg(format!(
-                "cannot map {:#x}-{:#x} in pid {}: {e}",
-                v.start, v.end, b.pid
-            ))
-        })?;
+    bt.push_as(
+        format!("cannot map {:#x}-{:#x} in pid {pid}", v.start, v.end),
+        nr::MMAP,
+        &[
+            Arg::Val(v.start),
+            Arg::Val(len),
+            Arg::Val(prot),
+            Arg::Val(flags),
+            Arg::Val(fd),
+            Arg::Val(off),
+        ],
+    );
     Ok(())
 }

@@ -36,6 +36,7 @@ pub mod space;
 mod spawn;
 pub mod spool;
 pub mod tty;
+mod unix;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

@@ -7,6 +7,7 @@ use std::fs::File as StdFile;
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Mm, Process, Thread, Vma};
+use crate::sys::batch::{self, Arg, Batch, Outcome, Place};
 use crate::sys::codepage::CodeRegion;
 use crate::sys::ids::{Pid, Tid};
 use crate::sys::mem;
@@ -22,9 +23,11 @@ pub const TRAMP_PAGES: u64 = 72;
 pub const SCRATCH_OFF: u64 = PAGE;
 pub const SCRATCH_LEN: u64 = 7 * PAGE;
 pub const PARK_OFF: u64 = 8 * PAGE;
+/// Offset of the batch loop ([`batch::LOOP`]) in the trampoline's code page.
+pub const LOOP_OFF: u64 = 16;
 
 /// The region in the restorer (inherited by each child) holding the
-/// `syscall; int3` gate and scratch memory.
+/// `syscall; int3` gate, the batch loop and scratch memory.
 pub struct Trampoline {
     pub addr: u64,
     pub len: u64,
@@ -43,7 +46,10 @@ impl Trampoline {
                 cand = (e + 0xff_ffff) & !0xff_ffff;
                 continue;
             }
-            let code: [u8; 3] = [0x0f, 0x05, 0xcc]; // syscall; int3
+            // syscall; int3 at 0, the batch loop at LOOP_OFF.
+            let mut code = vec![0xcc; LOOP_OFF as usize];
+            code[..2].copy_from_slice(&[0x0f, 0x05]);
+            code.extend_from_slice(&batch::LOOP);
             match CodeRegion::map_at(cand, len, &code) {
                 Some(region) => {
                     return Ok(Trampoline {
@@ -61,6 +67,14 @@ impl Trampoline {
     }
     pub fn scratch(&self) -> u64 {
         self.addr + SCRATCH_OFF
+    }
+    /// Where batches run: the loop and the whole scratch area.
+    pub fn place(&self) -> Place {
+        Place {
+            code: self.addr + LOOP_OFF,
+            scratch: self.scratch(),
+            scratch_len: SCRATCH_LEN,
+        }
     }
 }
 
@@ -144,44 +158,73 @@ impl<'a> Builder<'a> {
         Ok(self.r.call(nr, args)?)
     }
 
-    /// Drops the rseq registration glibc made for the restorer's thread:
-    /// its memory is about to go.
-    pub fn unregister_rseq(&mut self) -> Result<()> {
-        let rseq = self.r.tracee().rseq();
-        if let Some(c) = rseq.ctx(|| "cannot read rseq configuration".into())? {
-            self.call(nr::RSEQ, &[c.addr, c.len as u64, 1, c.sig as u64])?;
+    /// Runs a batch in the trampoline (one resume, one trap); a failed
+    /// entry is an error naming it. The batch overwrites the scratch
+    /// area: addresses from [`Builder::put`] are stale afterwards.
+    pub fn batch(&mut self, b: &Batch) -> Result<Outcome> {
+        self.used = 0;
+        Ok(self.r.run_checked(self.tramp.place(), b)?)
+    }
+
+    /// Runs a long list in as many batches as the scratch area needs,
+    /// pushed by `add` one item at a time; every entry must succeed.
+    pub fn batch_all<I>(&mut self, items: I, mut add: impl FnMut(&mut Batch, I::Item)) -> Result<()>
+    where
+        I: IntoIterator,
+    {
+        let mut b = Batch::new();
+        for it in items {
+            add(&mut b, it);
+            if b.size() as u64 > SCRATCH_LEN / 2 {
+                self.batch(&b)?;
+                b = Batch::new();
+            }
+        }
+        if !b.is_empty() {
+            self.batch(&b)?;
         }
         Ok(())
     }
 
-    /// Moves the kernel's vDSO and vvar to where the image had them, then
-    /// unmaps everything but them, the trampoline and `also` (memory
-    /// inherited copy-on-write, already in place).
+    /// Drops the rseq registration glibc made for the restorer's thread:
+    /// its memory is about to go.
+    pub fn unregister_rseq(&mut self) -> Result<()> {
+        let mut b = Batch::new();
+        self.push_unregister_rseq(&mut b)?;
+        self.batch(&b)?;
+        Ok(())
+    }
+
+    fn push_unregister_rseq(&mut self, b: &mut Batch) -> Result<()> {
+        let rseq = self.r.tracee().rseq();
+        if let Some(c) = rseq.ctx(|| "cannot read rseq configuration".into())? {
+            b.call(nr::RSEQ, &[c.addr, c.len as u64, 1, c.sig as u64]);
+        }
+        Ok(())
+    }
+
+    /// Drops rseq, moves the kernel's vDSO and vvar to where the image had
+    /// them, then unmaps everything but them, the trampoline and `also`
+    /// (memory inherited copy-on-write, already in place): one batch.
     pub fn clear_space(
         &mut self,
         mine: &[Special],
         want: &[&Vma],
         also: &[(u64, u64)],
     ) -> Result<()> {
+        let mut b = Batch::new();
+        self.push_unregister_rseq(&mut b)?;
         // Park every special mapping in the trampoline region first, so no
         // move lands on another special still at its old place.
         let mut park = self.tramp.addr + PARK_OFF;
         let mut parked = Vec::new();
+        let moved = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
         for s in mine {
             let len = s.end - s.start;
             if park + len > self.tramp.addr + self.tramp.len {
                 return Err(Error::msg("the vDSO is larger than expected"));
             }
-            self.call(
-                nr::MREMAP,
-                &[
-                    s.start,
-                    len,
-                    len,
-                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                    park,
-                ],
-            )?;
+            b.call(nr::MREMAP, &[s.start, len, len, moved, park]);
             parked.push((s.backing, park, len));
             park += len;
         }
@@ -205,16 +248,7 @@ impl<'a> Builder<'a> {
                     len
                 )));
             }
-            self.call(
-                nr::MREMAP,
-                &[
-                    at,
-                    len,
-                    len,
-                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                    v.start,
-                ],
-            )?;
+            b.call(nr::MREMAP, &[at, len, len, moved, v.start]);
             keep.push((v.start, v.end));
         }
         keep.extend_from_slice(also);
@@ -222,12 +256,13 @@ impl<'a> Builder<'a> {
         let mut at = 0u64;
         for (s, e) in keep.iter().copied().chain([(TASK_SIZE, TASK_SIZE)]) {
             if s > at {
-                self.call(nr::MUNMAP, &[at, s - at])?;
+                b.call(nr::MUNMAP, &[at, s - at]);
             }
             at = at.max(e);
         }
         // Parked specials the image does not have are unmapped with the
         // trampoline region at the end.
+        self.batch(&b)?;
         Ok(())
     }
 }
@@ -365,11 +400,15 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
             p.pid
         ))
     })?;
+    // Name, signal handlers, interval timers, subreaper, personality: one batch.
+    let mut bt = Batch::new();
     let mut comm = p.comm.clone();
     comm.truncate(15);
-    let name = b.put_path(&comm)?;
-    b.call(nr::PRCTL, &[libc::PR_SET_NAME as u64, name])?;
-    // Signal handlers.
+    let name = bt.cstr(&comm);
+    bt.push(
+        nr::PRCTL,
+        &[Arg::Val(libc::PR_SET_NAME as u64), name.into()],
+    );
     for a in p.sigactions.iter() {
         if a.signo == libc::SIGKILL as u32 || a.signo == libc::SIGSTOP as u32 {
             continue;
@@ -378,10 +417,21 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
         for v in [a.handler, a.flags, a.restorer, a.mask] {
             act.extend_from_slice(&v.to_le_bytes());
         }
-        let at = b.put(&act)?;
-        b.call(nr::RT_SIGACTION, &[a.signo as u64, at, 0, 8])?;
+        let at = bt.data(&act);
+        bt.push_as(
+            format!(
+                "cannot restore the action of signal {} of pid {}",
+                a.signo, p.pid
+            ),
+            nr::RT_SIGACTION,
+            &[
+                Arg::Val(a.signo as u64),
+                at.into(),
+                Arg::Val(0),
+                Arg::Val(8),
+            ],
+        );
     }
-    // Interval timers.
     for t in p.itimers.iter() {
         if t.value_us == 0 && t.interval_us == 0 {
             continue;
@@ -394,15 +444,19 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
             .concat()
         };
         let it = [tv(t.interval_us), tv(itimer_value(t))].concat();
-        let at = b.put(&it)?;
-        b.call(nr::SETITIMER, &[t.which as u64, at, 0])?;
+        let at = bt.data(&it);
+        bt.push(
+            nr::SETITIMER,
+            &[Arg::Val(t.which as u64), at.into(), Arg::Val(0)],
+        );
     }
     if p.child_subreaper {
-        b.call(nr::PRCTL, &[libc::PR_SET_CHILD_SUBREAPER as u64, 1])?;
+        bt.call(nr::PRCTL, &[libc::PR_SET_CHILD_SUBREAPER as u64, 1]);
     }
     if p.personality != 0 {
-        b.call(nr::PERSONALITY, &[p.personality as u64])?;
+        bt.call(nr::PERSONALITY, &[p.personality as u64]);
     }
+    b.batch(&bt)?;
     Ok(())
 }
 
@@ -425,27 +479,43 @@ pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
     for v in [sp, flags, size] {
         ss.extend_from_slice(&v.to_le_bytes()); // flags: int + padding
     }
-    let at = b.put(&ss)?;
-    b.call(nr::SIGALTSTACK, &[at, 0]).map_err(|e| {
-        Error::msg(format!(
-            "cannot restore the alternate signal stack of thread {}: {e}",
+    // Alternate stack, clear-tid address, name, robust list, rseq: one batch.
+    let mut bt = Batch::new();
+    let at = bt.data(&ss);
+    bt.push_as(
+        format!(
+            "cannot restore the alternate signal stack of thread {}",
             t.tid
-        ))
-    })?;
-    b.call(nr::SET_TID_ADDRESS, &[t.clear_child_tid])?;
+        ),
+        nr::SIGALTSTACK,
+        &[at.into(), Arg::Val(0)],
+    );
+    bt.call(nr::SET_TID_ADDRESS, &[t.clear_child_tid]);
     if !t.comm.is_empty() {
         let mut comm = t.comm.clone();
         comm.truncate(15);
-        let name = b.put_path(&comm)?;
-        b.call(nr::PRCTL, &[libc::PR_SET_NAME as u64, name])?;
+        let name = bt.cstr(&comm);
+        bt.push(
+            nr::PRCTL,
+            &[Arg::Val(libc::PR_SET_NAME as u64), name.into()],
+        );
     }
     if t.robust_list != 0 {
-        b.call(nr::SET_ROBUST_LIST, &[t.robust_list, t.robust_len])?;
+        bt.call(nr::SET_ROBUST_LIST, &[t.robust_list, t.robust_len]);
     }
     if let Some(rs) = &t.rseq {
-        b.call(nr::RSEQ, &[rs.addr, rs.len as u64, 0, rs.sig as u64])
-            .map_err(|e| Error::msg(format!("cannot register rseq of thread {}: {e}", t.tid)))?;
+        bt.push_as(
+            format!("cannot register rseq of thread {}", t.tid),
+            nr::RSEQ,
+            &[
+                Arg::Val(rs.addr),
+                Arg::Val(rs.len as u64),
+                Arg::Val(0),
+                Arg::Val(rs.sig as u64),
+            ],
+        );
     }
+    b.batch(&bt)?;
     if !t.xstate.is_empty() {
         b.r.tracee()
             .set_xstate(&t.xstate)

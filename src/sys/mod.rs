@@ -8,6 +8,7 @@
 //! [`ptrace::Running`] or a [`ptrace::Stopped`]: registers and remote
 //! syscalls ([`remote::Remote`]) need the stopped one.
 
+pub mod batch;
 pub mod clone;
 pub mod codepage;
 pub mod creds;
@@ -29,6 +30,7 @@ pub mod rlimit;
 pub mod threadcreds;
 pub mod tty;
 pub mod unixdiag;
+pub mod unixsock;
 pub mod wptrack;
 
 pub use ids::{Fd, Pid, Tid};

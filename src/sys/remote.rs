@@ -49,6 +49,10 @@ pub enum RemoteError {
     },
     #[error("unexpected stop of {tid}: {stop:?}")]
     Unexpected { tid: i32, stop: Stop },
+    #[error("a batch of {size} bytes does not fit the scratch memory of {tid}")]
+    TooLarge { tid: i32, size: usize },
+    #[error("cannot reach the memory of {tid}: {errno}")]
+    Memory { tid: i32, errno: Errno },
 }
 
 pub type Result<T> = std::result::Result<T, RemoteError>;
@@ -104,7 +108,7 @@ pub mod nr {
     pub const RT_SIGQUEUEINFO: i64 = 129;
 }
 
-fn name_of(nr: i64) -> String {
+pub(super) fn name_of(nr: i64) -> String {
     let n = match nr {
         nr::MMAP => "mmap",
         nr::MPROTECT => "mprotect",
@@ -125,6 +129,11 @@ fn name_of(nr: i64) -> String {
         nr::TIMER_GETTIME => "timer_gettime",
         nr::SET_ROBUST_LIST => "set_robust_list",
         nr::RT_TGSIGQUEUEINFO => "rt_tgsigqueueinfo",
+        nr::SET_TID_ADDRESS => "set_tid_address",
+        nr::PERSONALITY => "personality",
+        nr::SHMAT => "shmat",
+        nr::TIMER_GETOVERRUN => "timer_getoverrun",
+        nr::GETPID => "getpid",
         _ => return format!("syscall {nr}"),
     };
     n.to_string()
@@ -229,7 +238,25 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
         Ok(out.rax as i64)
     }
 
-    fn resume_until(&mut self, how: Resume, want: impl Fn(Stop) -> bool) -> Result<()> {
+    /// The thread's current registers.
+    pub(super) fn regs(&self) -> Result<Regs> {
+        let tid = self.tid;
+        self.tracee
+            .borrow()
+            .regs()
+            .map_err(|e| perr("GETREGS", tid, e))
+    }
+
+    /// Loads registers into the thread (they are put back when the session ends).
+    pub(super) fn set_regs(&mut self, r: &Regs) -> Result<()> {
+        let tid = self.tid;
+        self.tracee
+            .borrow_mut()
+            .set_regs(r)
+            .map_err(|e| perr("SETREGS", tid, e))
+    }
+
+    pub(super) fn resume_until(&mut self, how: Resume, want: impl Fn(Stop) -> bool) -> Result<()> {
         let tid = self.tid;
         loop {
             let stop = self

@@ -12,10 +12,14 @@ const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
 const UDIAG_SHOW_NAME: u32 = 1;
+const UDIAG_SHOW_VFS: u32 = 2;
 const UDIAG_SHOW_PEER: u32 = 4;
+const UDIAG_SHOW_ICONS: u32 = 8;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
 const UNIX_DIAG_RQLEN: u16 = 4;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
 
@@ -33,6 +37,16 @@ pub struct UnixSock {
     pub name: Vec<u8>,
     /// Bytes waiting to be read (for a listener: pending connections).
     pub rqueue: u32,
+    /// Bytes sent and not yet read by the peer (for a listener: its
+    /// backlog, as given to `listen`).
+    pub wqueue: u32,
+    /// For a socket bound to a filesystem name: the inode and device of
+    /// the socket file (0 when none).
+    pub vfs_ino: u64,
+    pub vfs_dev: u64,
+    /// For a listener: the sockets of its connections not yet accepted,
+    /// in queue order (they have no descriptor anywhere).
+    pub icons: Vec<u64>,
     /// `SHUTDOWN` bits: 1 = no more receptions, 2 = no more sends.
     pub shutdown: u32,
 }
@@ -70,7 +84,10 @@ pub fn unix_sockets() -> std::io::Result<HashMap<u64, UnixSock>> {
     req.extend_from_slice(&0u16.to_le_bytes());
     req.extend_from_slice(&u32::MAX.to_le_bytes()); // all states
     req.extend_from_slice(&0u32.to_le_bytes()); // ino: all
-    req.extend_from_slice(&(UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_le_bytes());
+    req.extend_from_slice(
+        &(UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN)
+            .to_le_bytes(),
+    );
     req.extend_from_slice(&[0xff; 8]); // cookie: none
     // SAFETY: send reads the live request buffer.
     if unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) } < 0 {
@@ -126,9 +143,26 @@ pub fn unix_sockets() -> std::io::Result<HashMap<u64, UnixSock>> {
                     }
                     let val = &attrs[4..alen];
                     match aty {
-                        UNIX_DIAG_NAME => s.name = val.to_vec(),
+                        UNIX_DIAG_NAME => {
+                            // A path comes with its terminating NUL.
+                            let mut v = val.to_vec();
+                            while v.len() > 1 && v[0] != 0 && v.last() == Some(&0) {
+                                v.pop();
+                            }
+                            s.name = v;
+                        }
                         UNIX_DIAG_PEER if val.len() >= 4 => s.peer = u32_at(val, 0) as u64,
-                        UNIX_DIAG_RQLEN if val.len() >= 4 => s.rqueue = u32_at(val, 0),
+                        UNIX_DIAG_RQLEN if val.len() >= 8 => {
+                            s.rqueue = u32_at(val, 0);
+                            s.wqueue = u32_at(val, 4);
+                        }
+                        UNIX_DIAG_VFS if val.len() >= 8 => {
+                            s.vfs_ino = u32_at(val, 0) as u64;
+                            s.vfs_dev = u32_at(val, 4) as u64;
+                        }
+                        UNIX_DIAG_ICONS => {
+                            s.icons = val.chunks_exact(4).map(|c| u32_at(c, 0) as u64).collect();
+                        }
                         UNIX_DIAG_SHUTDOWN if !val.is_empty() => s.shutdown = val[0] as u32,
                         _ => {}
                     }
