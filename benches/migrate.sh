@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Downtime of a plain `cr-migrate` (ckpt --stop) migration, as issue 13
+# Downtime of a `cr-migrate` migration, plain (ckpt --stop) or with
+# pre-copy (LIVE=1: cr-migrate --live, i.e. ckpt --live), as issue 13
 # states it: a process with MIB MiB of private memory (random contents)
 # rewrites 16 MiB of random pages per second and logs a timestamp every
 # 10 ms; it is moved to a second host (own network, pid and mount
 # namespaces, a real sshd on 10.77.251.2, as tests/host builds it) and
 # the largest gap in its own log is its downtime as it sees it.
 #
-#   benches/migrate.sh [MIB=1024] [LEVEL=3]     (as root; release build)
+#   benches/migrate.sh [MIB=1024] [LEVEL=3] [LIVE=0|1]   (as root; release build)
 #
 # Prints the cr-migrate report and the largest gap. Everything it makes
 # (namespaces, veth pair, keys, files) is removed on exit.
@@ -14,9 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB=1024
 LEVEL=3
+LIVE=0
 for a in "$@"; do
-    case "$a" in MIB=*|LEVEL=*) declare "${a%%=*}=${a#*=}" ;; *) echo "usage: $0 [MIB=N] [LEVEL=N]" >&2; exit 2 ;; esac
+    case "$a" in MIB=*|LEVEL=*|LIVE=*) declare "${a%%=*}=${a#*=}" ;; *) echo "usage: $0 [MIB=N] [LEVEL=N] [LIVE=0|1]" >&2; exit 2 ;; esac
 done
+live=()
+[ "$LIVE" = 1 ] && live=(--live -v)
 cargo build --release --bins --quiet
 B=$PWD/target/release
 work=$(mktemp -d /tmp/crtools-bench-migrate.XXXXXX)
@@ -118,7 +122,7 @@ for _ in $(seq 200); do ssh -F "$work/ssh_config" root@10.77.251.2 true 2>/dev/n
 pid=$!
 while ! grep -q ready "$work/out" 2>/dev/null; do sleep 0.1; done
 sleep 2
-"$B/cr-migrate" -F "$work/ssh_config" --level "$LEVEL" "$pid" root@10.77.251.2 2>&1 | tee "$work/report"
+"$B/cr-migrate" -F "$work/ssh_config" --level "$LEVEL" "${live[@]}" "$pid" root@10.77.251.2 2>&1 | tee "$work/report"
 wait "$pid" 2>/dev/null || true
 pid=
 sleep 2

@@ -244,6 +244,7 @@ fn helper_main(parent: i32, fd: RawFd) -> ! {
             patches: vec![(STATE.as_ptr() as u64, RESTORED.to_le_bytes().to_vec())],
             exclude: vec![crate::sys::Pid::from_raw(me)],
             carry: None,
+            live: None,
             tcp: Default::default(),
             ..Default::default()
         };

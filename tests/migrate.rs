@@ -511,3 +511,96 @@ fn interrupted_migration_resumes_the_source() {
     assert!(m.stderr().contains("runs on here"), "{}", m.report());
     expect_source_resumed(&orig, &host, &m);
 }
+
+/// `cr-migrate --live`: a process rewriting its memory all the time moves
+/// with pre-copy rounds; it verifies all of its memory there (a stale or
+/// missing page fails it), its log goes on without gap or repeat, and the
+/// freeze is reported from the end of the last round.
+#[test]
+fn cr_migrate_live_moves_a_rewriting_workload() {
+    let host = Host::start();
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let mut orig = Workload::spawn(
+        workload("scribble"),
+        &[
+            "-m",
+            "32",
+            "-d",
+            "2",
+            "-k",
+            "5",
+            "-l",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        wait_until(TIMEOUT, || log_counts(&log).len() >= 2),
+        "scribble does not log"
+    );
+    let pid = orig.pid();
+    let mut m = cr_migrate(&host, pid, &["--live", "-v"]);
+    assert_eq!(
+        migrate_code(&mut m),
+        Some(0),
+        "{}\n{}",
+        m.report(),
+        host.sshd_log()
+    );
+    let report = m.stderr();
+    assert!(report.contains("ckpt: pre-copy round 0: "), "{report}");
+    assert!(report.contains("taken from pre-copy"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "cr-migrate: pid {pid} moved to {}: frozen ",
+            host.dest()
+        )),
+        "{report}"
+    );
+    let st = orig.expect_exit();
+    assert_eq!(term_signal(st), Some(libc::SIGKILL), "{st}");
+    let stopped_at = *log_counts(&log).last().unwrap();
+    assert!(host.outer_pid(pid).is_some(), "no pid {pid} there");
+    expect_log_continues(&log, stopped_at + 4);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("FAIL"), "{text}");
+}
+
+/// The image was sent and restored, but the answer never arrives (the
+/// connection drops before `crtools-restored`): the source must not run
+/// twice, so it stays stopped here, cr-migrate says so and exits 3; the
+/// tree runs there.
+#[test]
+fn answer_lost_leaves_the_source_stopped() {
+    let host = Host::start();
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let mut orig = Workload::spawn(
+        workload("onetask"),
+        &["-d", "20", "-l", log.to_str().unwrap()],
+    );
+    orig.expect_count(None, 3);
+    let pid = orig.pid();
+    // An ssh that drops the answer and reports a lost connection.
+    let lossy = dir.path().join("lossy-ssh");
+    std::fs::write(
+        &lossy,
+        "#!/bin/sh\nssh \"$@\" | grep -v --line-buffered '^crtools-restored$'\nexit 255\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&lossy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut m = cr_migrate(&host, pid, &["--ssh", lossy.to_str().unwrap()]);
+    assert_eq!(migrate_code(&mut m), Some(3), "{}", m.report());
+    let err = m.stderr();
+    assert!(
+        err.contains("no answer came") && err.contains(&format!("pid {pid} is left stopped here")),
+        "{err}"
+    );
+    assert_eq!(proc_state(pid), Some('T'), "the source is not stopped");
+    let stopped_at = *log_counts(&log).last().unwrap();
+    assert!(host.outer_pid(pid).is_some(), "no pid {pid} there");
+    expect_log_continues(&log, stopped_at + 5);
+    // Still stopped here: it never ran twice.
+    assert_eq!(proc_state(pid), Some('T'));
+    orig.kill();
+}

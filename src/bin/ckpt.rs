@@ -33,6 +33,17 @@ struct Args {
     /// (e.g. 512M; default 1G); files past it are only described.
     #[arg(long, value_name = "SIZE", value_parser = size, requires = "carry_files")]
     carry_max: Option<u64>,
+    /// Pre-copy: send the tree's memory while it runs, then rounds of the
+    /// pages written since the previous round, and freeze it only for the
+    /// last, small round (see LIVE MIGRATION in ckpt(1)).
+    #[arg(long)]
+    live: bool,
+    /// With --live: at most N rounds while the tree runs (default 8).
+    #[arg(long, value_name = "N", value_parser = rounds, requires = "live")]
+    live_rounds: Option<u32>,
+    /// With --live: freeze once a round sent at most SIZE (default 4M).
+    #[arg(long, value_name = "SIZE", value_parser = size, requires = "live")]
+    live_target: Option<u64>,
     /// What to do with a Unix socket connected to a process outside the
     /// tree: `refuse` the checkpoint (the default), or `close`: record it
     /// disconnected (after the restore it reads what was queued, then end
@@ -60,6 +71,10 @@ struct Args {
 
 fn size(s: &str) -> Result<u64, String> {
     cli::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn rounds(s: &str) -> Result<u32, String> {
+    cli::parse_in_range(s, 1, 1000, "a number of rounds").map(|n| n as u32)
 }
 
 /// `--carry-max` when not given.
@@ -131,6 +146,14 @@ fn main() -> ExitCode {
             carry: args
                 .carry_files
                 .then(|| args.carry_max.unwrap_or(CARRY_MAX)),
+            live: args.live.then(|| {
+                let d = checkpoint::live::LiveOptions::default();
+                checkpoint::live::LiveOptions {
+                    max_rounds: args.live_rounds.unwrap_or(d.max_rounds),
+                    target: args.live_target.unwrap_or(d.target),
+                    verbose: args.common.summary(),
+                }
+            }),
             external_unix: if args.external_unix == "close" {
                 checkpoint::unix::ExternalUnix::Close
             } else {
@@ -169,6 +192,17 @@ fn main() -> ExitCode {
                 s.pages,
                 s.zero_pages,
             ));
+            if args.live {
+                let pages: u64 = s.rounds.iter().map(|r| r.pages).sum();
+                display.summary(&format!(
+                    "pre-copy: {} round(s), {} pages ({}) while running; at the freeze {} pages sent, {} taken from pre-copy",
+                    s.rounds.len(),
+                    pages,
+                    progress::size(pages * 4096),
+                    s.pages,
+                    s.precopied,
+                ));
+            }
             if s.tcp_repaired > 0 {
                 display.summary(&format!(
                     "kept {} with TCP_REPAIR",

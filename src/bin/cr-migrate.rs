@@ -80,6 +80,11 @@ struct Args {
     /// --carry-max).
     #[arg(long, value_name = "SIZE", requires = "carry_files", value_parser = size)]
     carry_max: Option<String>,
+    /// Pre-copy (ckpt --live): send the memory while the tree runs and
+    /// freeze it only for the last, small part; the freeze time reported
+    /// is then from the end of the last pre-copy round.
+    #[arg(long)]
+    live: bool,
     /// zstd compression level of the page data.
     #[arg(long, value_name = "N", default_value_t = zstd::DEFAULT_LEVEL, allow_hyphen_values = true, value_parser = level)]
     level: i32,
@@ -317,6 +322,31 @@ fn watch_output(out: impl BufRead + Send + 'static) -> mpsc::Receiver<Instant> {
     rx
 }
 
+/// ckpt's standard error with `--live -v`: passed on (the round and
+/// summary lines only with `verbose`); returns when the last pre-copy
+/// round ended, once ckpt closed it.
+fn watch_rounds(
+    err: impl std::io::Read + Send + 'static,
+    verbose: bool,
+) -> std::thread::JoinHandle<Option<Instant>> {
+    std::thread::spawn(move || {
+        let mut last = None;
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            let round = line.starts_with("ckpt: pre-copy round ");
+            if round {
+                last = Some(Instant::now());
+            }
+            let summary =
+                round || line.starts_with("ckpt: pre-copy:") || line.contains(", frozen ");
+            if verbose || !summary {
+                eprintln!("{line}");
+            }
+        }
+        last
+    })
+}
+
 fn wait_child(c: &mut Child, slot: &AtomicI32) -> std::io::Result<ExitStatus> {
     let st = c.wait();
     slot.store(0, Ordering::SeqCst);
@@ -359,8 +389,13 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
     let frozen_from = Instant::now();
     let mut ckpt = Command::new(sibling("ckpt"));
     ckpt.arg("--stop");
-    if a.verbose {
+    if a.verbose || a.live {
         ckpt.arg("-v");
+    }
+    if a.live {
+        // Its stderr is read: the end of the last round is when the
+        // final freeze begins.
+        ckpt.arg("--live").stderr(Stdio::piped());
     }
     if a.carry_files {
         ckpt.arg("--carry-files");
@@ -375,6 +410,7 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
         .spawn()
         .context("cannot run ckpt")?;
     CKPT_PID.store(ckpt.id() as i32, Ordering::SeqCst);
+    let last_round = ckpt.stderr.take().map(|e| watch_rounds(e, a.verbose));
     let image = ckpt.stdout.take().expect("ckpt stdout");
     let pumped = zstd::compress(image, HoldBack::new(stdin, HOLD_BACK), &opts, None);
     let ckpt_st = wait_child(&mut ckpt, &CKPT_PID)?;
@@ -429,8 +465,11 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
             if let Some(pids) = &stopped {
                 signal_all(pids, Signal::SIGKILL);
             }
+            let from = last_round
+                .and_then(|h| h.join().ok().flatten())
+                .unwrap_or(frozen_from);
             Ok(Report {
-                frozen: at - frozen_from,
+                frozen: at.saturating_duration_since(from),
                 sent,
                 image: image_bytes,
             })

@@ -15,7 +15,7 @@
 use super::memory::VmaPlan;
 use crate::error::{Error, Result};
 use crate::image::ranges::clip;
-use crate::image::{self, Span, Vma};
+use crate::image::{self, PageRange, Vma};
 use crate::sys::Pid;
 use crate::sys::pagemap::{self, Pagemap};
 
@@ -30,7 +30,7 @@ fn eligible(v: &Vma) -> bool {
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Ranges inherited (ordered, merged).
-    pub inherited: Vec<Span>,
+    pub inherited: Vec<PageRange>,
     /// Pages left to the parent's records.
     pub pages: u64,
 }
@@ -101,7 +101,7 @@ pub fn share(child: Pid, cplans: &mut [VmaPlan], parent: Pid, pvmas: &[Vma]) -> 
             out.pages += count;
             match out.inherited.last_mut() {
                 Some(l) if l.end == s => l.end = e,
-                _ => out.inherited.push(Span { start: s, end: e }),
+                _ => out.inherited.push(PageRange { start: s, end: e }),
             }
         }
         let pages = |r: &[(u64, u64)]| r.iter().map(|(s, e)| (e - s) / PAGE).sum::<u64>();

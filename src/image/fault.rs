@@ -131,6 +131,26 @@ pub enum Fault {
     PagesUnknownProcess { id: u64 },
     #[error("pages at {start:#x}-{end:#x} of process {id} lie outside its mappings")]
     PagesOutside { id: u64, start: u64, end: u64 },
+    /// `ckpt --live`: a pre-copy record that is not page data of a
+    /// process at a page-aligned address.
+    #[error("pre-copy record {seq} is not whole pages of a process")]
+    PrecopyBadRecord { seq: u32 },
+    #[error("pre-copy record {seq} ({kind}) comes after the metadata began")]
+    PrecopyAfterMeta { seq: u32, kind: Kind },
+    #[error("pre-copy round {round} is out of order (expected {expected})")]
+    PrecopyRoundOrder { round: u32, expected: u32 },
+    #[error("the metadata begins inside a pre-copy round: its end record is missing")]
+    PrecopyUnfinished,
+    #[error("pre-copied pages exceed this machine's memory")]
+    PrecopyTooLarge,
+    #[error(
+        "process {pid}'s memory lists pre-copied pages at {addr:#x} that no pre-copy round sent"
+    )]
+    PrecopyMissing { pid: u32, addr: u64 },
+    #[error(
+        "process {pid}'s pre-copied range {start:#x}-{end:#x} is not page-aligned inside a mapping with contents"
+    )]
+    PrecopyRange { pid: u32, start: u64, end: u64 },
     #[error("data for unknown {target} {id}")]
     DataUnknown { target: DataTarget, id: u64 },
     #[error("data beyond the end of {target} {id}")]

@@ -42,6 +42,13 @@ impl Kind {
     /// creates any process.
     pub const CARRY_FILE: Kind = Kind(0x25);
     pub const CARRY_DATA: Kind = Kind(0x26);
+    /// Pre-copied pages (`ckpt --live`): a `PAGES` payload read while the
+    /// tree still ran. Bulk data, but it comes before the metadata: the
+    /// restorer stages it, and an `MM`'s `precopied` ranges say which
+    /// staged pages are the process's memory.
+    pub const PRECOPY: Kind = Kind(0x2d);
+    /// The end of a pre-copy round. See [`PrecopyRound`].
+    pub const PRECOPY_ROUND: Kind = Kind(0x2e);
     /// A TCP or UDP socket (IPv4 or IPv6), with an established TCP
     /// connection's repair state and queues. See [`InetSocket`].
     pub const INET: Kind = Kind(0x27);
@@ -63,7 +70,12 @@ impl Kind {
     pub fn is_bulk(self) -> bool {
         matches!(
             self,
-            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA | Kind::FORK_PAGES
+            Kind::PAGES
+                | Kind::BLOB
+                | Kind::DELTA_PAGES
+                | Kind::CARRY_DATA
+                | Kind::PRECOPY
+                | Kind::FORK_PAGES
         )
     }
     pub fn name(self) -> &'static str {
@@ -90,6 +102,8 @@ impl Kind {
             Kind::DELTA_END => "delta-end",
             Kind::CARRY_FILE => "carry-file",
             Kind::CARRY_DATA => "carry-data",
+            Kind::PRECOPY => "precopy",
+            Kind::PRECOPY_ROUND => "precopy-round",
             Kind::INET => "inet",
             Kind::FORK_PAGES => "fork-pages",
             _ => "unknown",
@@ -336,11 +350,6 @@ impl Vma {
 }
 
 wire_struct! {
-    /// A range of addresses, `[start, end)`.
-    pub struct Span { pub start: u64, pub end: u64 }
-}
-
-wire_struct! {
     /// One mapping of an address space.
     pub struct Vma {
         pub start: u64,
@@ -384,15 +393,32 @@ wire_struct! {
         pub vmas: List<Vma>,
         /// Whether transparent huge pages are disabled (`PR_GET_THP_DISABLE`).
         pub thp_disabled: bool,
+        /// Ranges whose contents are the last `PRECOPY` pages sent for
+        /// them (`ckpt --live`), not `PAGES` of this image part.
+        pub precopied: List<PageRange>,
         /// Ranges of private anonymous mappings this process inherited
         /// from its parent by `fork` and still shares pages of, ordered,
         /// page-aligned, inside mappings of both. The pages it still
         /// shares are in the parent's records only (`FORK_PAGES`); its own
         /// pages in these ranges are in its records, zero pages included
         /// (`ZERO`), so the parent's never show through.
-        pub inherited: List<Span>,
+        pub inherited: List<PageRange>,
         /// Pages of this process left to its parent's records (shared).
         pub shared_pages: u64,
+    }
+}
+
+wire_struct! {
+    /// `[start, end)`, page-aligned.
+    pub struct PageRange { pub start: u64, pub end: u64 }
+}
+
+wire_struct! {
+    /// `PRECOPY_ROUND`: closes pre-copy round `round` (0 first).
+    pub struct PrecopyRound {
+        pub round: u32,
+        /// Pages sent in the round.
+        pub pages: u64,
     }
 }
 

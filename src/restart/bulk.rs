@@ -35,6 +35,26 @@ pub(crate) fn stream_bulk<R: Read>(
     let mut thp = pages::Thp::new(building);
     // `FORK_PAGES` come first; here only when not shared (see `cow`).
     let mut fork_section = true;
+    // Pre-copied pages first: the final part's pages are others.
+    let staged = sinks.meta.staged();
+    for bp in building.iter_mut() {
+        let ranges = &bp.pi.mm.precopied;
+        if ranges.is_empty() {
+            continue;
+        }
+        for r in ranges.iter() {
+            if !bp.writable.iter().any(|&(s, e)| s <= r.start && r.end <= e) {
+                return Err(Fault::PagesOutside {
+                    id: bp.pi.p.pid as u64,
+                    start: r.start,
+                    end: r.end,
+                }
+                .into());
+            }
+            thp.before_write(bp, r.start)?;
+        }
+        staged.write_into(bp.pid, bp.pi.p.pid, ranges, &mut bp.b.mem)?;
+    }
     while let Some(raw) = next {
         let rec = raw.decode()?;
         let (pre, data) =

@@ -49,6 +49,8 @@ pub struct RawMeta {
     /// The first bulk-data record, read to find the end of the metadata.
     first_bulk: Option<RawRecord>,
     carried: super::carry::Carried,
+    /// `ckpt --live`: the pre-copy rounds, before the metadata.
+    staged: super::precopy::Staging,
 }
 
 #[derive(Default)]
@@ -67,16 +69,33 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
         ));
     }
     let mut m = RawMeta::default();
+    let mut in_meta = false;
     while let Some(raw) = reader.next_raw()? {
         let kind = raw.head.kind;
         if matches!(
             kind,
             Kind::PAGES | Kind::ZERO | Kind::BLOB | Kind::FORK_PAGES
         ) {
+            m.staged.check_closed()?;
             m.first_bulk = Some(raw);
             break;
         }
         let rec = raw.decode()?;
+        if matches!(kind, Kind::PRECOPY | Kind::PRECOPY_ROUND) {
+            if in_meta {
+                return Err(Fault::PrecopyAfterMeta { seq: rec.seq, kind }.into());
+            }
+            if kind == Kind::PRECOPY {
+                m.staged.add(&rec)?;
+            } else {
+                m.staged.end_round(&rec.decode()?)?;
+            }
+            continue;
+        }
+        if !in_meta {
+            m.staged.check_closed()?;
+            in_meta = true;
+        }
         match kind {
             Kind::PROCESS => {
                 let p: Process = rec.decode()?;
@@ -273,6 +292,7 @@ pub struct Meta {
     ipc: ipc::IpcRestore,
     first_bulk: Option<RawRecord>,
     carried: super::carry::Carried,
+    staged: super::precopy::Staging,
 }
 
 fn pid_ok(pid: u32) -> bool {
@@ -359,6 +379,7 @@ impl Meta {
             ipc,
             first_bulk,
             carried,
+            staged,
         } = raw;
         let states = procs
             .iter()
@@ -425,6 +446,15 @@ impl Meta {
                 .collect::<std::result::Result<Vec<_>, Fault>>()?;
             check_vmas(pid, &mm, &shmem, &sysv)?;
             check_inherited(pid, &mm, parent.map(|j: usize| &live[j].mm))?;
+            if !mm.precopied.is_empty() {
+                let with_contents: Vec<(u64, u64)> = mm
+                    .vmas
+                    .iter()
+                    .filter(|v| v.dumped_pages > 0 && v.flags & image::VMA_F_SHARED == 0)
+                    .map(|v| (v.start, v.end))
+                    .collect();
+                staged.check(pid, &mm.precopied, &with_contents)?;
+            }
             let fds = resolve_fds(pid, pi.fds.as_ref(), &files)?;
             let locks = pi.fds.map(|t| t.locks.0).unwrap_or_default();
             super::locks::check_posix_locks(pid, &locks, &fds)?;
@@ -456,7 +486,13 @@ impl Meta {
             ipc,
             first_bulk,
             carried,
+            staged,
         })
+    }
+
+    /// The pre-copied pages (`ckpt --live`), staged while read.
+    pub fn staged(&self) -> &super::precopy::Staging {
+        &self.staged
     }
 
     /// The live processes, root first, each after its parent.

@@ -32,6 +32,7 @@ mod memfd;
 pub mod meta;
 mod pages;
 pub mod plan;
+pub mod precopy;
 pub mod space;
 mod spawn;
 pub mod spool;
@@ -53,7 +54,7 @@ pub use files::FdSource;
 use meta::{Live, Meta};
 use plan::{Leader, Plan, PlanOptions};
 use space::{Builder, Trampoline};
-use spawn::{Tree, Undo, pid_is_live};
+use spawn::{Tree, Undo};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -372,7 +373,9 @@ fn wait_for_original<R: Read>(
         .order()
         .iter()
         .map(|&m| Pid::from_u32(meta.process(m).pid))
-        .filter(|&pid| pid_is_live(pid))
+        // A zombie not yet reaped holds its pid too (`ckpt --kill` may
+        // have ended the tree before the metadata arrived here).
+        .filter(|&pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
         .collect();
     if held.is_empty() {
         return Ok(None);
@@ -380,7 +383,7 @@ fn wait_for_original<R: Read>(
     let f = spool::spool(first, reader)?;
     let deadline = Instant::now() + opts.pid_wait.max(Duration::from_secs(1));
     for pid in held {
-        while pid_is_live(pid) {
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
             // A holder nothing is ending will not go away: say so at once.
             if Instant::now() >= deadline || spawn::pid_is_staying(pid) {
                 return Err(Error::msg(format!(

@@ -60,6 +60,17 @@ pub enum TrackError {
     },
 }
 
+impl TrackError {
+    /// The OS error number, if the kernel refused something.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            TrackError::Sys { errno, .. } => Some(*errno as i32),
+            TrackError::Scan { source, .. } => source.raw_os_error(),
+            TrackError::Remote { .. } => None,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, TrackError>;
 
 /// `userfaultfd(2)`'s number (x86_64).
