@@ -22,6 +22,21 @@ pub struct VmaPlan {
     pub ranges: Vec<(u64, u64)>,
     /// Private file mapping: zero pages must be written explicitly.
     pub private_file: bool,
+    /// Ranges inherited from the parent (see [`super::cow`]): zero runs
+    /// there are written explicitly too.
+    pub explicit: Vec<(u64, u64)>,
+    /// Ranges to write as zeros without reading (pages the process lacks
+    /// where its parent, whose pages it inherits, has some).
+    pub zeros: Vec<(u64, u64)>,
+}
+
+/// Which of a process's pages [`dump_pages`] writes.
+#[derive(Clone, Copy)]
+pub enum Section<'a> {
+    /// Those in these ranges (what its children inherit), as `FORK_PAGES`.
+    Fork(&'a [(u64, u64)]),
+    /// Those outside these ranges, as `PAGES` and `ZERO`.
+    Rest(&'a [(u64, u64)]),
 }
 
 /// Reads the VMAs of `pid` and which of their pages to dump.
@@ -132,6 +147,8 @@ pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
             vma,
             ranges,
             private_file,
+            explicit: Vec::new(),
+            zeros: Vec::new(),
         });
     }
     Ok(out)
@@ -190,7 +207,10 @@ fn aligned(buf: &mut Vec<u8>, len: usize) -> std::ops::Range<usize> {
 struct Job {
     at: u64,
     len: usize,
-    private_file: bool,
+    /// Zero runs are written (`ZERO`, or `FORK_PAGES` with `DATA_F_ZERO`).
+    explicit: bool,
+    /// Written as `FORK_PAGES`.
+    fork: bool,
 }
 
 /// A run of pages of a chunk that are all zero or all not, with the CRC32C
@@ -295,29 +315,57 @@ fn read_chunk(
 /// and CRC32C while the bytes are in the cache) while this thread writes
 /// the records in order, each with one vectored write. The stream is the
 /// same, byte for byte, as a single thread would write.
+#[allow(clippy::too_many_arguments)]
 pub fn dump_pages<W: Write>(
     pid: Pid,
     image_pid: u32,
     plans: &[VmaPlan],
+    section: Section,
     w: &mut Writer<W>,
     buf: &mut Vec<u8>,
     stats: &mut DumpStats,
     patches: &[Patch],
 ) -> Result<()> {
+    use crate::image::ranges::clip;
+    let (fork, sect) = match section {
+        Section::Fork(r) => (true, r),
+        Section::Rest(r) => (false, r),
+    };
+    let part = |x: &[(u64, u64)], r: &[(u64, u64)], inside: bool| {
+        if r.is_empty() && !inside {
+            x.to_vec()
+        } else {
+            clip(x, r, inside)
+        }
+    };
     let mut jobs = Vec::new();
+    let mut zeros = Vec::new();
     for p in plans {
-        for &(start, end) in &p.ranges {
+        let mine = part(&p.ranges, sect, fork);
+        let pieces = clip(&mine, &p.explicit, true)
+            .into_iter()
+            .map(|r| (r, true))
+            .chain(
+                clip(&mine, &p.explicit, false)
+                    .into_iter()
+                    .map(|r| (r, p.private_file)),
+            );
+        let mut pieces: Vec<_> = pieces.collect();
+        pieces.sort_unstable_by_key(|((s, _), _)| *s);
+        for ((start, end), explicit) in pieces {
             let mut at = start;
             while at < end {
                 let len = ((end - at) as usize).min(image::CHUNK);
                 jobs.push(Job {
                     at,
                     len,
-                    private_file: p.private_file,
+                    explicit,
+                    fork,
                 });
                 at += len as u64;
             }
         }
+        zeros.extend(part(&p.zeros, sect, fork));
     }
     let mut applied = vec![false; patches.len()];
     let readers = READERS.min(
@@ -367,6 +415,7 @@ pub fn dump_pages<W: Write>(
             Ok(())
         })?;
     }
+    emit_zeros(image_pid, fork, &zeros, w, stats)?;
     if let Some(i) = applied.iter().position(|a| !a) {
         return Err(Error::msg(format!(
             "cannot checkpoint pid {pid}: address {:#x} to patch is not in its dumped private memory",
@@ -376,8 +425,50 @@ pub fn dump_pages<W: Write>(
     Ok(())
 }
 
-/// Writes the runs of a chunk: non-zero runs as `PAGES` and, in private
-/// file mappings, zero runs as `ZERO`.
+/// Writes ranges of zeros, at most [`image::CHUNK`] bytes a record.
+fn emit_zeros<W: Write>(
+    pid: u32,
+    fork: bool,
+    zeros: &[(u64, u64)],
+    w: &mut Writer<W>,
+    stats: &mut DumpStats,
+) -> Result<()> {
+    for &(s, e) in zeros {
+        let mut at = s;
+        while at < e {
+            let len = (e - at).min(image::CHUNK as u64);
+            zero_record(pid, fork, at, len, w)?;
+            stats.zero_pages += len / PAGE;
+            at += len;
+        }
+    }
+    Ok(())
+}
+
+/// One record of `len` zeros at `addr`: `ZERO`, or `FORK_PAGES` with
+/// `DATA_F_ZERO`.
+fn zero_record<W: Write>(
+    pid: u32,
+    fork: bool,
+    addr: u64,
+    len: u64,
+    w: &mut Writer<W>,
+) -> Result<()> {
+    let prefix = DataPrefix {
+        space: image::SPACE_PROCESS,
+        flags: if fork { image::DATA_F_ZERO } else { 0 },
+        id: pid as u64,
+        addr,
+    }
+    .to_bytes();
+    let kind = if fork { Kind::FORK_PAGES } else { Kind::ZERO };
+    w.write_parts(kind, &[&prefix, &len.to_le_bytes()])?;
+    Ok(())
+}
+
+/// Writes the runs of a chunk: non-zero runs as `PAGES` (`FORK_PAGES` in
+/// the fork section) and, in private file mappings and inherited ranges,
+/// zero runs as `ZERO`.
 fn emit<W: Write>(pid: u32, d: &Done, w: &mut Writer<W>, stats: &mut DumpStats) -> Result<()> {
     crate::checkpoint::check_abort()?;
     let page = PAGE as usize;
@@ -391,17 +482,19 @@ fn emit<W: Write>(pid: u32, d: &Done, w: &mut Writer<W>, stats: &mut DumpStats) 
         }
         .to_bytes();
         if !r.zero {
-            w.write_parts_crc(
-                Kind::PAGES,
-                &[(&prefix, crc32c::crc32c(&prefix)), (data, r.crc)],
-            )?;
+            let kind = if d.job.fork {
+                Kind::FORK_PAGES
+            } else {
+                Kind::PAGES
+            };
+            w.write_parts_crc(kind, &[(&prefix, crc32c::crc32c(&prefix)), (data, r.crc)])?;
             stats.pages += (r.end - r.first) as u64;
             stats.bytes += data.len() as u64;
         } else {
             stats.zero_pages += (r.end - r.first) as u64;
-            if d.job.private_file {
-                let len = (data.len() as u64).to_le_bytes();
-                w.write_parts(Kind::ZERO, &[&prefix, &len])?;
+            if d.job.explicit {
+                let addr = d.job.at + (r.first * page) as u64;
+                zero_record(pid, d.job.fork, addr, data.len() as u64, w)?;
             }
         }
     }

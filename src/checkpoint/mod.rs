@@ -7,6 +7,7 @@
 //! untouched.
 
 pub mod carry;
+pub mod cow;
 pub mod events;
 pub mod files;
 pub mod freeze;
@@ -244,7 +245,10 @@ fn checkpoint_live<W: Write>(
             .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
         summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
     }
-    let stats = write_bulk(&mut w, &tree, &ns, pid, opts)?;
+    // No copy-on-write sharing in a live image: its pre-copied pages are
+    // per process (cr-image(5) PRE-COPY), so every process keeps its own.
+    let no_fork = vec![Vec::new(); tree.states.len()];
+    let stats = write_bulk(&mut w, &tree, &no_fork, &ns, pid, opts)?;
     let out = w.finish()?;
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
@@ -330,6 +334,7 @@ fn write_image<W: Write>(
     opts: &Options,
 ) -> Result<(W, inet::Repaired)> {
     let mut tree = read_tree(frozen, root, opts)?;
+    let fork_ranges = share_with_parents(&mut tree)?;
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let ns = NsPids::read(root, frozen)?;
@@ -343,12 +348,46 @@ fn write_image<W: Write>(
             .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
         summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
     }
-    let stats = write_bulk(&mut w, &tree, &ns, root, opts)?;
+    let stats = write_bulk(&mut w, &tree, &fork_ranges, &ns, root, opts)?;
     let out = w.finish()?;
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
     summary.bytes = stats.bytes;
     Ok((out, std::mem::take(&mut tree.repaired)))
+}
+
+/// Finds the pages each process still shares copy-on-write with its
+/// parent ([`cow`]), records them in its `Mm`, and returns, per process,
+/// the ranges its children inherit (written first, as `FORK_PAGES`).
+fn share_with_parents(tree: &mut TreeState) -> Result<Vec<Vec<(u64, u64)>>> {
+    let mut fork: Vec<Vec<(u64, u64)>> = vec![Vec::new(); tree.states.len()];
+    for i in 0..tree.states.len() {
+        let ppid = tree.states[i].process.ppid;
+        let Some(j) = tree
+            .states
+            .iter()
+            .position(|s| s.process.pid == ppid && ppid != 0)
+        else {
+            continue;
+        };
+        let pvmas: Vec<image::Vma> = tree.states[j].plans.iter().map(|p| p.vma.clone()).collect();
+        let s = &mut tree.states[i];
+        let pid = Pid::from_raw(s.process.pid as i32);
+        let shared = cow::share(pid, &mut s.plans, Pid::from_raw(ppid as i32), &pvmas)?;
+        if shared.inherited.is_empty() {
+            continue;
+        }
+        s.mm.vmas = s
+            .plans
+            .iter()
+            .map(|p| p.vma.clone())
+            .collect::<Vec<_>>()
+            .into();
+        fork[j].extend(shared.inherited.iter().map(|r| (r.start, r.end)));
+        s.mm.inherited = shared.inherited.into();
+        s.mm.shared_pages = shared.pages;
+    }
+    Ok(fork.into_iter().map(image::ranges::union).collect())
 }
 
 /// Reads every process, descriptor, pipe, socket, pty and IPC object of
@@ -524,6 +563,7 @@ fn write_meta<W: Write>(
 fn write_bulk<W: Write>(
     w: &mut Writer<W>,
     tree: &TreeState,
+    fork_ranges: &[Vec<(u64, u64)>],
     ns: &Option<NsPids>,
     root: Pid,
     opts: &Options,
@@ -531,19 +571,40 @@ fn write_bulk<W: Write>(
     let mut buf = Vec::new();
     let mut stats = memory::DumpStats::default();
     crate::progress::phase(crate::progress::Phase::Memory);
-    for s in &tree.states {
-        let pid = Pid::from_raw(s.process.pid as i32);
-        let patches: &[memory::Patch] = if pid == root { &opts.patches } else { &[] };
-        memory::dump_pages(
-            pid,
-            ns.as_ref()
-                .map_or(s.process.pid, |n| n.pid(s.process.pid as i32)),
-            &s.plans,
-            w,
-            &mut buf,
-            &mut stats,
-            patches,
-        )?;
+    // What children inherit first (cr-image(5) ORDERING), then the rest.
+    for fork in [true, false] {
+        for (s, ranges) in tree.states.iter().zip(fork_ranges) {
+            if fork && ranges.is_empty() {
+                continue;
+            }
+            let pid = Pid::from_raw(s.process.pid as i32);
+            let patches: Vec<memory::Patch> = if pid == root {
+                let inside = |a: u64| ranges.iter().any(|&(s, e)| s <= a && a < e);
+                opts.patches
+                    .iter()
+                    .filter(|(a, _)| inside(*a) == fork)
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let section = if fork {
+                memory::Section::Fork(ranges)
+            } else {
+                memory::Section::Rest(ranges)
+            };
+            memory::dump_pages(
+                pid,
+                ns.as_ref()
+                    .map_or(s.process.pid, |n| n.pid(s.process.pid as i32)),
+                &s.plans,
+                section,
+                w,
+                &mut buf,
+                &mut stats,
+                &patches,
+            )?;
+        }
     }
     let mut done_shm = std::collections::HashSet::new();
     for s in &tree.states {

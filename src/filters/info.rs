@@ -96,6 +96,9 @@ pub struct ProcInfo {
     pub threads: u32,
     pub mappings: u64,
     pub dumped_pages: u64,
+    /// Pages it shares copy-on-write with its parent, in the parent's
+    /// records only (`Mm::shared_pages`).
+    pub shared_pages: u64,
     pub fds: Vec<FdInfo>,
 }
 
@@ -337,6 +340,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                 let e = procs.entry(m.pid).or_default();
                 e.mappings += m.vmas.len() as u64;
                 e.dumped_pages += m.vmas.iter().map(|v| v.dumped_pages).sum::<u64>();
+                e.shared_pages += m.shared_pages;
             }
             Kind::FDTABLE => fdtables.push(rec.decode()?),
             Kind::CARRY_FILE => carried.push(rec.decode()?),
@@ -512,6 +516,7 @@ impl Info {
                     "pid": p.pid, "ppid": p.ppid, "pgid": p.pgid, "sid": p.sid,
                     "state": state_name(p.state), "comm": p.comm, "threads": p.threads,
                     "mappings": p.mappings, "dumped_pages": p.dumped_pages,
+                    "shared_pages": p.shared_pages,
                     "memory_bytes": self.memory_bytes(p),
                     "parent_in_image": self.parent_in_image(p),
                     "fds": p.fds.iter().map(|f| {
@@ -631,6 +636,23 @@ impl fmt::Display for Info {
             )?;
         }
         writeln!(f, "processes:   {}", self.processes.len())?;
+        let sharing: Vec<&ProcInfo> = self
+            .processes
+            .iter()
+            .filter(|p| p.shared_pages > 0)
+            .collect();
+        if !sharing.is_empty() {
+            let pages: u64 = sharing.iter().map(|p| p.shared_pages).sum();
+            writeln!(
+                f,
+                "shared:      {} copy-on-write with their parents in {} (written once, restored by fork)",
+                human(pages * self.header.page_size as u64),
+                match sharing.len() {
+                    1 => "1 process".to_string(),
+                    n => format!("{n} processes"),
+                }
+            )?;
+        }
         writeln!(
             f,
             "  {:>7} {:>9} {:>7} {:>7} {:<8} {:>4} {:>5} {:>9} {:>10} {:>4}  COMM",

@@ -17,6 +17,7 @@ pub enum MappingFault {
     MissingShmem,
     MissingSysvSegment,
     OffsetBeyondStart,
+    Inherited,
 }
 
 impl std::fmt::Display for MappingFault {
@@ -28,6 +29,9 @@ impl std::fmt::Display for MappingFault {
             MappingFault::MissingShmem => "refers to a shared memory object the image lacks",
             MappingFault::MissingSysvSegment => "refers to a SysV segment the image lacks",
             MappingFault::OffsetBeyondStart => "has an offset beyond its own address",
+            MappingFault::Inherited => {
+                "is said to be inherited, but is not private anonymous memory of both the process and its parent, in order"
+            }
         })
     }
 }

@@ -10,6 +10,7 @@
 mod fault;
 pub mod hmac;
 pub mod kinds;
+pub mod ranges;
 pub mod records;
 pub mod stream;
 #[doc(hidden)]

@@ -52,6 +52,13 @@ impl Kind {
     /// A TCP or UDP socket (IPv4 or IPv6), with an established TCP
     /// connection's repair state and queues. See [`InetSocket`].
     pub const INET: Kind = Kind(0x27);
+    /// Pages a process holds when it forks children that inherit them
+    /// copy-on-write (see [`Mm::inherited`]): bulk records, before every
+    /// `PAGES`, `ZERO` and `BLOB`, so that a restorer can fill them in the
+    /// parent before it forks. A [`DataPrefix`] of space
+    /// [`SPACE_PROCESS`], then the bytes, or with [`DATA_F_ZERO`] an
+    /// 8-byte length of zeros.
+    pub const FORK_PAGES: Kind = Kind(0x2b);
     /// Kinds from here up may be skipped by a reader that does not know them.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
 
@@ -63,7 +70,12 @@ impl Kind {
     pub fn is_bulk(self) -> bool {
         matches!(
             self,
-            Kind::PAGES | Kind::BLOB | Kind::DELTA_PAGES | Kind::CARRY_DATA | Kind::PRECOPY
+            Kind::PAGES
+                | Kind::BLOB
+                | Kind::DELTA_PAGES
+                | Kind::CARRY_DATA
+                | Kind::PRECOPY
+                | Kind::FORK_PAGES
         )
     }
     pub fn name(self) -> &'static str {
@@ -93,6 +105,7 @@ impl Kind {
             Kind::PRECOPY => "precopy",
             Kind::PRECOPY_ROUND => "precopy-round",
             Kind::INET => "inet",
+            Kind::FORK_PAGES => "fork-pages",
             _ => "unknown",
         }
     }
@@ -322,6 +335,19 @@ pub const VMA_F_DONTDUMP: u32 = 256;
 /// The mapping may be made writable (`mw` in smaps): a SysV attachment
 /// without it was made read-only.
 pub const VMA_F_MAYWRITE: u32 = 512;
+/// Part of the mapping is inherited from the parent (see [`Mm::inherited`]):
+/// the restorer may write the parent's pages into it.
+pub const VMA_F_INHERITED: u32 = 1024;
+
+impl Vma {
+    /// Whether a child can inherit this mapping copy-on-write as the
+    /// restorer rebuilds it (see [`Mm::inherited`]): private anonymous
+    /// memory, not a stack, not `MADV_DONTFORK`.
+    pub fn inheritable(&self) -> bool {
+        self.backing == VMA_ANON
+            && self.flags & (VMA_F_SHARED | VMA_F_GROWSDOWN | VMA_F_STACK | VMA_F_DONTFORK) == 0
+    }
+}
 
 wire_struct! {
     /// One mapping of an address space.
@@ -370,6 +396,15 @@ wire_struct! {
         /// Ranges whose contents are the last `PRECOPY` pages sent for
         /// them (`ckpt --live`), not `PAGES` of this image part.
         pub precopied: List<PageRange>,
+        /// Ranges of private anonymous mappings this process inherited
+        /// from its parent by `fork` and still shares pages of, ordered,
+        /// page-aligned, inside mappings of both. The pages it still
+        /// shares are in the parent's records only (`FORK_PAGES`); its own
+        /// pages in these ranges are in its records, zero pages included
+        /// (`ZERO`), so the parent's never show through.
+        pub inherited: List<PageRange>,
+        /// Pages of this process left to its parent's records (shared).
+        pub shared_pages: u64,
     }
 }
 
@@ -771,6 +806,10 @@ wire_struct! {
     }
 }
 
+/// [`DataPrefix::flags`] of a `FORK_PAGES` record holding a length of
+/// zeros instead of bytes.
+pub const DATA_F_ZERO: u32 = 1;
+
 /// Size of the fixed prefix of `PAGES`, `ZERO` and `BLOB` payloads.
 pub const DATA_PREFIX: usize = 24;
 
@@ -780,7 +819,7 @@ pub const DATA_PREFIX: usize = 24;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DataPrefix {
     pub space: u32,
-    /// Reserved, zero.
+    /// Zero, but for `FORK_PAGES` ([`DATA_F_ZERO`]).
     pub flags: u32,
     /// A pid for [`SPACE_PROCESS`], an object id otherwise.
     pub id: u64,

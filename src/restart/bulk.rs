@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use super::files::OpenFiles;
 use super::meta::Meta;
 use super::{Building, inject, ipc, pages, spool};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::image::{self, DataPrefix, DataTarget, Fault, Kind, RawRecord};
 use crate::sys::mem;
 
@@ -33,6 +33,8 @@ pub(crate) fn stream_bulk<R: Read>(
 ) -> Result<()> {
     let zeros = vec![0u8; image::CHUNK];
     let mut thp = pages::Thp::new(building);
+    // `FORK_PAGES` come first; here only when not shared (see `cow`).
+    let mut fork_section = true;
     // Pre-copied pages first: the final part's pages are others.
     let staged = sinks.meta.staged();
     for bp in building.iter_mut() {
@@ -61,6 +63,25 @@ pub(crate) fn stream_bulk<R: Read>(
         let rec = raw.decode()?;
         let (pre, data) =
             DataPrefix::parse(&rec.payload).ok_or(Fault::ShortData { seq: rec.seq })?;
+        if rec.kind == Kind::FORK_PAGES {
+            if !fork_section || pre.space != image::SPACE_PROCESS {
+                return Err(Error::msg(format!(
+                    "invalid image: record {} ({}) is out of order: fork pages come first",
+                    rec.seq, rec.kind
+                )));
+            }
+            let data = super::cow::fork_data(rec.seq, &pre, data, &zeros)?;
+            let i = building
+                .iter()
+                .position(|x| x.pi.p.pid as u64 == pre.id)
+                .ok_or(Fault::PagesUnknownProcess { id: pre.id })?;
+            process_pages(&mut building[i], &mut thp, &pre, data)?;
+            super::cow::propagate(building, i, pre.addr, data)?;
+            inject::check("pages")?;
+            next = source.next_record()?;
+            continue;
+        }
+        fork_section = false;
         let data: &[u8] = if rec.kind == Kind::ZERO {
             let len = data.get(..8).ok_or(Fault::ZeroNoLength { seq: rec.seq })?;
             let zlen = u64::from_le_bytes([

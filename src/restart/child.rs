@@ -23,6 +23,7 @@ pub enum Step {
     Fork = 7,
     Zombie = 8,
     Ctty = 9,
+    Share = 10,
 }
 
 impl Step {
@@ -37,10 +38,15 @@ impl Step {
             7 => "creating a child (pid in use?)",
             8 => "creating a zombie child (pid in use?)",
             9 => "taking its controlling terminal",
+            10 => "mapping the memory its children inherit (address in use?)",
             _ => "setting itself up",
         }
     }
 }
+
+/// The second half of a report asking the restorer to fill the memory
+/// the process's children inherit (the first half is its image pid).
+pub const FILL_REQUEST: i32 = i32::MIN;
 
 /// A failure report: step, errno, and the image pid of the process.
 pub const REPORT_LEN: usize = 8;
@@ -78,6 +84,12 @@ pub struct ChildPlan {
     /// `(image pgid, pid to create it with)`. Each makes its group, waits
     /// until members joined, and exits; the restorer reaps it.
     pub ghosts: Vec<(i32, Option<i32>)>,
+    /// Ranges its parent mapped for its siblings: unmapped first.
+    pub unmap: Vec<(u64, u64)>,
+    /// Ranges its children inherit: mapped before it forks them.
+    pub fork_map: Vec<(u64, u64)>,
+    /// Ask the restorer to fill them ([`FILL_REQUEST`]) and wait.
+    pub fill: bool,
 }
 
 /// Descriptors every new process shares.
@@ -259,6 +271,51 @@ pub(crate) fn place_files(plan: &ChildPlan) -> Result<(), Step> {
     Ok(())
 }
 
+/// Copy-on-write sharing, before the children are forked: unmaps what the
+/// parent mapped for siblings, maps what the children inherit (never over
+/// anything: `MAP_FIXED_NOREPLACE`), and has the restorer fill it.
+fn prepare_inherited(plan: &ChildPlan, shared: &Shared) {
+    // SAFETY: munmap/mmap of the plan's ranges, which the restorer chose
+    // clear of its own mappings (so of everything this code uses), and a
+    // raw write/read of stack buffers; no allocation.
+    unsafe {
+        for &(s, e) in &plan.unmap {
+            if libc::munmap(s as *mut libc::c_void, (e - s) as usize) < 0 {
+                fail(plan, shared, Step::Share);
+            }
+        }
+        for &(s, e) in &plan.fork_map {
+            let at = libc::mmap(
+                s as *mut libc::c_void,
+                (e - s) as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            );
+            if at != s as *mut libc::c_void {
+                if at != libc::MAP_FAILED {
+                    libc::munmap(at, (e - s) as usize);
+                    *libc::__errno_location() = libc::EEXIST;
+                }
+                fail(plan, shared, Step::Share);
+            }
+        }
+        if plan.fill {
+            let mut rep = [0u8; 8];
+            rep[0..4].copy_from_slice(&plan.image_pid.to_le_bytes());
+            rep[4..8].copy_from_slice(&FILL_REQUEST.to_le_bytes());
+            if libc::write(shared.report_wr, rep.as_ptr().cast(), rep.len()) != rep.len() as isize {
+                fail(plan, shared, Step::Share);
+            }
+            let mut b = [0u8; 1];
+            if libc::read(plan.sync_rd, b.as_mut_ptr().cast(), 1) != 1 {
+                libc::_exit(126);
+            }
+        }
+    }
+}
+
 /// Closes every descriptor the plan does not place.
 pub(crate) fn close_others(plan: &ChildPlan) {
     for &(lo, hi) in &plan.close {
@@ -356,6 +413,7 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
                 Err(_) => fail(plan, shared, Step::Fork),
             }
         }
+        prepare_inherited(plan, shared);
         for &c in &plan.children {
             let child = &plans[c];
             match fork_retry(child.want, child.exit_signal) {

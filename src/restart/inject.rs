@@ -65,3 +65,13 @@ pub fn check(stage: &'static str) -> Result<()> {
         Some(_) => Ok(()),
     }
 }
+
+/// `CRTOOLS_NO_COW=1`, a testing aid: restore as if the memory children
+/// inherit copy-on-write collided with the restorer's own mappings, so
+/// every process gets its own copy (the fallback of `restart::cow`).
+pub const NO_COW_VAR: &str = "CRTOOLS_NO_COW";
+
+/// Whether [`NO_COW_VAR`] is set (to anything but empty).
+pub fn no_sharing() -> bool {
+    std::env::var_os(NO_COW_VAR).is_some_and(|v| !v.is_empty())
+}

@@ -46,8 +46,8 @@ pub(crate) fn rebuild_space(
         })
         .collect();
     // rseq dropped, specials moved, the rest unmapped: one batch.
-    bp.b.clear_space(specials, &want)?;
-    bp.writable = map_vmas(&mut bp.b, bp.pi.p.pid, mm, &pp.map, src)?;
+    bp.b.clear_space(specials, &want, &pp.cow.keep)?;
+    bp.writable = map_vmas(&mut bp.b, bp.pi.p.pid, mm, &pp.map, &pp.cow.keep, src)?;
     Ok(())
 }
 
@@ -59,6 +59,7 @@ fn map_vmas(
     image_pid: u32,
     mm: &Mm,
     steps: &[MapStep],
+    keep: &[(u64, u64)],
     src: &MapSources,
 ) -> Result<Vec<(u64, u64)>> {
     let vma = |i: usize| -> Result<&Vma> {
@@ -135,8 +136,26 @@ fn map_vmas(
             }
             MapStep::Map { vma: i } => {
                 let v = vma(i)?;
-                map_one(&mut bt, b.pid, image_pid, v, &remote_fds, src)?;
-                if v.dumped_pages > 0 {
+                let kept = image::ranges::clip(&[(v.start, v.end)], keep, true);
+                if kept.is_empty() {
+                    map_one(&mut bt, b.pid, image_pid, v, &remote_fds, src)?;
+                } else {
+                    // Inherited copy-on-write and in place: map the rest,
+                    // give the kept parts their protection.
+                    for (s, e) in image::ranges::clip(&[(v.start, v.end)], keep, false) {
+                        let part = Vma {
+                            start: s,
+                            end: e,
+                            ..v.clone()
+                        };
+                        map_one(&mut bt, b.pid, image_pid, &part, &remote_fds, src)?;
+                    }
+                    let prot = space::build_prot(v) as u64;
+                    for (s, e) in kept {
+                        bt.call(nr::MPROTECT, &[s, e - s, prot]);
+                    }
+                }
+                if v.dumped_pages > 0 || v.flags & image::VMA_F_INHERITED != 0 {
                     writable.push((v.start, v.end));
                 }
             }

@@ -72,7 +72,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
     let mut in_meta = false;
     while let Some(raw) = reader.next_raw()? {
         let kind = raw.head.kind;
-        if matches!(kind, Kind::PAGES | Kind::ZERO | Kind::BLOB) {
+        if matches!(
+            kind,
+            Kind::PAGES | Kind::ZERO | Kind::BLOB | Kind::FORK_PAGES
+        ) {
             m.staged.check_closed()?;
             m.first_bulk = Some(raw);
             break;
@@ -442,6 +445,7 @@ impl Meta {
                 .map(thread_image)
                 .collect::<std::result::Result<Vec<_>, Fault>>()?;
             check_vmas(pid, &mm, &shmem, &sysv)?;
+            check_inherited(pid, &mm, parent.map(|j: usize| &live[j].mm))?;
             if !mm.precopied.is_empty() {
                 let with_contents: Vec<(u64, u64)> = mm
                     .vmas
@@ -663,6 +667,41 @@ fn check_vmas(
                 return Err(bad(MappingFault::OffsetBeyondStart));
             }
         }
+    }
+    Ok(())
+}
+
+/// Inherited ranges (`Mm::inherited`) are ordered, page-aligned, and
+/// covered by inheritable mappings of both the process and its parent.
+fn check_inherited(pid: u32, mm: &Mm, parent: Option<&Mm>) -> std::result::Result<(), Fault> {
+    let covered = |m: &Mm, s: u64, e: u64| {
+        let mut at = s;
+        for v in m.vmas.iter().filter(|v| v.inheritable()) {
+            if v.start <= at && at < v.end {
+                at = v.end;
+            }
+        }
+        at >= e
+    };
+    let mut last = 0;
+    for r in mm.inherited.iter() {
+        let bad = Fault::Mapping {
+            pid,
+            start: r.start,
+            end: r.end,
+            why: MappingFault::Inherited,
+        };
+        let ok = r.start < r.end
+            && r.start % PAGE == 0
+            && r.end % PAGE == 0
+            && r.start >= last
+            && r.end <= TASK_SIZE
+            && parent.is_some_and(|p| covered(p, r.start, r.end))
+            && covered(mm, r.start, r.end);
+        if !ok {
+            return Err(bad);
+        }
+        last = r.end;
     }
     Ok(())
 }

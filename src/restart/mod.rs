@@ -12,6 +12,7 @@
 pub mod asuser;
 mod bulk;
 pub mod carry;
+mod cow;
 mod events;
 // The one part of `restart` with `unsafe`: it runs in a fork of the
 // restorer between `clone3` and its first stop (and as the in-place caller's
@@ -243,7 +244,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         ns_init: reader_flags & image::HDR_PIDNS_INIT != 0,
         terminal: terminal.is_some(),
     };
-    let plan = plan::plan(&meta, popts);
+    let mut plan = plan::plan(&meta, popts);
     let terminal = terminal.filter(|_| plan.foreground);
     let mut undo = Undo { pids: Vec::new() };
     let first = meta.take_first_bulk();
@@ -266,8 +267,21 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     ipc.create()?;
     inject::check("ipc")?;
     let mut held = Held::new(&meta, &ipc)?;
+    if plan.shares() && (inject::no_sharing() || cow::collides(&plan)?) {
+        // Memory children inherit lies where the restorer has its own:
+        // every process gets its own copy instead.
+        plan.drop_sharing();
+    }
     crate::progress::phase(crate::progress::Phase::Building);
-    let mut tree = spawn::spawn_tree(&meta, &plan, opts, &mut held.open, &mut undo)?;
+    let mut next = if matches!(source, spool::Source::Spooled(_)) {
+        source.next_record()?
+    } else {
+        first
+    };
+    let mut fill = cow::EarlyFill::new(&meta, &plan, &mut next, &mut source);
+    let mut tree = spawn::spawn_tree(&meta, &plan, opts, &mut held.open, &mut undo, &mut fill)?;
+    fill.done()?;
+    drop(fill);
     inject::check("tree")?;
     // Every process on the restorer's CPU while it is rebuilt (remote
     // syscalls are a few times cheaper); affinities go back at the release.
@@ -297,11 +311,6 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
 
     // Bulk data: page contents and file contents, streamed straight in.
     crate::progress::phase(crate::progress::Phase::Memory);
-    let next = if matches!(source, spool::Source::Spooled(_)) {
-        source.next_record()?
-    } else {
-        first
-    };
     let mut sinks = bulk::Sinks {
         meta: &meta,
         ipc: &mut ipc,

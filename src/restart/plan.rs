@@ -18,6 +18,7 @@
 
 use super::meta::{Live, Member, Meta};
 use crate::image;
+use crate::image::ranges::{subtract, union};
 use crate::sys::ids::Pid;
 
 /// How the tree is to be made.
@@ -118,6 +119,77 @@ pub struct ProcPlan {
     pub close: Vec<(u32, u32)>,
     /// How its address space is built (special mappings excluded).
     pub map: Vec<MapStep>,
+    /// Memory shared copy-on-write with its parent and children.
+    pub cow: CowPlan,
+}
+
+/// Copy-on-write sharing (issue 14): the ranges a process inherits from
+/// its parent exist in the parent, filled, before the parent forks it.
+/// All lists are ordered, disjoint, page-aligned address ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CowPlan {
+    /// Ranges it inherits from its parent (`Mm::inherited`).
+    pub inherit: Vec<(u64, u64)>,
+    /// Ranges its parent had mapped for its children that it does not
+    /// inherit: unmapped first thing.
+    pub unmap: Vec<(u64, u64)>,
+    /// Ranges its children inherit that it did not inherit itself: mapped
+    /// (private anonymous, read-write) before it forks them, then filled
+    /// by the restorer (`FORK_PAGES`) while it waits.
+    pub fork_map: Vec<(u64, u64)>,
+    /// It waits for the restorer to fill what its children inherit.
+    pub fill: bool,
+    /// Ranges kept when its address space is rebuilt: what it inherits
+    /// and what its children inherit.
+    pub keep: Vec<(u64, u64)>,
+}
+
+/// Plans the copy-on-write sharing of every process (see [`CowPlan`]).
+fn plan_cow(live: &[Live], procs: &mut [ProcPlan]) {
+    let inherit: Vec<Vec<(u64, u64)>> = live
+        .iter()
+        .map(|pi| union(pi.mm.inherited.iter().map(|r| (r.start, r.end)).collect()))
+        .collect();
+    let mut fork: Vec<Vec<(u64, u64)>> = vec![Vec::new(); live.len()];
+    for (i, pi) in live.iter().enumerate() {
+        if let Some(p) = pi.parent {
+            fork[p].extend(inherit[i].iter().copied());
+        }
+    }
+    let fork: Vec<_> = fork.into_iter().map(union).collect();
+    let keep: Vec<_> = (0..live.len())
+        .map(|i| union(inherit[i].iter().chain(&fork[i]).copied().collect()))
+        .collect();
+    for (i, pi) in live.iter().enumerate() {
+        let parent_keep = pi.parent.map(|p| keep[p].as_slice()).unwrap_or(&[]);
+        procs[i].cow = CowPlan {
+            inherit: inherit[i].clone(),
+            unmap: subtract(parent_keep, &inherit[i]),
+            fork_map: subtract(&fork[i], &inherit[i]),
+            fill: !fork[i].is_empty(),
+            keep: keep[i].clone(),
+        };
+    }
+}
+
+impl Plan {
+    /// Whether any process inherits memory copy-on-write.
+    pub fn shares(&self) -> bool {
+        self.procs.iter().any(|p| p.cow.fill)
+    }
+
+    /// Restores without copy-on-write sharing: every process gets all of
+    /// its pages written (`FORK_PAGES` go to the process and each
+    /// descendant that inherits them).
+    pub fn drop_sharing(&mut self) {
+        for p in &mut self.procs {
+            let inherit = std::mem::take(&mut p.cow.inherit);
+            p.cow = CowPlan {
+                inherit,
+                ..Default::default()
+            };
+        }
+    }
 }
 
 /// The whole restore, in order.
@@ -315,9 +387,11 @@ pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
                 close: close_ranges(fds.iter().map(|f| f.fd).collect()),
                 fds,
                 map: map_steps(pi),
+                cow: CowPlan::default(),
             }
         })
         .collect();
+    plan_cow(live, &mut procs);
     // Children and zombies under their parents, in image order.
     for &m in meta.order() {
         match m {

@@ -204,8 +204,14 @@ impl<'a> Builder<'a> {
     }
 
     /// Drops rseq, moves the kernel's vDSO and vvar to where the image had
-    /// them, then unmaps everything but them and the trampoline: one batch.
-    pub fn clear_space(&mut self, mine: &[Special], want: &[&Vma]) -> Result<()> {
+    /// them, then unmaps everything but them, the trampoline and `also`
+    /// (memory inherited copy-on-write, already in place): one batch.
+    pub fn clear_space(
+        &mut self,
+        mine: &[Special],
+        want: &[&Vma],
+        also: &[(u64, u64)],
+    ) -> Result<()> {
         let mut b = Batch::new();
         self.push_unregister_rseq(&mut b)?;
         // Park every special mapping in the trampoline region first, so no
@@ -245,6 +251,7 @@ impl<'a> Builder<'a> {
             b.call(nr::MREMAP, &[at, len, len, moved, v.start]);
             keep.push((v.start, v.end));
         }
+        keep.extend_from_slice(also);
         keep.sort();
         let mut at = 0u64;
         for (s, e) in keep.iter().copied().chain([(TASK_SIZE, TASK_SIZE)]) {
@@ -280,7 +287,9 @@ pub fn is_special(v: &Vma) -> bool {
 /// How a VMA is mapped during the restore: writable when the image has
 /// contents for it.
 pub fn build_prot(v: &Vma) -> u32 {
-    if v.dumped_pages > 0 && v.flags & image::VMA_F_SHARED == 0 {
+    if (v.dumped_pages > 0 || v.flags & image::VMA_F_INHERITED != 0)
+        && v.flags & image::VMA_F_SHARED == 0
+    {
         v.prot | libc::PROT_READ as u32 | libc::PROT_WRITE as u32
     } else if v.dumped_pages > 0 {
         v.prot | libc::PROT_WRITE as u32 | libc::PROT_READ as u32

@@ -185,6 +185,9 @@ pub(crate) fn child_plan(
         setpgid: pp.setpgid,
         close: pp.close.clone(),
         children: pp.children.clone(),
+        unmap: pp.cow.unmap.clone(),
+        fork_map: pp.cow.fork_map.clone(),
+        fill: pp.cow.fill,
         zombies: pp
             .zombies
             .iter()
@@ -392,6 +395,14 @@ fn fork_root(
     }
 }
 
+/// Fills the memory a process's children inherit, when it asks
+/// ([`child::FILL_REQUEST`]); see [`super::cow`].
+pub(crate) trait Fill {
+    /// Process `idx` of the plan (pid `pid`) waits with its children's
+    /// ranges mapped; returns the processes now filled, which may go on.
+    fn request(&mut self, idx: usize, pid: Pid) -> Result<Vec<usize>>;
+}
+
 /// Creates every process of the tree as `plan` says, each forked by its
 /// own parent with its pid, session and group, lets each place its
 /// descriptors, and returns them traced and stopped.
@@ -401,6 +412,7 @@ pub(crate) fn spawn_tree(
     opts: &Options,
     open: &mut OpenFiles,
     undo: &mut Undo,
+    fill: &mut dyn Fill,
 ) -> Result<Tree> {
     if !plan.free_ids.is_empty() {
         wait_for_ids(&plan.free_ids, opts.pid_wait)?;
@@ -445,7 +457,7 @@ pub(crate) fn spawn_tree(
         stopped: Vec::new(),
     };
     collect_reports(
-        meta, plan, &plans, root_pid, &report_rd, &err_rd, &sync_wr, &mut tree, undo,
+        meta, plan, &plans, root_pid, &report_rd, &err_rd, &sync_wr, &mut tree, undo, fill,
     )?;
     drop(sync_wr);
     tree.stopped = wait_first_stops(meta, &mut tree, &err_rd, undo)?;
@@ -467,6 +479,7 @@ fn collect_reports(
     sync_wr: &[OwnedFd],
     tree: &mut Tree,
     undo: &mut Undo,
+    fill: &mut dyn Fill,
 ) -> Result<()> {
     let live = meta.live();
     let report = std::fs::File::from(report_rd.try_clone().ctx(|| "dup".into())?);
@@ -491,7 +504,22 @@ fn collect_reports(
             .read_exact(&mut rep)
             .map_err(|_| child_failed(err_rd))?;
         let image_pid = i32::from_le_bytes([rep[0], rep[1], rep[2], rep[3]]);
-        let seen = Pid::from_raw(i32::from_le_bytes([rep[4], rep[5], rep[6], rep[7]]));
+        let seen_raw = i32::from_le_bytes([rep[4], rep[5], rep[6], rep[7]]);
+        if seen_raw == child::FILL_REQUEST {
+            let idx = live.iter().position(|x| x.p.pid as i32 == image_pid);
+            let pid = tree.outer.get(&Pid::from_raw(image_pid)).copied();
+            let (Some(idx), Some(pid)) = (idx, pid) else {
+                return Err(Error::msg(
+                    "cannot restore: a new process asked for memory with a wrong pid",
+                ));
+            };
+            for go in fill.request(idx, pid)? {
+                nix::unistd::write(&sync_wr[go], &[1])
+                    .ctx(|| "cannot let a new process go on".into())?;
+            }
+            continue;
+        }
+        let seen = Pid::from_raw(seen_raw);
         if image_pid < 0 {
             // A ghost leader (reported with its group id negated): not
             // traced, it only holds its group for a moment.
