@@ -55,10 +55,10 @@ pub(crate) fn stream_bulk<R: Read>(
         }
         staged.write_into(bp.pid, bp.pi.p.pid, ranges, &mut bp.b.mem)?;
     }
-    // After the pre-copied pages (written with process_vm_writev, which
-    // fails in a registered range); closed (every range unregistered)
-    // when this returns, also on error.
-    let mut fill = pages::Fill::new(building)?;
+    // Made after the pre-copied pages and the `FORK_PAGES` (written with
+    // process_vm_writev, which fails in a registered range); closed
+    // (every range unregistered) when this returns, also on error.
+    let mut fill: Option<pages::Fill> = None;
     while let Some(raw) = next {
         let rec = raw.decode()?;
         let (pre, data) =
@@ -75,13 +75,23 @@ pub(crate) fn stream_bulk<R: Read>(
                 .iter()
                 .position(|x| x.pi.p.pid as u64 == pre.id)
                 .ok_or(Fault::PagesUnknownProcess { id: pre.id })?;
-            process_pages(&mut building[i], &mut thp, &pre, data)?;
+            process_pages(
+                &mut building[i],
+                &mut thp,
+                &mut pages::Fill::none(),
+                &pre,
+                data,
+            )?;
             super::cow::propagate(building, i, pre.addr, data)?;
             inject::check("pages")?;
             next = source.next_record()?;
             continue;
         }
         fork_section = false;
+        let fill = match &mut fill {
+            Some(f) => f,
+            None => fill.insert(pages::Fill::new(building)?),
+        };
         let data: &[u8] = if rec.kind == Kind::ZERO {
             let len = data.get(..8).ok_or(Fault::ZeroNoLength { seq: rec.seq })?;
             let zlen = u64::from_le_bytes([
@@ -100,7 +110,7 @@ pub(crate) fn stream_bulk<R: Read>(
                 .iter_mut()
                 .find(|x| x.pi.p.pid as u64 == pre.id)
                 .ok_or(Fault::PagesUnknownProcess { id: pre.id })?;
-            process_pages(bp, &mut thp, &mut fill, &pre, data)?;
+            process_pages(bp, &mut thp, fill, &pre, data)?;
         } else {
             object_data(sinks, &pre, data)?;
         }

@@ -93,6 +93,13 @@ pub(super) struct Fill {
 }
 
 impl Fill {
+    /// A fill that places nothing: every write goes through
+    /// `process_vm_writev` (the `FORK_PAGES` section, before any range is
+    /// registered).
+    pub(super) fn none() -> Fill {
+        Fill { procs: Vec::new() }
+    }
+
     /// Sets up a userfaultfd for each process with anonymous private
     /// mappings to fill (not those with huge pages, which a page-by-page
     /// fill would split). A process where the kernel refuses gets none:
