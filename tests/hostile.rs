@@ -508,3 +508,45 @@ fn garbage_metadata_payload() {
     let ip = base().find(Kind::PROCESS);
     refused(move |v| v[ip].1 = vec![0xff; 64], None, "cannot be decoded");
 }
+
+#[test]
+fn inherited_range_without_a_parent() {
+    let im = base().find(Kind::MM);
+    // The root has no parent in the image: nothing of it can be inherited.
+    refused(
+        |v| {
+            edit::<Mm>(v, im, |m| {
+                let first = m.vmas.iter().next().map(|x| (x.start, x.end)).unwrap();
+                m.inherited = vec![image::PageRange {
+                    start: first.0,
+                    end: first.1,
+                }]
+                .into();
+            })
+        },
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Mapping {
+                    why: MappingFault::Inherited,
+                    ..
+                }
+            )
+        }),
+        "is said to be inherited",
+    );
+}
+
+#[test]
+fn fork_pages_after_other_page_data() {
+    let ipg = base().find(Kind::PAGES);
+    // A parent's pages for its children come before any other bulk record.
+    refused(
+        move |v| {
+            let p = v[ipg].1.clone();
+            v.insert(ipg + 1, (Kind::FORK_PAGES, p));
+        },
+        None,
+        "fork pages come first",
+    );
+}
