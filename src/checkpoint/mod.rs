@@ -184,16 +184,23 @@ pub fn checkpoint_then<W: Write>(
     done(out)?;
     summary.frozen_for = t0.elapsed();
     summary.tcp_repaired = repaired.len();
+    release(frozen, repaired, opts.after)?;
+    Ok(summary)
+}
+
+/// Lets the tree go as `after` says, once its image is out: sockets kept
+/// in repair mode leave it before a tree that runs on, or are closed in
+/// it after the kill (no FIN or RST leaves).
+fn release(frozen: Frozen, repaired: inet::Repaired, after: After) -> Result<()> {
     crate::progress::phase(crate::progress::Phase::Releasing);
-    if opts.after == After::Kill {
-        frozen.release(opts.after)?;
-        // Closed in repair mode: no FIN or RST leaves.
+    if after == After::Kill {
+        frozen.release(after)?;
         repaired.killed();
     } else {
         drop(repaired);
-        frozen.release(opts.after)?;
+        frozen.release(after)?;
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// [`checkpoint_then`] with pre-copy: a short freeze to set up write
@@ -265,15 +272,7 @@ fn checkpoint_live<W: Write>(
     done(out)?;
     summary.frozen_for = t0.elapsed();
     summary.tcp_repaired = repaired.len();
-    crate::progress::phase(crate::progress::Phase::Releasing);
-    if opts.after == After::Kill {
-        frozen.release(opts.after)?;
-        // Closed in repair mode: no FIN or RST leaves.
-        repaired.killed();
-    } else {
-        drop(repaired);
-        frozen.release(opts.after)?;
-    }
+    release(frozen, repaired, opts.after)?;
     // Killed, or stopped by SIGSTOP: it takes no fault while tracking is
     // removed (unregistering 1 GiB of 4 KiB pages takes ~0.3 s here).
     // The image is complete: a failure here changes nothing of it, and
