@@ -40,6 +40,7 @@ pub struct RawMeta {
     procs: Vec<RawProc>,
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
+    posix_shm: HashMap<u64, image::PosixShm>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     inet: HashMap<u64, image::InetSocket>,
@@ -128,6 +129,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             Kind::SHMEM => {
                 let s: Shmem = rec.decode()?;
                 m.shmem.insert(s.id, s);
+            }
+            Kind::POSIX_SHM => {
+                let s: image::PosixShm = rec.decode()?;
+                m.posix_shm.insert(s.id, s);
             }
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
@@ -284,6 +289,7 @@ pub struct Meta {
     order: Vec<Member>,
     files: HashMap<u64, FileImage>,
     shmem: HashMap<u64, Shmem>,
+    posix_shm: HashMap<u64, image::PosixShm>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     inet: HashMap<u64, image::InetSocket>,
@@ -371,6 +377,7 @@ impl Meta {
             procs,
             files,
             shmem,
+            posix_shm,
             pipes,
             sockets,
             inet,
@@ -472,12 +479,14 @@ impl Meta {
         }
         super::events::check(&files, &events)?;
         super::memfd::check(&files, &shmem)?;
+        super::posixshm::check(&files, &shmem, &posix_shm)?;
         Ok(Meta {
             live,
             zombies,
             order,
             files,
             shmem,
+            posix_shm,
             pipes,
             sockets,
             inet,
@@ -544,6 +553,10 @@ impl Meta {
     }
     pub fn shmem(&self) -> &HashMap<u64, Shmem> {
         &self.shmem
+    }
+    /// Files of `/dev/shm`, by their `SHMEM` object's id.
+    pub fn posix_shm(&self) -> &HashMap<u64, image::PosixShm> {
+        &self.posix_shm
     }
     pub fn pipes(&self) -> &HashMap<u64, image::Pipe> {
         &self.pipes
