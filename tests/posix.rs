@@ -74,7 +74,10 @@ fn shm_and_semaphore_stay_shared() {
             continue;
         }
         let want = format!("/dev/shm/{}\n", shm.name);
-        assert!(maps.contains(&want), "pid {pid} does not map {want}:\n{maps}");
+        assert!(
+            maps.contains(&want),
+            "pid {pid} does not map {want}:\n{maps}"
+        );
         assert!(!maps.contains("(deleted)"), "pid {pid}:\n{maps}");
     }
     r.restored.kill();
@@ -96,7 +99,8 @@ fn shm_made_again_by_name_or_refused() {
     orig.expect_count(Some("child"), 3);
     let tree = orig.tree();
     ckpt_to_file(&["--kill"], orig.pid(), &img);
-    orig.wait_exit(TIMEOUT).expect("ckpt --kill ends the original");
+    orig.wait_exit(TIMEOUT)
+        .expect("ckpt --kill ends the original");
     orig.wait_eof(TIMEOUT);
     let last = orig.last_count(Some("parent")).unwrap_or(0);
     for &p in &tree {
@@ -133,7 +137,11 @@ fn shm_made_again_by_name_or_refused() {
     let f = restore(Some("data"));
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
     for p in &shm.paths {
-        assert!(!p.exists(), "{} left behind by a failed restore", p.display());
+        assert!(
+            !p.exists(),
+            "{} left behind by a failed restore",
+            p.display()
+        );
     }
     for &p in &tree {
         assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
@@ -149,13 +157,18 @@ fn shm_made_again_by_name_or_refused() {
     assert_eq!(m.permissions().mode() & 0o7777, 0o640);
     assert_eq!(m.size(), 3 * 4096);
     assert_eq!(m.uid(), own_uid());
-    assert!(shm.paths[1].exists(), "the semaphore's file was not made again");
+    assert!(
+        shm.paths[1].exists(),
+        "the semaphore's file was not made again"
+    );
     r.restored.kill();
 }
 
 /// The calling user's uid (the owner the restored files get here).
 fn own_uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 /// python3 `multiprocessing.shared_memory.SharedMemory` between the
@@ -173,7 +186,10 @@ fn python3_shared_memory_continues() {
     let mut r = migrate_and_continue(&mut orig, &[None], &[], 5, 10);
     r.restored.assert_no_fail();
     assert!(
-        wait_until(Duration::from_secs(1), || PathBuf::from(format!("/dev/shm/{name}")).exists()),
+        wait_until(Duration::from_secs(1), || PathBuf::from(format!(
+            "/dev/shm/{name}"
+        ))
+        .exists()),
         "/dev/shm/{name} is gone"
     );
     r.restored.kill();

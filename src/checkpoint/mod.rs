@@ -16,8 +16,8 @@ pub mod ipc;
 pub mod live;
 pub mod locks;
 pub mod memfd;
-pub mod posixshm;
 pub mod memory;
+pub mod posixshm;
 pub mod tty;
 pub mod unix;
 

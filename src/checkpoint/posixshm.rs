@@ -101,8 +101,12 @@ pub fn collect<'a>(
             // Unlinked: a deleted file's object (`memfd.rs`).
             continue;
         };
-        let sha256 = fileid::sha256(&file)
-            .ctx(|| format!("cannot checkpoint POSIX shared memory {}: cannot read it", shown()))?;
+        let sha256 = fileid::sha256(&file).ctx(|| {
+            format!(
+                "cannot checkpoint POSIX shared memory {}: cannot read it",
+                shown()
+            )
+        })?;
         out.push(PosixShm {
             id,
             name,

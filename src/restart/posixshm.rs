@@ -25,7 +25,7 @@ use super::asuser::Acting;
 use super::meta::{FileImage, Live, Meta};
 use crate::error::{Context, Error, Result};
 use crate::image::{self, Fault, FileType, PosixShm, Shmem};
-use crate::sys::{fileid, fds, threadcreds};
+use crate::sys::{fds, fileid, threadcreds};
 
 /// Where POSIX shared memory lives.
 pub const DIR: &str = "/dev/shm";
@@ -47,7 +47,13 @@ pub fn check(
     for p in posix.values() {
         let bad = |why| Fault::PosixShm { id: p.id, why };
         let n = &p.name;
-        if n.is_empty() || n.len() > 255 || n.contains(&b'/') || n.contains(&0) || n == b"." || n == b".." {
+        if n.is_empty()
+            || n.len() > 255
+            || n.contains(&b'/')
+            || n.contains(&0)
+            || n == b"."
+            || n == b".."
+        {
             return Err(bad("has an impossible name"));
         }
         if !names.insert(n.clone()) {
@@ -55,7 +61,9 @@ pub fn check(
         }
         match shmem.get(&p.id) {
             None => return Err(bad("has no shared memory object")),
-            Some(s) if s.size != p.size => return Err(bad("differs in size from its shared memory object")),
+            Some(s) if s.size != p.size => {
+                return Err(bad("differs in size from its shared memory object"));
+            }
             Some(s) if s.seals != 0 => return Err(bad("is sealed (a file of /dev/shm cannot be)")),
             Some(_) => {}
         }
@@ -153,8 +161,10 @@ pub fn open(meta: &Meta, p: &PosixShm, made: &mut Made) -> Result<Opened> {
         Some((pi, _)) => Acting::of(&pi.p)?,
         None => Acting::restorer(),
     };
-    let cannot = |why: String| Error::msg(format!("cannot restore POSIX shared memory {path}: {why}"));
-    let cpath = CString::new(path.as_bytes()).map_err(|_| cannot("a NUL byte in its name".into()))?;
+    let cannot =
+        |why: String| Error::msg(format!("cannot restore POSIX shared memory {path}: {why}"));
+    let cpath =
+        CString::new(path.as_bytes()).map_err(|_| cannot("a NUL byte in its name".into()))?;
     let made_fd = acting.run(|| {
         match fds::open(
             cpath.as_c_str(),
@@ -183,7 +193,12 @@ pub fn open(meta: &Meta, p: &PosixShm, made: &mut Made) -> Result<Opened> {
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| cannot(format!("a file of that name exists here and cannot be opened: {}", e.desc())))
+        .map_err(|e| {
+            cannot(format!(
+                "a file of that name exists here and cannot be opened: {}",
+                e.desc()
+            ))
+        })
     })?;
     let file = std::fs::File::from(fd);
     let st = file.metadata().map_err(|e| cannot(e.to_string()))?;
