@@ -6,7 +6,8 @@
 //! thread ids, group and session ids are in range. Fields holding a closed
 //! set of values (`image::kinds`) are decoded here, once: a file's type and
 //! its locks' kinds ([`FileImage`]), a process's state ([`Live::state`]),
-//! each mapping's backing ([`VmaImage`]). An unknown value is a
+//! each mapping's backing ([`VmaImage`]), each Unix socket's type
+//! ([`SocketImage`]). An unknown value is a
 //! [`Fault::Unknown`].
 //!
 //! Pure code: no syscalls (the fuzz target `plan` runs it on any bytes).
@@ -19,7 +20,7 @@ use std::io::Read;
 use crate::error::{Error, Result};
 use crate::image::{
     self, Backing, Fault, FdTable, File, FileType, Kind, MappingFault, Mm, ProcState, Process,
-    RawRecord, Reader, Shmem, Thread, Vma,
+    RawRecord, Reader, Shmem, SockType, Thread, Vma,
 };
 use crate::sys::ids::{Pid, Tid};
 use crate::sys::ptrace::{self, Regs};
@@ -277,6 +278,34 @@ impl std::ops::Deref for MmImage {
     }
 }
 
+/// A `SOCKET` (Unix socket) record of a validated image: its type decoded
+/// (the record's own fields through `Deref`; its raw `stype` is shadowed).
+#[derive(Debug, Clone)]
+pub struct SocketImage {
+    pub stype: SockType,
+    pub s: image::Socket,
+}
+
+impl std::ops::Deref for SocketImage {
+    type Target = image::Socket;
+    fn deref(&self) -> &image::Socket {
+        &self.s
+    }
+}
+
+impl SocketImage {
+    /// Decodes a `SOCKET` record's type.
+    pub fn new(s: image::Socket) -> std::result::Result<SocketImage, Fault> {
+        let stype = SockType::from_wire(s.stype).ok_or(Fault::Unknown {
+            record: Kind::SOCKET,
+            id: s.id,
+            field: SockType::WHAT,
+            value: s.stype.into(),
+        })?;
+        Ok(SocketImage { stype, s })
+    }
+}
+
 /// A descriptor of a live process with its file.
 #[derive(Debug)]
 pub struct FdImage {
@@ -337,7 +366,7 @@ pub struct Meta {
     files: HashMap<u64, FileImage>,
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
-    sockets: HashMap<u64, image::Socket>,
+    sockets: HashMap<u64, SocketImage>,
     inet: HashMap<u64, image::InetSocket>,
     ptys: HashMap<u64, image::Pty>,
     events: HashMap<u64, image::EventFile>,
@@ -440,6 +469,10 @@ impl Meta {
         let files = files
             .into_iter()
             .map(|(id, f)| Ok((id, FileImage::new(f)?)))
+            .collect::<std::result::Result<HashMap<_, _>, Fault>>()?;
+        let sockets = sockets
+            .into_iter()
+            .map(|(id, s)| Ok((id, SocketImage::new(s)?)))
             .collect::<std::result::Result<HashMap<_, _>, Fault>>()?;
         let root = procs
             .iter()
@@ -605,7 +638,7 @@ impl Meta {
         &self.inet
     }
 
-    pub fn sockets(&self) -> &HashMap<u64, image::Socket> {
+    pub fn sockets(&self) -> &HashMap<u64, SocketImage> {
         &self.sockets
     }
     pub fn ptys(&self) -> &HashMap<u64, image::Pty> {
