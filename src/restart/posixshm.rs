@@ -120,7 +120,7 @@ fn users(meta: &Meta, id: u64) -> Vec<(&Live, bool)> {
         let mut uses = false;
         let mut write = false;
         for v in pi.mm.vmas.iter() {
-            if v.backing == image::VMA_SHARED_ANON && v.shmem_id == id {
+            if v.backing == image::Backing::SharedAnon && v.shmem_id == id {
                 uses = true;
                 write |= v.flags & image::VMA_F_SHARED != 0
                     && (v.prot & libc::PROT_WRITE as u32 != 0
