@@ -3,7 +3,7 @@
 #
 #   scripts/install.sh [PREFIX=/usr/local] [DESTDIR=] [BINDIR=..] [MANDIR=..]
 #   scripts/install.sh uninstall [PREFIX=...] [DESTDIR=...]
-#   scripts/install.sh deb                 # target/debian/crtools_*.deb (needs cargo-deb)
+#   scripts/install.sh deb                 # target/debian/crtools_*.deb (with dpkg-deb)
 #
 # Builds the release programs with cargo first (into CARGO_TARGET_DIR or target/;
 # nothing is rebuilt when up to date); the test workloads are not built. Run as
@@ -53,16 +53,55 @@ write_completions() {
 
 case "$action" in
     deb)
-        command -v cargo-deb >/dev/null 2>&1 || {
-            echo "install.sh: deb: cargo-deb is not installed (cargo install cargo-deb --locked)" >&2
+        # A Debian package made with dpkg-deb alone (no cargo-deb to build first):
+        # the same files as `install PREFIX=/usr`, man pages gzipped, zsh
+        # completions where Debian's zsh reads them.
+        command -v dpkg-deb >/dev/null 2>&1 || {
+            echo "install.sh: deb: dpkg-deb is not installed (a Debian system's dpkg)" >&2
             exit 1
         }
         build
-        # The package's assets (Cargo.toml) take the completions from here; Debian's
-        # zsh reads vendor-completions.
-        rm -rf "$target/completions"
-        write_completions "$target/completions" zsh/vendor-completions
-        cargo deb --no-build
+        version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+        arch=$(dpkg --print-architecture)
+        root=$(mktemp -d)
+        trap 'rm -rf "$root"' EXIT
+        chmod 0755 "$root"
+        install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/man/man1" \
+            "$root/usr/share/man/man5" "$root/usr/share/doc/crtools"
+        for p in "${PROGRAMS[@]}"; do
+            install -m 0755 "$target/$p" "$root/usr/bin/$p"
+        done
+        # As Debian packages ship them: without symbols.
+        if command -v strip >/dev/null 2>&1; then strip --strip-unneeded "$root"/usr/bin/*; fi
+        install -m 0644 man/*.1 "$root/usr/share/man/man1/"
+        install -m 0644 man/*.5 "$root/usr/share/man/man5/"
+        gzip -9n "$root"/usr/share/man/man1/*.1 "$root"/usr/share/man/man5/*.5
+        install -m 0644 README.md "$root/usr/share/doc/crtools/README.md"
+        write_completions "$root/usr/share" zsh/vendor-completions
+        # The highest glibc symbol version the programs use is the libc6 they need.
+        glibc=$(objdump -T "$root"/usr/bin/* 2>/dev/null |
+            sed -n 's/.*GLIBC_\([0-9][0-9.]*\).*/\1/p' | sort -uV | tail -n 1)
+        cat >"$root/DEBIAN/control" <<EOF
+Package: crtools
+Version: $version-1
+Architecture: $arch
+Maintainer: crtools developers <crtools@localhost>
+Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
+Depends: libc6 (>= ${glibc:-2.34}), libgcc-s1
+Section: admin
+Priority: optional
+Description: Checkpoint/restart of Linux process trees as Unix pipes
+ ckpt writes a running Linux process tree to a stream and cr-restart turns the
+ stream back into the running tree with its original pids, here or on another
+ machine. cr-zstd, cr-sum, cr-split and cr-info compress, checksum, split and
+ describe images in a pipe; cr-delta stores an image as a delta against an
+ earlier one; cr-migrate moves a running tree to another host over ssh.
+EOF
+        mkdir -p "${CARGO_TARGET_DIR:-target}/debian"
+        deb=${CARGO_TARGET_DIR:-target}/debian/crtools_${version}-1_${arch}.deb
+        dpkg-deb --root-owner-group -Zxz --build "$root" "$deb.tmp" >/dev/null
+        mv "$deb.tmp" "$deb"
+        echo "$deb"
         ;;
     install)
         build
