@@ -195,7 +195,7 @@ fn bad_socket_records_are_refused_in_one_line() {
             "a listener of an unknown type",
             &|s| s.state == 10,
             Box::new(|s| s.stype = 77),
-            "type 77 is not a Unix socket type",
+            "unknown socket type 77",
         ),
         (
             "a listener whose pending connection has no record",

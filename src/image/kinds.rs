@@ -90,6 +90,32 @@ closed_set! {
     }
 }
 
+impl Backing {
+    /// One of the kernel's own mappings (vDSO, vvar, vsyscall): moved to
+    /// the image's address or left alone, never mapped.
+    pub fn is_special(self) -> bool {
+        match self {
+            Backing::Vdso | Backing::Vvar | Backing::VvarVclock | Backing::Vsyscall => true,
+            Backing::Anon | Backing::File | Backing::SharedAnon | Backing::SysvShm => false,
+        }
+    }
+
+    /// The name messages use: `[vdso]` for the kernel's own mappings as
+    /// `/proc/PID/maps` shows them, a word for the others.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backing::Anon => "anonymous",
+            Backing::File => "file",
+            Backing::SharedAnon => "shared anonymous",
+            Backing::Vdso => "[vdso]",
+            Backing::Vvar => "[vvar]",
+            Backing::VvarVclock => "[vvar_vclock]",
+            Backing::Vsyscall => "[vsyscall]",
+            Backing::SysvShm => "SysV shared memory",
+        }
+    }
+}
+
 closed_set! {
     /// A process's state ([`Process::state`]).
     ProcState: u8, "state" {

@@ -285,7 +285,12 @@ impl MappedFiles {
             let Some(t) = &acting.0 else {
                 continue;
             };
-            for v in pi.mm.vmas.iter().filter(|v| v.backing == image::VMA_FILE) {
+            for v in pi
+                .mm
+                .vmas
+                .iter()
+                .filter(|v| v.backing == image::Backing::File)
+            {
                 let from_image =
                     v.file_id != 0 && meta.files().get(&v.file_id).is_some_and(|f| f.deleted);
                 if from_image {

@@ -45,7 +45,7 @@ pub struct OpenFiles {
     /// both are one read-write description that keeps it open.
     made: HashMap<u64, (OwnedFd, OwnedFd)>,
     /// Unix socket records of the image, by inode.
-    pub sockets: HashMap<u64, image::Socket>,
+    pub sockets: HashMap<u64, super::meta::SocketImage>,
     /// Sockets made so far (see `unix.rs`).
     socks: super::unix::Made,
     /// TCP and UDP sockets of the image, made on first use.

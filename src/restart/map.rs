@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::files::OpenFiles;
+use super::meta::{MmImage, VmaImage};
 use super::plan::{MapStep, ProcPlan};
 use super::space::{self, Builder, Special};
 use super::{Building, ipc};
 use crate::error::{Error, Result};
-use crate::image::{self, Fault, MappingFault, Mm, Vma};
+use crate::image::{self, Backing, Fault, MappingFault};
 use crate::sys::batch::{Arg, Batch};
 use crate::sys::remote::nr;
 
@@ -38,11 +39,14 @@ pub(crate) fn rebuild_space(
     let want: Vec<_> = mm
         .vmas
         .iter()
-        .filter(|v| {
-            matches!(
-                v.backing,
-                image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK
-            )
+        .filter(|v| match v.backing {
+            Backing::Vdso | Backing::Vvar | Backing::VvarVclock => true,
+            // vsyscall is at a fixed address in every process.
+            Backing::Vsyscall
+            | Backing::Anon
+            | Backing::File
+            | Backing::SharedAnon
+            | Backing::SysvShm => false,
         })
         .collect();
     // rseq dropped, specials moved, the rest unmapped: one batch.
@@ -57,12 +61,12 @@ pub(crate) fn rebuild_space(
 fn map_vmas(
     b: &mut Builder,
     image_pid: u32,
-    mm: &Mm,
+    mm: &MmImage,
     steps: &[MapStep],
     keep: &[(u64, u64)],
     src: &MapSources,
 ) -> Result<Vec<(u64, u64)>> {
-    let vma = |i: usize| -> Result<&Vma> {
+    let vma = |i: usize| -> Result<&VmaImage> {
         mm.vmas.get(i).ok_or_else(|| {
             Error::msg(format!(
                 "restore plan names mapping {i} of {image_pid}, which it lacks"
@@ -143,11 +147,7 @@ fn map_vmas(
                     // Inherited copy-on-write and in place: map the rest,
                     // give the kept parts their protection.
                     for (s, e) in image::ranges::clip(&[(v.start, v.end)], keep, false) {
-                        let part = Vma {
-                            start: s,
-                            end: e,
-                            ..v.clone()
-                        };
+                        let part = v.part(s, e);
                         map_one(&mut bt, b.pid, image_pid, &part, &remote_fds, src)?;
                     }
                     let prot = space::build_prot(v) as u64;
@@ -193,7 +193,7 @@ fn split(open: &Batch, keys: Vec<FileKey>) -> Vec<(Batch, Vec<FileKey>)> {
 fn trim_attachment(
     bt: &mut Batch,
     image_pid: u32,
-    mm: &Mm,
+    mm: &MmImage,
     segment: u64,
     at: u64,
     src: &MapSources,
@@ -210,7 +210,7 @@ fn trim_attachment(
         .vmas
         .iter()
         .filter(|v| {
-            v.backing == image::VMA_SYSV_SHM && v.shmem_id == segment && v.start - v.pgoff == at
+            v.backing == Backing::SysvShm && v.shmem_id == segment && v.start - v.pgoff == at
         })
         .map(|v| (v.start, v.end))
         .collect();
@@ -226,10 +226,10 @@ fn trim_attachment(
 
 /// The path (and whether read-write) a file-backed VMA is opened by in
 /// the process; `None` for anonymous memory.
-fn file_key(image_pid: u32, v: &Vma, src: &MapSources) -> Result<Option<FileKey>> {
+fn file_key(image_pid: u32, v: &VmaImage, src: &MapSources) -> Result<Option<FileKey>> {
     let me = std::process::id();
     let path: Vec<u8> = match v.backing {
-        image::VMA_SHARED_ANON => {
+        Backing::SharedAnon => {
             let fd = src.shm_fds.get(&v.shmem_id).ok_or_else(|| {
                 Error::msg(format!(
                     "cannot map {:#x}-{:#x}: shared memory {} was not created",
@@ -238,7 +238,7 @@ fn file_key(image_pid: u32, v: &Vma, src: &MapSources) -> Result<Option<FileKey>
             })?;
             format!("/proc/{me}/fd/{}", fd.as_raw_fd()).into_bytes()
         }
-        image::VMA_FILE => {
+        Backing::File => {
             if let Some(fd) = (v.file_id != 0)
                 .then(|| src.open.blob_target(v.file_id))
                 .flatten()
@@ -249,7 +249,12 @@ fn file_key(image_pid: u32, v: &Vma, src: &MapSources) -> Result<Option<FileKey>
                 v.path.clone()
             }
         }
-        _ => return Ok(None),
+        Backing::Anon
+        | Backing::Vdso
+        | Backing::Vvar
+        | Backing::VvarVclock
+        | Backing::Vsyscall
+        | Backing::SysvShm => return Ok(None),
     };
     Ok(Some((path, super::asuser::map_rw(v))))
 }
@@ -259,7 +264,7 @@ fn map_one(
     bt: &mut Batch,
     pid: crate::sys::ids::Pid,
     image_pid: u32,
-    v: &Vma,
+    v: &VmaImage,
     remote_fds: &HashMap<FileKey, u64>,
     src: &MapSources,
 ) -> Result<()> {
@@ -276,21 +281,29 @@ fn map_one(
     }
     let len = v.end - v.start;
     let (fd, off) = match v.backing {
-        image::VMA_ANON => {
+        Backing::Anon => {
             flags |= libc::MAP_ANONYMOUS as u64;
             (u64::MAX, 0)
         }
-        image::VMA_FILE | image::VMA_SHARED_ANON => {
+        Backing::File | Backing::SharedAnon => {
             let key = file_key(image_pid, v, src)?.expect("a file mapping has a key");
             let fd = *remote_fds
                 .get(&key)
                 .expect("every mapped file was opened first");
             (fd, v.pgoff)
         }
-        other => {
+        // The plan maps none of these (`plan::map_steps`): the kernel's
+        // own are moved, SysV segments attached.
+        Backing::Vdso
+        | Backing::Vvar
+        | Backing::VvarVclock
+        | Backing::Vsyscall
+        | Backing::SysvShm => {
             return Err(Error::msg(format!(
-                "cannot restore mapping {:#x}-{:#x}: backing {other} is not supported yet",
-                v.start, v.end
+                "cannot restore mapping {:#x}-{:#x}: a {} mapping is not made by mmap",
+                v.start,
+                v.end,
+                v.backing.name()
             )));
         }
     };

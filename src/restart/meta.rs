@@ -5,8 +5,9 @@
 //! size, every descriptor its file, every shared mapping its object; pids,
 //! thread ids, group and session ids are in range. Fields holding a closed
 //! set of values (`image::kinds`) are decoded here, once: a file's type and
-//! its locks' kinds ([`FileImage`]), a process's state ([`Live::state`]);
-//! a mapping's backing is checked to be known. An unknown value is a
+//! its locks' kinds ([`FileImage`]), a process's state ([`Live::state`]),
+//! each mapping's backing ([`VmaImage`]), each Unix socket's type
+//! ([`SocketImage`]). An unknown value is a
 //! [`Fault::Unknown`].
 //!
 //! Pure code: no syscalls (the fuzz target `plan` runs it on any bytes).
@@ -18,8 +19,8 @@ use std::io::Read;
 
 use crate::error::{Error, Result};
 use crate::image::{
-    self, Fault, FdTable, File, FileType, Kind, MappingFault, Mm, ProcState, Process, RawRecord,
-    Reader, Shmem, Thread,
+    self, Backing, Fault, FdTable, File, FileType, Kind, MappingFault, Mm, ProcState, Process,
+    RawRecord, Reader, Shmem, SockType, Thread, Vma,
 };
 use crate::sys::ids::{Pid, Tid};
 use crate::sys::ptrace::{self, Regs};
@@ -225,6 +226,86 @@ impl FileImage {
     }
 }
 
+/// A mapping of a validated image: its backing decoded (the record's own
+/// fields through `Deref`; the record's raw `backing` is shadowed).
+#[derive(Debug, Clone)]
+pub struct VmaImage {
+    pub backing: Backing,
+    pub v: Vma,
+}
+
+impl std::ops::Deref for VmaImage {
+    type Target = Vma;
+    fn deref(&self) -> &Vma {
+        &self.v
+    }
+}
+
+impl std::ops::DerefMut for VmaImage {
+    fn deref_mut(&mut self) -> &mut Vma {
+        &mut self.v
+    }
+}
+
+impl VmaImage {
+    /// The same mapping over `[start, end)` (a part of it).
+    pub fn part(&self, start: u64, end: u64) -> VmaImage {
+        VmaImage {
+            backing: self.backing,
+            v: Vma {
+                start,
+                end,
+                ..self.v.clone()
+            },
+        }
+    }
+}
+
+/// The `MM` of a validated image: its mappings with their backings
+/// decoded in [`MmImage::vmas`]; the record's other fields through
+/// `Deref` (the record's own `vmas` were moved out: pass an `MmImage`,
+/// not the `Mm` behind it, to code that reads mappings).
+#[derive(Debug)]
+pub struct MmImage {
+    pub vmas: Vec<VmaImage>,
+    mm: Mm,
+}
+
+impl std::ops::Deref for MmImage {
+    type Target = Mm;
+    fn deref(&self) -> &Mm {
+        &self.mm
+    }
+}
+
+/// A `SOCKET` (Unix socket) record of a validated image: its type decoded
+/// (the record's own fields through `Deref`; its raw `stype` is shadowed).
+#[derive(Debug, Clone)]
+pub struct SocketImage {
+    pub stype: SockType,
+    pub s: image::Socket,
+}
+
+impl std::ops::Deref for SocketImage {
+    type Target = image::Socket;
+    fn deref(&self) -> &image::Socket {
+        &self.s
+    }
+}
+
+impl SocketImage {
+    /// Decodes a `SOCKET` record's type.
+    pub fn new(s: image::Socket) -> std::result::Result<SocketImage, Fault> {
+        let stype = SockType::from_wire(s.stype).ok_or(Fault::Unknown {
+            record: Kind::SOCKET,
+            id: s.id,
+            field: SockType::WHAT,
+            value: s.stype.into(),
+        })?;
+        Ok(SocketImage { stype, s })
+    }
+}
+
 /// A descriptor of a live process with its file.
 #[derive(Debug)]
 pub struct FdImage {
@@ -241,7 +322,7 @@ pub struct Live {
     pub state: ProcState,
     /// Index of its parent in [`Meta::live`]; `None` for the root.
     pub parent: Option<usize>,
-    pub mm: Mm,
+    pub mm: MmImage,
     /// The main thread (tid = pid) first; never empty.
     pub threads: Vec<ThreadImage>,
     pub fds: Vec<FdImage>,
@@ -285,7 +366,7 @@ pub struct Meta {
     files: HashMap<u64, FileImage>,
     shmem: HashMap<u64, Shmem>,
     pipes: HashMap<u64, image::Pipe>,
-    sockets: HashMap<u64, image::Socket>,
+    sockets: HashMap<u64, SocketImage>,
     inet: HashMap<u64, image::InetSocket>,
     ptys: HashMap<u64, image::Pty>,
     events: HashMap<u64, image::EventFile>,
@@ -389,6 +470,10 @@ impl Meta {
             .into_iter()
             .map(|(id, f)| Ok((id, FileImage::new(f)?)))
             .collect::<std::result::Result<HashMap<_, _>, Fault>>()?;
+        let sockets = sockets
+            .into_iter()
+            .map(|(id, s)| Ok((id, SocketImage::new(s)?)))
+            .collect::<std::result::Result<HashMap<_, _>, Fault>>()?;
         let root = procs
             .iter()
             .zip(&states)
@@ -444,7 +529,7 @@ impl Meta {
                 .into_iter()
                 .map(thread_image)
                 .collect::<std::result::Result<Vec<_>, Fault>>()?;
-            check_vmas(pid, &mm, &shmem, &sysv)?;
+            let mm = check_vmas(pid, mm, &shmem, &sysv)?;
             check_inherited(pid, &mm, parent.map(|j: usize| &live[j].mm))?;
             if !mm.precopied.is_empty() {
                 let with_contents: Vec<(u64, u64)> = mm
@@ -553,7 +638,7 @@ impl Meta {
         &self.inet
     }
 
-    pub fn sockets(&self) -> &HashMap<u64, image::Socket> {
+    pub fn sockets(&self) -> &HashMap<u64, SocketImage> {
         &self.sockets
     }
     pub fn ptys(&self) -> &HashMap<u64, image::Pty> {
@@ -597,7 +682,7 @@ impl Meta {
         }
         for pi in &mut self.live {
             for v in pi.mm.vmas.iter_mut() {
-                if v.backing == image::VMA_FILE && v.file_id == 0 {
+                if v.backing == Backing::File && v.file_id == 0 {
                     f(PathUse::Mapping, &mut v.path);
                 }
             }
@@ -621,60 +706,72 @@ pub enum PathUse {
     Exe,
 }
 
+/// Checks a process's mappings and decodes their backings.
 fn check_vmas(
     pid: u32,
-    mm: &Mm,
+    mut mm: Mm,
     shmem: &HashMap<u64, Shmem>,
     sysv: &[u64],
-) -> std::result::Result<(), Fault> {
+) -> std::result::Result<MmImage, Fault> {
     let mut last_end = 0;
-    for v in mm.vmas.iter() {
+    let mut vmas = Vec::with_capacity(mm.vmas.len());
+    for v in std::mem::take(&mut mm.vmas.0) {
         let bad = |why| Fault::Mapping {
             pid,
             start: v.start,
             end: v.end,
             why,
         };
-        if image::Backing::from_wire(v.backing).is_none() {
-            return Err(Fault::Unknown {
-                record: Kind::MM,
-                id: pid.into(),
-                field: image::Backing::WHAT,
-                value: v.backing.into(),
-            });
-        }
+        let backing = Backing::from_wire(v.backing).ok_or(Fault::Unknown {
+            record: Kind::MM,
+            id: pid.into(),
+            field: Backing::WHAT,
+            value: v.backing.into(),
+        })?;
         if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
             return Err(bad(MappingFault::Unaligned));
         }
-        if v.backing == image::VMA_VSYSCALL {
-            continue;
+        if backing != Backing::Vsyscall {
+            if v.end > TASK_SIZE {
+                return Err(bad(MappingFault::OutsideUserSpace));
+            }
+            if v.start < last_end {
+                return Err(bad(MappingFault::Overlaps));
+            }
+            last_end = v.end;
         }
-        if v.end > TASK_SIZE {
-            return Err(bad(MappingFault::OutsideUserSpace));
-        }
-        if v.start < last_end {
-            return Err(bad(MappingFault::Overlaps));
-        }
-        last_end = v.end;
-        if v.backing == image::VMA_SHARED_ANON && !shmem.contains_key(&v.shmem_id) {
-            return Err(bad(MappingFault::MissingShmem));
-        }
-        if v.backing == image::VMA_SYSV_SHM {
-            if !sysv.contains(&v.shmem_id) {
+        match backing {
+            Backing::SharedAnon if !shmem.contains_key(&v.shmem_id) => {
+                return Err(bad(MappingFault::MissingShmem));
+            }
+            Backing::SysvShm if !sysv.contains(&v.shmem_id) => {
                 return Err(bad(MappingFault::MissingSysvSegment));
             }
-            if v.pgoff > v.start {
+            Backing::SysvShm if v.pgoff > v.start => {
                 return Err(bad(MappingFault::OffsetBeyondStart));
             }
+            Backing::Anon
+            | Backing::File
+            | Backing::SharedAnon
+            | Backing::Vdso
+            | Backing::Vvar
+            | Backing::VvarVclock
+            | Backing::Vsyscall
+            | Backing::SysvShm => {}
         }
+        vmas.push(VmaImage { backing, v });
     }
-    Ok(())
+    Ok(MmImage { vmas, mm })
 }
 
 /// Inherited ranges (`Mm::inherited`) are ordered, page-aligned, and
 /// covered by inheritable mappings of both the process and its parent.
-fn check_inherited(pid: u32, mm: &Mm, parent: Option<&Mm>) -> std::result::Result<(), Fault> {
-    let covered = |m: &Mm, s: u64, e: u64| {
+fn check_inherited(
+    pid: u32,
+    mm: &MmImage,
+    parent: Option<&MmImage>,
+) -> std::result::Result<(), Fault> {
+    let covered = |m: &MmImage, s: u64, e: u64| {
         let mut at = s;
         for v in m.vmas.iter().filter(|v| v.inheritable()) {
             if v.start <= at && at < v.end {

@@ -117,7 +117,7 @@ impl Fill {
                 .vmas
                 .iter()
                 .filter(|v| {
-                    v.backing == image::VMA_ANON
+                    v.backing == image::Backing::Anon
                         && v.flags & image::VMA_F_SHARED == 0
                         && v.flags & image::VMA_F_HUGEPAGE == 0
                         && (!always || v.flags & image::VMA_F_NOHUGEPAGE != 0)

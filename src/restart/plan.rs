@@ -17,7 +17,7 @@
 //! ```
 
 use super::meta::{Live, Member, Meta};
-use crate::image;
+use crate::image::Backing;
 use crate::image::ranges::{subtract, union};
 use crate::sys::ids::Pid;
 
@@ -260,7 +260,7 @@ pub fn map_steps(pi: &Live) -> Vec<MapStep> {
     let mut steps = Vec::new();
     let mut attached: Vec<(u64, u64)> = Vec::new();
     for (i, v) in pi.mm.vmas.iter().enumerate() {
-        if v.backing != image::VMA_SYSV_SHM {
+        if v.backing != Backing::SysvShm {
             continue;
         }
         // `Meta::validate` checked pgoff <= start.
@@ -281,7 +281,7 @@ pub fn map_steps(pi: &Live) -> Vec<MapStep> {
             .map(|(segment, at)| MapStep::Trim { segment, at }),
     );
     for (i, v) in pi.mm.vmas.iter().enumerate() {
-        if !super::space::is_special(v) && v.backing != image::VMA_SYSV_SHM {
+        if !v.backing.is_special() && v.backing != Backing::SysvShm {
             steps.push(MapStep::Map { vma: i });
         }
     }
@@ -467,7 +467,7 @@ pub fn verify(meta: &Meta, plan: &Plan, opts: PlanOptions) -> Result<(), String>
             .mm
             .vmas
             .iter()
-            .filter(|v| !super::space::is_special(v) && v.backing != image::VMA_SYSV_SHM);
+            .filter(|v| !v.backing.is_special() && v.backing != Backing::SysvShm);
         if mapped.count() != want.count() {
             return Err(format!("process {i}: not every mapping is made once"));
         }

@@ -5,8 +5,9 @@
 
 use std::fs::File as StdFile;
 
+use super::meta::VmaImage;
 use crate::error::{Context, Error, Result};
-use crate::image::{self, Mm, Process, Thread, Vma};
+use crate::image::{self, Backing, Mm, Process, Thread, Vma};
 use crate::sys::batch::{self, Arg, Batch, Outcome, Place};
 use crate::sys::codepage::CodeRegion;
 use crate::sys::ids::{Pid, Tid};
@@ -81,7 +82,7 @@ impl Trampoline {
 /// The kernel's special mappings of the restorer (inherited by its children).
 #[derive(Debug, Clone, Copy)]
 pub struct Special {
-    pub backing: u8,
+    pub backing: Backing,
     pub start: u64,
     pub end: u64,
 }
@@ -94,9 +95,9 @@ pub fn own_specials() -> Result<Vec<Special>> {
         .lines()
         .filter_map(|l| {
             let backing = match l.split_whitespace().nth(5)? {
-                "[vdso]" => image::VMA_VDSO,
-                "[vvar]" => image::VMA_VVAR,
-                "[vvar_vclock]" => image::VMA_VVAR_VCLOCK,
+                "[vdso]" => Backing::Vdso,
+                "[vvar]" => Backing::Vvar,
+                "[vvar_vclock]" => Backing::VvarVclock,
                 _ => return None,
             };
             let (s, e) = l.split_whitespace().next()?.split_once('-')?;
@@ -209,7 +210,7 @@ impl<'a> Builder<'a> {
     pub fn clear_space(
         &mut self,
         mine: &[Special],
-        want: &[&Vma],
+        want: &[&VmaImage],
         also: &[(u64, u64)],
     ) -> Result<()> {
         let mut b = Batch::new();
@@ -237,13 +238,13 @@ impl<'a> Builder<'a> {
                 .ok_or_else(|| {
                     Error::msg(format!(
                         "the image has a {} mapping this kernel does not provide",
-                        special_name(v.backing)
+                        v.backing.name()
                     ))
                 })?;
             if len != v.end - v.start {
                 return Err(Error::msg(format!(
                     "the image's {} is {} bytes, this kernel's is {}: a different kernel's vDSO cannot be restored",
-                    special_name(v.backing),
+                    v.backing.name(),
                     v.end - v.start,
                     len
                 )));
@@ -267,21 +268,9 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn special_name(b: u8) -> &'static str {
-    match b {
-        image::VMA_VDSO => "[vdso]",
-        image::VMA_VVAR => "[vvar]",
-        image::VMA_VVAR_VCLOCK => "[vvar_vclock]",
-        _ => "special",
-    }
-}
-
 /// Whether a VMA is one of the kernel's own mappings.
-pub fn is_special(v: &Vma) -> bool {
-    matches!(
-        v.backing,
-        image::VMA_VDSO | image::VMA_VVAR | image::VMA_VVAR_VCLOCK | image::VMA_VSYSCALL
-    )
+pub fn is_special(v: &VmaImage) -> bool {
+    v.backing.is_special()
 }
 
 /// How a VMA is mapped during the restore: writable when the image has

@@ -20,11 +20,14 @@
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::sys::socket::SockType as NixSockType;
+
 use crate::error::{Context, Error, Result};
-use crate::image::{self, File};
+use crate::image::{File, SockType};
 use crate::sys::unixsock::{self, UnixOpts};
 
 use super::asuser::Acting;
+use super::meta::SocketImage;
 
 const LISTEN: u32 = 10;
 /// Key of a stand-in peer, closed once data is queued.
@@ -55,7 +58,16 @@ fn shown(name: &[u8]) -> String {
     }
 }
 
-fn opts(s: &image::Socket) -> UnixOpts {
+/// The socket type as nix names it.
+fn nix_type(t: SockType) -> NixSockType {
+    match t {
+        SockType::Stream => NixSockType::Stream,
+        SockType::Datagram => NixSockType::Datagram,
+        SockType::SeqPacket => NixSockType::SeqPacket,
+    }
+}
+
+fn opts(s: &SocketImage) -> UnixOpts {
     UnixOpts {
         rcvbuf: s.rcvbuf,
         sndbuf: s.sndbuf,
@@ -69,7 +81,7 @@ fn opts(s: &image::Socket) -> UnixOpts {
 /// A socket for `f`, to be held at a descriptor: a new description of the
 /// socket, made first if need be.
 pub fn open(
-    records: &HashMap<u64, image::Socket>,
+    records: &HashMap<u64, SocketImage>,
     made: &mut Made,
     f: &File,
     acting: &Acting,
@@ -87,7 +99,7 @@ pub fn open(
 }
 
 fn ensure(
-    records: &HashMap<u64, image::Socket>,
+    records: &HashMap<u64, SocketImage>,
     made: &mut Made,
     id: u64,
     acting: &Acting,
@@ -124,7 +136,7 @@ fn ensure(
     if s.state == LISTEN {
         return listener(records, made, s, acting);
     }
-    let ty = unixsock::sock_type(s.stype as i32).expect("checked");
+    let ty = nix_type(s.stype);
     let pair = |made: &mut Made, other: u64| -> Result<()> {
         let (a, b) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -148,7 +160,7 @@ fn ensure(
     {
         return pair(made, s.peer);
     }
-    let connected_stream = s.state == 1 && s.stype != libc::SOCK_DGRAM as u32;
+    let connected_stream = s.state == 1 && s.stype != SockType::Datagram;
     if s.path.is_empty() && s.peer_path.is_empty() && (connected_stream || s.data_len > 0) {
         // Its peer was gone: a stand-in peer, closed once data is queued.
         return pair(made, id | STAND_IN);
@@ -159,7 +171,7 @@ fn ensure(
             "a connected stream socket whose peer is neither in the image nor gone",
         ));
     }
-    let sock = unixsock::new_socket(s.stype as i32).ctx(|| "cannot create a socket".into())?;
+    let sock = unixsock::new_socket(ty).ctx(|| "cannot create a socket".into())?;
     if !s.path.is_empty() {
         bind(&sock, s, acting)?;
     }
@@ -170,18 +182,13 @@ fn ensure(
     Ok(())
 }
 
-/// Checks what every socket record must have.
-fn check(s: &image::Socket) -> Result<()> {
+/// Checks what every socket record must have (its type was decoded when
+/// the image was validated).
+fn check(s: &SocketImage) -> Result<()> {
     if s.family != libc::AF_UNIX as u32 {
         return Err(invalid(
             s.id,
             &format!("family {} is not AF_UNIX", s.family),
-        ));
-    }
-    if unixsock::sock_type(s.stype as i32).is_err() {
-        return Err(invalid(
-            s.id,
-            &format!("type {} is not a Unix socket type", s.stype),
         ));
     }
     for name in [&s.path, &s.peer_path] {
@@ -192,7 +199,7 @@ fn check(s: &image::Socket) -> Result<()> {
             ));
         }
     }
-    if s.state == LISTEN && (s.path.is_empty() || s.stype == libc::SOCK_DGRAM as u32) {
+    if s.state == LISTEN && (s.path.is_empty() || s.stype == SockType::Datagram) {
         return Err(invalid(s.id, "a listener with no name, or of datagrams"));
     }
     Ok(())
@@ -200,7 +207,7 @@ fn check(s: &image::Socket) -> Result<()> {
 
 /// Binds `sock` to the name of `s`, as the process it is for. A socket
 /// file left by a socket nobody has bound any more is removed first.
-fn bind(sock: &OwnedFd, s: &image::Socket, acting: &Acting) -> Result<()> {
+fn bind(sock: &OwnedFd, s: &SocketImage, acting: &Acting) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let name = shown(&s.path);
@@ -238,9 +245,9 @@ fn bind(sock: &OwnedFd, s: &image::Socket, acting: &Acting) -> Result<()> {
 /// A listener, bound and listening, with its pending connections made
 /// again in queue order.
 fn listener(
-    records: &HashMap<u64, image::Socket>,
+    records: &HashMap<u64, SocketImage>,
     made: &mut Made,
-    l: &image::Socket,
+    l: &SocketImage,
     acting: &Acting,
 ) -> Result<()> {
     if made.fds.contains_key(&l.id) {
@@ -252,7 +259,7 @@ fn listener(
             "has pending connections but is not listening",
         ));
     }
-    let sock = unixsock::new_socket(l.stype as i32).ctx(|| "cannot create a socket".into())?;
+    let sock = unixsock::new_socket(nix_type(l.stype)).ctx(|| "cannot create a socket".into())?;
     bind(&sock, l, acting)?;
     unixsock::listen(sock.as_fd(), l.backlog)
         .ctx(|| format!("cannot listen on {}", shown(&l.path)))?;
@@ -265,7 +272,8 @@ fn listener(
                     l.id,
                     &format!(
                         "pending connection {e} is pending on {}, of type {}",
-                        em.listener, em.stype
+                        em.listener,
+                        em.stype.wire()
                     ),
                 ));
             }
@@ -277,7 +285,7 @@ fn listener(
             }
         };
         let client =
-            unixsock::new_socket(l.stype as i32).ctx(|| "cannot create a socket".into())?;
+            unixsock::new_socket(nix_type(l.stype)).ctx(|| "cannot create a socket".into())?;
         unixsock::connect_nonblock(client.as_fd(), &l.path).ctx(|| {
             format!(
                 "cannot make a pending connection on {} again",
@@ -307,7 +315,7 @@ fn listener(
 /// Queues data that was waiting to be read on socket `id`
 /// (length-prefixed messages).
 pub fn fill(
-    records: &HashMap<u64, image::Socket>,
+    records: &HashMap<u64, SocketImage>,
     made: &Made,
     id: u64,
     mut data: &[u8],
@@ -315,12 +323,13 @@ pub fn fill(
     let s = records
         .get(&id)
         .ok_or_else(|| Error::msg(format!("invalid image: data for unknown socket {id}")))?;
-    let named_dgram = s.stype == libc::SOCK_DGRAM as u32
+    let named_dgram = s.stype == SockType::Datagram
         && !s.path.is_empty()
         && made.fds.contains_key(&id)
         && !made.pairs.contains(&id);
     if named_dgram && made.sender.get().is_none() {
-        let snd = unixsock::new_socket(libc::SOCK_DGRAM).ctx(|| "cannot create a socket".into())?;
+        let snd =
+            unixsock::new_socket(NixSockType::Datagram).ctx(|| "cannot create a socket".into())?;
         let _ = made.sender.set(snd);
     }
     let (from, to): (std::os::fd::BorrowedFd, Option<&[u8]>) =
@@ -362,7 +371,7 @@ pub fn fill(
 
 /// After all data is queued: datagram sockets connected by name, options,
 /// shutdowns; the stand-ins closed.
-pub fn finish(records: &HashMap<u64, image::Socket>, made: &mut Made) -> Result<()> {
+pub fn finish(records: &HashMap<u64, SocketImage>, made: &mut Made) -> Result<()> {
     for (id, name) in std::mem::take(&mut made.connects) {
         let fd = &made.fds[&id];
         nix::sys::socket::connect(

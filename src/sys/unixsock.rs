@@ -192,8 +192,7 @@ pub fn addr(name: &[u8]) -> io::Result<UnixAddr> {
 }
 
 /// A new Unix socket of type `stype` (close-on-exec).
-pub fn new_socket(stype: i32) -> io::Result<OwnedFd> {
-    let ty = sock_type(stype)?;
+pub fn new_socket(ty: socket::SockType) -> io::Result<OwnedFd> {
     socket::socket(
         socket::AddressFamily::Unix,
         ty,
@@ -201,16 +200,6 @@ pub fn new_socket(stype: i32) -> io::Result<OwnedFd> {
         None,
     )
     .map_err(|e| io::Error::from_raw_os_error(e as i32))
-}
-
-/// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET` as nix's type.
-pub fn sock_type(stype: i32) -> io::Result<socket::SockType> {
-    Ok(match stype {
-        libc::SOCK_STREAM => socket::SockType::Stream,
-        libc::SOCK_DGRAM => socket::SockType::Datagram,
-        libc::SOCK_SEQPACKET => socket::SockType::SeqPacket,
-        _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
-    })
 }
 
 fn nixerr(e: nix::Error) -> io::Error {
