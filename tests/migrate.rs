@@ -539,7 +539,12 @@ fn cr_migrate_live_moves_a_rewriting_workload() {
         "scribble does not log"
     );
     let pid = orig.pid();
-    let mut m = cr_migrate(&host, pid, &["--live", "-v"]);
+    // --live-rounds and --live-target are passed on to ckpt.
+    let mut m = cr_migrate(
+        &host,
+        pid,
+        &["--live", "--live-rounds", "2", "--live-target", "64K", "-v"],
+    );
     assert_eq!(
         migrate_code(&mut m),
         Some(0),
@@ -550,6 +555,7 @@ fn cr_migrate_live_moves_a_rewriting_workload() {
     let report = m.stderr();
     assert!(report.contains("ckpt: pre-copy round 0: "), "{report}");
     assert!(report.contains("taken from pre-copy"), "{report}");
+    assert!(!report.contains("pre-copy round 2:"), "{report}");
     assert!(
         report.contains(&format!(
             "cr-migrate: pid {pid} moved to {}: frozen ",

@@ -203,6 +203,16 @@ fn main() -> ExitCode {
                     s.pages,
                     s.precopied,
                 ));
+                let phases: Vec<String> = s
+                    .freeze_phases
+                    .iter()
+                    .map(|(what, took)| format!("{what} {:.1} ms", took.as_secs_f64() * 1e3))
+                    .collect();
+                display.summary(&format!(
+                    "final freeze: {}; write tracking removed {:.1} ms after the release",
+                    phases.join(", "),
+                    s.untracked_in.as_secs_f64() * 1e3
+                ));
             }
             if s.tcp_repaired > 0 {
                 display.summary(&format!(

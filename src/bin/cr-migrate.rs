@@ -85,6 +85,14 @@ struct Args {
     /// is then from the end of the last pre-copy round.
     #[arg(long)]
     live: bool,
+    /// With --live: at most N rounds while the tree runs (ckpt
+    /// --live-rounds; default 8).
+    #[arg(long, value_name = "N", requires = "live", value_parser = rounds)]
+    live_rounds: Option<String>,
+    /// With --live: freeze once a round sent at most SIZE (ckpt
+    /// --live-target; default 4M).
+    #[arg(long, value_name = "SIZE", requires = "live", value_parser = size)]
+    live_target: Option<String>,
     /// zstd compression level of the page data.
     #[arg(long, value_name = "N", default_value_t = zstd::DEFAULT_LEVEL, allow_hyphen_values = true, value_parser = level)]
     level: i32,
@@ -112,6 +120,12 @@ fn pid(s: &str) -> Result<i32, String> {
 /// A size as ckpt takes it, checked here so that a bad one fails first.
 fn size(s: &str) -> Result<String, String> {
     cli::parse_size(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn rounds(s: &str) -> Result<String, String> {
+    cli::parse_in_range(s, 1, 1000, "a number of rounds")
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
 }
@@ -396,6 +410,12 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
         // Its stderr is read: the end of the last round is when the
         // final freeze begins.
         ckpt.arg("--live").stderr(Stdio::piped());
+        if let Some(n) = &a.live_rounds {
+            ckpt.args(["--live-rounds", n]);
+        }
+        if let Some(t) = &a.live_target {
+            ckpt.args(["--live-target", t]);
+        }
     }
     if a.carry_files {
         ckpt.arg("--carry-files");

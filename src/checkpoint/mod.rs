@@ -92,6 +92,10 @@ pub struct Summary {
     /// from them instead of sending again.
     pub rounds: Vec<live::RoundStat>,
     pub precopied: u64,
+    /// `--live`: where the final freeze went, phase by phase.
+    pub freeze_phases: Vec<(&'static str, Duration)>,
+    /// `--live`: how long removing write tracking took, after the release.
+    pub untracked_in: Duration,
     /// Established TCP connections kept with `TCP_REPAIR`.
     pub tcp_repaired: usize,
 }
@@ -228,8 +232,10 @@ fn checkpoint_live<W: Write>(
     pre.run(&mut w, lopts)?;
     // The final part.
     let t0 = Instant::now();
+    let mut phases = Phases::new(t0);
     crate::progress::phase(crate::progress::Phase::Freezing);
     let mut frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
+    phases.mark("seize");
     crate::progress::phase(crate::progress::Phase::State);
     let mut summary = Summary {
         processes: frozen.procs.len(),
@@ -238,6 +244,7 @@ fn checkpoint_live<W: Write>(
     };
     let mut tree = read_tree(&mut frozen, pid, opts)?;
     let ns = NsPids::read(pid, &frozen)?;
+    phases.mark("read");
     let now = stream_header(&tree, &ns, pid);
     if (now.root_pid, now.flags, now.xstate_size)
         != (header.root_pid, header.flags, header.xstate_size)
@@ -247,6 +254,7 @@ fn checkpoint_live<W: Write>(
         )));
     }
     summary.precopied = pre.finish(&mut tree.states)?;
+    phases.mark("compare");
     write_meta(&mut w, &tree, &ns, pid)?;
     if let Some(cap) = opts.carry {
         let procs = tree
@@ -260,30 +268,49 @@ fn checkpoint_live<W: Write>(
     let no_fork = vec![Vec::new(); tree.states.len()];
     let stats = write_bulk(&mut w, &tree, &no_fork, &ns, pid, opts)?;
     let out = w.finish()?;
+    phases.mark("write");
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
     summary.bytes = stats.bytes;
     summary.rounds = std::mem::take(&mut pre.rounds);
-    let pre = if opts.after == After::Resume {
-        // No protection left in the tree before it runs again.
-        pre.stop()?;
-        None
-    } else {
-        Some(pre)
-    };
     let repaired = std::mem::take(&mut tree.repaired);
     done(out)?;
     summary.frozen_for = t0.elapsed();
     summary.tcp_repaired = repaired.len();
     release(frozen, repaired, opts.after)?;
-    // Killed, or stopped by SIGSTOP: it takes no fault while tracking is
-    // removed (unregistering 1 GiB of 4 KiB pages takes ~0.3 s here).
+    phases.mark("release");
+    summary.freeze_phases = phases.done;
+    // Tracking ends after the release, a few MiB at a time, so that the
+    // tree never waits long on it (unregistering 1 GiB of 4 KiB pages
+    // walks 262144 page-table entries: ~50-100 ms here). Until it is
+    // done, a write to a page still protected takes the same minor fault
+    // as during the rounds; when `ckpt` returns no protection is left.
     // The image is complete: a failure here changes nothing of it, and
-    // closing the descriptor unregisters everything anyway.
-    if let Some(pre) = pre {
-        let _ = pre.stop();
-    }
+    // closing the descriptor unregisters whatever is left anyway.
+    let t1 = Instant::now();
+    let _ = pre.stop();
+    summary.untracked_in = t1.elapsed();
     Ok(summary)
+}
+
+/// Time spent in each phase of a freeze, for `-v`.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new(t0: Instant) -> Self {
+        Phases {
+            last: t0,
+            done: Vec::new(),
+        }
+    }
+    fn mark(&mut self, what: &'static str) {
+        let now = Instant::now();
+        self.done.push((what, now - self.last));
+        self.last = now;
+    }
 }
 
 /// The header of a live stream, written before the metadata exists: what
