@@ -120,11 +120,11 @@ impl Precopy {
                 .next()
                 .ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: no thread")))?;
             let tid = ft.tid;
-            let _pin = remote::SameCpu::new(tid.as_raw());
+            let _pin = remote::SameCpu::new(tid);
             let mut r = Remote::on(&mut ft.tracee, gate)?;
             let tracker = WriteTracker::attach(&mut r, pid);
             let deferred = r.finish()?;
-            remote::redeliver(pid.as_raw(), tid.as_raw(), &deferred);
+            remote::redeliver(pid, tid, &deferred);
             let tracker = tracker.map_err(|e| Error::msg(e.to_string()))?;
             tracked.insert(
                 pid,

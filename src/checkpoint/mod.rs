@@ -987,7 +987,7 @@ fn ask_remotely(
     let tid = first.tid;
     // Tracer and tracee on one CPU: a remote syscall is then a few times cheaper.
     let span = crate::progress::span("ckpt:   remote: inject");
-    let _pin = remote::SameCpu::new(tid.as_raw());
+    let _pin = remote::SameCpu::new(tid);
     let mut r = Remote::on(&mut first.tracee, gate)?;
     // A page of our own for the batch loop and its lists, unmapped below on
     // every path (a failure of a thread, of the process, or an abort).
@@ -1006,12 +1006,12 @@ fn ask_remotely(
         if res.is_err() {
             break;
         }
-        let _tpin = remote::SameCpu::new(ft.tid.as_raw());
+        let _tpin = remote::SameCpu::new(ft.tid);
         res = check_abort().and_then(|_| {
             let mut tr = Remote::on(&mut ft.tracee, gate)?;
             let r2 = ask_thread(&mut tr, place, t);
             let deferred = tr.finish()?;
-            remote::redeliver(pid.as_raw(), ft.tid.as_raw(), &deferred);
+            remote::redeliver(pid, ft.tid, &deferred);
             r2
         });
     }
@@ -1019,7 +1019,7 @@ fn ask_remotely(
     let _span = crate::progress::span("ckpt:   remote: remove");
     let unmapped = page.remove(&mut r);
     let deferred = r.finish()?;
-    remote::redeliver(pid.as_raw(), tid.as_raw(), &deferred);
+    remote::redeliver(pid, tid, &deferred);
     res?;
     unmapped?;
     Ok(())

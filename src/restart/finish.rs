@@ -126,7 +126,7 @@ pub(crate) fn release(order: Vec<Ready>, inject: bool) -> Result<()> {
         released.push((pid, tid, sigs));
     }
     for (pid, tid, sigs) in &released {
-        remote::redeliver(pid.as_raw(), tid.as_raw(), sigs);
+        remote::redeliver(*pid, *tid, sigs);
     }
     Ok(())
 }

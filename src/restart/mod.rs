@@ -302,7 +302,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
                 "cannot restore pid {image_pid}: it never started"
             )));
         };
-        pins.push(remote::SameCpu::new(main.tid().as_raw()));
+        pins.push(remote::SameCpu::new(main.tid()));
         building.push(Building::new(pi, main, inner, &held.tramp)?);
     }
     drop(span);
@@ -351,7 +351,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         drop(p);
     }
     for (pid, tid, _) in made.iter().flatten() {
-        remote::copy_affinity(pid.as_raw(), tid.as_raw());
+        remote::copy_affinity(pid.main_thread(), *tid);
     }
     let root = tree.outer.get(&meta.root().pid()).copied();
     let root = root.ok_or_else(|| Error::msg("cannot restore: the root never started"))?;

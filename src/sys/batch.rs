@@ -24,6 +24,7 @@ use std::borrow::BorrowMut;
 
 use nix::errno::Errno;
 
+use super::ids::{Pid, Tid};
 use super::ptrace::{Resume, Stop, Stopped};
 use super::remote::{Remote, RemoteError, Result, name_of, nr};
 
@@ -224,7 +225,7 @@ impl Batch {
         }
     }
 
-    fn error_for(&self, i: usize, tid: i32, errno: Errno) -> RemoteError {
+    fn error_for(&self, i: usize, tid: Tid, errno: Errno) -> RemoteError {
         let e = &self.entries[i];
         RemoteError::Syscall {
             name: match &e.what {
@@ -235,6 +236,12 @@ impl Batch {
             errno,
         }
     }
+}
+
+/// The process whose memory thread `tid` uses: `process_vm_*` and
+/// `/proc/N/mem` take any of its threads' ids.
+fn memory_of(tid: Tid) -> Pid {
+    Pid::from_raw(tid.as_raw())
 }
 
 /// What a batch left behind.
@@ -306,7 +313,7 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
         }
         let bytes = batch.layout(place.scratch);
         let mut memf = None;
-        super::mem::write_all(tid, place.scratch, &bytes, &mut memf).map_err(|e| {
+        super::mem::write_all(memory_of(tid), place.scratch, &bytes, &mut memf).map_err(|e| {
             RemoteError::Memory {
                 tid,
                 errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
@@ -330,12 +337,12 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
         }
         let ran = out.rbx.saturating_sub(place.scratch) as usize / ENTRY;
         let mut area = vec![0u8; bytes.len()];
-        super::mem::read_exact(tid, place.scratch, &mut area, &mut memf).map_err(|e| {
-            RemoteError::Memory {
+        super::mem::read_exact(memory_of(tid), place.scratch, &mut area, &mut memf).map_err(
+            |e| RemoteError::Memory {
                 tid,
                 errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            }
-        })?;
+            },
+        )?;
         Ok(batch.decode(ran, &area))
     }
 
@@ -394,7 +401,7 @@ impl Injected {
         };
         let tid = r.tid();
         let mut memf = None;
-        let res = super::mem::write_all(tid, addr, &LOOP, &mut memf)
+        let res = super::mem::write_all(memory_of(tid), addr, &LOOP, &mut memf)
             .map_err(|e| RemoteError::Memory {
                 tid,
                 errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
@@ -514,7 +521,7 @@ mod tests {
         assert!(!o.all_ran());
         assert_eq!(o.failed(), Some((1, Errno::EFAULT)));
         assert_eq!(o.result(2), None);
-        let e = b.error_for(1, 42, Errno::EFAULT).to_string();
+        let e = b.error_for(1, Tid::from_raw(42), Errno::EFAULT).to_string();
         assert_eq!(e, "sigaltstack in process 42: EFAULT: Bad address");
     }
 

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use std::borrow::BorrowMut;
 
-use super::ids::Tid;
+use super::ids::{Pid, Tid};
 use super::ptrace::{Regs, Resume, Stop, Stopped};
 
 /// Where the tracee finds a `syscall` instruction.
@@ -34,25 +34,25 @@ pub enum Gate {
 #[derive(Debug, Error)]
 pub enum RemoteError {
     #[error("process {0} exited while being operated on")]
-    Gone(i32),
+    Gone(Tid),
     #[error("ptrace {op} on {tid}: {errno}")]
     Ptrace {
         op: &'static str,
-        tid: i32,
+        tid: Tid,
         errno: Errno,
     },
     #[error("{name} in process {tid}: {errno}")]
     Syscall {
         name: String,
-        tid: i32,
+        tid: Tid,
         errno: Errno,
     },
     #[error("unexpected stop of {tid}: {stop:?}")]
-    Unexpected { tid: i32, stop: Stop },
+    Unexpected { tid: Tid, stop: Stop },
     #[error("a batch of {size} bytes does not fit the scratch memory of {tid}")]
-    TooLarge { tid: i32, size: usize },
+    TooLarge { tid: Tid, size: usize },
     #[error("cannot reach the memory of {tid}: {errno}")]
-    Memory { tid: i32, errno: Errno },
+    Memory { tid: Tid, errno: Errno },
 }
 
 pub type Result<T> = std::result::Result<T, RemoteError>;
@@ -146,7 +146,7 @@ pub(super) fn name_of(nr: i64) -> String {
 /// thread or changes its registers meanwhile.
 pub struct Remote<T: BorrowMut<Stopped> = Stopped> {
     tracee: T,
-    tid: i32,
+    tid: Tid,
     gate: Gate,
     saved: Regs,
     saved_mask: u64,
@@ -160,7 +160,7 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
     /// Starts a session in a stopped thread.
     pub fn on(mut tracee: T, gate: Gate) -> Result<Self> {
         let t = tracee.borrow_mut();
-        let tid = t.tid().as_raw();
+        let tid = t.tid();
         let saved = t.regs().map_err(|e| perr("GETREGS", tid, e))?;
         let saved_mask = t.sigmask().map_err(|e| perr("GETSIGMASK", tid, e))?;
         t.set_sigmask(!0u64)
@@ -176,7 +176,7 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
         })
     }
 
-    pub fn tid(&self) -> i32 {
+    pub fn tid(&self) -> Tid {
         self.tid
     }
     /// The registers the thread had when the session began.
@@ -330,7 +330,7 @@ impl Remote<Stopped> {
     /// Ends the session like [`Remote::finish`] and hands the thread back,
     /// still stopped, with the signals to deliver again.
     pub fn end(self) -> Result<(Stopped, Vec<i32>)> {
-        let tid = Tid::from_raw(self.tid);
+        let tid = self.tid;
         let deferred = self.finish()?;
         // The session held the only handle and kept the thread stopped.
         Ok((Stopped::assume_stopped(tid), deferred))
@@ -343,7 +343,7 @@ impl<T: BorrowMut<Stopped>> Drop for Remote<T> {
     }
 }
 
-fn perr(op: &'static str, tid: i32, errno: Errno) -> RemoteError {
+fn perr(op: &'static str, tid: Tid, errno: Errno) -> RemoteError {
     if errno == Errno::ESRCH {
         RemoteError::Gone(tid)
     } else {
@@ -356,7 +356,7 @@ fn perr(op: &'static str, tid: i32, errno: Errno) -> RemoteError {
 /// `ITIMER_REAL` is re-armed only when its `SIGALRM` is taken from the
 /// process's queue, and one redelivered to the thread would leave it
 /// looking disarmed while the next expiry waits behind it.
-pub fn redeliver(tgid: i32, tid: i32, sigs: &[i32]) {
+pub fn redeliver(pid: Pid, tid: Tid, sigs: &[i32]) {
     for &s in sigs {
         if let Ok(sig) = Signal::try_from(s) {
             let to_process = matches!(sig, Signal::SIGALRM | Signal::SIGVTALRM | Signal::SIGPROF);
@@ -364,9 +364,9 @@ pub fn redeliver(tgid: i32, tid: i32, sigs: &[i32]) {
             // integers.
             let _ = unsafe {
                 if to_process {
-                    libc::kill(tgid, sig as i32)
+                    libc::kill(pid.as_raw(), sig as i32)
                 } else {
-                    libc::syscall(libc::SYS_tgkill, tgid, tid, sig as i32) as i32
+                    libc::syscall(libc::SYS_tgkill, pid.as_raw(), tid.as_raw(), sig as i32) as i32
                 }
             };
         }
@@ -384,40 +384,44 @@ pub fn find_syscall_insn(code: &[u8]) -> Option<usize> {
 /// tracee sit on different CPUs of this VM, 14 us on the same one.
 ///
 /// ```ignore
-/// let _pin = SameCpu::new(tid); // before Remote::on(stopped, ..)
+/// let _pin = SameCpu::new(stopped.tid()); // before Remote::on(stopped, ..)
 /// ```
 ///
 /// Pinning is best effort: where `sched_setaffinity` is refused nothing is
 /// pinned and nothing is put back.
 pub struct SameCpu {
-    tid: i32,
+    tid: Tid,
     mine: Option<libc::cpu_set_t>,
     theirs: Option<libc::cpu_set_t>,
 }
 
-fn get_affinity(tid: i32) -> Option<libc::cpu_set_t> {
+/// `sched_getaffinity` of thread `tid`, or of the calling thread (`None`).
+fn get_affinity(tid: Option<Tid>) -> Option<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is plain data; all zeroes is an empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let tid = tid.map_or(0, Tid::as_raw);
     // SAFETY: the kernel writes at most size_of::<cpu_set_t>() bytes into `set`.
     let r = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&set), &mut set) };
     (r == 0).then_some(set)
 }
 
-fn set_affinity(tid: i32, set: &libc::cpu_set_t) -> bool {
+/// `sched_setaffinity` of thread `tid`, or of the calling thread (`None`).
+fn set_affinity(tid: Option<Tid>, set: &libc::cpu_set_t) -> bool {
+    let tid = tid.map_or(0, Tid::as_raw);
     // SAFETY: the kernel reads size_of::<cpu_set_t>() bytes from the live `set`.
     unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(set), set) == 0 }
 }
 
 /// Gives thread `to` the CPU affinity of thread `from` (best effort).
-pub fn copy_affinity(from: i32, to: i32) {
-    if let Some(set) = get_affinity(from) {
-        set_affinity(to, &set);
+pub fn copy_affinity(from: Tid, to: Tid) {
+    if let Some(set) = get_affinity(Some(from)) {
+        set_affinity(Some(to), &set);
     }
 }
 
 impl SameCpu {
     /// Pins this thread and `tid` to the CPU this thread runs on now.
-    pub fn new(tid: i32) -> SameCpu {
+    pub fn new(tid: Tid) -> SameCpu {
         let mut pin = SameCpu {
             tid,
             mine: None,
@@ -425,7 +429,7 @@ impl SameCpu {
         };
         // SAFETY: sched_getcpu has no arguments and no memory effects.
         let cpu = unsafe { libc::sched_getcpu() };
-        let (Some(mine), Some(theirs)) = (get_affinity(0), get_affinity(tid)) else {
+        let (Some(mine), Some(theirs)) = (get_affinity(None), get_affinity(Some(tid))) else {
             return pin;
         };
         // SAFETY: CPU_ISSET reads one bit of the live set; cpu is checked
@@ -437,9 +441,9 @@ impl SameCpu {
         let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: CPU_SET sets one bit of the live set; cpu is a CPU number.
         unsafe { libc::CPU_SET(cpu as usize, &mut one) };
-        if set_affinity(0, &one) {
+        if set_affinity(None, &one) {
             pin.mine = Some(mine);
-            if set_affinity(tid, &one) {
+            if set_affinity(Some(tid), &one) {
                 pin.theirs = Some(theirs);
             }
         }
@@ -450,10 +454,10 @@ impl SameCpu {
 impl Drop for SameCpu {
     fn drop(&mut self) {
         if let Some(set) = &self.theirs {
-            set_affinity(self.tid, set);
+            set_affinity(Some(self.tid), set);
         }
         if let Some(set) = &self.mine {
-            set_affinity(0, set);
+            set_affinity(None, set);
         }
     }
 }
@@ -468,17 +472,26 @@ mod pin_tests {
             .arg("10")
             .spawn()
             .expect("sleep");
-        let pid = child.id() as i32;
+        let tid = Tid::from_raw(child.id() as i32);
         // SAFETY: CPU_COUNT only reads the live set.
         let count = |s: &libc::cpu_set_t| unsafe { libc::CPU_COUNT(s) };
-        let before = (get_affinity(0).unwrap(), get_affinity(pid).unwrap());
+        let before = (
+            get_affinity(None).unwrap(),
+            get_affinity(Some(tid)).unwrap(),
+        );
         {
-            let _pin = SameCpu::new(pid);
-            let (a, b) = (get_affinity(0).unwrap(), get_affinity(pid).unwrap());
+            let _pin = SameCpu::new(tid);
+            let (a, b) = (
+                get_affinity(None).unwrap(),
+                get_affinity(Some(tid)).unwrap(),
+            );
             assert_eq!(count(&a), 1);
             assert_eq!(count(&b), 1);
         }
-        let after = (get_affinity(0).unwrap(), get_affinity(pid).unwrap());
+        let after = (
+            get_affinity(None).unwrap(),
+            get_affinity(Some(tid)).unwrap(),
+        );
         assert_eq!(count(&before.0), count(&after.0));
         assert_eq!(count(&before.1), count(&after.1));
         let _ = child.kill();
