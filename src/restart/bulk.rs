@@ -35,8 +35,18 @@ pub(crate) fn stream_bulk<R: Read>(
     let mut thp = pages::Thp::new(building);
     // `FORK_PAGES` come first; here only when not shared (see `cow`).
     let mut fork_section = true;
-    // Pre-copied pages first: the final part's pages are others.
+    // Made at the first record after the `FORK_PAGES` (written with
+    // process_vm_writev, which fails in a registered range), or here for
+    // a live image, which has none; closed (every range unregistered)
+    // when this returns, also on error.
+    let mut fill: Option<pages::Fill> = None;
+    // Pre-copied pages first: the final part's pages are others. Placed
+    // with `UFFDIO_COPY` where the process's userfaultfd takes them (each
+    // page allocated with its contents, not zeroed first).
     let staged = sinks.meta.staged();
+    if building.iter().any(|bp| !bp.pi.mm.precopied.is_empty()) {
+        fill = Some(pages::Fill::new(building)?);
+    }
     for bp in building.iter_mut() {
         let ranges = &bp.pi.mm.precopied;
         if ranges.is_empty() {
@@ -53,17 +63,30 @@ pub(crate) fn stream_bulk<R: Read>(
             }
             thp.before_write(bp, r.start)?;
         }
-        staged.write_into(bp.pid, bp.pi.p.pid, ranges, &mut bp.b.mem)?;
+        let runs = staged.runs(bp.pi.p.pid, ranges)?;
+        let mut rest = Vec::new();
+        for (addr, data) in runs {
+            let done = match &mut fill {
+                Some(f) => f.write(bp.pid, addr, data)?,
+                None => 0,
+            };
+            if done < data.len() {
+                rest.push((addr + done as u64, &data[done..]));
+            }
+        }
+        super::precopy::Staging::write_pieces(bp.pid, &rest, &mut bp.b.mem)?;
     }
-    // Made after the pre-copied pages and the `FORK_PAGES` (written with
-    // process_vm_writev, which fails in a registered range); closed
-    // (every range unregistered) when this returns, also on error.
-    let mut fill: Option<pages::Fill> = None;
     while let Some(raw) = next {
         let rec = raw.decode()?;
         let (pre, data) =
             DataPrefix::parse(&rec.payload).ok_or(Fault::ShortData { seq: rec.seq })?;
         if rec.kind == Kind::FORK_PAGES {
+            if fork_section && fill.is_some() {
+                return Err(Error::msg(format!(
+                    "invalid image: record {} ({}) in a live image: its processes share no memory copy-on-write",
+                    rec.seq, rec.kind
+                )));
+            }
             if !fork_section || pre.space != image::SPACE_PROCESS {
                 return Err(Error::msg(format!(
                     "invalid image: record {} ({}) is out of order: fork pages come first",

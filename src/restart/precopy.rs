@@ -143,15 +143,14 @@ impl Staging {
         Ok(())
     }
 
-    /// Writes the staged pages of `ranges` into process `target` (image
-    /// pid `pid`), as few `process_vm_writev` calls as the slots allow.
-    pub fn write_into(
+    /// The staged pages of `ranges` of process `pid` as `(address,
+    /// bytes)` runs, contiguous both in the process and in staging (at
+    /// most one staging block each).
+    pub fn runs(
         &self,
-        target: crate::sys::Pid,
         pid: u32,
         ranges: &[image::PageRange],
-        memf: &mut Option<std::fs::File>,
-    ) -> Result<()> {
+    ) -> std::result::Result<Vec<(u64, &[u8])>, Fault> {
         // (address, first slot, pages): runs contiguous in both.
         let mut runs: Vec<(u64, u64, u64)> = Vec::new();
         for r in ranges {
@@ -170,15 +169,24 @@ impl Staging {
                 }
             }
         }
-        let pieces: Vec<(u64, &[u8])> = runs
+        Ok(runs
             .iter()
             .map(|&(addr, slot, n)| {
                 let off = (slot % BLOCK_PAGES * PAGE) as usize;
                 let block = &self.blocks[(slot / BLOCK_PAGES) as usize];
                 (addr, &block[off..off + (n * PAGE) as usize])
             })
-            .collect();
-        mem::write_batch(target, &pieces, memf).map_err(|e| {
+            .collect())
+    }
+
+    /// Writes `pieces` (from [`Staging::runs`]) into process `target` with
+    /// as few `process_vm_writev` calls as possible.
+    pub fn write_pieces(
+        target: crate::sys::Pid,
+        pieces: &[(u64, &[u8])],
+        memf: &mut Option<std::fs::File>,
+    ) -> Result<()> {
+        mem::write_batch(target, pieces, memf).map_err(|e| {
             crate::error::Error::msg(format!(
                 "cannot write pre-copied memory of process {target}: {e}"
             ))
