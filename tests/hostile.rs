@@ -550,3 +550,53 @@ fn fork_pages_after_other_page_data() {
         "fork pages come first",
     );
 }
+
+/// A `POSIX_SHM` record whose name leaves `/dev/shm`.
+#[test]
+fn posix_shm_name_with_a_slash() {
+    let p = image::PosixShm {
+        id: 77,
+        name: b"../../etc/crtools-hostile".to_vec(),
+        size: 4096,
+        sha256: vec![0; 32],
+        ..Default::default()
+    };
+    refused(
+        |v| v.insert(1, (Kind::POSIX_SHM, wire::encode(&p))),
+        Some(|f| matches!(f, Fault::PosixShm { id: 77, why } if why.contains("impossible name"))),
+        "POSIX shared memory object 77 has an impossible name",
+    );
+}
+
+/// A `POSIX_SHM` record naming a shared memory object the image lacks.
+#[test]
+fn posix_shm_without_its_object() {
+    let p = image::PosixShm {
+        id: 78,
+        name: b"crtools-hostile".to_vec(),
+        size: 4096,
+        sha256: vec![0; 32],
+        ..Default::default()
+    };
+    refused(
+        |v| v.insert(1, (Kind::POSIX_SHM, wire::encode(&p))),
+        Some(|f| matches!(f, Fault::PosixShm { id: 78, .. })),
+        "POSIX shared memory object 78 has no shared memory object",
+    );
+}
+
+/// A descriptor of a `/dev/shm` file whose object has no `POSIX_SHM` record.
+#[test]
+fn posix_shm_file_without_its_record() {
+    let ifile = base().find(Kind::FILE);
+    refused(
+        |v| {
+            edit::<File>(v, ifile, |f| {
+                f.ftype = image::FT_POSIX_SHM;
+                f.object_id = 79;
+            })
+        },
+        Some(|f| matches!(f, Fault::PosixShmFile { .. })),
+        "refers to an object the image lacks",
+    );
+}

@@ -380,6 +380,11 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
             f.ftype = image::FT_MEMFD;
             return Ok(f);
         }
+        libc::S_IFREG if !deleted && super::posixshm::name_of(path).is_some() => {
+            // Tied to its shared memory object by `memfd::link_files`.
+            f.ftype = image::FT_POSIX_SHM;
+            return Ok(f);
+        }
         libc::S_IFREG => {
             super::events::refuse_mqueue(pid, fd, link)?;
             image::FT_REGULAR

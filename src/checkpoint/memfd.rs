@@ -5,7 +5,8 @@
 //! was); a descriptor of it is a `FILE` of type `FT_MEMFD` whose
 //! `object_id` is the object. So a deleted file mapped shared by several
 //! processes (python3 multiprocessing's POSIX semaphores) stays one
-//! shared object after the restore.
+//! shared object after the restore. Files of `/dev/shm` are such objects
+//! too, with their names (`posixshm.rs`).
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -61,7 +62,7 @@ pub fn link_files(
 ) -> Result<Vec<(u64, String)>> {
     let mut sources = Vec::new();
     for f in files.iter_mut() {
-        let memfd = f.ftype == image::FT_MEMFD;
+        let memfd = f.ftype == image::FT_MEMFD || f.ftype == image::FT_POSIX_SHM;
         let mapped_deleted = f.ftype == image::FT_REGULAR
             && f.deleted
             && shmem.contains_key(&object_id(f.dev, f.ino));
@@ -82,7 +83,9 @@ pub fn link_files(
         if shmem.len() > had {
             sources.push((f.object_id, link));
         }
-        f.ftype = image::FT_MEMFD;
+        if f.ftype != image::FT_POSIX_SHM {
+            f.ftype = image::FT_MEMFD;
+        }
         // Contents go with the object, not as the file's BLOBs.
         f.deleted = false;
     }

@@ -130,8 +130,12 @@ pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
             });
             vma.dumped_pages = 0;
         } else if m.inode != 0 && !m.is_special() {
-            if m.deleted || m.path.starts_with(b"/memfd:") {
-                // Its contents travel as a shared memory object, once.
+            if m.deleted
+                || m.path.starts_with(b"/memfd:")
+                || super::posixshm::name_of(&m.path).is_some()
+            {
+                // Its contents travel as a shared memory object, once (a
+                // file of /dev/shm also with its name: `posixshm.rs`).
                 let link = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
                 vma.shmem_id = super::memfd::object(shmem, &link, &m.path)
                     .map_err(|e| Error::msg(format!("pid {pid}: mapping of {}: {e}", what())))?;

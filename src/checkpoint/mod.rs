@@ -17,6 +17,7 @@ pub mod live;
 pub mod locks;
 pub mod memfd;
 pub mod memory;
+pub mod posixshm;
 pub mod tty;
 pub mod unix;
 
@@ -353,6 +354,8 @@ struct TreeState {
     own_ipc: bool,
     /// memfds no process maps: `(SHMEM id, a /proc link to read them)`.
     memfd_sources: Vec<(u64, String)>,
+    /// Files of /dev/shm: the names of some `SHMEM` objects.
+    posix_shm: Vec<image::PosixShm>,
 }
 
 fn write_image<W: Write>(
@@ -461,6 +464,12 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
+    let posix_shm = posixshm::collect(
+        states.iter().map(|s| (s.process.pid, &s.mm.vmas[..])),
+        &files.files,
+        &fdtables,
+        &mut shmem,
+    )?;
     let ptys = tty::decide(&mut files.files, &fdtables)?;
     for (s, t) in states.iter_mut().zip(&fdtables) {
         let pid = s.process.pid as i32;
@@ -501,6 +510,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
         ipc,
         own_ipc,
         memfd_sources,
+        posix_shm,
     })
 }
 
@@ -585,6 +595,9 @@ fn write_meta<W: Write>(
     objs.sort_by_key(|s| s.id);
     for s in &objs {
         w.write(Kind::SHMEM, *s)?;
+    }
+    for p in &tree.posix_shm {
+        w.write(Kind::POSIX_SHM, p)?;
     }
     for z in &tree.zombies {
         w.write(Kind::PROCESS, &ns_process(ns, z, root)?)?;

@@ -131,6 +131,8 @@ pub struct Info {
     pub carried: Vec<crate::image::CarryFile>,
     /// For a delta (`cr-delta`): its base and what it takes from it.
     pub delta: Option<DeltaInfo>,
+    /// Files of `/dev/shm` the tree maps or holds open (`POSIX_SHM`).
+    pub posix_shm: Vec<crate::image::PosixShm>,
 }
 
 /// What a delta needs from its base.
@@ -166,6 +168,7 @@ fn ftype_name(t: u8) -> &'static str {
         FT_INOTIFY => "inotify",
         FT_EXTERNAL => "external",
         FT_INET => "inet",
+        FT_POSIX_SHM => "posixshm",
         _ => "?",
     }
 }
@@ -296,6 +299,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut files: BTreeMap<u64, File> = BTreeMap::new();
     let mut fdtables: Vec<FdTable> = Vec::new();
     let mut carried = Vec::new();
+    let mut posix_shm = Vec::new();
     let mut events: BTreeMap<u64, EventFile> = BTreeMap::new();
     let mut inet: BTreeMap<u64, String> = BTreeMap::new();
     while let Some(raw) = reader.next_raw()? {
@@ -314,6 +318,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                 | Kind::EVENT
                 | Kind::INET
                 | Kind::CARRY_FILE
+                | Kind::POSIX_SHM
         ) {
             continue;
         }
@@ -344,6 +349,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
             }
             Kind::FDTABLE => fdtables.push(rec.decode()?),
             Kind::CARRY_FILE => carried.push(rec.decode()?),
+            Kind::POSIX_SHM => posix_shm.push(rec.decode()?),
             Kind::FILE => {
                 let f: File = rec.decode()?;
                 files.insert(f.id, f);
@@ -435,6 +441,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         unknown_records: unknown,
         carried,
         delta,
+        posix_shm,
     })
 }
 
@@ -547,6 +554,11 @@ impl Info {
             "carried_files": self.carried.iter().map(|c| json!({
                 "path": lossy(&c.path), "size": c.size, "carried": c.carried,
                 "sha256": hex(&c.sha256), "build_id": hex(&c.build_id),
+            })).collect::<Vec<_>>(),
+            "posix_shm": self.posix_shm.iter().map(|p| json!({
+                "path": format!("/dev/shm/{}", lossy(&p.name)), "size": p.size,
+                "mode": format!("{:04o}", p.mode), "uid": p.uid, "gid": p.gid,
+                "sha256": hex(&p.sha256),
             })).collect::<Vec<_>>(),
             "records": self.records,
             "kinds": kinds,
@@ -706,6 +718,20 @@ impl fmt::Display for Info {
                     writeln!(f, "              {l}")?;
                 }
             }
+        }
+        if !self.posix_shm.is_empty() {
+            writeln!(f, "POSIX shared memory (restored in /dev/shm by name):")?;
+        }
+        for p in &self.posix_shm {
+            writeln!(
+                f,
+                "  {:>10} /dev/shm/{} (mode {:04o}, uid {} gid {})",
+                human(p.size),
+                lossy(&p.name),
+                p.mode,
+                p.uid,
+                p.gid
+            )?;
         }
         if !self.carried.is_empty() {
             writeln!(f, "carried files (ckpt --carry-files):")?;

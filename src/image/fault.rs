@@ -161,4 +161,8 @@ pub enum Fault {
     Event { file_id: u64, why: &'static str },
     #[error("memfd file {file_id} refers to a shared memory object the image lacks")]
     MemfdObject { file_id: u64 },
+    #[error("POSIX shared memory object {id} {why}")]
+    PosixShm { id: u64, why: &'static str },
+    #[error("POSIX shared memory file {file_id} refers to an object the image lacks")]
+    PosixShmFile { file_id: u64 },
 }

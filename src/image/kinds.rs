@@ -62,6 +62,8 @@ closed_set! {
         External = FT_EXTERNAL,
         /// A TCP or UDP socket (see [`FT_INET`]).
         Inet = FT_INET,
+        /// A POSIX shared memory object (see [`FT_POSIX_SHM`]).
+        PosixShm = FT_POSIX_SHM,
     }
 }
 
@@ -164,7 +166,7 @@ mod tests {
         for &t in FileType::ALL {
             assert_eq!(FileType::from_wire(t.wire()), Some(t));
         }
-        assert_eq!(FileType::ALL.len(), 17);
+        assert_eq!(FileType::ALL.len(), 18);
         assert_eq!(FileType::from_wire(0), None);
         assert_eq!(FileType::from_wire(FT_EXTERNAL + 1), None);
         for &b in Backing::ALL {

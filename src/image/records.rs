@@ -59,6 +59,10 @@ impl Kind {
     /// [`SPACE_PROCESS`], then the bytes, or with [`DATA_F_ZERO`] an
     /// 8-byte length of zeros.
     pub const FORK_PAGES: Kind = Kind(0x2b);
+    /// A POSIX shared memory object (`/dev/shm/NAME`) the tree maps or
+    /// holds open: its name and owner; its contents are those of the
+    /// `SHMEM` object of the same id. See [`PosixShm`].
+    pub const POSIX_SHM: Kind = Kind(0x29);
     /// Kinds from here up may be skipped by a reader that does not know them.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
 
@@ -106,6 +110,7 @@ impl Kind {
             Kind::PRECOPY_ROUND => "precopy-round",
             Kind::INET => "inet",
             Kind::FORK_PAGES => "fork-pages",
+            Kind::POSIX_SHM => "posix-shm",
             _ => "unknown",
         }
     }
@@ -506,6 +511,9 @@ pub const FT_EXTERNAL: u8 = 16;
 /// A TCP or UDP socket; its state is in the `INET` record of the same
 /// `object_id`.
 pub const FT_INET: u8 = 24;
+/// A POSIX shared memory object in `/dev/shm` (`shm_open`): a new open of
+/// the `SHMEM` object `object_id`, which has a `POSIX_SHM` record.
+pub const FT_POSIX_SHM: u8 = 25;
 
 /// What an external descriptor is connected to under `cr-restart --detach`
 /// when no `--fd` names it.
@@ -740,6 +748,26 @@ wire_struct! {
         pub seals: u32,
         /// A memfd or deleted file (not shared anonymous memory).
         pub file: bool,
+    }
+}
+
+wire_struct! {
+    /// `POSIX_SHM`: a file of `/dev/shm` (POSIX shared memory, named
+    /// semaphores) the tree maps or holds open, restored there by name.
+    /// Its contents are the `PAGES` of the `SHMEM` object `id` (same size).
+    pub struct PosixShm {
+        pub id: u64,
+        /// The name in `/dev/shm` (no `/`), as `shm_open` takes it without
+        /// its leading `/`.
+        pub name: Vec<u8>,
+        /// Permission bits, owner and group.
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub size: u64,
+        /// SHA-256 of the contents at the checkpoint: a file of that name
+        /// found at restore time is used only if it is identical.
+        pub sha256: Vec<u8>,
     }
 }
 

@@ -20,6 +20,9 @@ pub(crate) struct Sinks<'a> {
     pub meta: &'a Meta,
     pub ipc: &'a mut ipc::IpcRestore,
     pub shm_fds: &'a HashMap<u64, OwnedFd>,
+    /// Objects already holding their contents (a file of `/dev/shm` found
+    /// identical).
+    pub shm_reused: &'a std::collections::HashSet<u64>,
     pub open: &'a OpenFiles,
 }
 
@@ -197,6 +200,9 @@ fn object_data(sinks: &mut Sinks, pre: &DataPrefix, data: &[u8]) -> Result<()> {
                 target: DataTarget::SharedMemory,
                 id,
             })?;
+            if sinks.shm_reused.contains(&id) {
+                return Ok(());
+            }
             let f = std::fs::File::from(fd.try_clone().ctx(|| "dup".into())?);
             f.write_all_at(data, pre.addr)
                 .ctx(|| "cannot fill shared memory".into())

@@ -119,6 +119,7 @@ pub fn open(f: &FileImage, ev: Option<&EventFile>) -> Result<OwnedFd> {
         | FileType::PtyMaster
         | FileType::PtySlave
         | FileType::Memfd
+        | FileType::PosixShm
         | FileType::Epoll
         | FileType::Inet
         | FileType::External => Err(Error::msg(format!(

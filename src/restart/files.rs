@@ -197,6 +197,7 @@ impl OpenFiles {
             }
             FileType::Epoll => return self.open_epoll(f, external),
             FileType::Memfd => self.open_memfd(f)?,
+            FileType::PosixShm => self.open_posix_shm(f)?,
             FileType::Eventfd | FileType::Timerfd | FileType::Signalfd | FileType::Inotify => {
                 let state = self.events.get(&f.id);
                 self.acting.run(|| super::events::open(f, state))?

@@ -332,6 +332,7 @@ fn rebuild(
         meta: t.meta,
         ipc: t.ipc,
         shm_fds: &held.shm_fds,
+        shm_reused: &held.shm_reused,
         open: &held.open,
     };
     bulk::stream_bulk(

@@ -41,6 +41,7 @@ pub struct RawMeta {
     procs: Vec<RawProc>,
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
+    posix_shm: HashMap<u64, image::PosixShm>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     inet: HashMap<u64, image::InetSocket>,
@@ -129,6 +130,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             Kind::SHMEM => {
                 let s: Shmem = rec.decode()?;
                 m.shmem.insert(s.id, s);
+            }
+            Kind::POSIX_SHM => {
+                let s: image::PosixShm = rec.decode()?;
+                m.posix_shm.insert(s.id, s);
             }
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
@@ -365,6 +370,7 @@ pub struct Meta {
     order: Vec<Member>,
     files: HashMap<u64, FileImage>,
     shmem: HashMap<u64, Shmem>,
+    posix_shm: HashMap<u64, image::PosixShm>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, SocketImage>,
     inet: HashMap<u64, image::InetSocket>,
@@ -452,6 +458,7 @@ impl Meta {
             procs,
             files,
             shmem,
+            posix_shm,
             pipes,
             sockets,
             inet,
@@ -557,12 +564,14 @@ impl Meta {
         }
         super::events::check(&files, &events)?;
         super::memfd::check(&files, &shmem)?;
+        super::posixshm::check(&files, &shmem, &posix_shm)?;
         Ok(Meta {
             live,
             zombies,
             order,
             files,
             shmem,
+            posix_shm,
             pipes,
             sockets,
             inet,
@@ -629,6 +638,10 @@ impl Meta {
     }
     pub fn shmem(&self) -> &HashMap<u64, Shmem> {
         &self.shmem
+    }
+    /// Files of `/dev/shm`, by their `SHMEM` object's id.
+    pub fn posix_shm(&self) -> &HashMap<u64, image::PosixShm> {
+        &self.posix_shm
     }
     pub fn pipes(&self) -> &HashMap<u64, image::Pipe> {
         &self.pipes

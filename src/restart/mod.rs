@@ -32,6 +32,7 @@ mod memfd;
 pub mod meta;
 mod pages;
 pub mod plan;
+pub mod posixshm;
 pub mod precopy;
 pub mod space;
 mod spawn;
@@ -139,6 +140,11 @@ impl<'a> Building<'a> {
 /// special mappings of its own.
 pub(crate) struct Held {
     pub shm_fds: HashMap<u64, OwnedFd>,
+    /// Objects whose file was found in `/dev/shm` identical: their
+    /// contents are not written again.
+    pub shm_reused: std::collections::HashSet<u64>,
+    /// Files made in `/dev/shm`, removed unless the tree is released.
+    pub posix_made: posixshm::Made,
     pub sysv_sizes: HashMap<u64, u64>,
     pub open: files::OpenFiles,
     pub tramp: Trampoline,
@@ -154,8 +160,20 @@ impl Held {
     /// descriptor number the image uses. `ipc` must have been created.
     pub(crate) fn new(meta: &Meta, ipc: &ipc::IpcRestore) -> Result<Held> {
         let mut shm_fds = HashMap::new();
+        let mut shm_reused = std::collections::HashSet::new();
+        let mut posix_made = posixshm::Made::default();
         for s in meta.shmem().values() {
-            shm_fds.insert(s.id, memfd::create(s)?);
+            let fd = match meta.posix_shm().get(&s.id) {
+                Some(p) => {
+                    let o = posixshm::open(meta, p, &mut posix_made)?;
+                    if o.reused {
+                        shm_reused.insert(s.id);
+                    }
+                    o.fd
+                }
+                None => memfd::create(s)?,
+            };
+            shm_fds.insert(s.id, fd);
         }
         let sysv_sizes = ipc
             .segments()
@@ -190,6 +208,8 @@ impl Held {
             .collect();
         Ok(Held {
             shm_fds,
+            shm_reused,
+            posix_made,
             sysv_sizes,
             open,
             tramp,
@@ -327,6 +347,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         meta: &meta,
         ipc: &mut ipc,
         shm_fds: &held.shm_fds,
+        shm_reused: &held.shm_reused,
         open: &held.open,
     };
     let span = crate::progress::span("restore: bulk data");
@@ -367,6 +388,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     drop(span);
     undo.pids.clear();
     ipc.commit();
+    held.posix_made.keep();
     drop(held);
     Ok(Restored {
         pid: root,
