@@ -248,6 +248,29 @@ pub(crate) fn check_fd_map(meta: &Meta, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// A remote-syscall session for each live process of `tree`, each pinned
+/// to the restorer's CPU while it is rebuilt (remote syscalls are a few
+/// times cheaper there); affinities go back at the release.
+fn sessions<'a>(
+    meta: &'a Meta,
+    tree: &mut spawn::Tree,
+    tramp: &'a Trampoline,
+) -> Result<(Vec<remote::SameCpu>, Vec<Building<'a>>)> {
+    let mut pins = Vec::new();
+    let mut building = Vec::new();
+    for (pi, main) in meta.live().iter().zip(std::mem::take(&mut tree.stopped)) {
+        let image_pid = pi.pid();
+        let Some(&inner) = tree.inner.get(&image_pid) else {
+            return Err(Error::msg(format!(
+                "cannot restore pid {image_pid}: it never started"
+            )));
+        };
+        pins.push(remote::SameCpu::new(main.tid()));
+        building.push(Building::new(pi, main, inner, tramp)?);
+    }
+    Ok((pins, building))
+}
+
 /// Restores the image from `reader`; on success the tree runs.
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
     let reader_flags = reader.header().flags;
@@ -310,21 +333,8 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     fill.done()?;
     drop(fill);
     inject::check("tree")?;
-    // Every process on the restorer's CPU while it is rebuilt (remote
-    // syscalls are a few times cheaper); affinities go back at the release.
     let span = crate::progress::span("restore: sessions");
-    let mut pins: Vec<remote::SameCpu> = Vec::new();
-    let mut building: Vec<Building> = Vec::new();
-    for (pi, main) in meta.live().iter().zip(std::mem::take(&mut tree.stopped)) {
-        let image_pid = pi.pid();
-        let Some(&inner) = tree.inner.get(&image_pid) else {
-            return Err(Error::msg(format!(
-                "cannot restore pid {image_pid}: it never started"
-            )));
-        };
-        pins.push(remote::SameCpu::new(main.tid()));
-        building.push(Building::new(pi, main, inner, &held.tramp)?);
-    }
+    let (mut pins, mut building) = sessions(&meta, &mut tree, &held.tramp)?;
     drop(span);
     let span = crate::progress::span("restore: groups, ttys, ghosts");
     join_groups(&mut building, &plan, &tree)?;
