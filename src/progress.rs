@@ -453,6 +453,66 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// Per-phase timing for profiling, on when `CRTOOLS_PROFILE` is set in the
+/// environment (read once): [`span`] guards add their time and a count to a
+/// process-wide table, which [`profile_report`] prints (`ckpt` and
+/// `cr-restart` print it on stderr at their end). Off, a span costs one
+/// relaxed load. Spans nest (a phase inside another is counted in both) and
+/// may run on several threads at once (their times add up).
+pub fn profiling() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("CRTOOLS_PROFILE").is_some_and(|v| !v.is_empty()))
+}
+
+static SPANS: Mutex<Vec<(&'static str, Duration, u64)>> = Mutex::new(Vec::new());
+
+/// Times what happens until it is dropped, under `name` (see [`profiling`]).
+#[must_use = "a span measures until it is dropped"]
+pub struct Span {
+    name: &'static str,
+    t0: Option<Instant>,
+}
+
+/// Starts timing `name`, if profiling is on.
+pub fn span(name: &'static str) -> Span {
+    Span {
+        name,
+        t0: profiling().then(Instant::now),
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        let Some(t0) = self.t0 else { return };
+        let d = t0.elapsed();
+        if let Ok(mut v) = SPANS.lock() {
+            match v.iter_mut().find(|e| e.0 == self.name) {
+                Some(e) => {
+                    e.1 += d;
+                    e.2 += 1;
+                }
+                None => v.push((self.name, d, 1)),
+            }
+        }
+    }
+}
+
+/// The profile so far, one line per span name in first-seen order: total
+/// milliseconds, count, microseconds per occurrence. Empty when profiling
+/// is off.
+pub fn profile_report() -> String {
+    let v = SPANS.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut out = String::new();
+    for (name, d, n) in v {
+        out.push_str(&format!(
+            "profile: {name:<28} {:>9.2} ms {n:>6}x {:>9.1} us\n",
+            d.as_secs_f64() * 1e3,
+            d.as_secs_f64() * 1e6 / n.max(1) as f64
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,6 +179,7 @@ fn main() -> ExitCode {
                 e => crtools::Error::msg(e.to_string()),
             })
         })?;
+        eprint!("{}", progress::profile_report());
         if args.common.summary() {
             let (bytes, took) = (progress::bytes_out(), display.elapsed());
             display.summary(&format!(

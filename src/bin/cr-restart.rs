@@ -209,6 +209,7 @@ fn main() -> ExitCode {
         let mut display = Display::start("cr-restart", Show::Read { total }, args.common.when());
         let mut r = restart::restore(reader, &opts)?;
         display.finish();
+        eprint!("{}", progress::profile_report());
         if r.pid.as_raw() <= 0 {
             bail!("restore returned no process");
         }

@@ -42,10 +42,15 @@ pub enum Section<'a> {
 /// Reads the VMAs of `pid` and which of their pages to dump.
 pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
     let err = |e: proc::ProcError| Error::msg(format!("cannot checkpoint pid {pid}: {e}"));
+    let span = crate::progress::span("ckpt:   maps");
     let maps = proc::maps(pid).map_err(err)?;
+    drop(span);
+    let span = crate::progress::span("ckpt:   smaps");
     let smaps = proc::smaps_vmflags(pid).map_err(err)?;
+    drop(span);
     let flags_of: HashMap<u64, Vec<[u8; 2]>> = smaps.into_iter().collect();
     let pm = Pagemap::open(pid).map_err(err)?;
+    let _span = crate::progress::span("ckpt:   pagemap scan");
     let mut out = Vec::with_capacity(maps.len());
     for m in maps {
         let vmflags = flags_of.get(&m.start).cloned().unwrap_or_default();
@@ -188,6 +193,10 @@ fn apply_patches(base: u64, chunk: &mut [u8], patches: &[Patch], applied: &mut [
 const PIECE: usize = 256 << 10;
 /// Threads reading memory while the caller's thread writes records.
 const READERS: usize = 2;
+/// Up to this many bytes of a process are read by the writing thread
+/// itself, without reader threads: a tree of small processes paid about
+/// 1 ms a process for starting and joining them.
+const INLINE_BYTES: usize = 8 << 20;
 /// Where in a page the read buffer starts. The kernel's copy slows down
 /// several times (here: 1.4 s instead of 0.25 s for 1 GiB) when the
 /// destination sits just after the source modulo 4 KiB (4K aliasing: each
@@ -377,7 +386,10 @@ pub fn dump_pages<W: Write>(
             .map(|n| n.get())
             .unwrap_or(1),
     );
-    if jobs.len() < 4 || readers < 2 {
+    // Reader threads pay off for large processes only: starting two
+    // threads costs more than reading a few MiB inline.
+    let bytes: usize = jobs.iter().map(|j| j.len).sum();
+    if bytes < INLINE_BYTES || jobs.len() < 4 || readers < 2 {
         let mut memf = None;
         for &job in &jobs {
             let d = read_chunk(pid, job, std::mem::take(buf), patches, &mut memf)?;

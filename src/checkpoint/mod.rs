@@ -178,7 +178,9 @@ pub fn checkpoint_then<W: Write>(
     }
     let t0 = Instant::now();
     crate::progress::phase(crate::progress::Phase::Freezing);
+    let span = crate::progress::span("ckpt: freeze");
     let mut frozen = Frozen::freeze_excluding(pid, true, &opts.exclude)?;
+    drop(span);
     crate::progress::phase(crate::progress::Phase::State);
     let mut summary = Summary {
         processes: frozen.procs.len(),
@@ -191,6 +193,7 @@ pub fn checkpoint_then<W: Write>(
     done(out)?;
     summary.frozen_for = t0.elapsed();
     summary.tcp_repaired = repaired.len();
+    let _span = crate::progress::span("ckpt: release");
     release(frozen, repaired, opts.after)?;
     Ok(summary)
 }
@@ -367,13 +370,17 @@ fn write_image<W: Write>(
     opts: &Options,
 ) -> Result<(W, inet::Repaired)> {
     let mut tree = read_tree(frozen, root, opts)?;
+    let span = crate::progress::span("ckpt: copy-on-write");
     let fork_ranges = share_with_parents(&mut tree)?;
+    drop(span);
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let ns = NsPids::read(root, frozen)?;
     let header = stream_header(&tree, &ns, root);
     let mut w = Writer::new(out, &header, WriteOptions::default())?;
+    let span = crate::progress::span("ckpt: write metadata");
     write_meta(&mut w, &tree, &ns, root)?;
+    drop(span);
     if let Some(cap) = opts.carry {
         let procs = tree
             .states
@@ -381,8 +388,12 @@ fn write_image<W: Write>(
             .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
         summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
     }
+    let span = crate::progress::span("ckpt: write bulk");
     let stats = write_bulk(&mut w, &tree, &fork_ranges, &ns, root, opts)?;
+    drop(span);
+    let span = crate::progress::span("ckpt: flush");
     let out = w.finish()?;
+    drop(span);
     summary.pages = stats.pages;
     summary.zero_pages = stats.zero_pages;
     summary.bytes = stats.bytes;
@@ -435,10 +446,15 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
         check_abort()?;
         let ppid = if pid == root { Pid::from_raw(0) } else { ppid };
         let mut threads: Vec<_> = frozen.threads_of_mut(pid).collect();
+        let span = crate::progress::span("ckpt: process");
         let st = read_process(&mut threads, pid, ppid, &mut shmem)?;
+        drop(span);
+        let span = crate::progress::span("ckpt: descriptors");
         fdtables.push(files.read_fds(pid.as_raw())?);
+        drop(span);
         states.push(st);
     }
+    let _span = crate::progress::span("ckpt: tree-wide state");
     locks::check_complete(&fdtables)?;
     let zombies = frozen
         .zombies
@@ -807,13 +823,22 @@ fn read_process(
     ppid: Pid,
     shmem: &mut HashMap<u64, Shmem>,
 ) -> Result<ProcState> {
+    let span = crate::progress::span("ckpt:  stat");
     let stat = proc::stat(pid).map_err(perr(pid))?;
+    drop(span);
+    let span = crate::progress::span("ckpt:  mappings");
     let plans = memory::plan(pid, shmem)?;
+    drop(span);
     let vdso = plans
         .iter()
         .find(|p| p.vma.backing == image::VMA_VDSO)
         .map(|p| p.vma.start..p.vma.end);
+    let span = crate::progress::span("ckpt:  process record");
     let mut process = process_record(threads, pid, ppid, &stat)?;
+    drop(span);
+    let span = crate::progress::span("ckpt:  auxv");
+    let auxv = proc::auxv(pid).map_err(perr(pid))?;
+    drop(span);
     let mut mm = Mm {
         pid: pid.as_u32(),
         start_code: stat.start_code,
@@ -826,7 +851,7 @@ fn read_process(
         arg_end: stat.arg_end,
         env_start: stat.env_start,
         env_end: stat.env_end,
-        auxv: proc::auxv(pid).map_err(perr(pid))?,
+        auxv,
         vmas: plans
             .iter()
             .map(|p| p.vma.clone())
@@ -834,13 +859,16 @@ fn read_process(
             .into(),
         ..Default::default()
     };
+    let span = crate::progress::span("ckpt:  threads");
     let mut out_threads = threads
         .iter()
         .map(|t| thread_record(pid, t))
         .collect::<Result<Vec<_>>>()?;
+    drop(span);
     // What only the process can tell: ask it with remote syscalls.
     let vdso =
         vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
+    let _span = crate::progress::span("ckpt:  remote");
     ask_remotely(threads, pid, vdso, &mut process, &mut mm, &mut out_threads)?;
     Ok(ProcState {
         process,
@@ -990,11 +1018,14 @@ fn ask_remotely(
     let (first, others) = threads.split_first_mut().expect("a process has a thread");
     let tid = first.tid;
     // Tracer and tracee on one CPU: a remote syscall is then a few times cheaper.
+    let span = crate::progress::span("ckpt:   remote: inject");
     let _pin = remote::SameCpu::new(tid);
     let mut r = Remote::on(&mut first.tracee, gate)?;
     // A page of our own for the batch loop and its lists, unmapped below on
     // every path (a failure of a thread, of the process, or an abort).
     let page = Injected::map(&mut r)?;
+    drop(span);
+    let span = crate::progress::span("ckpt:   remote: batches");
     let place = page.place();
     let mut res = check_abort()
         .and_then(|_| crate::restart::inject::check("remote"))
@@ -1016,6 +1047,8 @@ fn ask_remotely(
             r2
         });
     }
+    drop(span);
+    let _span = crate::progress::span("ckpt:   remote: remove");
     let unmapped = page.remove(&mut r);
     let deferred = r.finish()?;
     remote::redeliver(pid, tid, &deferred);

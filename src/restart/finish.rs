@@ -29,6 +29,7 @@ pub(crate) fn finish<'a>(
     let inner = bp.inner;
     let b = &mut bp.b;
     // Protections and advice: one batch (or a few for many mappings).
+    let span = crate::progress::span("restore:  protections");
     let vmas = mm.vmas.iter().filter(|v| !space::is_special(v));
     b.batch_all(vmas, |bt, v| {
         if space::build_prot(v) != v.prot {
@@ -46,7 +47,11 @@ pub(crate) fn finish<'a>(
             }
         }
     })?;
+    drop(span);
+    let span = crate::progress::span("restore:  process state");
     space::finish_process(b, &pi.p, mm)?;
+    drop(span);
+    let span = crate::progress::span("restore:  rlimits");
     for rl in pi.p.rlimits.iter() {
         crate::sys::rlimit::set(pid, rl.resource, rl.cur, rl.max).map_err(|e| {
             Error::msg(format!(
@@ -56,6 +61,7 @@ pub(crate) fn finish<'a>(
         })?;
     }
     // Other threads: cloned from the main one with their own ids.
+    drop(span);
     let mut made = Vec::new();
     if pi.threads.len() > 1 {
         b.r.tracee()
@@ -74,12 +80,17 @@ pub(crate) fn finish<'a>(
         made.push((pid, tid, tb.r));
     }
     let t = pi.main_thread();
+    let span = crate::progress::span("restore:  thread state");
     space::finish_thread(b, &t.t)?;
     space::queue_signals(b, inner, None, &pi.p.shared_pending)?;
     space::queue_signals(b, inner, Some(inner.main_thread()), &t.t.pending)?;
     space::posix_timers(b, &pi.p)?;
     super::locks::take_posix(b, pi)?;
+    drop(span);
+    let span = crate::progress::span("restore:  credentials");
     super::asuser::restore_creds(b, pid.main_thread(), &pi.p)?;
+    drop(span);
+    let _span = crate::progress::span("restore:  unmap trampoline");
     // The last syscall unmaps the trampoline itself; stop at its exit.
     b.r.set_gate(Gate::Syscall(tramp.addr));
     b.call(nr::MUNMAP, &[tramp.addr, tramp.len])?;

@@ -272,7 +272,9 @@ pub(crate) fn check_fd_map(meta: &Meta, opts: &Options) -> Result<()> {
 pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restored> {
     let reader_flags = reader.header().flags;
     crate::progress::phase(crate::progress::Phase::Reading);
+    let span = crate::progress::span("restore: read metadata");
     let mut meta = meta::load(&mut reader)?;
+    drop(span);
     check_fd_map(&meta, opts)?;
     inet::InetSockets::new(meta.inet().clone()).check(opts.tcp_established)?;
     carry::resolve(&mut meta, &opts.remap)?;
@@ -289,6 +291,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut undo = Undo { pids: Vec::new() };
     let first = meta.take_first_bulk();
     let spooled = if popts.original_pids && !popts.pidns && !popts.ns_init {
+        let _span = crate::progress::span("restore: wait for original pids");
         wait_for_original(&meta, first.clone(), &mut reader, opts)?
     } else {
         None
@@ -306,7 +309,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     asuser::check(&meta, &plan, &ipc)?;
     ipc.create()?;
     inject::check("ipc")?;
+    let span = crate::progress::span("restore: open files");
     let mut held = Held::new(&meta, &ipc)?;
+    drop(span);
     if plan.shares() && (inject::no_sharing() || cow::collides(&plan)?) {
         // Memory children inherit lies where the restorer has its own:
         // every process gets its own copy instead.
@@ -319,12 +324,15 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         first
     };
     let mut fill = cow::EarlyFill::new(&meta, &plan, &mut next, &mut source);
+    let span = crate::progress::span("restore: fork the tree");
     let mut tree = spawn::spawn_tree(&meta, &plan, opts, &mut held.open, &mut undo, &mut fill)?;
+    drop(span);
     fill.done()?;
     drop(fill);
     inject::check("tree")?;
     // Every process on the restorer's CPU while it is rebuilt (remote
     // syscalls are a few times cheaper); affinities go back at the release.
+    let span = crate::progress::span("restore: sessions");
     let mut pins: Vec<remote::SameCpu> = Vec::new();
     let mut building: Vec<Building> = Vec::new();
     for (pi, main) in meta.live().iter().zip(std::mem::take(&mut tree.stopped)) {
@@ -337,6 +345,8 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         pins.push(remote::SameCpu::new(main.tid()));
         building.push(Building::new(pi, main, inner, &held.tramp)?);
     }
+    drop(span);
+    let span = crate::progress::span("restore: groups, ttys, ghosts");
     join_groups(&mut building, &plan, &tree)?;
     // Controlling terminals: their foreground groups exist now.
     for bp in &mut building {
@@ -344,7 +354,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         tty::set_foreground(&mut bp.b, &bp.pi.p, held_tty, &tree.inner)?;
     }
     reap_ghosts(&mut building, &plan, &mut tree)?;
+    drop(span);
     for (bp, pp) in building.iter_mut().zip(&plan.procs) {
+        let _span = crate::progress::span("restore: map");
         map::rebuild_space(bp, pp, &held.specials, &held.map_sources())?;
     }
     // Every process exists: pidfds of any of them can be made.
@@ -363,7 +375,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         shm_reused: &held.shm_reused,
         open: &held.open,
     };
+    let span = crate::progress::span("restore: bulk data");
     bulk::stream_bulk(&mut building, &mut sinks, next, &mut source)?;
+    drop(span);
     // reader.next_raw() returned None: the end record was read and matched.
     held.open.finish_sockets()?;
     memfd::seal_all(meta.shmem(), &held.shm_fds)?;
@@ -373,6 +387,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     crate::progress::phase(crate::progress::Phase::Releasing);
     let mut made = Vec::new();
     for bp in &mut building {
+        let _span = crate::progress::span("restore: finish");
         made.push(finish::finish(bp, &held.tramp, opts.original_pids)?);
     }
     inject::check("threads")?;
@@ -393,7 +408,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     // Established TCP connections leave repair mode last: a restore that
     // failed before closed them without a word on the wire.
     held.open.inet.repair_off()?;
+    let span = crate::progress::span("restore: release");
     finish::release(release_order(building, made, &plan), true)?;
+    drop(span);
     undo.pids.clear();
     ipc.commit();
     held.posix_made.keep();

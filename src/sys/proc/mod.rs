@@ -229,13 +229,48 @@ fn task_path(pid: Pid, tid: Tid, rest: &str) -> PathBuf {
 
 /// Read a whole file.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| ProcError::io(path, e))
+    with_contents(path, |b| b.to_vec())
 }
 
 /// Read and parse a file, naming it in any error.
 fn read_parse<T>(path: PathBuf, parse: impl FnOnce(&[u8]) -> ParseResult<T>) -> Result<T> {
-    let buf = read_file(&path)?;
-    parse(&buf).map_err(|reason| ProcError::Format { path, reason })
+    with_contents(&path, parse)?.map_err(|reason| ProcError::Format { path, reason })
+}
+
+/// The first size of the buffer `/proc` files are read into (it grows
+/// when a file is larger, and stays grown for the thread's next files).
+const READ_BUF: usize = 64 << 10;
+
+thread_local! {
+    static BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Reads the whole file at `path` into a buffer of this thread's and hands
+/// its contents to `f`. `/proc` files have no size to ask for beforehand
+/// (`std::fs::read` asks, then reads 32 bytes, 32, 64, ... up to the
+/// end); one large read and the one that says the end is reached are all
+/// most of them take.
+fn with_contents<T>(path: &Path, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| ProcError::io(path, e))?;
+    let mut buf = BUF.take();
+    if buf.len() < READ_BUF {
+        buf.resize(READ_BUF, 0);
+    }
+    let mut len = 0;
+    let res = loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break Ok(f(&buf[..len])),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(ProcError::io(path, e)),
+        }
+    };
+    BUF.set(buf);
+    res
 }
 
 /// Undo the C-style escapes the kernel uses in `status` (`\n`, `\\`, ...)
