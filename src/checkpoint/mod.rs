@@ -17,6 +17,8 @@ pub mod live;
 pub mod locks;
 pub mod memfd;
 pub mod memory;
+pub mod mqueue;
+pub mod pidfd;
 pub mod posixshm;
 pub mod tty;
 pub mod unix;
@@ -356,6 +358,8 @@ struct TreeState {
     memfd_sources: Vec<(u64, String)>,
     /// Files of /dev/shm: the names of some `SHMEM` objects.
     posix_shm: Vec<image::PosixShm>,
+    /// POSIX message queues, with their messages.
+    mqueues: Vec<image::PosixMqueue>,
 }
 
 fn write_image<W: Write>(
@@ -503,6 +507,10 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
+    let mut in_tree = tree_pids.clone();
+    in_tree.extend(frozen.zombies.iter().map(|&(p, _)| p.as_raw()));
+    pidfd::check(&files.files, &fdtables, &in_tree)?;
+    let mqueues = mqueue::collect(&files.files, &fdtables)?;
     let posix_shm = posixshm::collect(
         states.iter().map(|s| (s.process.pid, &s.mm.vmas[..])),
         &files.files,
@@ -550,6 +558,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
         own_ipc,
         memfd_sources,
         posix_shm,
+        mqueues,
     })
 }
 
@@ -613,7 +622,14 @@ fn write_meta<W: Write>(
         w.write(Kind::MM, &mm)?;
     }
     for f in &tree.files.files {
-        w.write(Kind::FILE, f)?;
+        match ns {
+            Some(n) if f.ftype == image::FT_PIDFD => {
+                let mut f = f.clone();
+                f.object_id = n.pid(f.object_id as i32) as u64;
+                w.write(Kind::FILE, &f)?;
+            }
+            _ => w.write(Kind::FILE, f)?,
+        }
     }
     for e in &tree.events {
         w.write(Kind::EVENT, e)?;
@@ -637,6 +653,9 @@ fn write_meta<W: Write>(
     }
     for p in &tree.posix_shm {
         w.write(Kind::POSIX_SHM, p)?;
+    }
+    for q in &tree.mqueues {
+        w.write(Kind::MQUEUE, q)?;
     }
     for z in &tree.zombies {
         w.write(Kind::PROCESS, &ns_process(ns, z, root)?)?;

@@ -141,44 +141,8 @@ pub fn records(
             s.peer_path = bound_name(pid, p).map_err(refuse)?.0;
         }
     }
-    let mut out = Vec::new();
     if u.state == LISTEN {
-        s.backlog = u.wqueue;
-        for (client, e) in pending(u) {
-            // What the client sent is queued on the pending socket, which
-            // only an accept could read.
-            let sent = view.diag.get(&client).map_or(0, |c| c.wqueue);
-            if sent > 0 {
-                return Err(refuse(format!(
-                    "a listening socket with a connection not yet accepted that carries {sent} \
-                     unread bytes, which cannot be read without accepting it"
-                )));
-            }
-            let mut em = image::Socket {
-                id: e,
-                family: libc::AF_UNIX as u32,
-                stype: u.stype,
-                state: 1,
-                listener: u.ino,
-                peer: client,
-                ..Default::default()
-            };
-            if !view.held.contains(&client) {
-                if client != 0 && view.external == ExternalUnix::Refuse {
-                    return Err(refuse(
-                        "a listening socket with a connection not yet accepted from a process \
-                         outside the tree (ckpt --external-unix=close records it closed)"
-                            .into(),
-                    ));
-                }
-                em.external = client != 0;
-                em.peer = 0;
-            }
-            s.pending.push(e);
-            out.push((em, Vec::new()));
-        }
-        out.insert(0, (s, Vec::new()));
-        return Ok(out);
+        return listening(s, u, view, &refuse);
     }
     let data = unixsock::peek_queue(sock.as_fd()).map_err(|e| match e {
         PeekError::InFlight(n) => refuse(format!(
@@ -188,7 +152,54 @@ pub fn records(
         PeekError::Io(e) => refuse(format!("cannot peek at its queue: {e}")),
     })?;
     s.data_len = data.len() as u64;
-    out.push((s, data));
+    Ok(vec![(s, data)])
+}
+
+/// A listening socket's record `s` first, then one for each connection
+/// waiting to be accepted (the socket an accept would return, connected
+/// to its client).
+fn listening(
+    mut s: image::Socket,
+    u: &UnixSock,
+    view: &View,
+    refuse: &dyn Fn(String) -> Error,
+) -> Result<Vec<(image::Socket, Vec<u8>)>> {
+    let mut out = Vec::new();
+    s.backlog = u.wqueue;
+    for (client, e) in pending(u) {
+        // What the client sent is queued on the pending socket, which
+        // only an accept could read.
+        let sent = view.diag.get(&client).map_or(0, |c| c.wqueue);
+        if sent > 0 {
+            return Err(refuse(format!(
+                "a listening socket with a connection not yet accepted that carries {sent} \
+                 unread bytes, which cannot be read without accepting it"
+            )));
+        }
+        let mut em = image::Socket {
+            id: e,
+            family: libc::AF_UNIX as u32,
+            stype: u.stype,
+            state: 1,
+            listener: u.ino,
+            peer: client,
+            ..Default::default()
+        };
+        if !view.held.contains(&client) {
+            if client != 0 && view.external == ExternalUnix::Refuse {
+                return Err(refuse(
+                    "a listening socket with a connection not yet accepted from a process \
+                     outside the tree (ckpt --external-unix=close records it closed)"
+                        .into(),
+                ));
+            }
+            em.external = client != 0;
+            em.peer = 0;
+        }
+        s.pending.push(e);
+        out.push((em, Vec::new()));
+    }
+    out.insert(0, (s, Vec::new()));
     Ok(out)
 }
 

@@ -473,6 +473,22 @@ fn status(path: &str) -> Result<crate::sys::proc::Status> {
 /// restorer may set them; a user's restore keeps the user's own),
 /// bounding set, capability sets, ambient set, securebits and
 /// `no_new_privs`. Read back and compared; a difference is an error.
+/// The two `capset` arguments, put in `b`'s scratch memory: the version 3
+/// header for the calling thread, then the low and the high halves of the
+/// effective, permitted and inheritable sets.
+fn capset_args(b: &mut Builder, want: &Want) -> Result<[u64; 2]> {
+    let mut hdr = Vec::new();
+    hdr.extend_from_slice(&0x2008_0522u32.to_le_bytes());
+    hdr.extend_from_slice(&0i32.to_le_bytes());
+    let mut data = Vec::new();
+    for half in [0u32, 32] {
+        for set in [want.eff, want.prm, want.inh] {
+            data.extend_from_slice(&((set >> half) as u32).to_le_bytes());
+        }
+    }
+    Ok([b.put(&hdr)?, b.put(&data)?])
+}
+
 pub(crate) fn restore_creds(b: &mut Builder, tid: Tid, p: &Process) -> Result<()> {
     let c = &p.creds;
     let own = status("/proc/thread-self/status")?;
@@ -547,19 +563,8 @@ pub(crate) fn restore_creds(b: &mut Builder, tid: Tid, p: &Process) -> Result<()
         b.call(nr::SETFSUID, &[want.uid[3] as u64])
             .map_err(fail("user ids"))?;
     }
-    // capset, version 3, this thread: header, then two halves of each set.
-    let mut hdr = Vec::new();
-    hdr.extend_from_slice(&0x2008_0522u32.to_le_bytes());
-    hdr.extend_from_slice(&0i32.to_le_bytes());
-    let mut data = Vec::new();
-    for half in [0u32, 32] {
-        for set in [want.eff, want.prm, want.inh] {
-            data.extend_from_slice(&((set >> half) as u32).to_le_bytes());
-        }
-    }
-    let h = b.put(&hdr)?;
-    let d = b.put(&data)?;
-    b.call(nr::CAPSET, &[h, d]).map_err(fail("capabilities"))?;
+    let args = capset_args(b, &want)?;
+    b.call(nr::CAPSET, &args).map_err(fail("capabilities"))?;
     for cap in 0..64u32 {
         if has(want.amb, cap) {
             b.call(

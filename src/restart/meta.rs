@@ -42,6 +42,7 @@ pub struct RawMeta {
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
     posix_shm: HashMap<u64, image::PosixShm>,
+    mqueues: HashMap<u64, image::PosixMqueue>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     inet: HashMap<u64, image::InetSocket>,
@@ -134,6 +135,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             Kind::POSIX_SHM => {
                 let s: image::PosixShm = rec.decode()?;
                 m.posix_shm.insert(s.id, s);
+            }
+            Kind::MQUEUE => {
+                let q: image::PosixMqueue = rec.decode()?;
+                m.mqueues.insert(q.id, q);
             }
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
@@ -371,6 +376,7 @@ pub struct Meta {
     files: HashMap<u64, FileImage>,
     shmem: HashMap<u64, Shmem>,
     posix_shm: HashMap<u64, image::PosixShm>,
+    mqueues: HashMap<u64, image::PosixMqueue>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, SocketImage>,
     inet: HashMap<u64, image::InetSocket>,
@@ -459,6 +465,7 @@ impl Meta {
             files,
             shmem,
             posix_shm,
+            mqueues,
             pipes,
             sockets,
             inet,
@@ -521,50 +528,24 @@ impl Meta {
                 zombies.push(Zombie { p: pi.p, parent });
                 continue;
             }
-            let mm = pi.mm.ok_or(Fault::NoMemory { pid })?;
-            if pi.threads.first().is_none_or(|t| t.tid != pid) {
-                return Err(Fault::NoMainThread { pid });
-            }
-            if pi.threads.len() > MAX_THREADS {
-                return Err(Fault::TooManyThreads {
-                    pid,
-                    count: pi.threads.len(),
-                });
-            }
-            let threads = pi
-                .threads
-                .into_iter()
-                .map(thread_image)
-                .collect::<std::result::Result<Vec<_>, Fault>>()?;
-            let mm = check_vmas(pid, mm, &shmem, &sysv)?;
-            check_inherited(pid, &mm, parent.map(|j: usize| &live[j].mm))?;
-            if !mm.precopied.is_empty() {
-                let with_contents: Vec<(u64, u64)> = mm
-                    .vmas
-                    .iter()
-                    .filter(|v| v.dumped_pages > 0 && v.flags & image::VMA_F_SHARED == 0)
-                    .map(|v| (v.start, v.end))
-                    .collect();
-                staged.check(pid, &mm.precopied, &with_contents)?;
-            }
-            let fds = resolve_fds(pid, pi.fds.as_ref(), &files)?;
-            let locks = pi.fds.map(|t| t.locks.0).unwrap_or_default();
-            super::locks::check_posix_locks(pid, &locks, &fds)?;
+            let parent = parent.map(|j| (j, &live[j].mm));
+            let l = live_process(pi, state, parent, &shmem, &sysv, &staged, &files)?;
             index.insert(pid, live.len());
             order.push(Member::Live(live.len()));
-            live.push(Live {
-                p: pi.p,
-                state,
-                parent,
-                mm,
-                threads,
-                fds,
-                locks,
-            });
+            live.push(l);
         }
         super::events::check(&files, &events)?;
         super::memfd::check(&files, &shmem)?;
         super::posixshm::check(&files, &shmem, &posix_shm)?;
+        super::mqueue::check(&files, &mqueues)?;
+        let pids: std::collections::HashSet<u32> = order
+            .iter()
+            .map(|&m| match m {
+                Member::Live(i) => live[i].p.pid,
+                Member::Zombie(i) => zombies[i].p.pid,
+            })
+            .collect();
+        super::pidfd::check(files.values(), &pids)?;
         Ok(Meta {
             live,
             zombies,
@@ -572,6 +553,7 @@ impl Meta {
             files,
             shmem,
             posix_shm,
+            mqueues,
             pipes,
             sockets,
             inet,
@@ -642,6 +624,10 @@ impl Meta {
     /// Files of `/dev/shm`, by their `SHMEM` object's id.
     pub fn posix_shm(&self) -> &HashMap<u64, image::PosixShm> {
         &self.posix_shm
+    }
+    /// POSIX message queues, by id.
+    pub fn mqueues(&self) -> &HashMap<u64, image::PosixMqueue> {
+        &self.mqueues
     }
     pub fn pipes(&self) -> &HashMap<u64, image::Pipe> {
         &self.pipes
@@ -717,6 +703,59 @@ pub enum PathUse {
     },
     Mapping,
     Exe,
+}
+
+/// A live process's records checked and decoded: its memory (mappings,
+/// ranges inherited from its parent, pre-copied pages), its threads, its
+/// descriptors and their locks. `parent`: its index and memory.
+fn live_process(
+    pi: RawProc,
+    state: ProcState,
+    parent: Option<(usize, &MmImage)>,
+    shmem: &HashMap<u64, Shmem>,
+    sysv: &[u64],
+    staged: &super::precopy::Staging,
+    files: &HashMap<u64, FileImage>,
+) -> std::result::Result<Live, Fault> {
+    let pid = pi.p.pid;
+    let mm = pi.mm.ok_or(Fault::NoMemory { pid })?;
+    if pi.threads.first().is_none_or(|t| t.tid != pid) {
+        return Err(Fault::NoMainThread { pid });
+    }
+    if pi.threads.len() > MAX_THREADS {
+        return Err(Fault::TooManyThreads {
+            pid,
+            count: pi.threads.len(),
+        });
+    }
+    let threads = pi
+        .threads
+        .into_iter()
+        .map(thread_image)
+        .collect::<std::result::Result<Vec<_>, Fault>>()?;
+    let mm = check_vmas(pid, mm, shmem, sysv)?;
+    check_inherited(pid, &mm, parent.map(|(_, m)| m))?;
+    if !mm.precopied.is_empty() {
+        let with_contents: Vec<(u64, u64)> = mm
+            .vmas
+            .iter()
+            .filter(|v| v.dumped_pages > 0 && v.flags & image::VMA_F_SHARED == 0)
+            .map(|v| (v.start, v.end))
+            .collect();
+        staged.check(pid, &mm.precopied, &with_contents)?;
+    }
+    let fds = resolve_fds(pid, pi.fds.as_ref(), files)?;
+    let locks = pi.fds.map(|t| t.locks.0).unwrap_or_default();
+    super::locks::check_posix_locks(pid, &locks, &fds)?;
+    Ok(Live {
+        p: pi.p,
+        state,
+        parent: parent.map(|(j, _)| j),
+        mm,
+        threads,
+        fds,
+        locks,
+    })
 }
 
 /// Checks a process's mappings and decodes their backings.
