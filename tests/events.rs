@@ -55,15 +55,14 @@ fn event_descriptors_work_after_restore() {
     r.restored.kill();
 }
 
-/// io_uring, userfaultfd and POSIX message queues are refused before
+/// io_uring and userfaultfd are refused before
 /// anything is written: one line naming the pid, the descriptor and the
 /// kind; the process goes on.
 #[test]
-fn io_uring_userfaultfd_and_mqueue_are_refused_by_name() {
+fn io_uring_and_userfaultfd_are_refused_by_name() {
     for (kind, link, what) in [
         ("uring", "anon_inode:[io_uring]", "an io_uring instance"),
         ("uffd", "anon_inode:[userfaultfd]", "a userfaultfd"),
-        ("mq", "/crtools-anonfd-", "a POSIX message queue"),
     ] {
         let orig = Workload::spawn(workload("anonfd"), &["-d", "20", "-k", kind]);
         let line = orig.expect_line(|l| l.starts_with("fd "), "fd N");

@@ -600,3 +600,74 @@ fn posix_shm_file_without_its_record() {
         "refers to an object the image lacks",
     );
 }
+
+/// A `MQUEUE` record holding a message longer than its `msgsize`.
+#[test]
+fn mqueue_message_longer_than_msgsize() {
+    let q = image::PosixMqueue {
+        id: 81,
+        name: b"crtools-hostile".to_vec(),
+        maxmsg: 4,
+        msgsize: 8,
+        messages: vec![image::MqMessage {
+            prio: 1,
+            data: vec![7; 9],
+        }]
+        .into(),
+        ..Default::default()
+    };
+    refused(
+        |v| v.insert(1, (Kind::MQUEUE, wire::encode(&q))),
+        Some(|f| matches!(f, Fault::Mqueue { id: 81, .. })),
+        "POSIX message queue 81 holds a message longer than its msgsize",
+    );
+}
+
+/// A `MQUEUE` record whose name has a slash.
+#[test]
+fn mqueue_name_with_a_slash() {
+    let q = image::PosixMqueue {
+        id: 82,
+        name: b"a/b".to_vec(),
+        maxmsg: 4,
+        msgsize: 8,
+        ..Default::default()
+    };
+    refused(
+        |v| v.insert(1, (Kind::MQUEUE, wire::encode(&q))),
+        Some(|f| matches!(f, Fault::Mqueue { id: 82, .. })),
+        "POSIX message queue 82 has an impossible name",
+    );
+}
+
+/// A descriptor of a message queue the image lacks.
+#[test]
+fn mqueue_file_without_its_record() {
+    let ifile = base().find(Kind::FILE);
+    refused(
+        |v| {
+            edit::<File>(v, ifile, |f| {
+                f.ftype = image::FT_MQUEUE;
+                f.object_id = 83;
+            })
+        },
+        Some(|f| matches!(f, Fault::MqueueFile { .. })),
+        "refers to a queue the image lacks",
+    );
+}
+
+/// A pidfd of a pid that is no process of the image.
+#[test]
+fn pidfd_of_a_process_not_in_the_image() {
+    let ifile = base().find(Kind::FILE);
+    refused(
+        |v| {
+            edit::<File>(v, ifile, |f| {
+                f.ftype = image::FT_PIDFD;
+                f.object_id = 4_000_000;
+            })
+        },
+        Some(|f| matches!(f, Fault::PidfdTarget { pid: 4_000_000, .. })),
+        "refers to pid 4000000, which is not a process of the image",
+    );
+}

@@ -194,3 +194,203 @@ fn python3_shared_memory_continues() {
     );
     r.restored.kill();
 }
+
+/// POSIX message queues a test's workload makes, unlinked when dropped.
+struct Queues {
+    name: String,
+}
+
+impl Queues {
+    fn new(tag: &str) -> Queues {
+        let q = Queues {
+            name: format!("crtools-{tag}-{}", std::process::id()),
+        };
+        q.remove();
+        q
+    }
+    fn names(&self) -> Vec<String> {
+        ["", "-s", "-n"]
+            .iter()
+            .map(|s| format!("{}{s}", self.name))
+            .collect()
+    }
+    fn remove(&self) {
+        for n in self.names() {
+            let c = std::ffi::CString::new(n).unwrap();
+            let _ = crtools::sys::mqueue::unlink(&c);
+        }
+    }
+    fn exists(&self, suffix: &str) -> bool {
+        let c = std::ffi::CString::new(format!("{}{suffix}", self.name)).unwrap();
+        crtools::sys::mqueue::open(&c, libc::O_RDONLY, 0, None).is_ok()
+    }
+}
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Message queues (see `tests/workloads/mqueue.c`): a child waiting in
+/// `mq_receive`, a parent sending with priorities through a non-blocking
+/// write-only descriptor, a queue of three messages that stay and an
+/// unlinked one of two, all checked every iteration (order, priorities,
+/// bytes, attributes, flags); `ckpt --kill | cr-restart` on one host,
+/// where the named queues are still there and the same, so they are used.
+#[test]
+fn mqueues_carry_attributes_and_messages() {
+    let q = Queues::new("mq");
+    let tags = [Some("parent"), Some("child")];
+    let mut orig = Workload::spawn(workload("mqueue"), &["-d", "20", "-q", &q.name]);
+    let mut r = migrate_and_continue(&mut orig, &tags, &[], 5, 5);
+    r.restored.assert_no_fail();
+    r.restored.kill();
+}
+
+/// The image taken with `ckpt --kill` to a file, restored with a
+/// different queue of the name there (refused, the queue untouched), with
+/// the queues gone and a failure injected (the queues it made unlinked
+/// again), then with the queues gone (made again with their messages).
+#[test]
+fn mqueues_made_again_by_name_or_refused() {
+    let q = Queues::new("mqagain");
+    let dir = tempdir();
+    let img = dir.path().join("img");
+    let mut orig = Workload::spawn(workload("mqueue"), &["-d", "20", "-q", &q.name]);
+    orig.expect_count(Some("parent"), 3);
+    orig.expect_count(Some("child"), 3);
+    let tree = orig.tree();
+    ckpt_to_file(&["--kill"], orig.pid(), &img);
+    orig.wait_exit(TIMEOUT)
+        .expect("ckpt --kill ends the original");
+    orig.wait_eof(TIMEOUT);
+    let last = orig.last_count(Some("parent")).unwrap_or(0);
+    for &p in &tree {
+        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} still there");
+    }
+    let restore = |fail_at: Option<&str>| {
+        let mut cmd = Command::new(bin("cr-restart"));
+        cmd.args(["-i", img.to_str().unwrap(), "--detach"]);
+        if let Some(stage) = fail_at {
+            cmd.env("CRTOOLS_FAIL_AT", stage);
+        }
+        run_cmd(cmd, None)
+    };
+
+    // One more message in the stash queue: refused, the queue untouched.
+    let sname = std::ffi::CString::new(format!("{}-s", q.name)).unwrap();
+    let s = crtools::sys::mqueue::open(&sname, libc::O_RDWR, 0, None).expect("the queue is there");
+    crtools::sys::mqueue::send_now(std::os::fd::AsFd::as_fd(&s), b"extra", 3).unwrap();
+    let f = restore(None);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    let want = format!(
+        "cannot restore POSIX message queue /{}-s: a different queue of that name exists here (4 messages, the image's 3)",
+        q.name
+    );
+    assert!(f.stderr.contains(&want), "{}\nwanted: {want}", f.stderr);
+    assert_eq!(
+        crtools::sys::mqueue::getattr(std::os::fd::AsFd::as_fd(&s))
+            .unwrap()
+            .curmsgs,
+        4
+    );
+    drop(s);
+    for &p in &tree {
+        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
+    }
+
+    // Gone, and the restore fails after the data: nothing left.
+    q.remove();
+    let f = restore(Some("data"));
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert!(
+        !q.exists("") && !q.exists("-s"),
+        "queues left by a failed restore"
+    );
+    for &p in &tree {
+        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
+    }
+
+    // Gone: made again; the processes go on and find every message.
+    let mut r = Pipeline::new().input(&img).restore(&[]);
+    r.restored.track_all(&tree);
+    r.restored.expect_count(Some("parent"), last + 5);
+    r.restored.expect_count(Some("child"), last + 5);
+    r.restored.assert_no_fail();
+    assert!(
+        q.exists("") && q.exists("-s"),
+        "the queues were not made again"
+    );
+    r.restored.kill();
+}
+
+/// A queue with a notification registered (`mq_notify`) is refused in
+/// one line naming the process, the descriptor and why; the process goes
+/// on, its queues as they were.
+#[test]
+fn mqueue_with_a_notification_is_refused() {
+    let q = Queues::new("mqnotify");
+    let orig = Workload::spawn(workload("mqueue"), &["-d", "20", "-q", &q.name, "-N"]);
+    orig.expect_count(Some("parent"), 2);
+    let f = ckpt(&[&orig.pid().to_string()]);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    let want = format!(
+        "(/{}-n) is a POSIX message queue: pid {} registered a notification on it (mq_notify), which cannot be carried",
+        q.name,
+        orig.pid()
+    );
+    assert!(f.stderr.contains(&want), "{}\nwanted: {want}", f.stderr);
+    assert!(f.stdout.is_empty(), "an image was written");
+    let last = orig.last_count(Some("parent")).unwrap_or(0);
+    orig.expect_count(Some("parent"), last + 3);
+    orig.expect_count(Some("child"), last + 3);
+    orig.assert_no_fail();
+}
+
+/// pidfds of the tree's own processes (see `tests/workloads/pidfd.c`):
+/// two of the child (one `PIDFD_NONBLOCK`, at descriptor 20, without
+/// close-on-exec) and one of the parent itself, checked every iteration;
+/// after `ckpt --kill | cr-restart` the parent ends the restored child
+/// through its pidfd and reaps it through it, by the child's pid.
+#[test]
+fn pidfds_refer_to_the_restored_processes() {
+    let mut orig = Workload::spawn(workload("pidfd"), &["-d", "20", "-k", "25"]);
+    orig.expect_count(Some("child"), 2);
+    let child = orig
+        .tree()
+        .into_iter()
+        .find(|&p| p != orig.pid())
+        .expect("the child");
+    let tags = [Some("parent"), Some("child")];
+    let mut r = migrate_and_continue(&mut orig, &tags, &[], 5, 3);
+    let want = format!("reaped {child} signal 15");
+    r.restored.expect_line(|l| l.ends_with(&want), &want);
+    let last = r.restored.last_count(Some("parent")).unwrap_or(0);
+    r.restored.expect_count(Some("parent"), last + 2);
+    r.restored.assert_no_fail();
+    r.restored.kill();
+}
+
+/// A pidfd of a process outside the tree (the test itself) is refused in
+/// one line naming the process, the descriptor and the pid; the process
+/// goes on.
+#[test]
+fn pidfd_of_a_process_outside_is_refused() {
+    let orig = Workload::spawn(workload("pidfd"), &["-d", "20", "-o"]);
+    orig.expect_count(Some("parent"), 2);
+    let f = ckpt(&[&orig.pid().to_string()]);
+    assert_eq!(f.code(), Some(1), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    let want = format!(
+        "(anon_inode:[pidfd]) is a pidfd of pid {}, outside the tree, which cannot be restored",
+        std::process::id()
+    );
+    assert!(f.stderr.contains(&want), "{}\nwanted: {want}", f.stderr);
+    assert!(f.stdout.is_empty(), "an image was written");
+    let last = orig.last_count(Some("parent")).unwrap_or(0);
+    orig.expect_count(Some("parent"), last + 2);
+    orig.assert_no_fail();
+}

@@ -35,7 +35,8 @@ pub fn classify(pid: i32, fd: i32, link: &[u8]) -> Result<u8> {
         b"[userfaultfd]" => refuse("a userfaultfd (its registered ranges and pending faults)"),
         b"[fanotify]" => refuse("a fanotify group"),
         b"[perf_event]" => refuse("a perf event"),
-        b"[pidfd]" => refuse("a pidfd"),
+        // Its pid: `pidfd.rs`.
+        b"[pidfd]" => Ok(image::FT_PIDFD),
         k if k.starts_with(b"bpf") || k.starts_with(b"[bpf") => refuse("a bpf object"),
         _ => refuse("an anonymous inode of a kind crtools does not know"),
     }
@@ -218,18 +219,4 @@ fn watch_path(pid: i32, fd: i32, m: &proc::InotifyMark) -> Result<InotifyWatch> 
         }
     }
     Err(fail(last))
-}
-
-/// Refuses a POSIX message queue (a regular file of the mqueue
-/// filesystem): its attributes and queued messages are not carried.
-pub fn refuse_mqueue(pid: i32, fd: i32, link: &[u8]) -> Result<()> {
-    const MQUEUE_MAGIC: i64 = 0x1980_0202;
-    let at = format!("/proc/{pid}/fd/{fd}");
-    match nix::sys::statfs::statfs(at.as_str()) {
-        Ok(s) if s.filesystem_type().0 == MQUEUE_MAGIC => Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: descriptor {fd} ({}) is a POSIX message queue, which is not supported yet",
-            String::from_utf8_lossy(link)
-        ))),
-        _ => Ok(()),
-    }
 }

@@ -346,6 +346,9 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
     if link.starts_with(b"anon_inode:") {
         f.ftype = super::events::classify(pid, fd, link)?;
         f.ino = info.ino;
+        if f.ftype == image::FT_PIDFD {
+            f.object_id = super::pidfd::target(info).unwrap_or(0) as u64;
+        }
         return Ok(f);
     }
     let meta =
@@ -385,10 +388,14 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
             f.ftype = image::FT_POSIX_SHM;
             return Ok(f);
         }
-        libc::S_IFREG => {
-            super::events::refuse_mqueue(pid, fd, link)?;
-            image::FT_REGULAR
+        libc::S_IFREG if super::mqueue::is_mqueue(pid, fd) => {
+            // Its attributes and messages: `mqueue::collect`.
+            f.ftype = image::FT_MQUEUE;
+            f.object_id = meta.ino();
+            f.deleted = false;
+            return Ok(f);
         }
+        libc::S_IFREG => image::FT_REGULAR,
         libc::S_IFDIR => image::FT_DIRECTORY,
         libc::S_IFCHR if is_terminal_path(path) => image::FT_EXTERNAL,
         libc::S_IFCHR => image::FT_CHARDEV,

@@ -43,51 +43,56 @@ pub struct Frozen {
     pub zombies: Vec<(Pid, Pid)>,
     pub threads: Vec<FrozenThread>,
     released: bool,
-    /// Pids never visited: not frozen, not recorded, nor their descendants.
-    exclude: Vec<Pid>,
+    /// Threads seized and interrupted whose stop is not yet waited for:
+    /// `(pid, tid, was_stopped, handle)`.
+    pending: Vec<(Pid, Tid, bool, Running)>,
+    /// Every pid in `procs` or `zombies` or never to be visited (left out
+    /// with its descendants: not frozen, not recorded), and every tid in
+    /// `threads` or `pending`: what [`Frozen::known`] asks.
+    seen_pids: std::collections::HashSet<Pid>,
+    seen_tids: std::collections::HashSet<Tid>,
 }
 
-/// Seizes one thread after checking it can be; returns whether it was in
-/// a job-control stop.
-fn seize_thread(pid: Pid, tid: Tid) -> Result<(Running, bool)> {
-    let st = proc::task_stat(pid, tid)
-        .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-    let status = proc::task_status(pid, tid)
-        .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-    if status.tracer_pid != 0 {
-        return Err(Error::msg(format!(
-            "cannot checkpoint pid {pid}: thread {tid} is traced by pid {}",
-            status.tracer_pid
-        )));
-    }
+/// Seizes and interrupts one thread (`st`: its `stat`) after checking it
+/// can be; returns it with whether it was in a job-control stop. Its stop
+/// is waited for later ([`wait_interrupted`]), so that the threads of a
+/// tree stop all at once instead of one after the other.
+fn seize_thread(pid: Pid, tid: Tid, st: &proc::Stat) -> Result<(Running, bool)> {
     if st.state == b'Z' || st.state == b'X' {
         return Err(Error::msg(format!(
             "cannot checkpoint pid {pid}: thread {tid} is exiting"
         )));
     }
-    if tid.is_main_of(pid) {
-        refuse_shared_vm(pid, Pid::from_raw(st.ppid))?;
-    }
     let running = ptrace::seize_thread(tid, false).map_err(|e| match e {
-        nix::errno::Errno::EPERM => Error::msg(format!(
-            "cannot checkpoint pid {pid}: not permitted to trace thread {tid}"
-        )),
+        nix::errno::Errno::EPERM => {
+            // Traced by someone else, or not ours to trace: `status` says.
+            match proc::task_status(pid, tid) {
+                Ok(s) if s.tracer_pid != 0 => Error::msg(format!(
+                    "cannot checkpoint pid {pid}: thread {tid} is traced by pid {}",
+                    s.tracer_pid
+                )),
+                _ => Error::msg(format!(
+                    "cannot checkpoint pid {pid}: not permitted to trace thread {tid}"
+                )),
+            }
+        }
         e => Error::msg(format!(
             "cannot checkpoint pid {pid}: seizing thread {tid}: {e}"
         )),
     })?;
+    running
+        .interrupt()
+        .ctx(|| format!("interrupting thread {tid}"))?;
     Ok((running, st.state == b'T'))
 }
 
 /// Refuses a process that shares its address space with its parent or a
-/// child without being a thread of it: a `vfork` child and its waiting
-/// parent (which cannot even be stopped), or `CLONE_VM` processes.
-fn refuse_shared_vm(pid: Pid, ppid: Pid) -> Result<()> {
+/// child (`kids`: the children of all its threads) without being a thread
+/// of it: a `vfork` child and its waiting parent (which cannot even be
+/// stopped), or `CLONE_VM` processes.
+fn refuse_shared_vm(pid: Pid, ppid: Pid, kids: &[Pid]) -> Result<()> {
     let same_vm = |a: Pid, b: Pid| process::kcmp(a, b, Kcmp::Vm).unwrap_or(false);
-    let mut others: Vec<Pid> = Vec::new();
-    for t in proc::threads(pid).unwrap_or_default() {
-        others.extend(proc::child_pids(pid, t).unwrap_or_default());
-    }
+    let mut others: Vec<Pid> = kids.to_vec();
     if ppid.as_raw() > 0 {
         others.push(ppid);
     }
@@ -168,21 +173,26 @@ impl Frozen {
             zombies: Vec::new(),
             threads: Vec::new(),
             released: false,
-            exclude: exclude.iter().copied().filter(|&p| p != root).collect(),
+            seen_pids: exclude.iter().copied().filter(|&p| p != root).collect(),
+            pending: Vec::new(),
+            seen_tids: std::collections::HashSet::new(),
         };
         std::fs::metadata(format!("/proc/{root}"))
             .map_err(|_| Error::msg(format!("cannot checkpoint pid {root}: no such process")))?;
         let mut queue = vec![(root, Pid::from_raw(0))];
         loop {
-            // Depth first, children after their parent.
+            // Depth first, children after their parent. Every thread is
+            // seized and interrupted on the way; their stops are waited for
+            // after the walk (on an error too: `Drop` lets them go).
             while let Some((pid, ppid)) = queue.pop() {
                 f.visit(root, pid, ppid, tree, &mut queue)?;
             }
+            f.settle()?;
             // Threads or children that appeared while we froze the others.
             for &(pid, ppid) in &f.procs {
                 let tids = proc::threads(pid)
                     .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-                if tids.iter().any(|t| !f.threads.iter().any(|x| x.tid == *t)) {
+                if tids.iter().any(|t| !f.seen_tids.contains(t)) {
                     queue.push((pid, ppid));
                 }
                 if tree {
@@ -201,11 +211,32 @@ impl Frozen {
         }
     }
 
+    /// Waits for every pending thread's interrupt stop. All are waited
+    /// for even after a failure (the first is returned), so that each
+    /// stopped one is in `threads`, where `release` and `Drop` let it go.
+    fn settle(&mut self) -> Result<()> {
+        let mut res = Ok(());
+        for (pid, tid, was_stopped, running) in std::mem::take(&mut self.pending) {
+            match wait_interrupted(pid, running) {
+                Ok(tracee) => self.threads.push(FrozenThread {
+                    pid,
+                    tid,
+                    was_stopped,
+                    tracee,
+                }),
+                Err(e) => {
+                    if res.is_ok() {
+                        res = Err(e);
+                    }
+                }
+            }
+        }
+        res
+    }
+
     /// Already visited, or never to be.
     fn known(&self, pid: Pid) -> bool {
-        self.exclude.contains(&pid)
-            || self.procs.iter().any(|&(p, _)| p == pid)
-            || self.zombies.iter().any(|&(p, _)| p == pid)
+        self.seen_pids.contains(&pid)
     }
 
     fn visit(
@@ -217,6 +248,7 @@ impl Frozen {
         queue: &mut Vec<(Pid, Pid)>,
     ) -> Result<()> {
         let fresh = !self.known(pid);
+        let mut main_stat = None;
         if fresh {
             let st = proc::stat(pid)
                 .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
@@ -233,45 +265,52 @@ impl Frozen {
                         "cannot checkpoint pid {pid}: it is a zombie"
                     )));
                 }
+                self.seen_pids.insert(pid);
                 self.zombies.push((pid, ppid));
                 return Ok(());
             }
+            self.seen_pids.insert(pid);
             self.procs.push((pid, ppid));
+            main_stat = Some(st);
         } else if self.zombies.iter().any(|&(p, _)| p == pid) {
             return Ok(());
         }
-        // Threads: seize until the set is stable.
-        loop {
-            let tids = proc::threads(pid)
-                .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-            let new: Vec<Tid> = tids
-                .into_iter()
-                .filter(|t| !self.threads.iter().any(|x| x.tid == *t))
-                .collect();
-            if new.is_empty() {
-                break;
+        // Threads: the new ones are seized and interrupted; a thread made
+        // meanwhile is found by the caller's pass over the stopped tree.
+        let tids = proc::threads(pid)
+            .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
+        // Children of every thread, listed before any is seized: a vfork
+        // parent cannot be stopped, so a shared address space is refused
+        // first.
+        let mut kids = Vec::new();
+        for &t in &tids {
+            kids.extend(proc::child_pids(pid, t).unwrap_or_default());
+        }
+        kids.sort_unstable();
+        kids.dedup();
+        for tid in tids {
+            if self.seen_tids.contains(&tid) {
+                continue;
             }
-            for tid in new {
-                let (running, was_stopped) = seize_thread(pid, tid)?;
-                running
-                    .interrupt()
-                    .ctx(|| format!("interrupting thread {tid}"))?;
-                let tracee = wait_interrupted(pid, running)?;
-                self.threads.push(FrozenThread {
-                    pid,
-                    tid,
-                    was_stopped,
-                    tracee,
-                });
+            // The main thread's is the process's, read above.
+            let known_stat = if tid.is_main_of(pid) {
+                main_stat.take()
+            } else {
+                None
+            };
+            let st = match known_stat {
+                Some(st) => st,
+                None => proc::task_stat(pid, tid)
+                    .map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?,
+            };
+            if tid.is_main_of(pid) {
+                refuse_shared_vm(pid, Pid::from_raw(st.ppid), &kids)?;
             }
+            let (running, was_stopped) = seize_thread(pid, tid, &st)?;
+            self.seen_tids.insert(tid);
+            self.pending.push((pid, tid, was_stopped, running));
         }
         if tree && fresh {
-            let mut kids = Vec::new();
-            for t in self.threads.iter().filter(|t| t.pid == pid) {
-                kids.extend(proc::child_pids(pid, t.tid).unwrap_or_default());
-            }
-            kids.sort_unstable();
-            kids.dedup();
             for c in kids.into_iter().rev() {
                 if !self.known(c) {
                     queue.push((c, pid));
@@ -346,6 +385,7 @@ fn resume_and_detach(mut t: Stopped) {
 impl Drop for Frozen {
     fn drop(&mut self) {
         if !self.released {
+            let _ = self.settle();
             self.detach_all();
         }
     }

@@ -17,6 +17,8 @@ pub mod live;
 pub mod locks;
 pub mod memfd;
 pub mod memory;
+pub mod mqueue;
+pub mod pidfd;
 pub mod posixshm;
 pub mod tty;
 pub mod unix;
@@ -356,6 +358,8 @@ struct TreeState {
     memfd_sources: Vec<(u64, String)>,
     /// Files of /dev/shm: the names of some `SHMEM` objects.
     posix_shm: Vec<image::PosixShm>,
+    /// POSIX message queues, with their messages.
+    mqueues: Vec<image::PosixMqueue>,
 }
 
 fn write_image<W: Write>(
@@ -438,17 +442,56 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
     files.external_unix = opts.external_unix;
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
-    for (pid, ppid) in frozen.procs.clone() {
-        check_abort()?;
-        let ppid = if pid == root { Pid::from_raw(0) } else { ppid };
-        let mut threads: Vec<_> = frozen.threads_of_mut(pid).collect();
-        let span = crate::progress::span("ckpt: process");
-        let st = read_process(&mut threads, pid, ppid, &mut shmem)?;
-        drop(span);
-        let span = crate::progress::span("ckpt: descriptors");
-        fdtables.push(files.read_fds(pid.as_raw())?);
-        drop(span);
-        states.push(st);
+    // What `/proc` tells of each process is read by a thread of its own,
+    // ahead of this one, which asks the processes themselves (ptrace ties
+    // each to the thread that seized it) and reads their descriptors.
+    let jobs: Vec<(Pid, Vec<Tid>)> = frozen
+        .procs
+        .iter()
+        .map(|&(pid, _)| (pid, frozen.threads_of(pid).map(|t| t.tid).collect()))
+        .collect();
+    let procs = frozen.procs.clone();
+    let mut each = |got: &mut dyn FnMut() -> Result<ProcFiles>| -> Result<()> {
+        for &(pid, ppid) in &procs {
+            check_abort()?;
+            let pf = got()?;
+            let ppid = if pid == root { Pid::from_raw(0) } else { ppid };
+            let mut threads: Vec<_> = frozen.threads_of_mut(pid).collect();
+            let span = crate::progress::span("ckpt: process");
+            let st = read_process(&mut threads, pid, ppid, pf, &mut shmem)?;
+            drop(span);
+            let span = crate::progress::span("ckpt: descriptors");
+            fdtables.push(files.read_fds(pid.as_raw())?);
+            drop(span);
+            states.push(st);
+        }
+        Ok(())
+    };
+    if jobs.len() < AHEAD_MIN {
+        let mut next = jobs.iter();
+        each(&mut || {
+            let (pid, tids) = next.next().expect("one job a process");
+            read_proc_files(*pid, tids)
+        })?;
+    } else {
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ProcFiles>>(AHEAD);
+            let jobs = &jobs;
+            scope.spawn(move || {
+                for (pid, tids) in jobs {
+                    let r = check_abort().and_then(|_| read_proc_files(*pid, tids));
+                    let failed = r.is_err();
+                    // The receiver is gone when the checkpoint failed.
+                    if tx.send(r).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            each(&mut || {
+                rx.recv()
+                    .map_err(|_| Error::msg("the /proc reader thread died"))?
+            })
+        })?;
     }
     let _span = crate::progress::span("ckpt: tree-wide state");
     locks::check_complete(&fdtables)?;
@@ -464,6 +507,10 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
     let sockets = files.sockets(&fdtables)?;
     let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
     let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
+    let mut in_tree = tree_pids.clone();
+    in_tree.extend(frozen.zombies.iter().map(|&(p, _)| p.as_raw()));
+    pidfd::check(&files.files, &fdtables, &in_tree)?;
+    let mqueues = mqueue::collect(&files.files, &fdtables)?;
     let posix_shm = posixshm::collect(
         states.iter().map(|s| (s.process.pid, &s.mm.vmas[..])),
         &files.files,
@@ -511,6 +558,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
         own_ipc,
         memfd_sources,
         posix_shm,
+        mqueues,
     })
 }
 
@@ -574,7 +622,14 @@ fn write_meta<W: Write>(
         w.write(Kind::MM, &mm)?;
     }
     for f in &tree.files.files {
-        w.write(Kind::FILE, f)?;
+        match ns {
+            Some(n) if f.ftype == image::FT_PIDFD => {
+                let mut f = f.clone();
+                f.object_id = n.pid(f.object_id as i32) as u64;
+                w.write(Kind::FILE, &f)?;
+            }
+            _ => w.write(Kind::FILE, f)?,
+        }
     }
     for e in &tree.events {
         w.write(Kind::EVENT, e)?;
@@ -598,6 +653,9 @@ fn write_meta<W: Write>(
     }
     for p in &tree.posix_shm {
         w.write(Kind::POSIX_SHM, p)?;
+    }
+    for q in &tree.mqueues {
+        w.write(Kind::MQUEUE, q)?;
     }
     for z in &tree.zombies {
         w.write(Kind::PROCESS, &ns_process(ns, z, root)?)?;
@@ -797,29 +855,113 @@ fn perr(pid: Pid) -> impl Fn(proc::ProcError) -> Error {
     move |e| Error::msg(format!("cannot checkpoint pid {pid}: {e}"))
 }
 
-/// Reads everything about one frozen process.
+/// Processes from which on [`read_tree`] reads `/proc` in a thread of its
+/// own, and how many processes that thread may read ahead.
+const AHEAD_MIN: usize = 4;
+const AHEAD: usize = 8;
+
+/// What `/proc` (and `prlimit`) tell of one frozen process: no ptrace, so
+/// any thread may read it.
+struct ProcFiles {
+    stat: proc::Stat,
+    status: proc::Status,
+    plans: Vec<memory::VmaPlan>,
+    /// The shared memory objects its mappings name (merged in tree order).
+    shmem: HashMap<u64, Shmem>,
+    auxv: Vec<u8>,
+    exe: Vec<u8>,
+    cwd: Vec<u8>,
+    root: Vec<u8>,
+    cmdline: Vec<u8>,
+    personality: u32,
+    rlimits: Vec<Rlimit>,
+    /// Each thread's name, in the order of the tids asked for.
+    comms: Vec<Vec<u8>>,
+}
+
+fn read_proc_files(pid: Pid, tids: &[Tid]) -> Result<ProcFiles> {
+    let _span = crate::progress::span("ckpt:  /proc");
+    let stat = proc::stat(pid).map_err(perr(pid))?;
+    let mut shmem = HashMap::new();
+    let span = crate::progress::span("ckpt:   mappings");
+    let plans = memory::plan(pid, &mut shmem)?;
+    drop(span);
+    let status = proc::status(pid).map_err(perr(pid))?;
+    let auxv = proc::auxv(pid).map_err(perr(pid))?;
+    let exe = proc::exe(pid).map_err(perr(pid))?;
+    let cwd = proc::cwd(pid).map_err(perr(pid))?;
+    let root = proc::root(pid).map_err(perr(pid))?;
+    let cmdline = proc::cmdline(pid).unwrap_or_default();
+    let personality = std::fs::read_to_string(format!("/proc/{pid}/personality"))
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim(), 16).ok())
+        .unwrap_or(0);
+    let mut rlimits = Vec::new();
+    for res in 0..16u32 {
+        if let Ok((cur, max)) = rlimit::get(pid, res) {
+            rlimits.push(Rlimit {
+                resource: res,
+                cur,
+                max,
+            });
+        }
+    }
+    let mut comms = Vec::with_capacity(tids.len());
+    for &tid in tids {
+        let tstat = if tid.is_main_of(pid) {
+            None
+        } else {
+            Some(proc::task_stat(pid, tid).map_err(perr(pid))?)
+        };
+        comms.push(tstat.map_or_else(|| stat.comm.clone(), |t| t.comm));
+    }
+    Ok(ProcFiles {
+        stat,
+        status,
+        plans,
+        shmem,
+        auxv,
+        exe,
+        cwd,
+        root,
+        cmdline,
+        personality,
+        rlimits,
+        comms,
+    })
+}
+
+/// Reads everything about one frozen process (`pf`: what `/proc` told of
+/// it); its shared memory objects join `shmem`.
 fn read_process(
     threads: &mut [&mut FrozenThread],
     pid: Pid,
     ppid: Pid,
+    pf: ProcFiles,
     shmem: &mut HashMap<u64, Shmem>,
 ) -> Result<ProcState> {
-    let span = crate::progress::span("ckpt:  stat");
-    let stat = proc::stat(pid).map_err(perr(pid))?;
-    drop(span);
-    let span = crate::progress::span("ckpt:  mappings");
-    let plans = memory::plan(pid, shmem)?;
-    drop(span);
+    for (id, obj) in pf.shmem {
+        shmem.entry(id).or_insert(obj);
+    }
+    let plans = pf.plans;
     let vdso = plans
         .iter()
         .find(|p| p.vma.backing == image::VMA_VDSO)
         .map(|p| p.vma.start..p.vma.end);
     let span = crate::progress::span("ckpt:  process record");
-    let mut process = process_record(threads, pid, ppid, &stat)?;
+    let mut process = process_record(threads, pid, ppid, &pf.stat, pf.status)?;
+    process.exe = pf.exe;
+    process.cwd = pf.cwd;
+    process.root = pf.root;
+    process.cmdline = pf.cmdline;
+    process.personality = pf.personality;
+    process.rlimits = pf.rlimits.into();
+    if let Some(ex) = process.exe.strip_suffix(b" (deleted)") {
+        process.exe = ex.to_vec();
+    }
     drop(span);
-    let span = crate::progress::span("ckpt:  auxv");
-    let auxv = proc::auxv(pid).map_err(perr(pid))?;
-    drop(span);
+    let stat = pf.stat;
+    let auxv = pf.auxv;
     let mut mm = Mm {
         pid: pid.as_u32(),
         start_code: stat.start_code,
@@ -843,7 +985,8 @@ fn read_process(
     let span = crate::progress::span("ckpt:  threads");
     let mut out_threads = threads
         .iter()
-        .map(|t| thread_record(pid, t))
+        .zip(pf.comms)
+        .map(|(t, comm)| thread_record(pid, t, comm))
         .collect::<Result<Vec<_>>>()?;
     drop(span);
     // What only the process can tell: ask it with remote syscalls.
@@ -859,15 +1002,16 @@ fn read_process(
     })
 }
 
-/// The process record as `/proc` and ptrace show it; what only the
-/// process can tell is added by [`ask_remotely`].
+/// The process record as `stat`, `status` and ptrace show it; the
+/// caller adds the rest of `/proc`'s, and what only the process can tell
+/// is added by [`ask_remotely`].
 fn process_record(
     threads: &[&mut FrozenThread],
     pid: Pid,
     ppid: Pid,
     stat: &proc::Stat,
+    status: proc::Status,
 ) -> Result<Process> {
-    let status = proc::status(pid).map_err(perr(pid))?;
     let mut process = Process {
         pid: pid.as_u32(),
         ppid: ppid.as_u32(),
@@ -876,10 +1020,6 @@ fn process_record(
         state: image::STATE_RUNNING,
         exit_signal: stat.exit_signal as u32,
         comm: stat.comm.clone(),
-        exe: proc::exe(pid).map_err(perr(pid))?,
-        cwd: proc::cwd(pid).map_err(perr(pid))?,
-        root: proc::root(pid).map_err(perr(pid))?,
-        cmdline: proc::cmdline(pid).unwrap_or_default(),
         umask: status.umask.unwrap_or(0o022),
         creds: Creds {
             uid: status.uid[0],
@@ -907,24 +1047,8 @@ fn process_record(
         nice: stat.nice as i32,
         ..Default::default()
     };
-    if let Some(ex) = process.exe.strip_suffix(b" (deleted)") {
-        process.exe = ex.to_vec();
-    }
     if threads.iter().any(|t| t.was_stopped) {
         process.state = image::STATE_STOPPED;
-    }
-    process.personality = std::fs::read_to_string(format!("/proc/{pid}/personality"))
-        .ok()
-        .and_then(|s| u32::from_str_radix(s.trim(), 16).ok())
-        .unwrap_or(0);
-    for res in 0..16u32 {
-        if let Ok((cur, max)) = rlimit::get(pid, res) {
-            process.rlimits.push(Rlimit {
-                resource: res,
-                cur,
-                max,
-            });
-        }
     }
     process.shared_pending = threads[0]
         .tracee
@@ -938,7 +1062,7 @@ fn process_record(
 }
 
 /// One thread's record as ptrace shows it.
-fn thread_record(pid: Pid, t: &FrozenThread) -> Result<Thread> {
+fn thread_record(pid: Pid, t: &FrozenThread, comm: Vec<u8>) -> Result<Thread> {
     let regs = (t.tracee.regs()).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
     let xstate =
         (t.tracee.xstate()).ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
@@ -955,7 +1079,6 @@ fn thread_record(pid: Pid, t: &FrozenThread) -> Result<Thread> {
             sig: c.sig,
         });
     let (robust_list, robust_len) = robust_list(t.tid)?;
-    let tstat = proc::task_stat(pid, t.tid).map_err(perr(pid))?;
     Ok(Thread {
         pid: pid.as_u32(),
         tid: t.tid.as_u32(),
@@ -970,7 +1093,7 @@ fn thread_record(pid: Pid, t: &FrozenThread) -> Result<Thread> {
             .map(|s| s.to_vec())
             .collect::<Vec<_>>()
             .into(),
-        comm: tstat.comm,
+        comm,
         stopped: t.was_stopped,
         ..Default::default()
     })

@@ -133,6 +133,8 @@ pub struct Info {
     pub delta: Option<DeltaInfo>,
     /// Files of `/dev/shm` the tree maps or holds open (`POSIX_SHM`).
     pub posix_shm: Vec<crate::image::PosixShm>,
+    /// POSIX message queues (`MQUEUE`).
+    pub mqueues: Vec<crate::image::PosixMqueue>,
 }
 
 /// What a delta needs from its base.
@@ -169,6 +171,8 @@ fn ftype_name(t: u8) -> &'static str {
         FT_EXTERNAL => "external",
         FT_INET => "inet",
         FT_POSIX_SHM => "posixshm",
+        FT_MQUEUE => "mqueue",
+        FT_PIDFD => "pidfd",
         _ => "?",
     }
 }
@@ -300,6 +304,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut fdtables: Vec<FdTable> = Vec::new();
     let mut carried = Vec::new();
     let mut posix_shm = Vec::new();
+    let mut mqueues = Vec::new();
     let mut events: BTreeMap<u64, EventFile> = BTreeMap::new();
     let mut inet: BTreeMap<u64, String> = BTreeMap::new();
     while let Some(raw) = reader.next_raw()? {
@@ -319,6 +324,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                 | Kind::INET
                 | Kind::CARRY_FILE
                 | Kind::POSIX_SHM
+                | Kind::MQUEUE
         ) {
             continue;
         }
@@ -350,6 +356,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
             Kind::FDTABLE => fdtables.push(rec.decode()?),
             Kind::CARRY_FILE => carried.push(rec.decode()?),
             Kind::POSIX_SHM => posix_shm.push(rec.decode()?),
+            Kind::MQUEUE => mqueues.push(rec.decode()?),
             Kind::FILE => {
                 let f: File = rec.decode()?;
                 files.insert(f.id, f);
@@ -398,6 +405,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
                     mode: f.map_or(0, |f| f.mode),
                     event: f.and_then(|f| match f.ftype {
                         crate::image::FT_INET => inet.get(&f.object_id).cloned(),
+                        crate::image::FT_PIDFD => Some(format!("pid {}", f.object_id)),
                         t => Some(event_summary(t, events.get(&f.id)?)),
                     }),
                     locks: (t.locks.iter().filter(|l| l.fd == fd.fd))
@@ -442,6 +450,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         carried,
         delta,
         posix_shm,
+        mqueues,
     })
 }
 
@@ -559,6 +568,13 @@ impl Info {
                 "path": format!("/dev/shm/{}", lossy(&p.name)), "size": p.size,
                 "mode": format!("{:04o}", p.mode), "uid": p.uid, "gid": p.gid,
                 "sha256": hex(&p.sha256),
+            })).collect::<Vec<_>>(),
+            "mqueues": self.mqueues.iter().map(|q| json!({
+                "name": format!("/{}", lossy(&q.name)), "unlinked": q.deleted,
+                "mode": format!("{:04o}", q.mode), "uid": q.uid, "gid": q.gid,
+                "maxmsg": q.maxmsg, "msgsize": q.msgsize,
+                "messages": q.messages.len(),
+                "priorities": q.messages.iter().map(|m| m.prio).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "records": self.records,
             "kinds": kinds,
@@ -731,6 +747,23 @@ impl fmt::Display for Info {
                 p.mode,
                 p.uid,
                 p.gid
+            )?;
+        }
+        if !self.mqueues.is_empty() {
+            writeln!(f, "POSIX message queues:")?;
+        }
+        for q in &self.mqueues {
+            writeln!(
+                f,
+                "  /{}{}: {} (maxmsg {}, msgsize {}), mode {:04o}, uid {} gid {}",
+                lossy(&q.name),
+                if q.deleted { " (unlinked)" } else { "" },
+                plural(q.messages.len() as u64, "message"),
+                q.maxmsg,
+                q.msgsize,
+                q.mode,
+                q.uid,
+                q.gid
             )?;
         }
         if !self.carried.is_empty() {

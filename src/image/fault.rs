@@ -165,4 +165,10 @@ pub enum Fault {
     PosixShm { id: u64, why: &'static str },
     #[error("POSIX shared memory file {file_id} refers to an object the image lacks")]
     PosixShmFile { file_id: u64 },
+    #[error("POSIX message queue {id} {why}")]
+    Mqueue { id: u64, why: &'static str },
+    #[error("POSIX message queue file {file_id} refers to a queue the image lacks")]
+    MqueueFile { file_id: u64 },
+    #[error("pidfd file {file_id} refers to pid {pid}, which is not a process of the image")]
+    PidfdTarget { file_id: u64, pid: u64 },
 }

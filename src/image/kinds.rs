@@ -64,6 +64,10 @@ closed_set! {
         Inet = FT_INET,
         /// A POSIX shared memory object (see [`FT_POSIX_SHM`]).
         PosixShm = FT_POSIX_SHM,
+        /// A POSIX message queue (see [`FT_MQUEUE`]).
+        Mqueue = FT_MQUEUE,
+        /// A pidfd (see [`FT_PIDFD`]).
+        Pidfd = FT_PIDFD,
     }
 }
 
@@ -166,7 +170,7 @@ mod tests {
         for &t in FileType::ALL {
             assert_eq!(FileType::from_wire(t.wire()), Some(t));
         }
-        assert_eq!(FileType::ALL.len(), 18);
+        assert_eq!(FileType::ALL.len(), 20);
         assert_eq!(FileType::from_wire(0), None);
         assert_eq!(FileType::from_wire(FT_EXTERNAL + 1), None);
         for &b in Backing::ALL {

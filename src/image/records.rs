@@ -63,6 +63,9 @@ impl Kind {
     /// holds open: its name and owner; its contents are those of the
     /// `SHMEM` object of the same id. See [`PosixShm`].
     pub const POSIX_SHM: Kind = Kind(0x29);
+    /// A POSIX message queue the tree holds, with its messages. See
+    /// [`PosixMqueue`].
+    pub const MQUEUE: Kind = Kind(0x2a);
     /// Kinds from here up may be skipped by a reader that does not know them.
     pub const FIRST_OPTIONAL: u16 = 0x8000;
 
@@ -111,6 +114,7 @@ impl Kind {
             Kind::INET => "inet",
             Kind::FORK_PAGES => "fork-pages",
             Kind::POSIX_SHM => "posix-shm",
+            Kind::MQUEUE => "mqueue",
             _ => "unknown",
         }
     }
@@ -514,6 +518,11 @@ pub const FT_INET: u8 = 24;
 /// A POSIX shared memory object in `/dev/shm` (`shm_open`): a new open of
 /// the `SHMEM` object `object_id`, which has a `POSIX_SHM` record.
 pub const FT_POSIX_SHM: u8 = 25;
+/// A POSIX message queue (`mq_open`): the `MQUEUE` record `object_id`.
+pub const FT_MQUEUE: u8 = 26;
+/// A pidfd of a process of the image: `object_id` is its pid (in the
+/// image's pid namespace); made again at restore with `pidfd_open`.
+pub const FT_PIDFD: u8 = 27;
 
 /// What an external descriptor is connected to under `cr-restart --detach`
 /// when no `--fd` names it.
@@ -768,6 +777,32 @@ wire_struct! {
         /// SHA-256 of the contents at the checkpoint: a file of that name
         /// found at restore time is used only if it is identical.
         pub sha256: Vec<u8>,
+    }
+}
+
+wire_struct! {
+    /// One message of a POSIX message queue.
+    pub struct MqMessage { pub prio: u32, pub data: Vec<u8> }
+}
+
+wire_struct! {
+    /// `MQUEUE`: a POSIX message queue the tree holds (`id` is its inode
+    /// at the checkpoint, the `object_id` of its `FILE`s).
+    pub struct PosixMqueue {
+        pub id: u64,
+        /// Its name, without the leading `/`.
+        pub name: Vec<u8>,
+        /// It was unlinked (`mq_unlink`) while open.
+        pub deleted: bool,
+        /// Permission bits, owner and group.
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub maxmsg: u64,
+        pub msgsize: u64,
+        /// The messages queued, in the order receivers get them (highest
+        /// priority first, then in order of arrival).
+        pub messages: List<MqMessage>,
     }
 }
 

@@ -120,6 +120,8 @@ pub fn open(f: &FileImage, ev: Option<&EventFile>) -> Result<OwnedFd> {
         | FileType::PtySlave
         | FileType::Memfd
         | FileType::PosixShm
+        | FileType::Mqueue
+        | FileType::Pidfd
         | FileType::Epoll
         | FileType::Inet
         | FileType::External => Err(Error::msg(format!(

@@ -58,6 +58,10 @@ pub struct OpenFiles {
     pub files: HashMap<u64, FileImage>,
     /// The restorer's memfds of shared memory objects, by object id.
     pub shm: HashMap<u64, RawFd>,
+    /// The restorer's descriptors of POSIX message queues, and their
+    /// records, by id.
+    pub mq: HashMap<u64, RawFd>,
+    pub mqueues: HashMap<u64, image::PosixMqueue>,
     /// Whose credentials path lookups, creations and opens use: the
     /// process being set up (see [`super::asuser`]).
     pub acting: super::asuser::Acting,
@@ -191,6 +195,12 @@ impl OpenFiles {
             FileType::Pipe | FileType::Fifo => self.open_pipe(f)?,
             FileType::Socket => self.open_socket(f)?,
             FileType::Inet => self.inet.open(f)?,
+            // Made by the process itself once the tree exists (`pidfd.rs`).
+            FileType::Pidfd => {
+                return Err(Error::msg(format!(
+                    "internal error: pidfd at descriptor {target_fd} opened by the restorer"
+                )));
+            }
             FileType::PtyMaster | FileType::PtySlave => {
                 let ptys = &mut self.ptys;
                 self.acting.run(|| ptys.open(f))?
@@ -198,6 +208,7 @@ impl OpenFiles {
             FileType::Epoll => return self.open_epoll(f, external),
             FileType::Memfd => self.open_memfd(f)?,
             FileType::PosixShm => self.open_posix_shm(f)?,
+            FileType::Mqueue => self.open_mqueue(f)?,
             FileType::Eventfd | FileType::Timerfd | FileType::Signalfd | FileType::Inotify => {
                 let state = self.events.get(&f.id);
                 self.acting.run(|| super::events::open(f, state))?

@@ -327,6 +327,9 @@ fn rebuild(
     let mut bp = Building::new(pi, caller, c, &held.tramp)?;
     drain_signals(&mut bp.b)?;
     map::rebuild_space(&mut bp, t.plan, &held.specials, &held.map_sources())?;
+    // A pidfd of itself refers to the caller, whose pid it takes.
+    let me = std::collections::BTreeMap::from([(pi.pid(), c)]);
+    super::pidfd::install(&mut bp, &me, false)?;
     let first = source.next_record()?;
     let mut sinks = bulk::Sinks {
         meta: t.meta,

@@ -42,6 +42,7 @@ pub struct RawMeta {
     files: HashMap<u64, File>,
     shmem: HashMap<u64, Shmem>,
     posix_shm: HashMap<u64, image::PosixShm>,
+    mqueues: HashMap<u64, image::PosixMqueue>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, image::Socket>,
     inet: HashMap<u64, image::InetSocket>,
@@ -134,6 +135,10 @@ pub fn read<R: Read>(reader: &mut Reader<R>) -> Result<RawMeta> {
             Kind::POSIX_SHM => {
                 let s: image::PosixShm = rec.decode()?;
                 m.posix_shm.insert(s.id, s);
+            }
+            Kind::MQUEUE => {
+                let q: image::PosixMqueue = rec.decode()?;
+                m.mqueues.insert(q.id, q);
             }
             Kind::PIPE => {
                 let p: image::Pipe = rec.decode()?;
@@ -371,6 +376,7 @@ pub struct Meta {
     files: HashMap<u64, FileImage>,
     shmem: HashMap<u64, Shmem>,
     posix_shm: HashMap<u64, image::PosixShm>,
+    mqueues: HashMap<u64, image::PosixMqueue>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, SocketImage>,
     inet: HashMap<u64, image::InetSocket>,
@@ -459,6 +465,7 @@ impl Meta {
             files,
             shmem,
             posix_shm,
+            mqueues,
             pipes,
             sockets,
             inet,
@@ -530,6 +537,15 @@ impl Meta {
         super::events::check(&files, &events)?;
         super::memfd::check(&files, &shmem)?;
         super::posixshm::check(&files, &shmem, &posix_shm)?;
+        super::mqueue::check(&files, &mqueues)?;
+        let pids: std::collections::HashSet<u32> = order
+            .iter()
+            .map(|&m| match m {
+                Member::Live(i) => live[i].p.pid,
+                Member::Zombie(i) => zombies[i].p.pid,
+            })
+            .collect();
+        super::pidfd::check(files.values(), &pids)?;
         Ok(Meta {
             live,
             zombies,
@@ -537,6 +553,7 @@ impl Meta {
             files,
             shmem,
             posix_shm,
+            mqueues,
             pipes,
             sockets,
             inet,
@@ -607,6 +624,10 @@ impl Meta {
     /// Files of `/dev/shm`, by their `SHMEM` object's id.
     pub fn posix_shm(&self) -> &HashMap<u64, image::PosixShm> {
         &self.posix_shm
+    }
+    /// POSIX message queues, by id.
+    pub fn mqueues(&self) -> &HashMap<u64, image::PosixMqueue> {
+        &self.mqueues
     }
     pub fn pipes(&self) -> &HashMap<u64, image::Pipe> {
         &self.pipes

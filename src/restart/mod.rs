@@ -30,7 +30,9 @@ pub mod locks;
 mod map;
 mod memfd;
 pub mod meta;
+pub mod mqueue;
 mod pages;
+mod pidfd;
 pub mod plan;
 pub mod posixshm;
 pub mod precopy;
@@ -145,6 +147,10 @@ pub(crate) struct Held {
     pub shm_reused: std::collections::HashSet<u64>,
     /// Files made in `/dev/shm`, removed unless the tree is released.
     pub posix_made: posixshm::Made,
+    /// POSIX message queues, by id, and those made here (unlinked unless
+    /// the tree is released).
+    pub _mq_fds: HashMap<u64, OwnedFd>,
+    pub mq_made: mqueue::Made,
     pub sysv_sizes: HashMap<u64, u64>,
     pub open: files::OpenFiles,
     pub tramp: Trampoline,
@@ -174,6 +180,13 @@ impl Held {
                 None => memfd::create(s)?,
             };
             shm_fds.insert(s.id, fd);
+        }
+        let mut mq_fds = HashMap::new();
+        let mut mq_made = mqueue::Made::default();
+        let mut queues: Vec<&image::PosixMqueue> = meta.mqueues().values().collect();
+        queues.sort_by_key(|q| q.id);
+        for q in queues {
+            mq_fds.insert(q.id, mqueue::open(meta, q, &mut mq_made)?);
         }
         let sysv_sizes = ipc
             .segments()
@@ -206,10 +219,17 @@ impl Held {
             .iter()
             .map(|(&id, fd)| (id, std::os::fd::AsRawFd::as_raw_fd(fd)))
             .collect();
+        open.mq = mq_fds
+            .iter()
+            .map(|(&id, fd)| (id, std::os::fd::AsRawFd::as_raw_fd(fd)))
+            .collect();
+        open.mqueues = meta.mqueues().clone();
         Ok(Held {
             shm_fds,
             shm_reused,
             posix_made,
+            _mq_fds: mq_fds,
+            mq_made,
             sysv_sizes,
             open,
             tramp,
@@ -349,6 +369,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         let _span = crate::progress::span("restore: map");
         map::rebuild_space(bp, pp, &held.specials, &held.map_sources())?;
     }
+    // Every process exists: pidfds of any of them can be made.
+    let same_pids = tree.inner.iter().all(|(a, b)| a == b);
+    for bp in &mut building {
+        pidfd::install(bp, &tree.inner, same_pids)?;
+    }
     inject::check("map")?;
 
     // Bulk data: page contents and file contents, streamed straight in.
@@ -399,6 +424,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     undo.pids.clear();
     ipc.commit();
     held.posix_made.keep();
+    held.mq_made.keep();
     drop(held);
     Ok(Restored {
         pid: root,

@@ -199,6 +199,10 @@ pub(crate) fn child_plan(
     // Opened with the process's own credentials (trust: see asuser).
     open.acting = asuser::Acting::of(p)?;
     for (place, fd) in pp.fds.iter().zip(&pi.fds) {
+        if fd.file.kind == crate::image::FileType::Pidfd {
+            // Made once the tree exists: `pidfd::install`.
+            continue;
+        }
         let src = open.open(&fd.file, place.fd, &external).map_err(|e| {
             Error::msg(format!(
                 "cannot restore descriptor {} of pid {}: {e}",

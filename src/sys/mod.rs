@@ -21,6 +21,7 @@ pub mod inet;
 pub mod ipc;
 pub mod locks;
 pub mod mem;
+pub mod mqueue;
 pub mod pagemap;
 pub mod proc;
 pub mod process;

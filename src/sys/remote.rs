@@ -98,6 +98,8 @@ pub mod nr {
     pub const CAPSET: i64 = 126;
     pub const ARCH_PRCTL: i64 = 158;
     pub const SCHED_SETAFFINITY: i64 = 203;
+    pub const DUP3: i64 = 292;
+    pub const PIDFD_OPEN: i64 = 434;
     pub const SETPRIORITY: i64 = 141;
     pub const UMASK: i64 = 95;
     pub const SETPGID: i64 = 109;
@@ -111,6 +113,8 @@ pub mod nr {
 pub(super) fn name_of(nr: i64) -> String {
     let n = match nr {
         nr::MMAP => "mmap",
+        nr::DUP3 => "dup3",
+        nr::PIDFD_OPEN => "pidfd_open",
         nr::MPROTECT => "mprotect",
         nr::MUNMAP => "munmap",
         nr::BRK => "brk",
