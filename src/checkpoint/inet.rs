@@ -119,12 +119,8 @@ pub fn collect(
 ) -> Result<Vec<InetSocket>> {
     let mut out = Vec::new();
     for f in files.iter_mut().filter(|f| f.ftype == image::FT_SOCKET) {
-        let Some((pid, fd)) = fdtables.iter().find_map(|t| {
-            t.fds
-                .iter()
-                .find(|d| d.file_id == f.id)
-                .map(|d| (t.pid as i32, d.fd as i32))
-        }) else {
+        let Some((pid, fd)) = FdTable::holder(fdtables, f.id).map(|(p, d)| (p as i32, d as i32))
+        else {
             continue;
         };
         let err = |what: String| {

@@ -69,12 +69,7 @@ pub fn link_files(
         if !memfd && !mapped_deleted {
             continue;
         }
-        let Some((pid, fd)) = fdtables.iter().find_map(|t| {
-            t.fds
-                .iter()
-                .find(|d| d.file_id == f.id)
-                .map(|d| (t.pid, d.fd))
-        }) else {
+        let Some((pid, fd)) = FdTable::holder(fdtables, f.id) else {
             continue;
         };
         let link = format!("/proc/{pid}/fd/{fd}");

@@ -750,14 +750,7 @@ fn write_bulk<W: Write>(
         .files
         .iter()
         .filter(|f| f.deleted)
-        .filter_map(|f| {
-            tree.fdtables.iter().find_map(|t| {
-                t.fds
-                    .iter()
-                    .find(|d| d.file_id == f.id)
-                    .map(|d| (f, (t.pid, d.fd)))
-            })
-        })
+        .filter_map(|f| image::FdTable::holder(&tree.fdtables, f.id).map(|h| (f, h)))
     {
         dump_file_contents(f, t.0 as i32, t.1 as i32, w, &mut buf)?;
     }

@@ -52,12 +52,7 @@ pub fn collect(files: &[File], fdtables: &[FdTable]) -> Result<Vec<PosixMqueue>>
         if opened.iter().any(|(g, _, _)| g.object_id == f.object_id) {
             continue;
         }
-        let Some((pid, fd)) = fdtables.iter().find_map(|t| {
-            t.fds
-                .iter()
-                .find(|d| d.file_id == f.id)
-                .map(|d| (t.pid, d.fd))
-        }) else {
+        let Some((pid, fd)) = FdTable::holder(fdtables, f.id) else {
             continue;
         };
         let what = format!(

@@ -22,12 +22,7 @@ pub fn target(info: &crate::sys::proc::FdInfo) -> Option<i64> {
 /// (`tree`: its live processes and zombies, as this namespace sees them).
 pub fn check(files: &[File], fdtables: &[FdTable], tree: &[i32]) -> Result<()> {
     for f in files.iter().filter(|f| f.ftype == image::FT_PIDFD) {
-        let Some((pid, fd)) = fdtables.iter().find_map(|t| {
-            t.fds
-                .iter()
-                .find(|d| d.file_id == f.id)
-                .map(|d| (t.pid, d.fd))
-        }) else {
+        let Some((pid, fd)) = FdTable::holder(fdtables, f.id) else {
             continue;
         };
         let refuse = |what: String| {

@@ -75,12 +75,7 @@ pub fn collect<'a>(
         let Some(name) = name_of(&f.path) else {
             continue;
         };
-        let holder = fdtables.iter().find_map(|t| {
-            t.fds
-                .iter()
-                .find(|d| d.file_id == f.id)
-                .map(|d| (t.pid, d.fd))
-        });
+        let holder = FdTable::holder(fdtables, f.id);
         if let Some((pid, fd)) = holder {
             let link = format!("/proc/{pid}/fd/{fd}");
             found.push((f.object_id, pid, name.to_vec(), link));

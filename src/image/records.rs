@@ -492,6 +492,19 @@ wire_struct! {
     }
 }
 
+impl FdTable {
+    /// The first process of `tables`, in image order, that holds file
+    /// `file_id`, and the descriptor it holds it at.
+    pub fn holder(tables: &[FdTable], file_id: u64) -> Option<(u32, u32)> {
+        tables.iter().find_map(|t| {
+            t.fds
+                .iter()
+                .find(|d| d.file_id == file_id)
+                .map(|d| (t.pid, d.fd))
+        })
+    }
+}
+
 /// What an open file is, in [`File::ftype`].
 pub const FT_REGULAR: u8 = 1;
 pub const FT_DIRECTORY: u8 = 2;
