@@ -10,7 +10,7 @@
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -49,6 +49,45 @@ impl ShmFiles {
 impl Drop for ShmFiles {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+/// Runs `name` with `args` (and `-d 20`) until its parent and child have
+/// each counted to 3, then `ckpt --kill`s it into `img`. Returns the
+/// workload (its drop still kills whatever holds those pids if a test
+/// fails), its pids and the parent's last count, once every one is gone.
+fn killed_into(img: &Path, name: &str, args: &[&str]) -> (Workload, Vec<i32>, u64) {
+    let args: Vec<&str> = ["-d", "20"].iter().chain(args).copied().collect();
+    let mut orig = Workload::spawn(workload(name), &args);
+    orig.expect_count(Some("parent"), 3);
+    orig.expect_count(Some("child"), 3);
+    let tree = orig.tree();
+    ckpt_to_file(&["--kill"], orig.pid(), img);
+    orig.wait_exit(TIMEOUT)
+        .expect("ckpt --kill ends the original");
+    orig.wait_eof(TIMEOUT);
+    let last = orig.last_count(Some("parent")).unwrap_or(0);
+    for &p in &tree {
+        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} still there");
+    }
+    (orig, tree, last)
+}
+
+/// `cr-restart --detach -i img`, with a failure injected at `fail_at`.
+fn restore_detached(img: &Path, fail_at: Option<&str>) -> Finished {
+    let mut cmd = Command::new(bin("cr-restart"));
+    cmd.args(["-i", img.to_str().unwrap(), "--detach"]);
+    if let Some(stage) = fail_at {
+        cmd.env("CRTOOLS_FAIL_AT", stage);
+    }
+    run_cmd(cmd, None)
+}
+
+/// Asserts that no process holds any of `tree`'s pids (a refused or
+/// failed restore left nothing running).
+fn all_gone(tree: &[i32]) {
+    for &p in tree {
+        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
     }
 }
 
@@ -94,32 +133,13 @@ fn shm_made_again_by_name_or_refused() {
     let shm = ShmFiles::new("again");
     let dir = tempdir();
     let img = dir.path().join("img");
-    let mut orig = Workload::spawn(workload("posixshm"), &["-d", "20", "-s", &shm.name]);
-    orig.expect_count(Some("parent"), 3);
-    orig.expect_count(Some("child"), 3);
-    let tree = orig.tree();
-    ckpt_to_file(&["--kill"], orig.pid(), &img);
-    orig.wait_exit(TIMEOUT)
-        .expect("ckpt --kill ends the original");
-    orig.wait_eof(TIMEOUT);
-    let last = orig.last_count(Some("parent")).unwrap_or(0);
-    for &p in &tree {
-        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} still there");
-    }
-    let restore = |fail_at: Option<&str>| {
-        let mut cmd = Command::new(bin("cr-restart"));
-        cmd.args(["-i", img.to_str().unwrap(), "--detach"]);
-        if let Some(stage) = fail_at {
-            cmd.env("CRTOOLS_FAIL_AT", stage);
-        }
-        run_cmd(cmd, None)
-    };
+    let (_orig, tree, last) = killed_into(&img, "posixshm", &["-s", &shm.name]);
 
     // A different file of that name: refused, untouched.
     let mut other = std::fs::read(shm.main()).expect("the shm file is still there");
     other[100] ^= 0xff;
     std::fs::write(shm.main(), &other).unwrap();
-    let f = restore(None);
+    let f = restore_detached(&img, None);
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
     assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
     let want = format!(
@@ -128,13 +148,11 @@ fn shm_made_again_by_name_or_refused() {
     );
     assert!(f.stderr.contains(&want), "{}\nwanted: {want}", f.stderr);
     assert_eq!(std::fs::read(shm.main()).unwrap(), other);
-    for &p in &tree {
-        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
-    }
+    all_gone(&tree);
 
     // Gone, and the restore fails after the data: nothing left.
     shm.remove();
-    let f = restore(Some("data"));
+    let f = restore_detached(&img, Some("data"));
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
     for p in &shm.paths {
         assert!(
@@ -143,9 +161,7 @@ fn shm_made_again_by_name_or_refused() {
             p.display()
         );
     }
-    for &p in &tree {
-        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
-    }
+    all_gone(&tree);
 
     // Gone: made again, with mode and contents; the processes go on.
     let mut r = Pipeline::new().input(&img).restore(&[]);
@@ -257,32 +273,13 @@ fn mqueues_made_again_by_name_or_refused() {
     let q = Queues::new("mqagain");
     let dir = tempdir();
     let img = dir.path().join("img");
-    let mut orig = Workload::spawn(workload("mqueue"), &["-d", "20", "-q", &q.name]);
-    orig.expect_count(Some("parent"), 3);
-    orig.expect_count(Some("child"), 3);
-    let tree = orig.tree();
-    ckpt_to_file(&["--kill"], orig.pid(), &img);
-    orig.wait_exit(TIMEOUT)
-        .expect("ckpt --kill ends the original");
-    orig.wait_eof(TIMEOUT);
-    let last = orig.last_count(Some("parent")).unwrap_or(0);
-    for &p in &tree {
-        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} still there");
-    }
-    let restore = |fail_at: Option<&str>| {
-        let mut cmd = Command::new(bin("cr-restart"));
-        cmd.args(["-i", img.to_str().unwrap(), "--detach"]);
-        if let Some(stage) = fail_at {
-            cmd.env("CRTOOLS_FAIL_AT", stage);
-        }
-        run_cmd(cmd, None)
-    };
+    let (_orig, tree, last) = killed_into(&img, "mqueue", &["-q", &q.name]);
 
     // One more message in the stash queue: refused, the queue untouched.
     let sname = std::ffi::CString::new(format!("{}-s", q.name)).unwrap();
     let s = crtools::sys::mqueue::open(&sname, libc::O_RDWR, 0, None).expect("the queue is there");
     crtools::sys::mqueue::send_now(std::os::fd::AsFd::as_fd(&s), b"extra", 3).unwrap();
-    let f = restore(None);
+    let f = restore_detached(&img, None);
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
     assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
     let want = format!(
@@ -297,21 +294,17 @@ fn mqueues_made_again_by_name_or_refused() {
         4
     );
     drop(s);
-    for &p in &tree {
-        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
-    }
+    all_gone(&tree);
 
     // Gone, and the restore fails after the data: nothing left.
     q.remove();
-    let f = restore(Some("data"));
+    let f = restore_detached(&img, Some("data"));
     assert_eq!(f.code(), Some(1), "{}", f.stderr);
     assert!(
         !q.exists("") && !q.exists("-s"),
         "queues left by a failed restore"
     );
-    for &p in &tree {
-        assert!(wait_pid_gone(p, TIMEOUT), "pid {p} left running");
-    }
+    all_gone(&tree);
 
     // Gone: made again; the processes go on and find every message.
     let mut r = Pipeline::new().input(&img).restore(&[]);
