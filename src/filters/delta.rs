@@ -331,59 +331,8 @@ where
     let ps = header.page_size.max(1) as usize;
     let mut zstd: Option<RecordCompressor> = None;
     while let Some(raw) = reader.next_raw()? {
-        let mut written = false;
-        if raw.head.kind == Kind::PAGES {
-            let payload = raw.payload()?;
-            if let Some((g, prefix, data)) = paged(&payload) {
-                let n = data.len().div_ceil(ps);
-                stats.units += n as u64;
-                let mut refs = vec![0u8; n.div_ceil(8)];
-                // Literal units as ranges of `data`, adjacent ones merged.
-                let mut lits: Vec<std::ops::Range<usize>> = Vec::new();
-                let mut nref = 0u64;
-                for (i, unit) in data.chunks(ps).enumerate() {
-                    let addr = prefix.addr + (i * ps) as u64;
-                    if cursor.find(g, addr, unit.len())? == Some(unit) {
-                        refs[i / 8] |= 1 << (i % 8);
-                        nref += 1;
-                    } else {
-                        let at = i * ps;
-                        match lits.last_mut() {
-                            Some(r) if r.end == at => r.end = at + unit.len(),
-                            _ => lits.push(at..at + unit.len()),
-                        }
-                    }
-                }
-                let level = if raw.head.compressed() {
-                    let c = match &mut zstd {
-                        Some(c) => c,
-                        None => zstd.insert(RecordCompressor::new(RECOMPRESS_LEVEL)?),
-                    };
-                    let again = c.compress(plain(&raw, payload.clone()));
-                    (again.stored == raw.stored).then_some(RECOMPRESS_LEVEL)
-                } else {
-                    Some(0)
-                };
-                if let (true, Some(level)) = (nref > 0, level) {
-                    stats.referenced += nref;
-                    let dp = DeltaPages {
-                        flags: raw.head.flags,
-                        stored_len: raw.head.stored_len,
-                        raw_len: raw.head.raw_len,
-                        crc: crc32c::crc32c(&payload),
-                        digest: raw.digest,
-                        level,
-                        refs,
-                    };
-                    let pre = prefix.to_bytes();
-                    let meta = wire::encode(&dp);
-                    let mut parts: Vec<&[u8]> = vec![&pre, &meta];
-                    parts.extend(lits.into_iter().map(|r| &data[r]));
-                    writer.write_parts(Kind::DELTA_PAGES, &parts)?;
-                    written = true;
-                }
-            }
-        }
+        let written = raw.head.kind == Kind::PAGES
+            && write_delta_pages(&mut writer, &raw, &mut cursor, ps, &mut zstd, &mut stats)?;
         if !written {
             writer.write_stored(
                 raw.head.kind,
@@ -417,6 +366,71 @@ where
     stats.stream.bytes_in = reader.bytes_read();
     stats.stream.bytes_out = out.count;
     Ok((out.into_inner(), stats))
+}
+
+/// Writes `raw` (a `PAGES` record) as `DELTA_PAGES` when some of its pages
+/// are the base's at the same place and its stored form can be made again
+/// exactly; returns false (nothing written) otherwise.
+fn write_delta_pages<W: Write, R: Read>(
+    writer: &mut Writer<W>,
+    raw: &RawRecord,
+    cursor: &mut Cursor<'_, R>,
+    ps: usize,
+    zstd: &mut Option<RecordCompressor>,
+    stats: &mut DeltaStats,
+) -> Result<bool> {
+    let payload = raw.payload()?;
+    let Some((g, prefix, data)) = paged(&payload) else {
+        return Ok(false);
+    };
+    let n = data.len().div_ceil(ps);
+    stats.units += n as u64;
+    let mut refs = vec![0u8; n.div_ceil(8)];
+    // Literal units as ranges of `data`, adjacent ones merged.
+    let mut lits: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut nref = 0u64;
+    for (i, unit) in data.chunks(ps).enumerate() {
+        let addr = prefix.addr + (i * ps) as u64;
+        if cursor.find(g, addr, unit.len())? == Some(unit) {
+            refs[i / 8] |= 1 << (i % 8);
+            nref += 1;
+        } else {
+            let at = i * ps;
+            match lits.last_mut() {
+                Some(r) if r.end == at => r.end = at + unit.len(),
+                _ => lits.push(at..at + unit.len()),
+            }
+        }
+    }
+    let level = if raw.head.compressed() {
+        let c = match zstd {
+            Some(c) => c,
+            None => zstd.insert(RecordCompressor::new(RECOMPRESS_LEVEL)?),
+        };
+        let again = c.compress(plain(raw, payload.clone()));
+        (again.stored == raw.stored).then_some(RECOMPRESS_LEVEL)
+    } else {
+        Some(0)
+    };
+    if let (true, Some(level)) = (nref > 0, level) {
+        stats.referenced += nref;
+        let dp = DeltaPages {
+            flags: raw.head.flags,
+            stored_len: raw.head.stored_len,
+            raw_len: raw.head.raw_len,
+            crc: crc32c::crc32c(&payload),
+            digest: raw.digest,
+            level,
+            refs,
+        };
+        let pre = prefix.to_bytes();
+        let meta = wire::encode(&dp);
+        let mut parts: Vec<&[u8]> = vec![&pre, &meta];
+        parts.extend(lits.into_iter().map(|r| &data[r]));
+        writer.write_parts(Kind::DELTA_PAGES, &parts)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// `raw`'s record with `payload` stored plain.
@@ -461,21 +475,7 @@ where
         }
     };
     let id = identify(base_id, threads, "the base")?;
-    if id.stream_id != db.base_stream_id {
-        return Err(usage(format!(
-            "wrong base: the delta was made against stream {}, the base given is stream {}",
-            hex(&db.base_stream_id),
-            hex(&id.stream_id)
-        )));
-    }
-    if id.digest != db.base_digest || id.records != db.base_records {
-        return Err(usage(format!(
-            "the base (stream {}) has changed since the delta was made: its digest is {}, the delta needs {}",
-            hex(&id.stream_id),
-            hex(&id.digest),
-            hex(&db.base_digest)
-        )));
-    }
+    check_base(&db, &id)?;
     let ps = reader.header().page_size.max(1) as usize;
     let header = RawRecord {
         head: Head {
@@ -520,35 +520,7 @@ where
             Kind::DELTA_PAGES => {
                 let rec = raw.decode()?;
                 let (dp, full) = rebuild(&rec.payload, seq, ps, &mut cursor)?;
-                let stored = if dp.flags & F_ZSTD != 0 {
-                    let c = match &mut zstd {
-                        Some((l, c)) if *l == dp.level => c,
-                        _ => &mut zstd.insert((dp.level, RecordCompressor::new(dp.level)?)).1,
-                    };
-                    let head = Head {
-                        kind: Kind::PAGES,
-                        flags: 0,
-                        seq,
-                        stored_len: full.len() as u32,
-                        raw_len: full.len() as u32,
-                    };
-                    let r = c.compress(plain(
-                        &RawRecord {
-                            head,
-                            stored: Bytes::new(),
-                            digest: None,
-                        },
-                        full.into(),
-                    ));
-                    if !r.head.compressed() || r.head.stored_len != dp.stored_len {
-                        return Err(usage(format!(
-                            "record {seq}: the rebuilt pages do not compress back to the image's bytes (another zstd?)"
-                        )));
-                    }
-                    r.stored
-                } else {
-                    full.into()
-                };
+                let stored = stored_again(&dp, full, seq, &mut zstd)?;
                 writer.write_stored(
                     Kind::PAGES,
                     dp.flags,
@@ -577,6 +549,66 @@ where
     stats.bytes_in = reader.bytes_read();
     stats.bytes_out = out.count;
     Ok((out.into_inner(), stats))
+}
+
+/// Whether `id` is the base the delta `db` was made against, unchanged.
+fn check_base(db: &DeltaBase, id: &BaseId) -> Result<()> {
+    if id.stream_id != db.base_stream_id {
+        return Err(usage(format!(
+            "wrong base: the delta was made against stream {}, the base given is stream {}",
+            hex(&db.base_stream_id),
+            hex(&id.stream_id)
+        )));
+    }
+    if id.digest != db.base_digest || id.records != db.base_records {
+        return Err(usage(format!(
+            "the base (stream {}) has changed since the delta was made: its digest is {}, the delta needs {}",
+            hex(&id.stream_id),
+            hex(&id.digest),
+            hex(&db.base_digest)
+        )));
+    }
+    Ok(())
+}
+
+/// A rebuilt `PAGES` payload stored as the original image stored it:
+/// compressed again at the recorded level when it was, which must give the
+/// same bytes (else the record's digest could not hold).
+fn stored_again(
+    dp: &DeltaPages,
+    full: Vec<u8>,
+    seq: u32,
+    zstd: &mut Option<(i32, RecordCompressor)>,
+) -> Result<Bytes> {
+    Ok(if dp.flags & F_ZSTD != 0 {
+        let c = match zstd {
+            Some((l, c)) if *l == dp.level => c,
+            _ => &mut zstd.insert((dp.level, RecordCompressor::new(dp.level)?)).1,
+        };
+        let head = Head {
+            kind: Kind::PAGES,
+            flags: 0,
+            seq,
+            stored_len: full.len() as u32,
+            raw_len: full.len() as u32,
+        };
+        let r = c.compress(plain(
+            &RawRecord {
+                head,
+                stored: Bytes::new(),
+                digest: None,
+            },
+            full.into(),
+        ));
+        if !r.head.compressed() || r.head.stored_len != dp.stored_len {
+            return Err(usage(format!(
+                "record {seq}: the rebuilt pages do not compress back to the image's bytes (another zstd?)"
+            )));
+        }
+        r.stored
+    } else {
+        full.into()
+    })
 }
 
 /// The raw `PAGES` payload a `DELTA_PAGES` payload stands for.

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::Result;
 use crate::image::stream::HEAD_LEN;
 use crate::image::{
-    EventFile, FdTable, File, Kind, Mm, Process, RawRecord, Reader, STATE_RUNNING, STATE_STOPPED,
-    STATE_ZOMBIE, StreamHeader, Thread,
+    EventFile, FdTable, File, Kind, Mm, Process, RawRecord, Reader, Record, STATE_RUNNING,
+    STATE_STOPPED, STATE_ZOMBIE, StreamHeader, Thread,
 };
 
 /// Counts for one record kind.
@@ -270,6 +270,104 @@ fn known(kind: Kind) -> bool {
     kind.name() != "unknown"
 }
 
+/// The metadata records [`info`] reads, by kind.
+#[derive(Default)]
+struct Collected {
+    procs: BTreeMap<u32, ProcInfo>,
+    files: BTreeMap<u64, File>,
+    fdtables: Vec<FdTable>,
+    carried: Vec<crate::image::CarryFile>,
+    posix_shm: Vec<crate::image::PosixShm>,
+    mqueues: Vec<crate::image::PosixMqueue>,
+    events: BTreeMap<u64, EventFile>,
+    /// Inet socket id -> its one-line summary.
+    inet: BTreeMap<u64, String>,
+}
+
+impl Collected {
+    /// Takes one metadata record of a kind [`info`] reads.
+    fn take(&mut self, kind: Kind, rec: &Record) -> Result<()> {
+        match kind {
+            Kind::PROCESS => {
+                let p: Process = rec.decode()?;
+                let e = self.procs.entry(p.pid).or_default();
+                e.pid = p.pid;
+                e.ppid = p.ppid;
+                e.pgid = p.pgid;
+                e.sid = p.sid;
+                e.state = p.state;
+                e.comm = lossy(&p.comm);
+            }
+            Kind::THREAD => {
+                let t: Thread = rec.decode()?;
+                self.procs.entry(t.pid).or_default().threads += 1;
+            }
+            Kind::MM => {
+                let m: Mm = rec.decode()?;
+                let e = self.procs.entry(m.pid).or_default();
+                e.mappings += m.vmas.len() as u64;
+                e.dumped_pages += m.vmas.iter().map(|v| v.dumped_pages).sum::<u64>();
+                e.shared_pages += m.shared_pages;
+            }
+            Kind::FDTABLE => self.fdtables.push(rec.decode()?),
+            Kind::CARRY_FILE => self.carried.push(rec.decode()?),
+            Kind::POSIX_SHM => self.posix_shm.push(rec.decode()?),
+            Kind::MQUEUE => self.mqueues.push(rec.decode()?),
+            Kind::FILE => {
+                let f: File = rec.decode()?;
+                self.files.insert(f.id, f);
+            }
+            Kind::EVENT => {
+                let e: EventFile = rec.decode()?;
+                self.events.insert(e.file_id, e);
+            }
+            Kind::INET => {
+                let s: crate::image::InetSocket = rec.decode()?;
+                self.inet.insert(s.id, inet_summary(&s));
+            }
+            // Nothing else is listed (`info` decodes only the kinds above).
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One process's descriptors as `cr-info` shows them.
+fn fd_infos(
+    t: &FdTable,
+    files: &BTreeMap<u64, File>,
+    events: &BTreeMap<u64, EventFile>,
+    inet: &BTreeMap<u64, String>,
+) -> Vec<FdInfo> {
+    t.fds
+        .iter()
+        .map(|fd| {
+            let f = files.get(&fd.file_id);
+            FdInfo {
+                fd: fd.fd,
+                file_id: fd.file_id,
+                ftype: f.map(|f| f.ftype),
+                // The path, or for a pipe or socket what the kernel
+                // calls it (`pipe:[1234]`).
+                path: f
+                    .map(|f| lossy(if f.path.is_empty() { &f.link } else { &f.path }))
+                    .unwrap_or_default(),
+                flags: f.map_or(0, |f| f.flags),
+                mode: f.map_or(0, |f| f.mode),
+                event: f.and_then(|f| match f.ftype {
+                    crate::image::FT_INET => inet.get(&f.object_id).cloned(),
+                    crate::image::FT_PIDFD => Some(format!("pid {}", f.object_id)),
+                    t => Some(event_summary(t, events.get(&f.id)?)),
+                }),
+                locks: (t.locks.iter().filter(|l| l.fd == fd.fd))
+                    .chain(f.iter().flat_map(|f| f.locks.iter()))
+                    .map(|l| l.to_string())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 /// Reads a whole image and summarises it.
 pub fn info<R: Read>(input: R) -> Result<Info> {
     let mut reader = Reader::new(input)?;
@@ -299,14 +397,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
             base_digest: b.base_digest,
             base_units: 0,
         });
-    let mut procs: BTreeMap<u32, ProcInfo> = BTreeMap::new();
-    let mut files: BTreeMap<u64, File> = BTreeMap::new();
-    let mut fdtables: Vec<FdTable> = Vec::new();
-    let mut carried = Vec::new();
-    let mut posix_shm = Vec::new();
-    let mut mqueues = Vec::new();
-    let mut events: BTreeMap<u64, EventFile> = BTreeMap::new();
-    let mut inet: BTreeMap<u64, String> = BTreeMap::new();
+    let mut meta = Collected::default();
     while let Some(raw) = reader.next_raw()? {
         count(&raw, &mut kinds);
         let kind = raw.head.kind;
@@ -331,46 +422,7 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         // Decoding checks the digest.
         let rec = raw.decode()?;
         verified += plain(&raw);
-        match kind {
-            Kind::PROCESS => {
-                let p: Process = rec.decode()?;
-                let e = procs.entry(p.pid).or_default();
-                e.pid = p.pid;
-                e.ppid = p.ppid;
-                e.pgid = p.pgid;
-                e.sid = p.sid;
-                e.state = p.state;
-                e.comm = lossy(&p.comm);
-            }
-            Kind::THREAD => {
-                let t: Thread = rec.decode()?;
-                procs.entry(t.pid).or_default().threads += 1;
-            }
-            Kind::MM => {
-                let m: Mm = rec.decode()?;
-                let e = procs.entry(m.pid).or_default();
-                e.mappings += m.vmas.len() as u64;
-                e.dumped_pages += m.vmas.iter().map(|v| v.dumped_pages).sum::<u64>();
-                e.shared_pages += m.shared_pages;
-            }
-            Kind::FDTABLE => fdtables.push(rec.decode()?),
-            Kind::CARRY_FILE => carried.push(rec.decode()?),
-            Kind::POSIX_SHM => posix_shm.push(rec.decode()?),
-            Kind::MQUEUE => mqueues.push(rec.decode()?),
-            Kind::FILE => {
-                let f: File = rec.decode()?;
-                files.insert(f.id, f);
-            }
-            Kind::EVENT => {
-                let e: EventFile = rec.decode()?;
-                events.insert(e.file_id, e);
-            }
-            Kind::INET => {
-                let s: crate::image::InetSocket = rec.decode()?;
-                inet.insert(s.id, inet_summary(&s));
-            }
-            _ => unreachable!("filtered above"),
-        }
+        meta.take(kind, &rec)?;
     }
     let end = reader
         .end()
@@ -386,35 +438,18 @@ pub fn info<R: Read>(input: R) -> Result<Info> {
         digests += 1;
         verified += reader.end_raw().map_or(0, plain);
     }
+    let Collected {
+        mut procs,
+        files,
+        fdtables,
+        carried,
+        posix_shm,
+        mqueues,
+        events,
+        inet,
+    } = meta;
     for t in fdtables {
-        let fds = t
-            .fds
-            .iter()
-            .map(|fd| {
-                let f = files.get(&fd.file_id);
-                FdInfo {
-                    fd: fd.fd,
-                    file_id: fd.file_id,
-                    ftype: f.map(|f| f.ftype),
-                    // The path, or for a pipe or socket what the kernel
-                    // calls it (`pipe:[1234]`).
-                    path: f
-                        .map(|f| lossy(if f.path.is_empty() { &f.link } else { &f.path }))
-                        .unwrap_or_default(),
-                    flags: f.map_or(0, |f| f.flags),
-                    mode: f.map_or(0, |f| f.mode),
-                    event: f.and_then(|f| match f.ftype {
-                        crate::image::FT_INET => inet.get(&f.object_id).cloned(),
-                        crate::image::FT_PIDFD => Some(format!("pid {}", f.object_id)),
-                        t => Some(event_summary(t, events.get(&f.id)?)),
-                    }),
-                    locks: (t.locks.iter().filter(|l| l.fd == fd.fd))
-                        .chain(f.iter().flat_map(|f| f.locks.iter()))
-                        .map(|l| l.to_string())
-                        .collect(),
-                }
-            })
-            .collect();
+        let fds = fd_infos(&t, &files, &events, &inet);
         procs.entry(t.pid).or_default().fds = fds;
     }
     let stored_bytes = reader.bytes_read();
@@ -603,6 +638,17 @@ impl Info {
 
 impl fmt::Display for Info {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_header(f)?;
+        self.fmt_processes(f)?;
+        self.fmt_files(f)?;
+        self.fmt_objects(f)
+    }
+}
+
+/// The sections of `cr-info`'s text output, in order.
+impl Info {
+    /// The image's header, size, checksums and record counts.
+    fn fmt_header(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = &self.header;
         writeln!(
             f,
@@ -663,6 +709,11 @@ impl fmt::Display for Info {
                 plural(self.unknown_records, "record")
             )?;
         }
+        Ok(())
+    }
+
+    /// The process table (and what is shared copy-on-write).
+    fn fmt_processes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "processes:   {}", self.processes.len())?;
         let sharing: Vec<&ProcInfo> = self
             .processes
@@ -707,6 +758,11 @@ impl fmt::Display for Info {
                 p.comm
             )?;
         }
+        Ok(())
+    }
+
+    /// Each process's descriptors.
+    fn fmt_files(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for p in self.processes.iter().filter(|p| !p.fds.is_empty()) {
             writeln!(f, "files of {}:", p.pid)?;
             for fd in &p.fds {
@@ -735,6 +791,11 @@ impl fmt::Display for Info {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// POSIX shared memory, message queues and carried files.
+    fn fmt_objects(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.posix_shm.is_empty() {
             writeln!(f, "POSIX shared memory (restored in /dev/shm by name):")?;
         }

@@ -353,19 +353,10 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Writes the stream that `parts` (in order) were cut from to `output`,
-/// byte for byte; returns the output and the stream's length. Refuses a
-/// missing, repeated, reordered, foreign or truncated part, naming it.
-pub fn join<R: Read, W: Write>(mut parts: Vec<PartInput<R>>, mut output: W) -> Result<(W, u64)> {
-    if parts.is_empty() {
-        return Err(FilterError::Usage("no parts to join".into()));
-    }
-    // Every header first, so that nothing is written for a bad set.
-    let mut heads: Vec<PartHeader> = Vec::with_capacity(parts.len());
-    for part in parts.iter_mut() {
-        heads.push(read_part_header(part)?);
-    }
-    let names: Vec<String> = parts.iter().map(|p| p.name.clone()).collect();
+/// Whether the parts' headers, in the order given, make one whole stream:
+/// the same stream, indexes 0, 1, ... in order, each starting where the
+/// ones before end, and the last marked last.
+fn check_parts(heads: &[PartHeader], names: &[String]) -> Result<()> {
     let mut offset = 0u64;
     for (i, head) in heads.iter().enumerate() {
         let bad = |reason: String| FilterError::Part {
@@ -426,6 +417,23 @@ pub fn join<R: Read, W: Write>(mut parts: Vec<PartInput<R>>, mut output: W) -> R
             ),
         });
     }
+    Ok(())
+}
+
+/// Writes the stream that `parts` (in order) were cut from to `output`,
+/// byte for byte; returns the output and the stream's length. Refuses a
+/// missing, repeated, reordered, foreign or truncated part, naming it.
+pub fn join<R: Read, W: Write>(mut parts: Vec<PartInput<R>>, mut output: W) -> Result<(W, u64)> {
+    if parts.is_empty() {
+        return Err(FilterError::Usage("no parts to join".into()));
+    }
+    // Every header first, so that nothing is written for a bad set.
+    let mut heads: Vec<PartHeader> = Vec::with_capacity(parts.len());
+    for part in parts.iter_mut() {
+        heads.push(read_part_header(part)?);
+    }
+    let names: Vec<String> = parts.iter().map(|p| p.name.clone()).collect();
+    check_parts(&heads, &names)?;
     let stream_id = heads[0].stream_id;
     let first_len = heads[0].len;
     let chain = Chain {
