@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use super::files::OpenFiles;
 use super::meta::Meta;
 use super::{Building, inject, ipc, pages, spool};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::image::{self, DataPrefix, DataTarget, Fault, Kind, RawRecord};
 use crate::sys::mem;
 
@@ -84,17 +84,14 @@ pub(crate) fn stream_bulk<R: Read>(
         let (pre, data) =
             DataPrefix::parse(&rec.payload).ok_or(Fault::ShortData { seq: rec.seq })?;
         if rec.kind == Kind::FORK_PAGES {
-            if fork_section && fill.is_some() {
-                return Err(Error::msg(format!(
-                    "invalid image: record {} ({}) in a live image: its processes share no memory copy-on-write",
-                    rec.seq, rec.kind
-                )));
-            }
-            if !fork_section || pre.space != image::SPACE_PROCESS {
-                return Err(Error::msg(format!(
-                    "invalid image: record {} ({}) is out of order: fork pages come first",
-                    rec.seq, rec.kind
-                )));
+            let live = fork_section && fill.is_some();
+            if live || !fork_section || pre.space != image::SPACE_PROCESS {
+                return Err(Fault::ForkPages {
+                    seq: rec.seq,
+                    live,
+                    per_process: false,
+                }
+                .into());
             }
             let data = super::cow::fork_data(rec.seq, &pre, data, &zeros)?;
             let i = building

@@ -299,7 +299,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut meta = meta::load(&mut reader)?;
     drop(span);
     check_fd_map(&meta, opts)?;
-    inet::InetSockets::new(meta.inet().clone()).check(opts.tcp_established)?;
+    inet::check_established(meta.inet(), opts.tcp_established)?;
     carry::resolve(&mut meta, &opts.remap)?;
     inject::check("meta")?;
     let terminal = opts.terminal_job.then(job::JobTerminal::find).flatten();
