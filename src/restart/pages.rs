@@ -143,7 +143,10 @@ impl Fill {
         let Ok(fd) = bp.b.call(uffd::NR_USERFAULTFD, &[flags]) else {
             return Ok(None);
         };
-        let mine = unixdiag::steal_fd(bp.pid, Fd::from_raw(fd as i32));
+        // A descriptor number the kernel gave fits an `int`.
+        let mine = i32::try_from(fd)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))
+            .and_then(|n| unixdiag::steal_fd(bp.pid, Fd::from_raw(n)));
         // The restored process must not keep it, whatever happened.
         bp.b.call(nr::CLOSE, &[fd]).map_err(|e| {
             Error::msg(format!(
