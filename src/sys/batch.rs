@@ -327,14 +327,23 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
         // The kernel must not apply syscall-restart logic to these registers.
         r.orig_rax = u64::MAX;
         self.set_regs(&r)?;
-        self.resume_until(Resume::Cont, |s| s == Stop::Signal(libc::SIGTRAP))?;
-        let out = self.regs()?;
-        if out.rip != place.code + LOOP_TRAP + 1 {
-            return Err(RemoteError::Unexpected {
-                tid,
-                stop: Stop::Signal(libc::SIGTRAP),
-            });
-        }
+        let in_loop = place.code..place.code + LOOP.len() as u64;
+        let out = loop {
+            self.resume_until(Resume::Cont, |s| s == Stop::Signal(libc::SIGTRAP))?;
+            let out = self.regs()?;
+            if out.rip == place.code + LOOP_TRAP + 1 {
+                break out;
+            }
+            if !in_loop.contains(&out.rip) {
+                return Err(RemoteError::Unexpected {
+                    tid,
+                    stop: Stop::Signal(libc::SIGTRAP),
+                });
+            }
+            // A SIGTRAP sent from elsewhere (see `Remote::let_traps_through`)
+            // stopped the loop on its way: deliver it later and go on.
+            self.defer(libc::SIGTRAP);
+        };
         let ran = out.rbx.saturating_sub(place.scratch) as usize / ENTRY;
         let mut area = vec![0u8; bytes.len()];
         super::mem::read_exact(memory_of(tid), place.scratch, &mut area, &mut memf).map_err(
