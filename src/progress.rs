@@ -72,6 +72,7 @@ static PHASE: AtomicU8 = AtomicU8::new(Phase::Reading as u8);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 static BYTES_PLACED: AtomicU64 = AtomicU64::new(0);
+static BYTES_KEPT: AtomicU64 = AtomicU64::new(0);
 
 /// The progress line being drawn, if any, and what it shows. Held while a
 /// frame is drawn, so that once [`clear_line`] has taken it no frame follows.
@@ -119,6 +120,17 @@ pub fn bytes_out() -> u64 {
 /// with their contents, not zeroed first), for `cr-restart -v`.
 pub fn add_placed(bytes: u64) {
     BYTES_PLACED.fetch_add(bytes, Relaxed);
+}
+
+/// Counts pre-copied page data a restored process kept where the
+/// restorer staged it (inherited, not copied), for `cr-restart -v`.
+pub fn add_kept(bytes: u64) {
+    BYTES_KEPT.fetch_add(bytes, Relaxed);
+}
+
+/// Pre-copied page data kept in place so far.
+pub fn bytes_kept() -> u64 {
+    BYTES_KEPT.load(Relaxed)
 }
 
 /// Page data placed with `UFFDIO_COPY` so far.

@@ -227,8 +227,9 @@ fn main() -> ExitCode {
         if args.common.summary() {
             let (bytes, took) = (progress::bytes_in(), display.elapsed());
             let placed = progress::bytes_placed();
+            let kept = progress::bytes_kept();
             display.summary(&format!(
-                "{} restored from {} in {} ({}), root pid {}{}",
+                "{} restored from {} in {} ({}), root pid {}{}{}",
                 progress::count(r.pids.len() as u64, "process", "processes"),
                 progress::size(bytes),
                 progress::secs(took),
@@ -238,6 +239,14 @@ fn main() -> ExitCode {
                     format!(
                         "; {} of pages placed by UFFDIO_COPY",
                         progress::size(placed)
+                    )
+                } else {
+                    String::new()
+                },
+                if kept > 0 {
+                    format!(
+                        "; {} of pre-copied pages kept in place",
+                        progress::size(kept)
                     )
                 } else {
                     String::new()

@@ -340,6 +340,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         // every process gets its own copy instead.
         plan.drop_sharing();
     }
+    // Pre-copied pages the root keeps where they were staged (`precopy`).
+    let mut staged = meta.take_staged();
+    precopy::keep_in_place(&meta, &mut plan, &mut staged)?;
     crate::progress::phase(crate::progress::Phase::Building);
     let mut next = if matches!(source, spool::Source::Spooled(_)) {
         source.next_record()?
@@ -381,6 +384,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut sinks = bulk::Sinks {
         meta: &meta,
         ipc: &mut ipc,
+        staged: &mut staged,
         shm_fds: &held.shm_fds,
         shm_reused: &held.shm_reused,
         open: &held.open,

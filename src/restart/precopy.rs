@@ -4,15 +4,40 @@
 //! part's page data.
 //!
 //! A page sent in several rounds is kept once (its slot is overwritten),
-//! so staging holds at most the distinct pages sent, in 1 MiB blocks of
-//! the restorer's memory, never more than this machine's RAM. Only the
-//! ranges an `MM` lists as `precopied` are taken; other staged pages (later
-//! unmapped, zeroed or sent again in the final part) are dropped.
+//! so staging holds at most the distinct pages sent, never more than this
+//! machine's RAM. Only the ranges an `MM` lists as `precopied` are taken;
+//! other staged pages (later unmapped, zeroed or sent again in the final
+//! part) are dropped.
+//!
+//! **In place** (issue 13: migration downtime): the pages of the first
+//! process the rounds name (the root, in `ckpt`'s tree order) are staged
+//! at their own addresses, in 2 MiB regions of the restorer's memory
+//! (`sys::fixedmem`, each backed by one huge page where `MADV_COLLAPSE`
+//! gives one) mapped as the pages arrive. When the metadata says that
+//! process is the root, forked by the restorer itself (no `--pidns`, no
+//! copy-on-write sharing), [`keep_in_place`] makes those regions, clipped
+//! to the root's private anonymous mappings, ranges the root keeps
+//! (`CowPlan::keep`, as inherited memory is kept): the root inherits them
+//! at its `clone3` (a page-table copy, a few hundred huge-page entries per
+//! GiB), its address-space rebuild maps the rest of each mapping around
+//! them, and no pre-copied page of it is copied after the metadata. Pages
+//! there that are not current (written since their round, zeroed, never
+//! sent) are dropped first (`MADV_DONTNEED`), so the final part fills
+//! them. The restorer unmaps its regions once the pre-copied pages are in
+//! (then every page the root kept is its own alone). Pages of other
+//! processes, and those whose address the restorer itself uses, are
+//! staged in 1 MiB blocks and copied as before; so is everything when
+//! the fast path does not apply. The restored process differs from a
+//! plain restore only in page sizes (kept pages may be huge pages) and in
+//! taking a minor fault at its first write to each kept page.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::meta::Meta;
+use super::plan::Plan;
 use crate::error::Result;
-use crate::image::{self, DataPrefix, Fault, PrecopyRound, Record};
+use crate::image::{self, Backing, DataPrefix, Fault, PrecopyRound, Record};
+use crate::sys::fixedmem::FixedMem;
 use crate::sys::mem;
 
 const PAGE: u64 = 4096;
@@ -20,19 +45,101 @@ const PAGE: u64 = 4096;
 const BLOCK_PAGES: u64 = 256;
 /// Highest user-space address (47-bit; 57-bit with 5-level paging).
 const USER_END: u64 = 1 << 57;
+/// The regions pages are staged in place in: one huge page each.
+const REGION: u64 = 2 << 20;
+/// The slot of a page staged in place.
+const IN_PLACE: u64 = u64::MAX;
 
 /// The pages the pre-copy rounds sent.
 #[derive(Default)]
 pub struct Staging {
     blocks: Vec<Vec<u8>>,
-    /// `(image pid, page address)` -> slot.
+    /// Pages in `blocks` so far.
+    block_pages: u64,
+    /// `(image pid, page address)` -> slot ([`IN_PLACE`] or a page of
+    /// `blocks`).
     slots: HashMap<(u32, u64), u64>,
+    /// The first process's pages at their own addresses.
+    placed: Placed,
     /// Rounds closed so far.
     rounds: u32,
     /// Pages of the round not yet closed.
     open: bool,
     /// Pages received in all (rewrites included), for reporting.
     pub received: u64,
+}
+
+/// Pages of one process staged at their own addresses (module docs).
+#[derive(Default)]
+struct Placed {
+    /// Decided at the first record: its process, or none (in place turned
+    /// off by `CRTOOLS_NO_KEEP`).
+    pid: Option<Option<u32>>,
+    /// By address.
+    regions: BTreeMap<u64, FixedMem>,
+    /// Regions whose address the restorer uses itself.
+    taken: HashSet<u64>,
+    /// `MADV_COLLAPSE` failed once: not tried again.
+    no_collapse: bool,
+    /// Ranges the root keeps ([`keep_in_place`]).
+    kept: Vec<(u64, u64)>,
+    /// Pages there that are not current ([`keep_in_place`]).
+    stale: Vec<(u64, u64)>,
+}
+
+impl Placed {
+    /// Whether `pid`'s pages are staged in place.
+    fn takes(&mut self, pid: u32) -> bool {
+        let p = *self.pid.get_or_insert_with(|| {
+            let off = std::env::var_os("CRTOOLS_NO_KEEP").is_some_and(|v| !v.is_empty());
+            (!off).then_some(pid)
+        });
+        p == Some(pid)
+    }
+
+    /// Whether the page at `addr` can be staged in place: its region is
+    /// mapped (now, if it was not).
+    fn room(&mut self, addr: u64) -> bool {
+        let at = addr & !(REGION - 1);
+        if self.regions.contains_key(&at) {
+            return true;
+        }
+        if self.taken.contains(&at) {
+            return false;
+        }
+        let Ok(mut r) = FixedMem::map_at(at, REGION) else {
+            self.taken.insert(at);
+            return false;
+        };
+        if !self.no_collapse {
+            // One page present, then one huge page for the region: the
+            // rest of its pages are written without a fault, and a fork
+            // copies one entry for it instead of 512.
+            r.write(0, &[0]);
+            self.no_collapse = r.collapse(0, REGION).is_err();
+        }
+        self.regions.insert(at, r);
+        true
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) {
+        let at = addr & !(REGION - 1);
+        let r = self.regions.get_mut(&at).expect("a mapped region");
+        r.write(addr - at, data);
+    }
+
+    fn bytes(&self, addr: u64, len: u64) -> &[u8] {
+        let at = addr & !(REGION - 1);
+        self.regions
+            .get(&at)
+            .expect("a mapped region")
+            .bytes(addr - at, len)
+    }
+
+    /// The regions as ordered, merged ranges.
+    fn ranges(&self) -> Vec<(u64, u64)> {
+        image::ranges::union(self.regions.keys().map(|&a| (a, a + REGION)).collect())
+    }
 }
 
 fn max_pages() -> u64 {
@@ -73,12 +180,28 @@ impl Staging {
         self.open = true;
         let pid = pre.id as u32;
         let limit = max_pages();
+        let in_place = self.placed.takes(pid);
         for (k, page) in data.chunks_exact(PAGE as usize).enumerate() {
             let addr = pre.addr + k as u64 * PAGE;
-            let next = self.slots.len() as u64;
-            let slot = *self.slots.entry((pid, addr)).or_insert(next);
-            if slot == next && next >= limit {
-                return Err(Fault::PrecopyTooLarge);
+            let slot = match self.slots.get(&(pid, addr)) {
+                Some(&s) => s,
+                None => {
+                    if self.slots.len() as u64 >= limit {
+                        return Err(Fault::PrecopyTooLarge);
+                    }
+                    let s = if in_place && self.placed.room(addr) {
+                        IN_PLACE
+                    } else {
+                        self.block_pages += 1;
+                        self.block_pages - 1
+                    };
+                    self.slots.insert((pid, addr), s);
+                    s
+                }
+            };
+            if slot == IN_PLACE {
+                self.placed.write(addr, page);
+                continue;
             }
             let (b, off) = (
                 (slot / BLOCK_PAGES) as usize,
@@ -145,23 +268,40 @@ impl Staging {
 
     /// The staged pages of `ranges` of process `pid` as `(address,
     /// bytes)` runs, contiguous both in the process and in staging (at
-    /// most one staging block each).
+    /// most one staging block or in-place region each), leaving out what
+    /// the process keeps in place.
     pub fn runs(
         &self,
         pid: u32,
         ranges: &[image::PageRange],
     ) -> std::result::Result<Vec<(u64, &[u8])>, Fault> {
+        let ranges: Vec<(u64, u64)> = ranges.iter().map(|r| (r.start, r.end)).collect();
+        let ranges = match self.placed.pid {
+            Some(Some(p)) if p == pid => image::ranges::subtract(&ranges, &self.placed.kept),
+            _ => ranges,
+        };
         // (address, first slot, pages): runs contiguous in both.
         let mut runs: Vec<(u64, u64, u64)> = Vec::new();
-        for r in ranges {
-            for addr in (r.start..r.end).step_by(PAGE as usize) {
+        for (start, end) in ranges {
+            for addr in (start..end).step_by(PAGE as usize) {
                 let slot = *self
                     .slots
                     .get(&(pid, addr))
                     .ok_or(Fault::PrecopyMissing { pid, addr })?;
                 match runs.last_mut() {
+                    Some((a, IN_PLACE, n))
+                        if slot == IN_PLACE
+                            && *a + *n * PAGE == addr
+                            && !addr.is_multiple_of(REGION) =>
+                    {
+                        *n += 1
+                    }
                     Some((a, s, n))
-                        if *a + *n * PAGE == addr && *s + *n == slot && slot % BLOCK_PAGES != 0 =>
+                        if slot != IN_PLACE
+                            && *s != IN_PLACE
+                            && *a + *n * PAGE == addr
+                            && *s + *n == slot
+                            && slot % BLOCK_PAGES != 0 =>
                     {
                         *n += 1
                     }
@@ -172,11 +312,70 @@ impl Staging {
         Ok(runs
             .iter()
             .map(|&(addr, slot, n)| {
+                if slot == IN_PLACE {
+                    return (addr, self.placed.bytes(addr, n * PAGE));
+                }
                 let off = (slot % BLOCK_PAGES * PAGE) as usize;
                 let block = &self.blocks[(slot / BLOCK_PAGES) as usize];
                 (addr, &block[off..off + (n * PAGE) as usize])
             })
             .collect())
+    }
+
+    /// Bytes of process `pid`'s pages it keeps in place (none copied).
+    pub fn kept_bytes(&self, pid: u32) -> u64 {
+        match self.placed.pid {
+            Some(Some(p)) if p == pid => self.placed.kept.iter().map(|&(s, e)| e - s).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The ranges process `pid` keeps in place (empty for any other).
+    pub fn kept(&self, pid: u32) -> &[(u64, u64)] {
+        match self.placed.pid {
+            Some(Some(p)) if p == pid => &self.placed.kept,
+            _ => &[],
+        }
+    }
+
+    /// After the final part, in which process `bp` (the root) got
+    /// `written`: drops the pages it kept that are not current and were
+    /// not written again (zeroed or dropped since their round), so they
+    /// read as zeros, as they do in the original.
+    pub(crate) fn drop_stale(
+        &self,
+        bp: &mut super::Building,
+        written: &[(u64, u64)],
+    ) -> Result<()> {
+        if self.kept(bp.pi.p.pid).is_empty() || self.placed.stale.is_empty() {
+            return Ok(());
+        }
+        let gone =
+            image::ranges::subtract(&self.placed.stale, &image::ranges::union(written.to_vec()));
+        let mut bt = crate::sys::batch::Batch::new();
+        for (k, &(s, e)) in gone.iter().enumerate() {
+            bt.call(
+                crate::sys::remote::nr::MADVISE,
+                &[s, e - s, libc::MADV_DONTNEED as u64],
+            );
+            if bt.size() as u64 > super::space::SCRATCH_LEN / 2 || k + 1 == gone.len() {
+                bp.b.batch(&bt).map_err(|e| {
+                    crate::error::Error::msg(format!(
+                        "cannot drop stale pre-copied pages of process {}: {e}",
+                        bp.pid
+                    ))
+                })?;
+                bt = crate::sys::batch::Batch::new();
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmaps the in-place regions: once the pre-copied pages are written,
+    /// the root's kept pages are its own alone (no copy when it writes
+    /// them) and the restorer no longer holds the memory.
+    pub fn release_placed(&mut self) {
+        self.placed.regions.clear();
     }
 
     /// Writes `pieces` (from [`Staging::runs`]) into process `target` with
@@ -192,4 +391,75 @@ impl Staging {
             ))
         })
     }
+}
+
+/// Whether `v` is a mapping the root may keep in-place pages in: private
+/// anonymous memory with contents, made like the regions (no
+/// `MAP_GROWSDOWN`); its protections and advice are set over the whole
+/// mapping later, kept parts included.
+fn keeps(v: &super::meta::VmaImage) -> bool {
+    v.backing == Backing::Anon
+        && v.flags & (image::VMA_F_SHARED | image::VMA_F_GROWSDOWN) == 0
+        && v.dumped_pages > 0
+}
+
+/// The fast path of the module docs: when the root is the process staged
+/// in place and the restorer forks it itself, the root keeps the regions
+/// inside its private anonymous mappings (its plan's `cow.keep`), pages
+/// there that are not current are dropped, and the regions are marked to
+/// be inherited by nothing else. Otherwise (or for what is left) the
+/// regions are kept from every fork (`MADV_DONTFORK`) and their pages are
+/// copied like the others. Returns the bytes kept.
+pub(crate) fn keep_in_place(meta: &Meta, plan: &mut Plan, staged: &mut Staging) -> Result<u64> {
+    let placed = &mut staged.placed;
+    if placed.regions.is_empty() {
+        return Ok(0);
+    }
+    let root = meta.root();
+    let fast = placed.pid == Some(Some(root.p.pid))
+        && !plan.new_pidns
+        && !plan.with_init
+        && !plan.shares()
+        && !root.mm.precopied.is_empty();
+    if fast {
+        let vmas: Vec<(u64, u64)> = root
+            .mm
+            .vmas
+            .iter()
+            .filter(|v| keeps(v))
+            .map(|v| (v.start, v.end))
+            .collect();
+        let kept = image::ranges::clip(&placed.ranges(), &vmas, true);
+        let current: Vec<(u64, u64)> = root.mm.precopied.iter().map(|r| (r.start, r.end)).collect();
+        // Staged but not current (written since their round, or zeroed):
+        // the final part's pages go there; what it does not send is
+        // dropped at the end (`drop_stale`). Pages never sent are zeros
+        // in the regions already.
+        let pid = root.p.pid;
+        let mut stale: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in image::ranges::subtract(&kept, &image::ranges::union(current)) {
+            for addr in (s..e).step_by(PAGE as usize) {
+                if staged.slots.contains_key(&(pid, addr)) {
+                    match stale.last_mut() {
+                        Some(l) if l.1 == addr => l.1 += PAGE,
+                        _ => stale.push((addr, addr + PAGE)),
+                    }
+                }
+            }
+        }
+        let placed = &mut staged.placed;
+        let keep = &mut plan.procs[0].cow.keep;
+        *keep = image::ranges::union(keep.iter().copied().chain(kept.iter().copied()).collect());
+        placed.kept = kept;
+        placed.stale = stale;
+        return Ok(staged.kept_bytes(pid));
+    }
+    for r in placed.regions.values() {
+        r.dont_fork().map_err(|e| {
+            crate::error::Error::msg(format!(
+                "cannot keep pre-copied pages from the restored processes: {e}"
+            ))
+        })?;
+    }
+    Ok(0)
 }
