@@ -122,6 +122,19 @@ pub fn add_placed(bytes: u64) {
     BYTES_PLACED.fetch_add(bytes, Relaxed);
 }
 
+static ROUNDS_END: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the end of a live image's pre-copy rounds (its first metadata
+/// record), once: from here on the source's tree is frozen.
+pub fn rounds_ended() {
+    let _ = ROUNDS_END.set(std::time::Instant::now());
+}
+
+/// Time since the end of the pre-copy rounds, for a live image.
+pub fn since_rounds_end() -> Option<Duration> {
+    ROUNDS_END.get().map(|t| t.elapsed())
+}
+
 /// Counts pre-copied page data a restored process kept where the
 /// restorer staged it (inherited, not copied), for `cr-restart -v`.
 pub fn add_kept(bytes: u64) {

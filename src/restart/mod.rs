@@ -342,7 +342,9 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     }
     // Pre-copied pages the root keeps where they were staged (`precopy`).
     let mut staged = meta.take_staged();
+    let span = crate::progress::span("restore: keep pre-copied pages");
     precopy::keep_in_place(&meta, &mut plan, &mut staged)?;
+    drop(span);
     crate::progress::phase(crate::progress::Phase::Building);
     let mut next = if matches!(source, spool::Source::Spooled(_)) {
         source.next_record()?

@@ -85,6 +85,8 @@ struct Placed {
     kept: Vec<(u64, u64)>,
     /// Pages there that are not current ([`keep_in_place`]).
     stale: Vec<(u64, u64)>,
+    /// Bytes of current pages there.
+    kept_bytes: u64,
 }
 
 impl Placed {
@@ -234,6 +236,9 @@ impl Staging {
         if self.open {
             return Err(Fault::PrecopyUnfinished);
         }
+        if self.rounds > 0 {
+            crate::progress::rounds_ended();
+        }
         Ok(())
     }
 
@@ -322,10 +327,11 @@ impl Staging {
             .collect())
     }
 
-    /// Bytes of process `pid`'s pages it keeps in place (none copied).
+    /// Bytes of process `pid`'s pre-copied pages it keeps in place (none
+    /// copied).
     pub fn kept_bytes(&self, pid: u32) -> u64 {
         match self.placed.pid {
-            Some(Some(p)) if p == pid => self.placed.kept.iter().map(|&(s, e)| e - s).sum(),
+            Some(Some(p)) if p == pid => self.placed.kept_bytes,
             _ => 0,
         }
     }
@@ -437,7 +443,12 @@ pub(crate) fn keep_in_place(meta: &Meta, plan: &mut Plan, staged: &mut Staging) 
         // in the regions already.
         let pid = root.p.pid;
         let mut stale: Vec<(u64, u64)> = Vec::new();
-        for (s, e) in image::ranges::subtract(&kept, &image::ranges::union(current)) {
+        let current = image::ranges::union(current);
+        let kept_bytes = image::ranges::clip(&current, &kept, true)
+            .iter()
+            .map(|&(s, e)| e - s)
+            .sum();
+        for (s, e) in image::ranges::subtract(&kept, &current) {
             for addr in (s..e).step_by(PAGE as usize) {
                 if staged.slots.contains_key(&(pid, addr)) {
                     match stale.last_mut() {
@@ -452,6 +463,7 @@ pub(crate) fn keep_in_place(meta: &Meta, plan: &mut Plan, staged: &mut Staging) 
         *keep = image::ranges::union(keep.iter().copied().chain(kept.iter().copied()).collect());
         placed.kept = kept;
         placed.stale = stale;
+        placed.kept_bytes = kept_bytes;
         return Ok(staged.kept_bytes(pid));
     }
     for r in placed.regions.values() {
