@@ -56,8 +56,8 @@ pub struct Staging {
     blocks: Vec<Vec<u8>>,
     /// Pages in `blocks` so far.
     block_pages: u64,
-    /// `(image pid, page address)` -> slot ([`IN_PLACE`] or a page of
-    /// `blocks`).
+    /// `(image pid, page address)` -> page of `blocks` (pages staged in
+    /// place are in `placed.pages`).
     slots: HashMap<(u32, u64), u64>,
     /// The first process's pages at their own addresses.
     placed: Placed,
@@ -87,6 +87,10 @@ struct Placed {
     stale: Vec<(u64, u64)>,
     /// Bytes of current pages there.
     kept_bytes: u64,
+    /// The pages staged in place, as merged ranges (start -> end).
+    pages: BTreeMap<u64, u64>,
+    /// How many.
+    count: u64,
 }
 
 impl Placed {
@@ -138,6 +142,58 @@ impl Placed {
             .bytes(addr - at, len)
     }
 
+    /// Records `start..end` as staged; returns how many of its pages
+    /// were not before.
+    fn insert(&mut self, start: u64, end: u64) -> u64 {
+        use std::ops::Bound::{Excluded, Included};
+        let (mut s, mut e, mut old) = (start, end, 0);
+        let mut merged = Vec::new();
+        if let Some((&a, &b)) = self.pages.range(..=start).next_back()
+            && b >= start
+        {
+            old += b.min(end) - start;
+            (s, e) = (a, e.max(b));
+            merged.push(a);
+        }
+        for (&a, &b) in self.pages.range((Excluded(start), Included(end))) {
+            old += b.min(end) - a;
+            e = e.max(b);
+            merged.push(a);
+        }
+        for a in merged {
+            self.pages.remove(&a);
+        }
+        self.pages.insert(s, e);
+        let new = (end - start - old) / PAGE;
+        self.count += new;
+        new
+    }
+
+    /// Whether the page at `addr` is staged in place.
+    fn contains(&self, addr: u64) -> bool {
+        self.pages
+            .range(..=addr)
+            .next_back()
+            .is_some_and(|(_, &e)| e > addr)
+    }
+
+    /// The first page of `start..end` not staged in place.
+    fn missing(&self, start: u64, end: u64) -> Option<u64> {
+        let mut at = start;
+        while at < end {
+            match self.pages.range(..=at).next_back() {
+                Some((_, &e)) if e > at => at = e,
+                _ => return Some(at),
+            }
+        }
+        None
+    }
+
+    /// Whether page `addr` of `pid` belongs in place (its region is one).
+    fn holds(&self, pid: u32, addr: u64) -> bool {
+        self.pid == Some(Some(pid)) && self.regions.contains_key(&(addr & !(REGION - 1)))
+    }
+
     /// The regions as ordered, merged ranges.
     fn ranges(&self) -> Vec<(u64, u64)> {
         image::ranges::union(self.regions.keys().map(|&a| (a, a + REGION)).collect())
@@ -183,38 +239,55 @@ impl Staging {
         let pid = pre.id as u32;
         let limit = max_pages();
         let in_place = self.placed.takes(pid);
-        for (k, page) in data.chunks_exact(PAGE as usize).enumerate() {
-            let addr = pre.addr + k as u64 * PAGE;
-            let slot = match self.slots.get(&(pid, addr)) {
-                Some(&s) => s,
-                None => {
-                    if self.slots.len() as u64 >= limit {
-                        return Err(Fault::PrecopyTooLarge);
-                    }
-                    let s = if in_place && self.placed.room(addr) {
-                        IN_PLACE
-                    } else {
-                        self.block_pages += 1;
-                        self.block_pages - 1
-                    };
-                    self.slots.insert((pid, addr), s);
-                    s
+        let end = pre.addr + len;
+        let mut at = pre.addr;
+        while at < end {
+            let seg = end.min((at & !(REGION - 1)) + REGION);
+            let bytes = &data[(at - pre.addr) as usize..(seg - pre.addr) as usize];
+            if in_place && self.placed.room(at) {
+                self.placed.write(at, bytes);
+                self.placed.insert(at, seg);
+                if self.slots.len() as u64 + self.placed.count > limit {
+                    return Err(Fault::PrecopyTooLarge);
                 }
-            };
-            if slot == IN_PLACE {
-                self.placed.write(addr, page);
-                continue;
+            } else {
+                for (k, page) in bytes.chunks_exact(PAGE as usize).enumerate() {
+                    self.add_block_page(pid, at + k as u64 * PAGE, page, limit)?;
+                }
             }
-            let (b, off) = (
-                (slot / BLOCK_PAGES) as usize,
-                (slot % BLOCK_PAGES * PAGE) as usize,
-            );
-            if b == self.blocks.len() {
-                self.blocks.push(vec![0u8; (BLOCK_PAGES * PAGE) as usize]);
-            }
-            self.blocks[b][off..off + PAGE as usize].copy_from_slice(page);
+            at = seg;
         }
         self.received += len / PAGE;
+        Ok(())
+    }
+
+    /// Stages one page in a block.
+    fn add_block_page(
+        &mut self,
+        pid: u32,
+        addr: u64,
+        page: &[u8],
+        limit: u64,
+    ) -> std::result::Result<(), Fault> {
+        let slot = match self.slots.get(&(pid, addr)) {
+            Some(&s) => s,
+            None => {
+                if self.slots.len() as u64 + self.placed.count >= limit {
+                    return Err(Fault::PrecopyTooLarge);
+                }
+                self.block_pages += 1;
+                self.slots.insert((pid, addr), self.block_pages - 1);
+                self.block_pages - 1
+            }
+        };
+        let (b, off) = (
+            (slot / BLOCK_PAGES) as usize,
+            (slot % BLOCK_PAGES * PAGE) as usize,
+        );
+        if b == self.blocks.len() {
+            self.blocks.push(vec![0u8; (BLOCK_PAGES * PAGE) as usize]);
+        }
+        self.blocks[b][off..off + PAGE as usize].copy_from_slice(page);
         Ok(())
     }
 
@@ -262,10 +335,21 @@ impl Staging {
                     end: r.end,
                 });
             }
-            for addr in (r.start..r.end).step_by(PAGE as usize) {
-                if !self.slots.contains_key(&(pid, addr)) {
-                    return Err(Fault::PrecopyMissing { pid, addr });
+            let mut at = r.start;
+            while at < r.end {
+                let seg = r.end.min((at & !(REGION - 1)) + REGION);
+                if self.placed.holds(pid, at) {
+                    if let Some(addr) = self.placed.missing(at, seg) {
+                        return Err(Fault::PrecopyMissing { pid, addr });
+                    }
+                } else {
+                    for addr in (at..seg).step_by(PAGE as usize) {
+                        if !self.slots.contains_key(&(pid, addr)) {
+                            return Err(Fault::PrecopyMissing { pid, addr });
+                        }
+                    }
                 }
+                at = seg;
             }
         }
         Ok(())
@@ -289,10 +373,17 @@ impl Staging {
         let mut runs: Vec<(u64, u64, u64)> = Vec::new();
         for (start, end) in ranges {
             for addr in (start..end).step_by(PAGE as usize) {
-                let slot = *self
-                    .slots
-                    .get(&(pid, addr))
-                    .ok_or(Fault::PrecopyMissing { pid, addr })?;
+                let slot = if self.placed.holds(pid, addr) {
+                    if !self.placed.contains(addr) {
+                        return Err(Fault::PrecopyMissing { pid, addr });
+                    }
+                    IN_PLACE
+                } else {
+                    *self
+                        .slots
+                        .get(&(pid, addr))
+                        .ok_or(Fault::PrecopyMissing { pid, addr })?
+                };
                 match runs.last_mut() {
                     Some((a, IN_PLACE, n))
                         if slot == IN_PLACE
@@ -450,7 +541,7 @@ pub(crate) fn keep_in_place(meta: &Meta, plan: &mut Plan, staged: &mut Staging) 
             .sum();
         for (s, e) in image::ranges::subtract(&kept, &current) {
             for addr in (s..e).step_by(PAGE as usize) {
-                if staged.slots.contains_key(&(pid, addr)) {
+                if staged.placed.contains(addr) {
                     match stale.last_mut() {
                         Some(l) if l.1 == addr => l.1 += PAGE,
                         _ => stale.push((addr, addr + PAGE)),
@@ -474,4 +565,32 @@ pub(crate) fn keep_in_place(meta: &Meta, plan: &mut Plan, staged: &mut Staging) 
         })?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_staged_in_place_merge_and_count_once() {
+        let mut p = Placed::default();
+        let k = |n: u64| n * PAGE;
+        assert_eq!(p.insert(k(10), k(20)), 10);
+        assert_eq!(p.insert(k(30), k(40)), 10);
+        // Overlapping both, bridging the gap, and a repeat.
+        assert_eq!(p.insert(k(15), k(35)), 10);
+        assert_eq!(p.insert(k(10), k(40)), 0);
+        // Adjacent on both sides.
+        assert_eq!(p.insert(k(40), k(41)), 1);
+        assert_eq!(p.insert(k(9), k(10)), 1);
+        assert_eq!(p.count, 32);
+        assert_eq!(p.pages.len(), 1);
+        assert!(p.contains(k(9)) && p.contains(k(40)));
+        assert!(!p.contains(k(8)) && !p.contains(k(41)));
+        assert_eq!(p.missing(k(9), k(41)), None);
+        assert_eq!(p.missing(k(5), k(41)), Some(k(5)));
+        assert_eq!(p.insert(k(50), k(52)), 2);
+        assert_eq!(p.missing(k(20), k(52)), Some(k(41)));
+        assert_eq!(p.missing(k(50), k(53)), Some(k(52)));
+    }
 }
