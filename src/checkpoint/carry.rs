@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 
 use crate::error::{Context, Result};
 use crate::image::{self, CarryFile, DataPrefix, FdTable, Kind, Vma, Writer};
-use crate::sys::fileid;
+use crate::sys::{Pid, fileid};
 
 /// What was carried, for reporting.
 #[derive(Debug, Default, Clone, Copy)]
@@ -34,7 +34,7 @@ pub struct CarryStats {
 /// carrying contents up to `cap` bytes in all.
 pub fn write<'a, W: Write>(
     w: &mut Writer<W>,
-    procs: impl Iterator<Item = (i32, &'a [Vma])>,
+    procs: impl Iterator<Item = (Pid, &'a [Vma])>,
     fdtables: &[FdTable],
     files: &[image::File],
     cap: u64,

@@ -155,8 +155,8 @@ fn target_file(
             }
             tried.push(d.file_id);
             let same = events::kcmp_epoll_tfd(
-                Pid::from_raw(table.pid as i32),
-                Fd::from_raw(d.fd as i32),
+                Pid::from_u32(table.pid),
+                Fd::from_u32(d.fd),
                 Pid::from_raw(pid),
                 Fd::from_raw(efd),
                 t.tfd,

@@ -67,7 +67,7 @@ fn pipe_held_outside(ino: u64, tree: &[i32]) -> bool {
 
 /// Copies the data waiting in a pipe or FIFO without consuming it: `tee`
 /// from a new read description of it into a pipe of our own.
-pub fn peek_pipe(pid: i32, fd: i32) -> Result<(u32, Vec<u8>)> {
+pub fn peek_pipe(pid: Pid, fd: SysFd) -> Result<(u32, Vec<u8>)> {
     use std::io::Read;
     use std::os::fd::{AsFd, AsRawFd};
     let path = format!("/proc/{pid}/fd/{fd}");
@@ -142,21 +142,13 @@ impl FileTable {
             .map(|f| f.object_id)
             .collect();
         let view = super::unix::View::new(&diag, held, self.external_unix);
-        let holder = |id: u64| -> Option<(i32, i32)> {
-            fdtables.iter().find_map(|t| {
-                t.fds
-                    .iter()
-                    .find(|d| d.file_id == id)
-                    .map(|d| (t.pid as i32, d.fd as i32))
-            })
-        };
         let mut out = Vec::new();
         for f in self
             .files
             .iter_mut()
             .filter(|f| f.ftype == image::FT_SOCKET)
         {
-            let (pid, fd) = holder(f.id).expect("every file has a holder");
+            let (pid, fd) = holder(fdtables, f.id).expect("every file has a holder");
             let stdio = fdtables
                 .iter()
                 .any(|t| t.fds.iter().any(|d| d.file_id == f.id && d.fd <= 2));
@@ -185,16 +177,8 @@ impl FileTable {
     /// Decides which pipes the image holds: those with both ends in the
     /// tree, or held by nobody outside it. The others become external.
     /// Returns each held pipe or FIFO with one `(pid, fd)` holding it.
-    pub fn pipes(&mut self, tree: &[i32], fdtables: &[FdTable]) -> Vec<(image::Pipe, i32, i32)> {
-        let holder = |id: u64| -> Option<(i32, i32)> {
-            fdtables.iter().find_map(|t| {
-                t.fds
-                    .iter()
-                    .find(|d| d.file_id == id)
-                    .map(|d| (t.pid as i32, d.fd as i32))
-            })
-        };
-        let mut out: Vec<(image::Pipe, i32, i32)> = Vec::new();
+    pub fn pipes(&mut self, tree: &[i32], fdtables: &[FdTable]) -> Vec<(image::Pipe, Pid, SysFd)> {
+        let mut out: Vec<(image::Pipe, Pid, SysFd)> = Vec::new();
         let inos: Vec<u64> = self
             .files
             .iter()
@@ -226,7 +210,7 @@ impl FileTable {
                 }
                 continue;
             }
-            let Some((pid, fd)) = ends.iter().find_map(|f| holder(f.id)) else {
+            let Some((pid, fd)) = ends.iter().find_map(|f| holder(fdtables, f.id)) else {
                 continue;
             };
             out.push((
@@ -310,6 +294,12 @@ impl FileTable {
     }
 }
 
+/// One `(pid, fd)` of the tree holding file `id`: the first in table
+/// order ([`FdTable::holder`]), typed.
+pub fn holder(fdtables: &[FdTable], id: u64) -> Option<(Pid, SysFd)> {
+    FdTable::holder(fdtables, id).map(|(p, d)| (Pid::from_u32(p), SysFd::from_u32(d)))
+}
+
 /// What one descriptor refers to.
 fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File> {
     let unsupported = |what: &str| {
@@ -368,7 +358,8 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
     f.path = path.to_vec();
     f.deleted = deleted;
     if ft == libc::S_IFCHR
-        && let Some((ftype, index)) = super::tty::classify(pid, fd, path, &meta)?
+        && let Some((ftype, index)) =
+            super::tty::classify(Pid::from_raw(pid), SysFd::from_raw(fd), path, &meta)?
     {
         // A pty end; which ones the image holds is decided once every
         // descriptor is known: see `tty::decide`.

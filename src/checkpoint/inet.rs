@@ -119,8 +119,7 @@ pub fn collect(
 ) -> Result<Vec<InetSocket>> {
     let mut out = Vec::new();
     for f in files.iter_mut().filter(|f| f.ftype == image::FT_SOCKET) {
-        let Some((pid, fd)) = FdTable::holder(fdtables, f.id).map(|(p, d)| (p as i32, d as i32))
-        else {
+        let Some((pid, fd)) = super::files::holder(fdtables, f.id) else {
             continue;
         };
         let err = |what: String| {

@@ -131,7 +131,7 @@ impl Precopy {
                 Tracked {
                     tracker,
                     started: started(pid).unwrap_or(0),
-                    image_pid: ns.as_ref().map_or(pid.as_u32(), |n| n.pid(pid.as_raw())),
+                    image_pid: ns.as_ref().map_or(pid.as_u32(), |n| n.pid(pid.as_u32())),
                     sent: Vec::new(),
                 },
             );
@@ -250,7 +250,7 @@ impl Precopy {
     pub(super) fn finish(&mut self, states: &mut [ProcState]) -> Result<u64> {
         let mut kept = 0u64;
         for s in states.iter_mut() {
-            let pid = Pid::from_raw(s.process.pid as i32);
+            let pid = Pid::from_u32(s.process.pid);
             let Some(t) = self.tracked.get_mut(&pid) else {
                 continue;
             };

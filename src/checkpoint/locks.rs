@@ -26,7 +26,7 @@
 
 use crate::error::{Error, Result};
 use crate::image::{self, FdTable, File, Lock};
-use crate::sys::proc;
+use crate::sys::{Pid, proc};
 
 /// One `lock:` line of fdinfo or line of `/proc/locks`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,12 +173,12 @@ pub fn collect(
 }
 
 /// Counts the POSIX locks `/proc/locks` shows for each of `pids`.
-pub fn count_posix(proc_locks: &[u8], pids: &[i32]) -> Vec<usize> {
+pub fn count_posix(proc_locks: &[u8], pids: &[Pid]) -> Vec<usize> {
     let mut n = vec![0; pids.len()];
     for line in proc_locks.split(|&c| c == b'\n') {
         if let Ok(Some(l)) = parse_line(line)
             && l.kind == image::LOCK_POSIX
-            && let Some(i) = pids.iter().position(|&p| p == l.pid)
+            && let Some(i) = pids.iter().position(|&p| p.as_raw() == l.pid)
         {
             n[i] += 1;
         }
@@ -189,7 +189,7 @@ pub fn count_posix(proc_locks: &[u8], pids: &[i32]) -> Vec<usize> {
 /// Checks against `/proc/locks` that every POSIX lock of a process of the
 /// tree was found through its descriptors.
 pub fn check_complete(fdtables: &[FdTable]) -> Result<()> {
-    let pids: Vec<i32> = fdtables.iter().map(|t| t.pid as i32).collect();
+    let pids: Vec<Pid> = fdtables.iter().map(|t| Pid::from_u32(t.pid)).collect();
     let all = std::fs::read("/proc/locks")
         .map_err(|e| Error::msg(format!("cannot read /proc/locks: {e}")))?;
     for (t, held) in fdtables.iter().zip(count_posix(&all, &pids)) {
@@ -326,6 +326,7 @@ mod tests {
                     4: POSIX  ADVISORY  READ 11 fe:00:5 5 14\n\
                     5: POSIX  ADVISORY  READ 99 fe:00:5 5 14\n\
                     6: POSIX  ADVISORY  READ 10 fe:00:5 5 14\n";
-        assert_eq!(count_posix(all, &[10, 11, 12]), vec![2, 1, 0]);
+        let pids = [10, 11, 12].map(Pid::from_raw);
+        assert_eq!(count_posix(all, &pids), vec![2, 1, 0]);
     }
 }

@@ -54,50 +54,7 @@ pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
     let mut out = Vec::with_capacity(maps.len());
     for m in maps {
         let vmflags = flags_of.get(&m.start).cloned().unwrap_or_default();
-        let has = |f: &[u8; 2]| vmflags.iter().any(|x| x == f);
-        let mut prot = 0u32;
-        if m.read {
-            prot |= libc::PROT_READ as u32;
-        }
-        if m.write {
-            prot |= libc::PROT_WRITE as u32;
-        }
-        if m.exec {
-            prot |= libc::PROT_EXEC as u32;
-        }
-        let mut flags = 0u32;
-        for (f, bit) in [
-            (b"gd", image::VMA_F_GROWSDOWN),
-            (b"hg", image::VMA_F_HUGEPAGE),
-            (b"nh", image::VMA_F_NOHUGEPAGE),
-            (b"dc", image::VMA_F_DONTFORK),
-            (b"dd", image::VMA_F_DONTDUMP),
-            (b"lo", image::VMA_F_LOCKED),
-            (b"mw", image::VMA_F_MAYWRITE),
-        ] {
-            if has(f) {
-                flags |= bit;
-            }
-        }
-        if m.shared {
-            flags |= image::VMA_F_SHARED;
-        }
-        match m.path.as_slice() {
-            b"[heap]" => flags |= image::VMA_F_HEAP,
-            b"[stack]" => flags |= image::VMA_F_STACK,
-            _ => {}
-        }
-        let mut vma = Vma {
-            start: m.start,
-            end: m.end,
-            prot,
-            flags,
-            pgoff: m.offset,
-            path: m.path.clone(),
-            dev: libc::makedev(m.dev_major, m.dev_minor),
-            ino: m.inode,
-            ..Default::default()
-        };
+        let mut vma = vma_of(&m, &vmflags);
         let mut ranges = Vec::new();
         let mut private_file = false;
         let what = || String::from_utf8_lossy(&m.path).into_owned();
@@ -161,6 +118,55 @@ pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
         });
     }
     Ok(out)
+}
+
+/// A mapping's record as `maps` and its `smaps` flags (`VmFlags`, two
+/// letters each) describe it; what backs it is decided by [`plan`].
+fn vma_of(m: &proc::MapEntry, vmflags: &[[u8; 2]]) -> Vma {
+    let has = |f: &[u8; 2]| vmflags.iter().any(|x| x == f);
+    let mut prot = 0u32;
+    if m.read {
+        prot |= libc::PROT_READ as u32;
+    }
+    if m.write {
+        prot |= libc::PROT_WRITE as u32;
+    }
+    if m.exec {
+        prot |= libc::PROT_EXEC as u32;
+    }
+    let mut flags = 0u32;
+    for (f, bit) in [
+        (b"gd", image::VMA_F_GROWSDOWN),
+        (b"hg", image::VMA_F_HUGEPAGE),
+        (b"nh", image::VMA_F_NOHUGEPAGE),
+        (b"dc", image::VMA_F_DONTFORK),
+        (b"dd", image::VMA_F_DONTDUMP),
+        (b"lo", image::VMA_F_LOCKED),
+        (b"mw", image::VMA_F_MAYWRITE),
+    ] {
+        if has(f) {
+            flags |= bit;
+        }
+    }
+    if m.shared {
+        flags |= image::VMA_F_SHARED;
+    }
+    match m.path.as_slice() {
+        b"[heap]" => flags |= image::VMA_F_HEAP,
+        b"[stack]" => flags |= image::VMA_F_STACK,
+        _ => {}
+    }
+    Vma {
+        start: m.start,
+        end: m.end,
+        prot,
+        flags,
+        pgoff: m.offset,
+        path: m.path.clone(),
+        dev: libc::makedev(m.dev_major, m.dev_minor),
+        ino: m.inode,
+        ..Default::default()
+    }
 }
 
 /// Counters of what was dumped.
@@ -577,4 +583,48 @@ pub fn dump_object<W: Write>(
         at += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vma_of_takes_protection_flags_and_names_from_maps_and_smaps() {
+        let m = proc::MapEntry {
+            start: 0x7000,
+            end: 0x9000,
+            read: true,
+            write: true,
+            offset: 0x1000,
+            dev_major: 8,
+            dev_minor: 1,
+            inode: 42,
+            path: b"[stack]".to_vec(),
+            ..Default::default()
+        };
+        let v = vma_of(&m, &[*b"gd", *b"mw", *b"ac"]);
+        assert_eq!(
+            (v.start, v.end, v.pgoff, v.ino),
+            (0x7000, 0x9000, 0x1000, 42)
+        );
+        assert_eq!(v.prot, (libc::PROT_READ | libc::PROT_WRITE) as u32);
+        assert_eq!(
+            v.flags,
+            image::VMA_F_GROWSDOWN | image::VMA_F_MAYWRITE | image::VMA_F_STACK
+        );
+        assert_eq!(v.dev, libc::makedev(8, 1));
+        let shared = proc::MapEntry {
+            shared: true,
+            exec: true,
+            path: b"[heap]".to_vec(),
+            ..Default::default()
+        };
+        let v = vma_of(&shared, &[*b"lo", *b"dd"]);
+        assert_eq!(v.prot, libc::PROT_EXEC as u32);
+        assert_eq!(
+            v.flags,
+            image::VMA_F_SHARED | image::VMA_F_HEAP | image::VMA_F_LOCKED | image::VMA_F_DONTDUMP
+        );
+    }
 }

@@ -36,7 +36,7 @@ use crate::image::{
 use crate::sys::batch::{self, Arg, Batch, DataRef, Injected, Place};
 use crate::sys::ptrace::{self, Stopped};
 use crate::sys::remote::{self, Gate, Remote, nr};
-use crate::sys::{Pid, Tid, proc, process, rlimit};
+use crate::sys::{Fd as SysFd, Pid, Tid, proc, process, rlimit};
 
 pub use freeze::After;
 use freeze::{Frozen, FrozenThread};
@@ -263,7 +263,7 @@ fn checkpoint_live<W: Write>(
         let procs = tree
             .states
             .iter()
-            .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
+            .map(|s| (Pid::from_u32(s.process.pid), &s.mm.vmas[..]));
         summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
     }
     // No copy-on-write sharing in a live image: its pre-copied pages are
@@ -385,7 +385,7 @@ fn write_image<W: Write>(
         let procs = tree
             .states
             .iter()
-            .map(|s| (s.process.pid as i32, &s.mm.vmas[..]));
+            .map(|s| (Pid::from_u32(s.process.pid), &s.mm.vmas[..]));
         summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
     }
     let span = crate::progress::span("ckpt: write bulk");
@@ -416,8 +416,8 @@ fn share_with_parents(tree: &mut TreeState) -> Result<Vec<Vec<(u64, u64)>>> {
         };
         let pvmas: Vec<image::Vma> = tree.states[j].plans.iter().map(|p| p.vma.clone()).collect();
         let s = &mut tree.states[i];
-        let pid = Pid::from_raw(s.process.pid as i32);
-        let shared = cow::share(pid, &mut s.plans, Pid::from_raw(ppid as i32), &pvmas)?;
+        let pid = Pid::from_u32(s.process.pid);
+        let shared = cow::share(pid, &mut s.plans, Pid::from_u32(ppid), &pvmas)?;
         if shared.inherited.is_empty() {
             continue;
         }
@@ -440,11 +440,75 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
     files.external_unix = opts.external_unix;
+    let (mut states, fdtables) = read_processes(frozen, root, &mut files, &mut shmem)?;
+    let _span = crate::progress::span("ckpt: tree-wide state");
+    locks::check_complete(&fdtables)?;
+    let zombies = frozen
+        .zombies
+        .iter()
+        .map(|&(pid, ppid)| read_zombie(pid, ppid))
+        .collect::<Result<Vec<_>>>()?;
+    check_sessions(root, &states, &zombies)?;
+    let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
+    let mut repaired = inet::Repaired::default();
+    let inet = inet::collect(&mut files.files, &fdtables, opts.tcp, &mut repaired)?;
+    let sockets = files.sockets(&fdtables)?;
+    let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
+    let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
+    let mut in_tree = tree_pids.clone();
+    in_tree.extend(frozen.zombies.iter().map(|&(p, _)| p.as_raw()));
+    pidfd::check(&files.files, &fdtables, &in_tree)?;
+    let mqueues = mqueue::collect(&files.files, &fdtables)?;
+    let posix_shm = posixshm::collect(
+        states.iter().map(|s| (s.process.pid, &s.mm.vmas[..])),
+        &files.files,
+        &fdtables,
+        &mut shmem,
+    )?;
+    let ptys = tty::decide(&mut files.files, &fdtables)?;
+    set_controlling_terminals(&mut states, &fdtables, &mut files, &ptys)?;
+    let own_ipc = std::fs::read_link(format!("/proc/{root}/ns/ipc")).ok()
+        != std::fs::read_link("/proc/self/ns/ipc").ok();
+    let ipc = ipc::collect(&tree_pids, own_ipc)?;
+    let mut pipes = Vec::new();
+    for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
+        let (cap, data) = files::peek_pipe(pid, fd)?;
+        pipe.capacity = cap;
+        pipe.data_len = data.len() as u64;
+        pipes.push((pipe, data));
+    }
+    Ok(TreeState {
+        states,
+        fdtables,
+        files,
+        shmem,
+        zombies,
+        sockets,
+        inet,
+        repaired,
+        events,
+        ptys,
+        pipes,
+        ipc,
+        own_ipc,
+        memfd_sources,
+        posix_shm,
+        mqueues,
+    })
+}
+
+/// Reads each process of the frozen tree and its descriptors, in tree
+/// order. What `/proc` tells of each process is read by a thread of its
+/// own, ahead of this one, which asks the processes themselves (ptrace
+/// ties each to the thread that seized it) and reads their descriptors.
+fn read_processes(
+    frozen: &mut Frozen,
+    root: Pid,
+    files: &mut files::FileTable,
+    shmem: &mut HashMap<u64, Shmem>,
+) -> Result<(Vec<ProcState>, Vec<image::FdTable>)> {
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
-    // What `/proc` tells of each process is read by a thread of its own,
-    // ahead of this one, which asks the processes themselves (ptrace ties
-    // each to the thread that seized it) and reads their descriptors.
     let jobs: Vec<(Pid, Vec<Tid>)> = frozen
         .procs
         .iter()
@@ -458,7 +522,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
             let ppid = if pid == root { Pid::from_raw(0) } else { ppid };
             let mut threads: Vec<_> = frozen.threads_of_mut(pid).collect();
             let span = crate::progress::span("ckpt: process");
-            let st = read_process(&mut threads, pid, ppid, pf, &mut shmem)?;
+            let st = read_process(&mut threads, pid, ppid, pf, shmem)?;
             drop(span);
             let span = crate::progress::span("ckpt: descriptors");
             fdtables.push(files.read_fds(pid.as_raw())?);
@@ -493,34 +557,20 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
             })
         })?;
     }
-    let _span = crate::progress::span("ckpt: tree-wide state");
-    locks::check_complete(&fdtables)?;
-    let zombies = frozen
-        .zombies
-        .iter()
-        .map(|&(pid, ppid)| read_zombie(pid, ppid))
-        .collect::<Result<Vec<_>>>()?;
-    check_sessions(root, &states, &zombies)?;
-    let tree_pids: Vec<i32> = frozen.procs.iter().map(|&(p, _)| p.as_raw()).collect();
-    let mut repaired = inet::Repaired::default();
-    let inet = inet::collect(&mut files.files, &fdtables, opts.tcp, &mut repaired)?;
-    let sockets = files.sockets(&fdtables)?;
-    let events = std::mem::take(&mut files.events).resolve(&files.files, &fdtables)?;
-    let memfd_sources = memfd::link_files(&mut files.files, &fdtables, &mut shmem)?;
-    let mut in_tree = tree_pids.clone();
-    in_tree.extend(frozen.zombies.iter().map(|&(p, _)| p.as_raw()));
-    pidfd::check(&files.files, &fdtables, &in_tree)?;
-    let mqueues = mqueue::collect(&files.files, &fdtables)?;
-    let posix_shm = posixshm::collect(
-        states.iter().map(|s| (s.process.pid, &s.mm.vmas[..])),
-        &files.files,
-        &fdtables,
-        &mut shmem,
-    )?;
-    let ptys = tty::decide(&mut files.files, &fdtables)?;
-    for (s, t) in states.iter_mut().zip(&fdtables) {
-        let pid = s.process.pid as i32;
-        let (ctty, pgrp) = match tty::controlling_terminal(pid, &files.files, &ptys, t)? {
+    Ok((states, fdtables))
+}
+
+/// Each process's controlling terminal: one the tree holds, one outside
+/// it, or a pty of the tree nobody holds open (added as a file).
+fn set_controlling_terminals(
+    states: &mut [ProcState],
+    fdtables: &[image::FdTable],
+    files: &mut files::FileTable,
+    ptys: &[image::Pty],
+) -> Result<()> {
+    for (s, t) in states.iter_mut().zip(fdtables) {
+        let pid = Pid::from_u32(s.process.pid);
+        let (ctty, pgrp) = match tty::controlling_terminal(pid, &files.files, ptys, t)? {
             tty::Ctty::None => (0, 0),
             tty::Ctty::Outside => {
                 s.process.outside_tty = true;
@@ -532,34 +582,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
         s.process.ctty = ctty;
         s.process.tty_pgrp = pgrp;
     }
-    let own_ipc = std::fs::read_link(format!("/proc/{root}/ns/ipc")).ok()
-        != std::fs::read_link("/proc/self/ns/ipc").ok();
-    let ipc = ipc::collect(&tree_pids, own_ipc)?;
-    let mut pipes = Vec::new();
-    for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
-        let (cap, data) = files::peek_pipe(pid, fd)?;
-        pipe.capacity = cap;
-        pipe.data_len = data.len() as u64;
-        pipes.push((pipe, data));
-    }
-    Ok(TreeState {
-        states,
-        fdtables,
-        files,
-        shmem,
-        zombies,
-        sockets,
-        inet,
-        repaired,
-        events,
-        ptys,
-        pipes,
-        ipc,
-        own_ipc,
-        memfd_sources,
-        posix_shm,
-        mqueues,
-    })
+    Ok(())
 }
 
 /// The stream's header for `tree`.
@@ -587,7 +610,7 @@ fn header_of(xstate_size: u32, own_ipc: bool, ns: &Option<NsPids>, root: Pid) ->
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        root_pid: ns.as_ref().map_or(root.as_u32(), |n| n.pid(root.as_raw())),
+        root_pid: ns.as_ref().map_or(root.as_u32(), |n| n.pid(root.as_u32())),
         flags: if own_ipc { image::HDR_OWN_IPCNS } else { 0 }
             | if ns.is_some() {
                 image::HDR_PIDNS_INIT
@@ -610,14 +633,14 @@ fn write_meta<W: Write>(
         for t in &s.threads {
             let mut t = t.clone();
             if let Some(n) = ns {
-                t.pid = n.pid(t.pid as i32);
-                t.tid = n.pid(t.tid as i32);
+                t.pid = n.pid(t.pid);
+                t.tid = n.pid(t.tid);
             }
             w.write(Kind::THREAD, &t)?;
         }
         let mut mm = s.mm.clone();
         if let Some(n) = ns {
-            mm.pid = n.pid(mm.pid as i32);
+            mm.pid = n.pid(mm.pid);
         }
         w.write(Kind::MM, &mm)?;
     }
@@ -625,7 +648,7 @@ fn write_meta<W: Write>(
         match ns {
             Some(n) if f.ftype == image::FT_PIDFD => {
                 let mut f = f.clone();
-                f.object_id = n.pid(f.object_id as i32) as u64;
+                f.object_id = u64::from(n.pid(f.object_id as u32));
                 w.write(Kind::FILE, &f)?;
             }
             _ => w.write(Kind::FILE, f)?,
@@ -664,7 +687,7 @@ fn write_meta<W: Write>(
     for t in &tree.fdtables {
         let mut t = t.clone();
         if let Some(n) = ns {
-            t.pid = n.pid(t.pid as i32);
+            t.pid = n.pid(t.pid);
         }
         w.write(Kind::FDTABLE, &t)?;
     }
@@ -690,7 +713,7 @@ fn write_bulk<W: Write>(
             if fork && ranges.is_empty() {
                 continue;
             }
-            let pid = Pid::from_raw(s.process.pid as i32);
+            let pid = Pid::from_u32(s.process.pid);
             let patches: Vec<memory::Patch> = if pid == root {
                 let inside = |a: u64| ranges.iter().any(|&(s, e)| s <= a && a < e);
                 opts.patches
@@ -708,8 +731,7 @@ fn write_bulk<W: Write>(
             };
             memory::dump_pages(
                 pid,
-                ns.as_ref()
-                    .map_or(s.process.pid, |n| n.pid(s.process.pid as i32)),
+                ns.as_ref().map_or(s.process.pid, |n| n.pid(s.process.pid)),
                 &s.plans,
                 section,
                 w,
@@ -724,7 +746,7 @@ fn write_bulk<W: Write>(
         for p in &s.plans {
             if p.vma.backing == image::VMA_SHARED_ANON && done_shm.insert(p.vma.shmem_id) {
                 memory::dump_shmem(
-                    Pid::from_raw(s.process.pid as i32),
+                    Pid::from_u32(s.process.pid),
                     &p.vma,
                     &tree.shmem[&p.vma.shmem_id],
                     w,
@@ -752,7 +774,7 @@ fn write_bulk<W: Write>(
         .filter(|f| f.deleted)
         .filter_map(|f| image::FdTable::holder(&tree.fdtables, f.id).map(|h| (f, h)))
     {
-        dump_file_contents(f, t.0 as i32, t.1 as i32, w, &mut buf)?;
+        dump_file_contents(f, Pid::from_u32(t.0), SysFd::from_u32(t.1), w, &mut buf)?;
     }
     Ok(stats)
 }
@@ -806,8 +828,8 @@ fn write_socket_data<W: Write>(
 
 fn dump_file_contents<W: Write>(
     f: &image::File,
-    pid: i32,
-    fd: i32,
+    pid: Pid,
+    fd: SysFd,
     w: &mut Writer<W>,
     buf: &mut Vec<u8>,
 ) -> Result<()> {
@@ -1158,8 +1180,9 @@ fn ask_remotely(
 /// pid namespace: the image then holds those, and a restore recreates the
 /// namespace with the root as its init.
 struct NsPids {
-    map: HashMap<i32, u32>,
-    groups: HashMap<i32, (u32, u32)>,
+    /// Host id (as the image stores it) -> the id the tree sees.
+    map: HashMap<u32, u32>,
+    groups: HashMap<u32, (u32, u32)>,
 }
 
 impl NsPids {
@@ -1181,20 +1204,20 @@ impl NsPids {
                 )));
             }
             let last = |v: &[i32]| v.last().copied().unwrap_or(0) as u32;
-            n.map.insert(pid.as_raw(), last(&s.ns_pid));
+            n.map.insert(pid.as_u32(), last(&s.ns_pid));
             n.groups
-                .insert(pid.as_raw(), (last(&s.ns_pgid), last(&s.ns_sid)));
+                .insert(pid.as_u32(), (last(&s.ns_pgid), last(&s.ns_sid)));
             for t in frozen.threads_of(pid) {
                 if !t.tid.is_main_of(pid) {
                     let ts = proc::task_status(pid, t.tid).map_err(perr(pid))?;
-                    n.map.insert(t.tid.as_raw(), last(&ts.ns_pid));
+                    n.map.insert(t.tid.as_u32(), last(&ts.ns_pid));
                 }
             }
         }
         Ok(Some(n))
     }
 
-    fn pid(&self, host: i32) -> u32 {
+    fn pid(&self, host: u32) -> u32 {
         self.map.get(&host).copied().unwrap_or(0)
     }
 }
@@ -1205,23 +1228,18 @@ fn ns_process(ns: &Option<NsPids>, p: &Process, root: Pid) -> Result<Process> {
         return Ok(p.clone());
     };
     let mut q = p.clone();
-    let host = p.pid as i32;
+    let host = p.pid;
     q.pid = n.pid(host);
-    q.ppid = if host == root.as_raw() {
+    q.ppid = if host == root.as_u32() {
         0
     } else {
-        n.pid(p.ppid as i32)
+        n.pid(p.ppid)
     };
     (q.pgid, q.sid) = n.groups.get(&host).copied().unwrap_or((0, 0));
-    q.tids = p
-        .tids
-        .iter()
-        .map(|&t| n.pid(t as i32))
-        .collect::<Vec<_>>()
-        .into();
+    q.tids = p.tids.iter().map(|&t| n.pid(t)).collect::<Vec<_>>().into();
     for t in q.posix_timers.iter_mut() {
         if t.notify_tid != 0 {
-            t.notify_tid = n.pid(t.notify_tid as i32);
+            t.notify_tid = n.pid(t.notify_tid);
         }
     }
     Ok(q)

@@ -37,7 +37,7 @@ pub fn check(files: &[File], fdtables: &[FdTable], tree: &[i32]) -> Result<()> {
         }
         match target {
             -1 | 0 => return refuse("a process that has exited and been reaped".into()),
-            t if !tree.contains(&(t as i32)) => {
+            t if !i32::try_from(t).is_ok_and(|t| tree.contains(&t)) => {
                 return refuse(format!("pid {t}, outside the tree"));
             }
             _ => {}

@@ -54,9 +54,9 @@ use std::os::unix::fs::MetadataExt;
 
 use crate::error::{Error, Result};
 use crate::image::{self, FdTable, File, Pty};
-use crate::sys::proc;
 use crate::sys::tty::{self, PTS_MAJOR};
 use crate::sys::unixdiag::steal_fd;
+use crate::sys::{Fd, Pid, proc};
 
 /// The object id of pty `index` in `FILE` and `PTY` records: the index
 /// plus one, so it is never 0.
@@ -69,8 +69,8 @@ pub fn object_id(index: u32) -> u64 {
 /// tentatively one until [`decide`] knows whether its master is in the
 /// tree.
 pub fn classify(
-    pid: i32,
-    fd: i32,
+    pid: Pid,
+    fd: Fd,
     path: &[u8],
     meta: &std::fs::Metadata,
 ) -> Result<Option<(u8, u32)>> {
@@ -98,16 +98,6 @@ pub fn classify(
     Ok(None)
 }
 
-/// One `(pid, fd)` of the tree holding file `id`.
-fn holder(fdtables: &[FdTable], id: u64) -> Option<(i32, i32)> {
-    fdtables.iter().find_map(|t| {
-        t.fds
-            .iter()
-            .find(|d| d.file_id == id)
-            .map(|d| (t.pid as i32, d.fd as i32))
-    })
-}
-
 /// Once every descriptor is known: slaves whose master is not in the tree
 /// become external; every pty whose master is in the tree is read into a
 /// `PTY` record (see the module docs for how its data stays in place).
@@ -125,14 +115,14 @@ pub fn decide(files: &mut [File], fdtables: &[FdTable]) -> Result<Vec<Pty>> {
     }
     let mut out = Vec::new();
     for (id, obj) in masters {
-        let (pid, fd) = holder(fdtables, id).expect("every file has a holder");
+        let (pid, fd) = super::files::holder(fdtables, id).expect("every file has a holder");
         out.push(read_pty(pid, fd, obj)?);
     }
     Ok(out)
 }
 
 /// Reads one pty through the master at `fd` of `pid`, leaving it as it was.
-fn read_pty(pid: i32, fd: i32, id: u64) -> Result<Pty> {
+fn read_pty(pid: Pid, fd: Fd, id: u64) -> Result<Pty> {
     let err = |what: &str, e: std::io::Error| {
         Error::msg(format!(
             "cannot checkpoint pid {pid}: pty master at descriptor {fd}: {what}: {e}"
@@ -213,7 +203,7 @@ pub enum Ctty {
 
 /// The controlling terminal of `pid` when it is a pty of the image.
 pub fn controlling_terminal(
-    pid: i32,
+    pid: Pid,
     files: &[File],
     ptys: &[Pty],
     fdtable: &FdTable,

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::image::{self, File};
 use crate::sys::unixdiag::UnixSock;
 use crate::sys::unixsock::{self, PeekError};
+use crate::sys::{Fd, Pid};
 
 /// What to do with a socket whose peer is outside the tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,8 +72,8 @@ impl<'a> View<'a> {
 /// The records for socket `u`, held by `pid` at `fd` (a listener comes
 /// with its pending connections), each with the data waiting in it.
 pub fn records(
-    pid: i32,
-    fd: i32,
+    pid: Pid,
+    fd: Fd,
     f: &File,
     u: &UnixSock,
     view: &View,
@@ -226,7 +227,7 @@ fn pending(u: &UnixSock) -> Vec<(u64, u64)> {
 /// filesystem names made absolute (a relative name is looked for in the
 /// process's working directory), with the socket file's permission bits
 /// when the file is still the one bound.
-fn bound_name(pid: i32, u: &UnixSock) -> std::result::Result<(Vec<u8>, u32), String> {
+fn bound_name(pid: Pid, u: &UnixSock) -> std::result::Result<(Vec<u8>, u32), String> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
     let name = &u.name;

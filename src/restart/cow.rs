@@ -41,7 +41,7 @@ pub(crate) fn fork_data<'a>(
 /// the restorer itself (whose forks run [`super::child`] until they are
 /// rebuilt): then the plan cannot share.
 pub(crate) fn collides(plan: &Plan) -> Result<bool> {
-    let me = Pid::from_raw(std::process::id() as i32);
+    let me = Pid::this();
     let maps = proc::maps(me).map_err(|e| Error::msg(format!("cannot read own maps: {e}")))?;
     Ok(plan.procs.iter().any(|p| {
         p.cow

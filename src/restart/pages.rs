@@ -25,7 +25,7 @@
 use super::Building;
 use crate::error::{Error, Result};
 use crate::image;
-use crate::sys::ids::Pid;
+use crate::sys::ids::{Fd, Pid};
 use crate::sys::remote::nr;
 use crate::sys::{uffd, unixdiag};
 
@@ -149,7 +149,7 @@ impl Fill {
         let Ok(fd) = bp.b.call(uffd::NR_USERFAULTFD, &[flags]) else {
             return Ok(None);
         };
-        let mine = unixdiag::steal_fd(bp.pid.as_raw(), fd as i32);
+        let mine = unixdiag::steal_fd(bp.pid, Fd::from_raw(fd as i32));
         // The restored process must not keep it, whatever happened.
         bp.b.call(nr::CLOSE, &[fd]).map_err(|e| {
             Error::msg(format!(

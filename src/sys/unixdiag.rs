@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use super::ids::{Fd, Pid};
 use nix::errno::Errno;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -178,9 +179,9 @@ pub fn unix_sockets() -> std::io::Result<HashMap<u64, UnixSock>> {
 }
 
 /// A duplicate of descriptor `fd` of process `pid` (`pidfd_getfd`).
-pub fn steal_fd(pid: i32, fd: i32) -> std::io::Result<OwnedFd> {
+pub fn steal_fd(pid: Pid, fd: Fd) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes integers; the result is checked.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     if pidfd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -188,7 +189,7 @@ pub fn steal_fd(pid: i32, fd: i32) -> std::io::Result<OwnedFd> {
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
     use std::os::fd::AsRawFd;
     // SAFETY: pidfd_getfd takes integers; the result is checked.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd.as_raw(), 0) };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -219,7 +220,7 @@ mod tests {
         assert_eq!(sb.peer, ino(&a));
         assert_eq!(sb.rqueue, 5);
         assert_eq!(sa.stype, libc::SOCK_STREAM as u32);
-        let dup = steal_fd(std::process::id() as i32, b.as_raw_fd()).unwrap();
+        let dup = steal_fd(Pid::this(), Fd::from_raw(b.as_raw_fd())).unwrap();
         assert_eq!(ino(&dup), ino(&b));
     }
 }

@@ -32,7 +32,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::errno::Errno;
 use thiserror::Error;
 
-use super::ids::Pid;
+use super::ids::{Fd, Pid};
 use super::pagemap::{self, Pagemap, Region, ScanMask};
 use super::ptrace::Stopped;
 use super::remote::{Remote, RemoteError, nr};
@@ -142,7 +142,7 @@ impl WriteTracker {
                 &[(libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | UFFD_USER_MODE_ONLY],
             )
             .map_err(rerr)?;
-        let taken = super::unixdiag::steal_fd(pid.as_raw(), fd as i32);
+        let taken = super::unixdiag::steal_fd(pid, Fd::from_raw(fd as i32));
         // Closed at once, whatever happened: the target keeps nothing.
         let closed = remote.call(nr::CLOSE, &[fd]);
         let uffd = taken.map_err(|e| TrackError::Sys {
