@@ -516,13 +516,16 @@ fn read_processes(
         .collect();
     let procs = frozen.procs.clone();
     let mut each = |got: &mut dyn FnMut() -> Result<ProcFiles>| -> Result<()> {
+        // This thread stays on one CPU while it traces the tree; each
+        // process is pinned beside it during its remote syscalls.
+        let pin = remote::TracerCpu::pin();
         for &(pid, ppid) in &procs {
             check_abort()?;
             let pf = got()?;
             let ppid = if pid == root { Pid::from_raw(0) } else { ppid };
             let mut threads: Vec<_> = frozen.threads_of_mut(pid).collect();
             let span = crate::progress::span("ckpt: process");
-            let st = read_process(&mut threads, pid, ppid, pf, shmem)?;
+            let st = read_process(&mut threads, pid, ppid, pf, shmem, pin.as_ref())?;
             drop(span);
             let span = crate::progress::span("ckpt: descriptors");
             fdtables.push(files.read_fds(pid.as_raw())?);
@@ -892,6 +895,8 @@ struct ProcFiles {
     rlimits: Vec<Rlimit>,
     /// Each thread's name, in the order of the tids asked for.
     comms: Vec<Vec<u8>>,
+    /// Its POSIX timers (values are asked of the process).
+    timers: Vec<proc::PosixTimerInfo>,
 }
 
 fn read_proc_files(pid: Pid, tids: &[Tid]) -> Result<ProcFiles> {
@@ -930,6 +935,7 @@ fn read_proc_files(pid: Pid, tids: &[Tid]) -> Result<ProcFiles> {
         };
         comms.push(tstat.map_or_else(|| stat.comm.clone(), |t| t.comm));
     }
+    let timers = proc::timers(pid).map_err(perr(pid))?;
     Ok(ProcFiles {
         stat,
         status,
@@ -943,6 +949,7 @@ fn read_proc_files(pid: Pid, tids: &[Tid]) -> Result<ProcFiles> {
         personality,
         rlimits,
         comms,
+        timers,
     })
 }
 
@@ -954,6 +961,7 @@ fn read_process(
     ppid: Pid,
     pf: ProcFiles,
     shmem: &mut HashMap<u64, Shmem>,
+    pin: Option<&remote::TracerCpu>,
 ) -> Result<ProcState> {
     for (id, obj) in pf.shmem {
         shmem.entry(id).or_insert(obj);
@@ -964,6 +972,7 @@ fn read_process(
         .find(|p| p.vma.backing == image::VMA_VDSO)
         .map(|p| p.vma.start..p.vma.end);
     let span = crate::progress::span("ckpt:  process record");
+    let ignores_traps = traps_ignored(&pf.status);
     let mut process = process_record(threads, pid, ppid, &pf.stat, pf.status)?;
     process.exe = pf.exe;
     process.cwd = pf.cwd;
@@ -1008,7 +1017,14 @@ fn read_process(
     let vdso =
         vdso.ok_or_else(|| Error::msg(format!("cannot checkpoint pid {pid}: it has no vDSO")))?;
     let _span = crate::progress::span("ckpt:  remote");
-    ask_remotely(threads, pid, vdso, &mut process, &mut mm, &mut out_threads)?;
+    let asked = Asked {
+        traps_ignored: ignores_traps,
+        process: &mut process,
+        mm: &mut mm,
+        threads: &mut out_threads,
+        timers: &pf.timers,
+    };
+    ask_remotely(threads, pid, vdso, pin, asked)?;
     Ok(ProcState {
         process,
         threads: out_threads,
@@ -1114,15 +1130,28 @@ fn thread_record(pid: Pid, t: &FrozenThread, comm: Vec<u8>) -> Result<Thread> {
     })
 }
 
+/// What the remote syscalls fill in: the process record, its `Mm` (brk),
+/// its threads' records, and the POSIX timers `/proc` listed, whose values
+/// are asked.
+struct Asked<'a> {
+    /// The process ignores `SIGTRAP` (see [`ignore_traps_again`]).
+    traps_ignored: bool,
+    process: &'a mut Process,
+    mm: &'a mut Mm,
+    threads: &'a mut [Thread],
+    timers: &'a [proc::PosixTimerInfo],
+}
+
 /// Runs remote syscalls in every thread (through a `syscall` instruction
-/// of the vDSO at `vdso`) for what only the process can tell.
+/// of the vDSO at `vdso`) for what only the process can tell: the process
+/// and its first thread in one batch, each other thread in one of its
+/// own. With `pin`, each thread runs on the tracer's CPU meanwhile.
 fn ask_remotely(
     threads: &mut [&mut FrozenThread],
     pid: Pid,
     vdso: std::ops::Range<u64>,
-    process: &mut Process,
-    mm: &mut Mm,
-    out_threads: &mut [Thread],
+    pin: Option<&remote::TracerCpu>,
+    asked: Asked,
 ) -> Result<()> {
     let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
     let mut memf = None;
@@ -1133,33 +1162,52 @@ fn ask_remotely(
             "cannot checkpoint pid {pid}: no syscall instruction in its vDSO"
         ))
     })?;
-    let gate = Gate::Syscall(vdso.start + off as u64);
+    // One stop a syscall (a single step over it) where the process takes
+    // traps, two (syscall entry and exit) where it ignores them.
+    let at = vdso.start + off as u64;
+    let gate = if asked.traps_ignored {
+        Gate::Syscall(at)
+    } else {
+        Gate::Step(at)
+    };
+    // Tracer and tracee on one CPU: a remote syscall is then a few times cheaper.
+    let pin_on = |tid: Tid| match pin {
+        Some(p) => p.beside(tid),
+        None => remote::SameCpu::new(tid),
+    };
     let (first, others) = threads.split_first_mut().expect("a process has a thread");
     let tid = first.tid;
-    // Tracer and tracee on one CPU: a remote syscall is then a few times cheaper.
     let span = crate::progress::span("ckpt:   remote: inject");
-    let _pin = remote::SameCpu::new(tid);
+    let _pin = pin_on(tid);
     let mut r = Remote::on(&mut first.tracee, gate)?;
+    r.let_traps_through()?;
     // A page of our own for the batch loop and its lists, unmapped below on
     // every path (a failure of a thread, of the process, or an abort).
     let page = Injected::map(&mut r)?;
     drop(span);
     let span = crate::progress::span("ckpt:   remote: batches");
     let place = page.place();
+    let (out_first, out_others) = asked.threads.split_first_mut().expect("one per thread");
     let mut res = check_abort()
         .and_then(|_| crate::restart::inject::check("remote"))
-        .and_then(|_| ask_process(&mut r, place, pid, process, mm));
-    let (out_first, out_others) = out_threads.split_first_mut().expect("one per thread");
-    if res.is_ok() {
-        res = ask_thread(&mut r, place, out_first);
-    }
+        .and_then(|_| {
+            ask_process(
+                &mut r,
+                place,
+                asked.process,
+                asked.mm,
+                out_first,
+                asked.timers,
+            )
+        });
     for (ft, t) in others.iter_mut().zip(out_others) {
         if res.is_err() {
             break;
         }
-        let _tpin = remote::SameCpu::new(ft.tid);
+        let _tpin = pin_on(ft.tid);
         res = check_abort().and_then(|_| {
             let mut tr = Remote::on(&mut ft.tracee, gate)?;
+            tr.let_traps_through()?;
             let r2 = ask_thread(&mut tr, place, t);
             let deferred = tr.finish()?;
             remote::redeliver(pid, ft.tid, &deferred);
@@ -1168,6 +1216,9 @@ fn ask_remotely(
     }
     drop(span);
     let _span = crate::progress::span("ckpt:   remote: remove");
+    if res.is_ok() {
+        res = ignore_traps_again(&mut r, place, pid, &asked.process.sigactions);
+    }
     let unmapped = page.remove(&mut r);
     let deferred = r.finish()?;
     remote::redeliver(pid, tid, &deferred);
@@ -1315,38 +1366,89 @@ fn robust_list(tid: Tid) -> Result<(u64, u64)> {
     })
 }
 
-/// Per-thread state only the thread can tell: its alternate signal stack
-/// and the address the kernel clears when it exits (one batch).
-fn ask_thread(r: &mut Remote<impl BorrowMut<Stopped>>, place: Place, t: &mut Thread) -> Result<()> {
-    let mut b = Batch::new();
-    let ss = b.out(24);
-    let tid_addr = b.out(8);
-    b.push(nr::SIGALTSTACK, &[Arg::Val(0), ss.into()]);
-    b.push(
-        nr::PRCTL,
-        &[Arg::Val(libc::PR_GET_TID_ADDRESS as u64), tid_addr.into()],
-    );
-    let o = r.run_checked(place, &b)?;
-    let v = o.words(ss);
-    t.altstack = AltStack {
-        sp: v[0],
-        flags: v[1] as u32,
-        size: v[2],
+/// Whether the process ignores `SIGTRAP`.
+fn traps_ignored(status: &proc::Status) -> bool {
+    status.sig_ign & (1 << (libc::SIGTRAP - 1)) != 0
+}
+
+/// A process that ignores `SIGTRAP` had it reset to `SIG_DFL` by the
+/// batches' traps (the kernel does that to a trap it would ignore): its
+/// action, as the first batch read it, is put back with a plain remote
+/// syscall, which raises no trap.
+fn ignore_traps_again(
+    r: &mut Remote<&mut Stopped>,
+    place: Place,
+    pid: Pid,
+    actions: &[SigAction],
+) -> Result<()> {
+    let ign = libc::SIG_IGN as u64;
+    let Some(a) = actions
+        .iter()
+        .find(|a| a.signo == libc::SIGTRAP as u32 && a.handler == ign)
+    else {
+        return Ok(());
     };
-    t.clear_child_tid = o.words(tid_addr)[0];
+    let mut act = Vec::with_capacity(32);
+    for v in [a.handler, a.flags, a.restorer, a.mask] {
+        act.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut memf = None;
+    crate::sys::mem::write_all(pid, place.scratch, &act, &mut memf)
+        .ctx(|| format!("cannot write into pid {pid}"))?;
+    r.call(nr::RT_SIGACTION, &[a.signo as u64, place.scratch, 0, 8])?;
     Ok(())
 }
 
-/// Signal handlers, timers, brk, securebits, subreaper: one batch (more
-/// only for a process with hundreds of POSIX timers).
+/// Where a thread's answers land in a batch: its alternate signal stack
+/// and the address the kernel clears when it exits.
+struct ThreadAsk {
+    altstack: DataRef,
+    tid_addr: DataRef,
+}
+
+impl ThreadAsk {
+    fn push(b: &mut Batch) -> ThreadAsk {
+        let altstack = b.out(24);
+        let tid_addr = b.out(8);
+        b.push(nr::SIGALTSTACK, &[Arg::Val(0), altstack.into()]);
+        b.push(
+            nr::PRCTL,
+            &[Arg::Val(libc::PR_GET_TID_ADDRESS as u64), tid_addr.into()],
+        );
+        ThreadAsk { altstack, tid_addr }
+    }
+
+    fn answer(&self, o: &batch::Outcome, t: &mut Thread) {
+        let v = o.words(self.altstack);
+        t.altstack = AltStack {
+            sp: v[0],
+            flags: v[1] as u32,
+            size: v[2],
+        };
+        t.clear_child_tid = o.words(self.tid_addr)[0];
+    }
+}
+
+/// Per-thread state only the thread can tell (one batch).
+fn ask_thread(r: &mut Remote<impl BorrowMut<Stopped>>, place: Place, t: &mut Thread) -> Result<()> {
+    let mut b = Batch::new();
+    let ask = ThreadAsk::push(&mut b);
+    let o = r.run_checked(place, &b)?;
+    ask.answer(&o, t);
+    Ok(())
+}
+
+/// Signal handlers, timers, brk, securebits, subreaper, and the state of
+/// the thread `r` runs in (`t`): one batch (more only for a process with
+/// hundreds of POSIX timers).
 fn ask_process(
     r: &mut Remote<impl BorrowMut<Stopped>>,
     place: Place,
-    pid: Pid,
     p: &mut Process,
     mm: &mut Mm,
+    t: &mut Thread,
+    timers: &[proc::PosixTimerInfo],
 ) -> Result<()> {
-    let timers = proc::timers(pid).map_err(perr(pid))?;
     let mut b = Batch::new();
     let brk = b.call(nr::BRK, &[0]);
     let secure = b.call(nr::PRCTL, &[libc::PR_GET_SECUREBITS as u64]);
@@ -1373,9 +1475,11 @@ fn ask_process(
             (which, out)
         })
         .collect();
+    let thread = ThreadAsk::push(&mut b);
     let mut rest = timers.iter().peekable();
     let first = push_timers(&mut b, &mut rest, place.scratch_len);
     let o = r.run_checked(place, &b)?;
+    thread.answer(&o, t);
     let res = |i: usize| o.result(i).unwrap_or(0) as u64;
     mm.brk = res(brk);
     p.creds.securebits = res(secure) as u32;

@@ -81,6 +81,12 @@ fn syscall(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
     ptrace::syscall(pid(tid), sig)
 }
 
+/// Resumes for one instruction (a `syscall` instruction runs whole and
+/// stops on its return, before any other user instruction).
+fn single_step(tid: i32, sig: Option<Signal>) -> nix::Result<()> {
+    ptrace::step(pid(tid), sig)
+}
+
 fn get_regs(tid: i32) -> nix::Result<Regs> {
     ptrace::getregs(pid(tid))
 }
@@ -341,6 +347,8 @@ pub enum Resume {
     Cont,
     /// `PTRACE_SYSCALL`: until the next syscall entry or exit as well.
     Syscall,
+    /// `PTRACE_SINGLESTEP`: one instruction, then a `SIGTRAP` stop.
+    Step,
 }
 
 /// A seized thread that may be running: it can be interrupted or waited
@@ -486,6 +494,7 @@ impl Stopped {
         match how {
             Resume::Cont => cont(self.tid.as_raw(), sig)?,
             Resume::Syscall => syscall(self.tid.as_raw(), sig)?,
+            Resume::Step => single_step(self.tid.as_raw(), sig)?,
         }
         Ok(Running { tid: self.tid })
     }
@@ -498,6 +507,7 @@ impl Stopped {
         match how {
             Resume::Cont => cont(tid, sig)?,
             Resume::Syscall => syscall(tid, sig)?,
+            Resume::Step => single_step(tid, sig)?,
         }
         wait(tid)
     }

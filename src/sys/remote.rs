@@ -28,6 +28,12 @@ pub enum Gate {
     Syscall(u64),
     /// `syscall; int3` in a page of our own: one stop a call (the trap).
     Trap(u64),
+    /// A bare `syscall` instruction run with `PTRACE_SINGLESTEP`: one stop
+    /// a call (the single-step trap on the syscall's return). The session
+    /// must let traps through ([`Remote::let_traps_through`]), and the
+    /// process must not ignore `SIGTRAP` (the kernel would reset it to
+    /// `SIG_DFL`).
+    Step(u64),
 }
 
 /// Why a remote syscall failed.
@@ -183,6 +189,28 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
     pub fn tid(&self) -> Tid {
         self.tid
     }
+
+    /// Lets `SIGTRAP` through the session's mask (every other signal stays
+    /// blocked). A trap (`int3`, a single step) raised while `SIGTRAP` is
+    /// blocked makes the kernel unblock it and reset its action to
+    /// `SIG_DFL`, which would take a handler away from the thread's
+    /// process; unblocked, the trap is only a stop for the tracer. A
+    /// `SIGTRAP` sent from elsewhere meanwhile is told from a trap by the
+    /// address and delivered again at the end of the session.
+    pub fn let_traps_through(&mut self) -> Result<()> {
+        let tid = self.tid;
+        let trap = 1u64 << (libc::SIGTRAP - 1);
+        self.tracee
+            .borrow_mut()
+            .set_sigmask(!trap)
+            .map_err(|e| perr("SETSIGMASK", tid, e))
+    }
+
+    /// Keeps signal `sig`, which stopped the thread, to deliver again when
+    /// the session ends.
+    pub(super) fn defer(&mut self, sig: i32) {
+        self.deferred.push(sig);
+    }
     /// The registers the thread had when the session began.
     pub fn saved_regs(&self) -> &Regs {
         &self.saved
@@ -207,7 +235,7 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
         let tid = self.tid;
         let mut r = self.saved;
         let ip = match self.gate {
-            Gate::Syscall(ip) | Gate::Trap(ip) => ip,
+            Gate::Syscall(ip) | Gate::Trap(ip) | Gate::Step(ip) => ip,
         };
         r.rip = ip;
         r.rax = nr as u64;
@@ -233,6 +261,22 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
             Gate::Trap(_) => {
                 self.resume_until(Resume::Cont, |s| s == Stop::Signal(libc::SIGTRAP))?;
             }
+            Gate::Step(_) => loop {
+                self.resume_until(Resume::Step, |s| s == Stop::Signal(libc::SIGTRAP))?;
+                let at = self.regs()?.rip;
+                if at == ip + 2 {
+                    break;
+                }
+                if at != ip {
+                    return Err(RemoteError::Unexpected {
+                        tid,
+                        stop: Stop::Signal(libc::SIGTRAP),
+                    });
+                }
+                // A SIGTRAP from elsewhere, before the syscall ran: deliver
+                // it later and step again.
+                self.defer(libc::SIGTRAP);
+            },
         }
         let out = self
             .tracee
@@ -452,6 +496,69 @@ impl SameCpu {
             }
         }
         pin
+    }
+}
+
+/// The calling thread kept on the CPU it runs on now, for as long as it
+/// traces many processes one after the other: each tracee is then pinned
+/// beside it with [`TracerCpu::beside`] (one `sched_getaffinity` and two
+/// `sched_setaffinity` calls a tracee instead of [`SameCpu::new`]'s two
+/// and four). Dropping it gives the thread its affinity back.
+///
+/// Best effort like [`SameCpu`]: `None` where the calling thread cannot be
+/// pinned.
+pub struct TracerCpu {
+    cpu: usize,
+    mine: libc::cpu_set_t,
+}
+
+impl TracerCpu {
+    /// Pins the calling thread to the CPU it runs on now.
+    pub fn pin() -> Option<TracerCpu> {
+        // SAFETY: sched_getcpu has no arguments and no memory effects.
+        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).ok()?;
+        let mine = get_affinity(None)?;
+        // SAFETY: cpu_set_t is plain data; all zeroes is an empty set.
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: CPU_SET sets one bit of the live set; cpu is a CPU number.
+        unsafe { libc::CPU_SET(cpu, &mut one) };
+        set_affinity(None, &one).then_some(TracerCpu { cpu, mine })
+    }
+
+    /// Pins thread `tid` to the tracer's CPU until the guard is dropped,
+    /// which gives it exactly the affinity it had; a thread that may not
+    /// run there is left alone.
+    pub fn beside(&self, tid: Tid) -> SameCpu {
+        let mut pin = SameCpu {
+            tid,
+            mine: None,
+            theirs: None,
+        };
+        let Some(theirs) = get_affinity(Some(tid)) else {
+            return pin;
+        };
+        // SAFETY: CPU_ISSET reads one bit of the live set; cpu is a CPU number.
+        if !unsafe { libc::CPU_ISSET(self.cpu, &theirs) } {
+            return pin;
+        }
+        // SAFETY: CPU_COUNT only reads the live set.
+        if unsafe { libc::CPU_COUNT(&theirs) } == 1 {
+            return pin; // already there and nowhere else
+        }
+        // SAFETY: cpu_set_t is plain data; all zeroes is an empty set.
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: CPU_SET sets one bit of the live set; cpu is a CPU number.
+        unsafe { libc::CPU_SET(self.cpu, &mut one) };
+        if set_affinity(Some(tid), &one) {
+            pin.theirs = Some(theirs);
+        }
+        pin
+    }
+}
+
+impl Drop for TracerCpu {
+    fn drop(&mut self) {
+        set_affinity(None, &self.mine);
     }
 }
 
