@@ -165,6 +165,9 @@ fn kill_restored(r: &restart::Restored) {
 
 fn main() -> ExitCode {
     let args: Args = crtools::completions::parse();
+    // Our other threads (progress) never fork: the tree may be forked
+    // without a copy of our heap.
+    crtools::sys::arena::others_never_fork();
     let mut restored = None;
     let code = cli::run("cr-restart", || {
         let key = args.require_key.as_deref().map(cli::read_key).transpose()?;

@@ -92,15 +92,86 @@ pub struct ChildPlan {
     pub fill: bool,
 }
 
+/// What [`child_main`] reads of a [`ChildPlan`]: the same values, its
+/// lists as slices. The restorer copies every view into an
+/// [`Arena`](crate::sys::arena::Arena) before it forks, so the new
+/// processes read nothing on the restorer's heap, which they do not
+/// inherit (see `spawn::spawn_tree`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChildView<'a> {
+    pub image_pid: i32,
+    pub want: Option<i32>,
+    pub exit_signal: i32,
+    pub fds: &'a [(RawFd, RawFd, bool)],
+    pub close: &'a [(u32, u32)],
+    pub root: Option<RawFd>,
+    pub cwd: Option<RawFd>,
+    pub umask: u32,
+    pub setsid: bool,
+    pub setpgid: bool,
+    pub ctty: Option<RawFd>,
+    pub sync_rd: RawFd,
+    pub children: &'a [usize],
+    pub zombies: &'a [(Option<i32>, i32, [u8; 16])],
+    pub ghosts: &'a [(i32, Option<i32>)],
+    pub unmap: &'a [(u64, u64)],
+    pub fork_map: &'a [(u64, u64)],
+    pub fill: bool,
+}
+
+impl ChildPlan {
+    /// The plan as [`child_main`] reads it, borrowing these lists.
+    pub fn view(&self) -> ChildView<'_> {
+        ChildView {
+            image_pid: self.image_pid,
+            want: self.want,
+            exit_signal: self.exit_signal,
+            fds: &self.fds,
+            close: &self.close,
+            root: self.root,
+            cwd: self.cwd,
+            umask: self.umask,
+            setsid: self.setsid,
+            setpgid: self.setpgid,
+            ctty: self.ctty,
+            sync_rd: self.sync_rd,
+            children: &self.children,
+            zombies: &self.zombies,
+            ghosts: &self.ghosts,
+            unmap: &self.unmap,
+            fork_map: &self.fork_map,
+            fill: self.fill,
+        }
+    }
+
+    /// The plan's view with its lists copied into `arena`.
+    pub fn view_in<'a>(
+        &self,
+        arena: &'a crate::sys::arena::Arena,
+    ) -> std::io::Result<ChildView<'a>> {
+        Ok(ChildView {
+            fds: arena.put(&self.fds)?,
+            close: arena.put(&self.close)?,
+            children: arena.put(&self.children)?,
+            zombies: arena.put(&self.zombies)?,
+            ghosts: arena.put(&self.ghosts)?,
+            unmap: arena.put(&self.unmap)?,
+            fork_map: arena.put(&self.fork_map)?,
+            ..self.view()
+        })
+    }
+}
+
 /// Descriptors every new process shares.
-#[derive(Debug, Default)]
-pub struct Shared {
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shared<'a> {
     /// Each process writes `(image pid, real pid)` here when it starts.
     pub report_wr: RawFd,
     /// Failures are written here.
     pub err_wr: RawFd,
-    /// The restorer's write ends of every sync pipe, closed first.
-    pub sync_wr: Vec<RawFd>,
+    /// The restorer's write ends of every sync pipe, closed by the root
+    /// (the processes it forks inherit them closed).
+    pub sync_wr: &'a [RawFd],
     /// Ghost leaders wait for end of file here.
     pub ghost_rd: RawFd,
     pub ghost_wr: RawFd,
@@ -111,7 +182,7 @@ fn errno() -> i32 {
     unsafe { *libc::__errno_location() }
 }
 
-fn fail(plan: &ChildPlan, shared: &Shared, step: Step) -> ! {
+fn fail(plan: &ChildView, shared: &Shared, step: Step) -> ! {
     let e = errno();
     let mut msg = [0u8; REPORT_LEN];
     msg[0] = step as u8;
@@ -186,7 +257,7 @@ fn become_zombie(status: i32, name: &[u8; 16]) -> ! {
 /// this process in a signal-delivery stop before it forks the rest of its
 /// children, which the restorer, waiting for those children to report,
 /// would never see (issue 18: several zombies and a live child).
-fn make_zombies(plan: &ChildPlan, shared: &Shared) {
+fn make_zombies(plan: &ChildView, shared: &Shared) {
     if plan.zombies.is_empty() {
         return;
     }
@@ -202,7 +273,7 @@ fn make_zombies(plan: &ChildPlan, shared: &Shared) {
             &mut old,
             8usize,
         );
-        for (want, status, name) in &plan.zombies {
+        for (want, status, name) in plan.zombies {
             let (want, status) = (*want, *status);
             let pid = match fork_retry(want, libc::SIGCHLD) {
                 Ok(Forked::Child) => become_zombie(status, name),
@@ -246,11 +317,11 @@ fn make_zombies(plan: &ChildPlan, shared: &Shared) {
 /// Places the plan's descriptors at their numbers, changes root and
 /// working directory, and sets the umask: raw syscalls only, no
 /// allocation. On failure returns the step, with `errno` still set.
-pub(crate) fn place_files(plan: &ChildPlan) -> Result<(), Step> {
+pub(crate) fn place_files(plan: &ChildView) -> Result<(), Step> {
     // SAFETY: raw syscalls on descriptors and integers of the plan; they
     // touch no memory but the plan's own and a static string.
     unsafe {
-        for &(target, src, cloexec) in &plan.fds {
+        for &(target, src, cloexec) in plan.fds {
             let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
             if libc::dup3(src, target, flags) < 0 {
                 return Err(Step::Dup);
@@ -274,17 +345,17 @@ pub(crate) fn place_files(plan: &ChildPlan) -> Result<(), Step> {
 /// Copy-on-write sharing, before the children are forked: unmaps what the
 /// parent mapped for siblings, maps what the children inherit (never over
 /// anything: `MAP_FIXED_NOREPLACE`), and has the restorer fill it.
-fn prepare_inherited(plan: &ChildPlan, shared: &Shared) {
+fn prepare_inherited(plan: &ChildView, shared: &Shared) {
     // SAFETY: munmap/mmap of the plan's ranges, which the restorer chose
     // clear of its own mappings (so of everything this code uses), and a
     // raw write/read of stack buffers; no allocation.
     unsafe {
-        for &(s, e) in &plan.unmap {
+        for &(s, e) in plan.unmap {
             if libc::munmap(s as *mut libc::c_void, (e - s) as usize) < 0 {
                 fail(plan, shared, Step::Share);
             }
         }
-        for &(s, e) in &plan.fork_map {
+        for &(s, e) in plan.fork_map {
             let at = libc::mmap(
                 s as *mut libc::c_void,
                 (e - s) as usize,
@@ -317,8 +388,8 @@ fn prepare_inherited(plan: &ChildPlan, shared: &Shared) {
 }
 
 /// Closes every descriptor the plan does not place.
-pub(crate) fn close_others(plan: &ChildPlan) {
-    for &(lo, hi) in &plan.close {
+pub(crate) fn close_others(plan: &ChildView) {
+    for &(lo, hi) in plan.close {
         // SAFETY: close_range takes integers only.
         unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) };
     }
@@ -330,7 +401,7 @@ pub(crate) fn close_others(plan: &ChildPlan) {
 pub(crate) fn fork_root(
     new_pidns: bool,
     with_init: bool,
-    plans: &[ChildPlan],
+    plans: &[ChildView],
     shared: &Shared,
 ) -> nix::Result<i32> {
     // SAFETY: the child runs only `child_main` or `init_main`, which make
@@ -351,14 +422,18 @@ pub(crate) fn fork_root(
 }
 
 /// Runs in a new process after `clone3`; never returns.
-pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
+pub fn child_main(plans: &[ChildView], idx: usize, shared: &Shared) -> ! {
     let plan = &plans[idx];
     // SAFETY: this runs in a forked child of a process that may have had other
     // threads: it makes only async-signal-safe raw syscalls on descriptors
     // and integers prepared before the fork, and never allocates.
     unsafe {
-        for &fd in &shared.sync_wr {
-            libc::close(fd);
+        // The root closes the restorer's ends; the processes it forks
+        // inherit them closed.
+        if idx == 0 {
+            for &fd in shared.sync_wr {
+                libc::close(fd);
+            }
         }
         let pid = libc::syscall(libc::SYS_getpid) as i32;
         let mut rep = [0u8; 8];
@@ -372,11 +447,14 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
             // The restorer died before tracing us, or gave up.
             libc::_exit(126);
         }
-        // Default dispositions for everything: the restorer sets the image's.
-        let dfl = [0u64; 4];
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+        // Default dispositions for everything: the restorer sets the
+        // image's. Set by the root; the processes it forks inherit them.
+        if idx == 0 {
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+                }
             }
         }
         if plan.setsid {
@@ -392,7 +470,7 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
             fail(plan, shared, Step::Session);
         }
         make_zombies(plan, shared);
-        for &(pgid, want) in &plan.ghosts {
+        for &(pgid, want) in plan.ghosts {
             match fork_retry(want, libc::SIGCHLD) {
                 Ok(Forked::Child) => {
                     libc::close(shared.ghost_wr);
@@ -414,7 +492,7 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
             }
         }
         prepare_inherited(plan, shared);
-        for &c in &plan.children {
+        for &c in plan.children {
             let child = &plans[c];
             match fork_retry(child.want, child.exit_signal) {
                 Ok(Forked::Child) => child_main(plans, c, shared),
@@ -436,7 +514,7 @@ pub fn child_main(plans: &[ChildPlan], idx: usize, shared: &Shared) -> ! {
 /// Pid 1 of a new pid namespace (`cr-restart --pidns`): forks the root of
 /// the tree, reaps every orphan, and exits with the root's status when the
 /// root exits (which ends the namespace). Never returns.
-pub fn init_main(plans: &[ChildPlan], shared: &Shared) -> ! {
+pub fn init_main(plans: &[ChildView], shared: &Shared) -> ! {
     let root = &plans[0];
     // SAFETY: as in `child_main`: raw async-signal-safe syscalls on prepared
     // integers in a forked child, no allocation.
@@ -469,6 +547,7 @@ pub fn init_main(plans: &[ChildPlan], shared: &Shared) -> ! {
 /// syscalls only. Never returns: the tracer replaces this process, or it
 /// is killed.
 pub(crate) fn become_stopped(plan: &ChildPlan, errfd: Option<RawFd>) -> ! {
+    let plan = &plan.view();
     if let Err(step) = place_files(plan) {
         let e = std::io::Error::last_os_error();
         if let Some(fd) = errfd {

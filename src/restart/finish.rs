@@ -8,6 +8,7 @@ use super::Building;
 use super::space::{self, Builder, Trampoline};
 use crate::error::{Context, Error, Result};
 use crate::image;
+use crate::sys::batch::Batch;
 use crate::sys::ids::{Pid, Tid};
 use crate::sys::remote::{self, Gate, Remote, nr};
 
@@ -28,28 +29,30 @@ pub(crate) fn finish<'a>(
     let pid = bp.pid;
     let inner = bp.inner;
     let b = &mut bp.b;
-    // Protections and advice: one batch (or a few for many mappings).
-    let span = crate::progress::span("restore:  protections");
-    let vmas = mm.vmas.iter().filter(|v| !space::is_special(v));
-    b.batch_all(vmas, |bt, v| {
-        if space::build_prot(v) != v.prot {
-            bt.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64]);
-        }
-        let advice = [
-            (image::VMA_F_HUGEPAGE, libc::MADV_HUGEPAGE),
-            (image::VMA_F_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
-            (image::VMA_F_DONTFORK, libc::MADV_DONTFORK),
-            (image::VMA_F_DONTDUMP, libc::MADV_DONTDUMP),
-        ];
-        for (bit, adv) in advice {
-            if v.flags & bit != 0 {
-                bt.call(nr::MADVISE, &[v.start, v.end - v.start, adv as u64]);
-            }
-        }
-    })?;
-    drop(span);
+    // Protections and advice, mm fields, name, signal actions, timers
+    // and, in a process of one thread, that thread's state: one batch for
+    // a usual process (the protections go first, alone or in a few
+    // batches, only for one with very many mappings).
     let span = crate::progress::span("restore:  process state");
-    space::finish_process(b, &pi.p, mm)?;
+    let mut head = Batch::new();
+    for v in mm.vmas.iter().filter(|v| !space::is_special(v)) {
+        push_protection(&mut head, v);
+    }
+    if head.size() as u64 > space::SCRATCH_LEN / 4 {
+        let vmas = mm.vmas.iter().filter(|v| !space::is_special(v));
+        b.batch_all(vmas, push_protection)?;
+        head = Batch::new();
+    }
+    let t = pi.main_thread();
+    let single = pi.threads.len() == 1;
+    let mut tail = Batch::new();
+    if single {
+        space::push_thread(&mut tail, &t.t);
+    }
+    space::finish_process(b, &pi.p, mm, head, &tail)?;
+    if single {
+        space::set_xstate(b, &t.t)?;
+    }
     drop(span);
     let span = crate::progress::span("restore:  rlimits");
     for rl in pi.p.rlimits.iter() {
@@ -79,9 +82,10 @@ pub(crate) fn finish<'a>(
         tb.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
         made.push((pid, tid, tb.r));
     }
-    let t = pi.main_thread();
     let span = crate::progress::span("restore:  thread state");
-    space::finish_thread(b, &t.t)?;
+    if !single {
+        space::finish_thread(b, &t.t)?;
+    }
     space::queue_signals(b, inner, None, &pi.p.shared_pending)?;
     space::queue_signals(b, inner, Some(inner.main_thread()), &t.t.pending)?;
     space::posix_timers(b, &pi.p)?;
@@ -96,6 +100,24 @@ pub(crate) fn finish<'a>(
     b.call(nr::MUNMAP, &[tramp.addr, tramp.len])?;
     b.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
     Ok(made)
+}
+
+/// Adds the final protection and the advice of mapping `v`.
+fn push_protection(bt: &mut Batch, v: &crate::restart::meta::VmaImage) {
+    if space::build_prot(v) != v.prot {
+        bt.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64]);
+    }
+    let advice = [
+        (image::VMA_F_HUGEPAGE, libc::MADV_HUGEPAGE),
+        (image::VMA_F_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+        (image::VMA_F_DONTFORK, libc::MADV_DONTFORK),
+        (image::VMA_F_DONTDUMP, libc::MADV_DONTDUMP),
+    ];
+    for (bit, adv) in advice {
+        if v.flags & bit != 0 {
+            bt.call(nr::MADVISE, &[v.start, v.end - v.start, adv as u64]);
+        }
+    }
 }
 
 /// One thread ready to go: `(pid, tid, session, stays stopped)`.

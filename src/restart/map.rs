@@ -49,15 +49,28 @@ pub(crate) fn rebuild_space(
             | Backing::SysvShm => false,
         })
         .collect();
-    // rseq dropped, specials moved, the rest unmapped: one batch.
-    bp.b.clear_space(specials, &want, &pp.cow.keep)?;
-    bp.writable = map_vmas(&mut bp.b, bp.pi.p.pid, mm, &pp.map, &pp.cow.keep, src)?;
+    // rseq dropped, specials moved, the rest unmapped: the first entries
+    // of the batch that maps the image's VMAs.
+    let mut clear = Batch::new();
+    bp.b.push_clear_space(&mut clear, specials, &want, &pp.cow.keep)?;
+    bp.writable = map_vmas(
+        &mut bp.b,
+        bp.pi.p.pid,
+        mm,
+        &pp.map,
+        &pp.cow.keep,
+        src,
+        clear,
+    )?;
     Ok(())
 }
 
-/// Carries out `steps` over the VMAs of `mm`; returns the ranges whose
-/// contents may be written. Two batches for a usual process: the files
-/// opened (each path and mode once), then every step and the closes.
+/// Carries out `steps` over the VMAs of `mm` after the entries of `clear`;
+/// returns the ranges whose contents may be written. One batch for a
+/// usual process: `clear`, the files opened (each path and mode once, at
+/// the descriptor numbers the process's table says they get, checked
+/// after), every step, the closes. A list too long for the scratch area
+/// runs as `clear`, the opens, then the steps in as many batches as needed.
 fn map_vmas(
     b: &mut Builder,
     image_pid: u32,
@@ -65,6 +78,7 @@ fn map_vmas(
     steps: &[MapStep],
     keep: &[(u64, u64)],
     src: &MapSources,
+    clear: Batch,
 ) -> Result<Vec<(u64, u64)>> {
     let vma = |i: usize| -> Result<&VmaImage> {
         mm.vmas.get(i).ok_or_else(|| {
@@ -103,6 +117,35 @@ fn map_vmas(
             }
         }
     }
+    if let Some(fds) = space::free_fds(b.pid, keys.len()) {
+        let remote_fds: HashMap<FileKey, u64> = keys.iter().cloned().zip(fds.clone()).collect();
+        let mut all = clear.clone();
+        let first_open = all.append(&open);
+        let writable = push_steps(
+            &mut all,
+            b.pid,
+            image_pid,
+            mm,
+            steps,
+            keep,
+            &remote_fds,
+            src,
+            &mut |_| Ok(()),
+        )?;
+        if all.size() as u64 <= space::SCRATCH_LEN / 2 {
+            let o = b.batch(&all)?;
+            for (i, &fd) in fds.iter().enumerate() {
+                let got = o.result(first_open + i);
+                if got != Some(fd as i64) {
+                    return Err(Error::msg(format!(
+                        "cannot restore the mappings of pid {image_pid}: a file meant for descriptor {fd} was opened as {got:?}"
+                    )));
+                }
+            }
+            return Ok(writable);
+        }
+    }
+    b.batch(&clear)?;
     let mut remote_fds: HashMap<FileKey, u64> = HashMap::new();
     for chunk in split(&open, keys) {
         let (bt, ks) = chunk;
@@ -111,8 +154,51 @@ fn map_vmas(
             remote_fds.insert(k, o.result(i).unwrap_or(-1) as u64);
         }
     }
-    let mut writable = Vec::new();
     let mut bt = Batch::new();
+    let writable = push_steps(
+        &mut bt,
+        b.pid,
+        image_pid,
+        mm,
+        steps,
+        keep,
+        &remote_fds,
+        src,
+        &mut |bt| {
+            if bt.size() as u64 > space::SCRATCH_LEN / 2 {
+                b.batch(bt)?;
+                *bt = Batch::new();
+            }
+            Ok(())
+        },
+    )?;
+    b.batch(&bt)?;
+    Ok(writable)
+}
+
+/// Adds `steps` and the closes of `remote_fds` to `bt`, calling `flush`
+/// after each step (it may run and empty `bt`); returns the ranges whose
+/// contents may be written.
+#[allow(clippy::too_many_arguments)]
+fn push_steps(
+    bt: &mut Batch,
+    pid: crate::sys::ids::Pid,
+    image_pid: u32,
+    mm: &MmImage,
+    steps: &[MapStep],
+    keep: &[(u64, u64)],
+    remote_fds: &HashMap<FileKey, u64>,
+    src: &MapSources,
+    flush: &mut dyn FnMut(&mut Batch) -> Result<()>,
+) -> Result<Vec<(u64, u64)>> {
+    let vma = |i: usize| -> Result<&VmaImage> {
+        mm.vmas.get(i).ok_or_else(|| {
+            Error::msg(format!(
+                "restore plan names mapping {i} of {image_pid}, which it lacks"
+            ))
+        })
+    };
+    let mut writable = Vec::new();
     for &step in steps {
         match step {
             MapStep::Attach {
@@ -123,10 +209,7 @@ fn map_vmas(
                 let v = vma(i)?;
                 let flags = ipc::attach_flags(v.prot, v.flags & image::VMA_F_MAYWRITE != 0);
                 bt.push_as(
-                    format!(
-                        "cannot attach SysV segment {segment} at {at:#x} in pid {}",
-                        b.pid
-                    ),
+                    format!("cannot attach SysV segment {segment} at {at:#x} in pid {pid}"),
                     nr::SHMAT,
                     &[Arg::Val(segment), Arg::Val(at), Arg::Val(flags as u64)],
                 );
@@ -136,19 +219,19 @@ fn map_vmas(
                 bt.call(nr::MPROTECT, &[v.start, v.end - v.start, v.prot as u64]);
             }
             MapStep::Trim { segment, at } => {
-                trim_attachment(&mut bt, image_pid, mm, segment, at, src)?;
+                trim_attachment(bt, image_pid, mm, segment, at, src)?;
             }
             MapStep::Map { vma: i } => {
                 let v = vma(i)?;
                 let kept = image::ranges::clip(&[(v.start, v.end)], keep, true);
                 if kept.is_empty() {
-                    map_one(&mut bt, b.pid, image_pid, v, &remote_fds, src)?;
+                    map_one(bt, pid, image_pid, v, remote_fds, src)?;
                 } else {
                     // Inherited copy-on-write and in place: map the rest,
                     // give the kept parts their protection.
                     for (s, e) in image::ranges::clip(&[(v.start, v.end)], keep, false) {
                         let part = v.part(s, e);
-                        map_one(&mut bt, b.pid, image_pid, &part, &remote_fds, src)?;
+                        map_one(bt, pid, image_pid, &part, remote_fds, src)?;
                     }
                     let prot = space::build_prot(v) as u64;
                     for (s, e) in kept {
@@ -160,15 +243,13 @@ fn map_vmas(
                 }
             }
         }
-        if bt.size() as u64 > space::SCRATCH_LEN / 2 {
-            b.batch(&bt)?;
-            bt = Batch::new();
-        }
+        flush(bt)?;
     }
-    for fd in remote_fds.into_values() {
+    let mut fds: Vec<u64> = remote_fds.values().copied().collect();
+    fds.sort_unstable();
+    for fd in fds {
         bt.call(nr::CLOSE, &[fd]);
     }
-    b.batch(&bt)?;
     Ok(writable)
 }
 

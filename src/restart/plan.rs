@@ -310,6 +310,29 @@ fn plan_ghosts(live: &[Live], procs: &mut [ProcPlan], opts: PlanOptions) -> Vec<
     ghosts
 }
 
+/// For each process, the process leading the group it is in when its
+/// parent forks it: the parent once it made its session or group, else
+/// the group the parent was forked in; `None` for a group outside the
+/// tree (the root's, or where the order is not parents first).
+fn fork_groups(procs: &[ProcPlan]) -> Vec<Option<usize>> {
+    let mut at_fork: Vec<Option<usize>> = vec![None; procs.len()];
+    for (i, pp) in procs.iter().enumerate() {
+        let after_setup = if pp.setsid || pp.setpgid {
+            Some(i)
+        } else {
+            at_fork[i]
+        };
+        for &c in &pp.children {
+            if c > i
+                && let Some(x) = at_fork.get_mut(c)
+            {
+                *x = after_setup;
+            }
+        }
+    }
+    at_fork
+}
+
 /// Members of groups led by another process join once all exist.
 fn plan_joins(live: &[Live], ghosts: &[Ghost]) -> Vec<Join> {
     let leader_of = |pid: u32| live.iter().position(|x| x.p.pid == pid);
@@ -412,7 +435,7 @@ pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
         }
     }
     let ghosts = plan_ghosts(live, &mut procs, opts);
-    let joins = plan_joins(live, &ghosts);
+    let mut joins = plan_joins(live, &ghosts);
     let free_ids = plan_free_ids(meta, opts);
     // Under cr-init the root is not the restorer's child.
     let with_init = opts.pidns && !opts.ns_init;
@@ -421,6 +444,14 @@ pub fn plan(meta: &Meta, opts: PlanOptions) -> Plan {
         procs[0].setsid = false;
         procs[0].setpgid = true;
     }
+    // A member forked by a process already in its group (its leader, or
+    // a member that is in it from its own fork) is in it from its fork:
+    // no join (a remote call, one ptrace stop a process).
+    let at_fork = fork_groups(&procs);
+    joins.retain(|j| match j.leader {
+        Leader::Process(l) => at_fork.get(j.process).copied().flatten() != Some(l),
+        Leader::Ghost(_) => true,
+    });
     let mut release: Vec<(usize, usize)> = (0..live.len()).map(|i| (i, 0)).collect();
     for (i, pi) in live.iter().enumerate() {
         release.extend((1..pi.threads.len()).map(|t| (i, t)));

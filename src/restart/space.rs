@@ -167,6 +167,13 @@ impl<'a> Builder<'a> {
         Ok(self.r.run_checked(self.tramp.place(), b)?)
     }
 
+    /// Runs a batch like [`Builder::batch`] but returns what it left even
+    /// when an entry failed ([`Outcome::failed`]).
+    pub fn run(&mut self, b: &Batch) -> Result<Outcome> {
+        self.used = 0;
+        Ok(self.r.run_batch(self.tramp.place(), b)?)
+    }
+
     /// Runs a long list in as many batches as the scratch area needs,
     /// pushed by `add` one item at a time; every entry must succeed.
     pub fn batch_all<I>(&mut self, items: I, mut add: impl FnMut(&mut Batch, I::Item)) -> Result<()>
@@ -204,17 +211,17 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// Drops rseq, moves the kernel's vDSO and vvar to where the image had
-    /// them, then unmaps everything but them, the trampoline and `also`
-    /// (memory inherited copy-on-write, already in place): one batch.
-    pub fn clear_space(
+    /// Adds to `b`: drop rseq, move the kernel's vDSO and vvar to where
+    /// the image had them, then unmap everything but them, the trampoline
+    /// and `also` (memory inherited copy-on-write, already in place).
+    pub fn push_clear_space(
         &mut self,
+        b: &mut Batch,
         mine: &[Special],
         want: &[&VmaImage],
         also: &[(u64, u64)],
     ) -> Result<()> {
-        let mut b = Batch::new();
-        self.push_unregister_rseq(&mut b)?;
+        self.push_unregister_rseq(b)?;
         // Park every special mapping in the trampoline region first, so no
         // move lands on another special still at its old place.
         let mut park = self.tramp.addr + PARK_OFF;
@@ -263,7 +270,6 @@ impl<'a> Builder<'a> {
         }
         // Parked specials the image does not have are unmapped with the
         // trampoline region at the end.
-        self.batch(&b)?;
         Ok(())
     }
 }
@@ -330,67 +336,50 @@ pub fn restart_regs(mut r: ptrace::Regs) -> ptrace::Regs {
     r
 }
 
-/// Sets per-process state that needs the process's own memory in place:
-/// `mm` fields, name, signal handlers, timers.
-pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
-    // mm fields, auxv and the exe link.
-    let auxv_addr = if mm.auxv.is_empty() {
-        0
-    } else {
-        b.put(&mm.auxv)?
-    };
-    let exe_fd = if p.exe.is_empty() {
-        None
-    } else {
-        let path = b.put_path(&p.exe)?;
-        b.r.call(
-            nr::OPENAT,
-            &[libc::AT_FDCWD as u64, path, libc::O_RDONLY as u64, 0],
-        )
-        .ok()
-    };
-    let map = mm_map_bytes(mm, auxv_addr, exe_fd.map(|f| f as u32).unwrap_or(u32::MAX));
-    let map_addr = b.put(&map)?;
-    let r = b.call(
+/// The `n` lowest descriptor numbers free in a stopped process (the ones
+/// its next `n` opens get), or `None` if its table cannot be read.
+pub fn free_fds(pid: Pid, n: usize) -> Option<Vec<u64>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let used = crate::sys::proc::fd_numbers(pid).ok()?;
+    let mut out = Vec::with_capacity(n);
+    let mut at: i32 = 0;
+    let mut used = used.into_iter().peekable();
+    while out.len() < n {
+        while used.next_if(|&u| u < at).is_some() {}
+        if used.next_if_eq(&at).is_none() {
+            out.push(at as u64);
+        }
+        at += 1;
+    }
+    Some(out)
+}
+
+/// Adds the `PR_SET_MM_MAP` of `mm` to `bt` (the exe link from the
+/// process's descriptor `exe_fd`, or left as it is); returns its index.
+fn push_mm_map(bt: &mut Batch, p: &Process, mm: &Mm, exe_fd: Option<u64>) -> usize {
+    let map = mm_map_bytes(mm, 0, exe_fd.map(|f| f as u32).unwrap_or(u32::MAX));
+    let at = bt.data(&map);
+    if !mm.auxv.is_empty() {
+        let auxv = bt.data(&mm.auxv);
+        // The auxv pointer, after the eleven other addresses.
+        bt.point(at, 11 * 8, auxv);
+    }
+    bt.push_as(
+        format!("cannot restore the memory layout fields of pid {}", p.pid),
         nr::PRCTL,
         &[
-            libc::PR_SET_MM as u64,
-            libc::PR_SET_MM_MAP as u64,
-            map_addr,
-            map.len() as u64,
+            Arg::Val(libc::PR_SET_MM as u64),
+            Arg::Val(libc::PR_SET_MM_MAP as u64),
+            at.into(),
+            Arg::Val(map.len() as u64),
         ],
-    );
-    // Changing the exe link needs CAP_CHECKPOINT_RESTORE; without it, keep
-    // the rest of the layout and the restorer's link.
-    let r = match r {
-        Err(Error::Remote(crate::sys::remote::RemoteError::Syscall { errno, .. }))
-            if errno == nix::errno::Errno::EPERM && exe_fd.is_some() =>
-        {
-            let map = mm_map_bytes(mm, auxv_addr, u32::MAX);
-            let map_addr = b.put(&map)?;
-            b.call(
-                nr::PRCTL,
-                &[
-                    libc::PR_SET_MM as u64,
-                    libc::PR_SET_MM_MAP as u64,
-                    map_addr,
-                    map.len() as u64,
-                ],
-            )
-        }
-        r => r,
-    };
-    if let Some(fd) = exe_fd {
-        b.call(nr::CLOSE, &[fd])?;
-    }
-    r.map_err(|e| {
-        Error::msg(format!(
-            "cannot restore the memory layout fields of pid {}: {e}",
-            p.pid
-        ))
-    })?;
-    // Name, signal handlers, interval timers, subreaper, personality: one batch.
-    let mut bt = Batch::new();
+    )
+}
+
+/// Adds name, signal handlers, interval timers, subreaper and personality.
+fn push_process_rest(bt: &mut Batch, p: &Process) {
     let mut comm = p.comm.clone();
     comm.truncate(15);
     let name = bt.cstr(&comm);
@@ -445,6 +434,73 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
     if p.personality != 0 {
         bt.call(nr::PERSONALITY, &[p.personality as u64]);
     }
+}
+
+/// Sets per-process state that needs the process's own memory in place:
+/// `mm` fields, auxv and the exe link, name, signal handlers, timers. One
+/// batch with `head` before it and `tail` after it, for a usual process:
+/// the exe is opened at the descriptor the process's table says it gets
+/// (checked), `PR_SET_MM_MAP` takes it. A second batch only when the exe
+/// cannot be opened or its link not changed (`EPERM`, no
+/// `CAP_CHECKPOINT_RESTORE`): then the rest of the layout is set and the
+/// restorer's link kept, as before.
+pub fn finish_process(
+    b: &mut Builder,
+    p: &Process,
+    mm: &Mm,
+    head: Batch,
+    tail: &Batch,
+) -> Result<()> {
+    let exe_fd = if p.exe.is_empty() {
+        None
+    } else {
+        free_fds(b.pid, 1).and_then(|v| v.first().copied())
+    };
+    let mut rest = Batch::new();
+    push_process_rest(&mut rest, p);
+    rest.append(tail);
+    let mut bt = head;
+    let open_at = exe_fd.map(|_| {
+        let path = bt.cstr(&p.exe);
+        bt.push(
+            nr::OPENAT,
+            &[
+                Arg::Val(libc::AT_FDCWD as u64),
+                path.into(),
+                Arg::Val(libc::O_RDONLY as u64),
+                Arg::Val(0),
+            ],
+        )
+    });
+    let map_at = push_mm_map(&mut bt, p, mm, exe_fd);
+    let mut after_map = Batch::new();
+    if let Some(fd) = exe_fd {
+        after_map.call(nr::CLOSE, &[fd]);
+    }
+    after_map.append(&rest);
+    bt.append(&after_map);
+    let o = b.run(&bt)?;
+    if let (Some(i), Some(fd)) = (open_at, exe_fd)
+        && o.result(i).is_some_and(|r| r >= 0 && r != fd as i64)
+    {
+        return Err(Error::msg(format!(
+            "cannot restore the exe link of pid {}: its file meant for descriptor {fd} was opened as {:?}",
+            p.pid,
+            o.result(i)
+        )));
+    }
+    let again = match o.failed() {
+        None => return Ok(()),
+        // The exe could not be opened: the layout without it, then the rest.
+        Some((i, _)) if Some(i) == open_at => rest,
+        // Changing the exe link needs CAP_CHECKPOINT_RESTORE; without
+        // it, keep the rest of the layout and the restorer's link.
+        Some((i, nix::errno::Errno::EPERM)) if i == map_at && exe_fd.is_some() => after_map,
+        Some((i, errno)) => return Err(bt.error_for(i, b.r.tid(), errno).into()),
+    };
+    let mut bt = Batch::new();
+    push_mm_map(&mut bt, p, mm, None);
+    bt.append(&again);
     b.batch(&bt)?;
     Ok(())
 }
@@ -452,8 +508,28 @@ pub fn finish_process(b: &mut Builder, p: &Process, mm: &Mm) -> Result<()> {
 /// `SS_AUTODISARM` from <linux/signal.h> (not in the libc crate).
 const SS_AUTODISARM: u32 = 1 << 31;
 
-/// Sets per-thread state through a remote session in that thread.
+/// Sets per-thread state through a remote session in that thread: one
+/// batch, then the extended registers.
 pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
+    let mut bt = Batch::new();
+    push_thread(&mut bt, t);
+    b.batch(&bt)?;
+    set_xstate(b, t)
+}
+
+/// The FPU/AVX state of the thread `b` runs in.
+pub fn set_xstate(b: &mut Builder, t: &Thread) -> Result<()> {
+    if !t.xstate.is_empty() {
+        b.r.tracee()
+            .set_xstate(&t.xstate)
+            .ctx(|| format!("cannot restore FPU/AVX state of thread {}", t.tid))?;
+    }
+    Ok(())
+}
+
+/// Adds a thread's alternate stack, clear-tid address, name, robust list
+/// and rseq to `bt`, to run in that thread.
+pub fn push_thread(bt: &mut Batch, t: &Thread) {
     // Always set: a thread forked from the restorer inherits the
     // restorer's own alternate stack (Rust's std installs one), which
     // is unmapped here; an SA_ONSTACK handler would then die with SIGSEGV.
@@ -468,8 +544,6 @@ pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
     for v in [sp, flags, size] {
         ss.extend_from_slice(&v.to_le_bytes()); // flags: int + padding
     }
-    // Alternate stack, clear-tid address, name, robust list, rseq: one batch.
-    let mut bt = Batch::new();
     let at = bt.data(&ss);
     bt.push_as(
         format!(
@@ -504,13 +578,6 @@ pub fn finish_thread(b: &mut Builder, t: &Thread) -> Result<()> {
             ],
         );
     }
-    b.batch(&bt)?;
-    if !t.xstate.is_empty() {
-        b.r.tracee()
-            .set_xstate(&t.xstate)
-            .ctx(|| format!("cannot restore FPU/AVX state of thread {}", t.tid))?;
-    }
-    Ok(())
 }
 
 /// Creates thread `t` in the process by a remote `clone3` in its main

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 
 use super::asuser;
-use super::child::{self, ChildPlan};
+use super::child::{self, ChildPlan, ChildView};
 use super::files::{FdSource, OpenFiles};
 use super::meta::{Live, Meta};
 use super::plan::{Plan, ProcPlan};
 use super::{Options, tty};
 use crate::error::{Context, Error, Result};
 use crate::image::File;
+use crate::sys::arena::{Arena, HeapNoFork};
 use crate::sys::ids::Pid;
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Running, Stop, Stopped, Waited};
@@ -329,14 +330,16 @@ impl Pipes {
         })
     }
 
-    fn shared(&self) -> child::Shared {
-        child::Shared {
+    /// The shared descriptors, their list in `arena`.
+    fn shared<'a>(&self, arena: &'a Arena) -> Result<child::Shared<'a>> {
+        let sync_wr: Vec<RawFd> = self.sync_wr.iter().map(|f| f.as_raw_fd()).collect();
+        Ok(child::Shared {
             report_wr: self.report_wr.as_raw_fd(),
             err_wr: self.err_wr.as_raw_fd(),
-            sync_wr: self.sync_wr.iter().map(|f| f.as_raw_fd()).collect(),
+            sync_wr: arena.put(&sync_wr).ctx(|| "cannot map memory".into())?,
             ghost_rd: self.ghost_rd.as_raw_fd(),
             ghost_wr: self.ghost_wr.as_raw_fd(),
-        }
+        })
     }
 }
 
@@ -361,15 +364,19 @@ fn child_failed(err_rd: &OwnedFd) -> Error {
 }
 
 /// Forks the root (or the new namespace's init), retrying while its pid
-/// settles; the child runs the plans and never returns.
+/// settles; the child runs the plans and never returns. The plans and
+/// `shared` must be in an [`Arena`]: the restorer's heap is kept out of
+/// the new process ([`HeapNoFork`]), so none of the tree starts with a
+/// copy of it to fork again and unmap.
 fn fork_root(
     plan: &Plan,
-    plans: &[ChildPlan],
+    plans: &[ChildView],
     shared: &child::Shared,
     opts: &Options,
 ) -> Result<Pid> {
     let root = &plans[0];
     let deadline = Instant::now() + opts.pid_wait;
+    let _no_heap = HeapNoFork::new();
     let forked = loop {
         let r = child::fork_root(plan.new_pidns, plan.with_init, plans, shared);
         // A pid freed a moment ago may still be settling in the kernel.
@@ -435,8 +442,16 @@ pub(crate) fn spawn_tree(
             .push((pgid.as_raw(), g.want.map(Pid::as_raw)));
     }
     let pipes = Pipes::new(&mut plans, open.base)?;
-    let shared = pipes.shared();
-    let root_pid = fork_root(plan, &plans, &shared, opts)?;
+    // What the new processes read, off the heap (see `fork_root`).
+    let arena = Arena::new();
+    let views = plans
+        .iter()
+        .map(|p| p.view_in(&arena))
+        .collect::<std::io::Result<Vec<_>>>()
+        .and_then(|v| arena.put(&v))
+        .ctx(|| "cannot map memory for the new processes".into())?;
+    let shared = pipes.shared(&arena)?;
+    let root_pid = fork_root(plan, views, &shared, opts)?;
     undo.pids.push(root_pid);
     let Pipes {
         keep: sync_keep,

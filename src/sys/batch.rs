@@ -99,6 +99,9 @@ struct Entry {
 pub struct Batch {
     entries: Vec<Entry>,
     data: Vec<u8>,
+    /// `(offset in data, piece)`: the 8 bytes there become the piece's
+    /// address when the batch is laid out ([`Batch::point`]).
+    pointers: Vec<(usize, DataRef)>,
 }
 
 impl Batch {
@@ -143,6 +146,13 @@ impl Batch {
         self.data(&vec![0; len])
     }
 
+    /// Makes the 8 bytes at `at` in `d` the address of `target` (a
+    /// pointer inside a structure the batch passes), once laid out.
+    pub fn point(&mut self, d: DataRef, at: usize, target: DataRef) {
+        assert!(at + 8 <= d.len, "a pointer inside its structure");
+        self.pointers.push((d.off + at, target));
+    }
+
     /// Adds a syscall; returns its index.
     pub fn push(&mut self, nr: i64, args: &[Arg]) -> usize {
         let mut a = [Arg::Val(0); 6];
@@ -170,11 +180,37 @@ impl Batch {
         self.push(nr, &a)
     }
 
+    /// Adds every entry of `other` (and its data) after this batch's own;
+    /// returns the index the first of them gets.
+    pub fn append(&mut self, other: &Batch) -> usize {
+        let first = self.entries.len();
+        let shift = self.data.len();
+        self.data.extend_from_slice(&other.data);
+        for &(at, d) in &other.pointers {
+            let d = DataRef {
+                off: d.off + shift,
+                ..d
+            };
+            self.pointers.push((at + shift, d));
+        }
+        for e in &other.entries {
+            let mut e = e.clone();
+            for a in e.args.iter_mut() {
+                if let Arg::Data(d, _) = a {
+                    d.off += shift;
+                }
+            }
+            self.entries.push(e);
+        }
+        first
+    }
+
     /// A batch of entry `i` alone (with all of this batch's data).
     pub fn single(&self, i: usize) -> Batch {
         Batch {
             entries: self.entries.get(i).cloned().into_iter().collect(),
             data: self.data.clone(),
+            pointers: self.pointers.clone(),
         }
     }
 
@@ -194,7 +230,12 @@ impl Batch {
             }
             out.extend_from_slice(&0u64.to_le_bytes());
         }
+        let data_start = out.len();
         out.extend_from_slice(&self.data);
+        for &(at, d) in &self.pointers {
+            let addr = data_at + d.off as u64;
+            out[data_start + at..data_start + at + 8].copy_from_slice(&addr.to_le_bytes());
+        }
         out
     }
 
@@ -225,7 +266,8 @@ impl Batch {
         }
     }
 
-    fn error_for(&self, i: usize, tid: Tid, errno: Errno) -> RemoteError {
+    /// The error for entry `i` failing with `errno` in thread `tid`.
+    pub fn error_for(&self, i: usize, tid: Tid, errno: Errno) -> RemoteError {
         let e = &self.entries[i];
         RemoteError::Syscall {
             name: match &e.what {
@@ -532,6 +574,47 @@ mod tests {
         assert_eq!(o.result(2), None);
         let e = b.error_for(1, Tid::from_raw(42), Errno::EFAULT).to_string();
         assert_eq!(e, "sigaltstack in process 42: EFAULT: Bad address");
+    }
+
+    #[test]
+    fn append_moves_data_references() {
+        let mut a = Batch::new();
+        let x = a.cstr(b"/a");
+        a.push(nr::OPENAT, &[Arg::Val(0), x.into()]);
+        let mut b = Batch::new();
+        let y = b.cstr(b"/bb");
+        b.push(nr::OPENAT, &[Arg::Val(0), Arg::Data(y, 1)]);
+        b.call(nr::GETPID, &[]);
+        assert_eq!(a.append(&b), 1);
+        assert_eq!(a.len(), 3);
+        let base = 0x1000;
+        let bytes = a.layout(base);
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        let data_at = base + 3 * ENTRY as u64;
+        assert_eq!(word(16), data_at);
+        assert_eq!(word(ENTRY + 16), data_at + 16 + 1);
+        assert_eq!(&bytes[3 * ENTRY + 16..3 * ENTRY + 20], b"/bb\0");
+        assert_eq!(word(2 * ENTRY), nr::GETPID as u64);
+    }
+
+    #[test]
+    fn pointers_inside_data_are_resolved_and_moved() {
+        let mut a = Batch::new();
+        a.cstr(b"pad");
+        let mut b = Batch::new();
+        let target = b.data(&[1, 2, 3, 4]);
+        let s = b.data(&[0u8; 24]);
+        b.point(s, 8, target);
+        b.push(nr::PRCTL, &[Arg::Val(35), s.into()]);
+        a.append(&b);
+        let base = 0x2000;
+        let bytes = a.layout(base);
+        let data_at = base + ENTRY as u64;
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        // pad (16), target (16), then the structure.
+        assert_eq!(word(16), data_at + 32);
+        assert_eq!(word(ENTRY + 32 + 8), data_at + 16);
+        assert_eq!(word(ENTRY + 32), 0);
     }
 
     #[test]

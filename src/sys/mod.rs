@@ -8,6 +8,7 @@
 //! [`ptrace::Running`] or a [`ptrace::Stopped`]: registers and remote
 //! syscalls ([`remote::Remote`]) need the stopped one.
 
+pub mod arena;
 pub mod batch;
 pub mod clone;
 pub mod codepage;

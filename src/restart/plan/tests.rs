@@ -87,13 +87,36 @@ fn chain() {
         assert_eq!(plan.procs[i].children, vec![i + 1]);
     }
     assert!(plan.procs[3].children.is_empty());
-    // All in the root's group: members join it; nothing else.
-    assert_eq!(plan.joins.len(), 3);
-    assert!(
-        plan.joins
-            .iter()
-            .all(|j| j.leader == Leader::Process(0) && j.pgid == 100)
-    );
+    // All in the root's group, each from its fork: no joins.
+    assert!(plan.joins.is_empty());
+}
+
+#[test]
+fn only_members_forked_outside_their_group_join() {
+    // 101 leads its own group; its child 102 is in the root's group, so
+    // is 103, forked by 102 before 102 joins it: both join. 104, forked
+    // by 101 into 101's group, is in it from its fork.
+    let q = |pid, ppid, pgid| TreeProc {
+        pid,
+        ppid,
+        pgid,
+        sid: 100,
+        ..TreeProc::default()
+    };
+    let procs = [
+        q(100, 0, 100),
+        q(101, 100, 101),
+        q(102, 101, 100),
+        q(103, 102, 100),
+        q(104, 101, 101),
+    ];
+    let plan = planned(&procs, 0, ORIG);
+    let join = |process| Join {
+        process,
+        pgid: 100,
+        leader: Leader::Process(0),
+    };
+    assert_eq!(plan.joins, vec![join(2), join(3)]);
 }
 
 #[test]
@@ -200,7 +223,7 @@ fn groups_and_sessions_with_ghosts() {
         vec![
             (1, 200, Leader::Ghost(0)),
             (2, 200, Leader::Ghost(0)),
-            (4, 300, Leader::Process(3)),
+            // 301 is in 300's group from its fork: no join.
             (6, 500, Leader::Ghost(1)),
         ]
     );
@@ -375,13 +398,9 @@ fn a_shell_job_joins_the_restorers_session_when_it_has_a_terminal() {
     assert!(plan.foreground);
     assert!(!plan.procs[0].setsid && plan.procs[0].setpgid);
     assert!(!plan.procs[1].setsid && !plan.procs[1].setpgid);
-    // The child joins the root's new group, as without a terminal.
-    let join = Join {
-        process: 1,
-        pgid: 100,
-        leader: Leader::Process(0),
-    };
-    assert_eq!(plan.joins, vec![join]);
+    // The child is in the root's new group from its fork, as without a
+    // terminal: no join.
+    assert!(plan.joins.is_empty());
     // No terminal, or no terminal in the image, or under cr-init: as before.
     assert!(!planned(&[job(true), child.clone()], 0, ORIG).foreground);
     assert!(!planned(&[job(false), child.clone()], 0, term).foreground);

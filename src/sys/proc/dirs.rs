@@ -50,6 +50,13 @@ pub fn child_pids(pid: Pid, tid: Tid) -> Result<Vec<Pid>> {
     Ok(children(pid, tid)?.into_iter().map(Pid::from_raw).collect())
 }
 
+/// The numbers of the open descriptors of `pid`, sorted (no links read).
+pub fn fd_numbers(pid: impl Into<Pid>) -> Result<Vec<i32>> {
+    let mut nums = numeric_entries(&proc_path(pid.into(), "fd"))?;
+    nums.sort_unstable();
+    Ok(nums)
+}
+
 /// Open file descriptors of `pid` and what `/proc/PID/fd/N` links to
 /// (`/path`, `pipe:[ino]`, `socket:[ino]`, `anon_inode:[eventfd]`, ...),
 /// sorted by fd. A descriptor closed while listing is left out.
