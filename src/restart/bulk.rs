@@ -19,6 +19,8 @@ use crate::sys::mem;
 pub(crate) struct Sinks<'a> {
     pub meta: &'a Meta,
     pub ipc: &'a mut ipc::IpcRestore,
+    /// The pre-copied pages (`ckpt --live`).
+    pub staged: &'a mut super::precopy::Staging,
     pub shm_fds: &'a HashMap<u64, OwnedFd>,
     /// Objects already holding their contents (a file of `/dev/shm` found
     /// identical).
@@ -46,10 +48,12 @@ pub(crate) fn stream_bulk<R: Read>(
     // Pre-copied pages first: the final part's pages are others. Placed
     // with `UFFDIO_COPY` where the process's userfaultfd takes them (each
     // page allocated with its contents, not zeroed first).
-    let staged = sinks.meta.staged();
+    let staged = &mut *sinks.staged;
     if building.iter().any(|bp| !bp.pi.mm.precopied.is_empty()) {
-        fill = Some(pages::Fill::new(building)?);
+        fill = Some(pages::Fill::new(building, staged)?);
     }
+    // What the final part wrote into the process keeping pages in place.
+    let mut written: Vec<(u64, u64)> = Vec::new();
     for bp in building.iter_mut() {
         let ranges = &bp.pi.mm.precopied;
         if ranges.is_empty() {
@@ -78,7 +82,11 @@ pub(crate) fn stream_bulk<R: Read>(
             }
         }
         super::precopy::Staging::write_pieces(bp.pid, &rest, &mut bp.b.mem)?;
+        crate::progress::add_kept(staged.kept_bytes(bp.pi.p.pid));
     }
+    // Every pre-copied page is in: the root's kept pages become its own
+    // alone.
+    staged.release_placed();
     while let Some(raw) = next {
         let rec = raw.decode()?;
         let (pre, data) =
@@ -113,7 +121,7 @@ pub(crate) fn stream_bulk<R: Read>(
         fork_section = false;
         let fill = match &mut fill {
             Some(f) => f,
-            None => fill.insert(pages::Fill::new(building)?),
+            None => fill.insert(pages::Fill::new(building, sinks.staged)?),
         };
         let data: &[u8] = if rec.kind == Kind::ZERO {
             let len = data.get(..8).ok_or(Fault::ZeroNoLength { seq: rec.seq })?;
@@ -134,11 +142,17 @@ pub(crate) fn stream_bulk<R: Read>(
                 .find(|x| x.pi.p.pid as u64 == pre.id)
                 .ok_or(Fault::PagesUnknownProcess { id: pre.id })?;
             process_pages(bp, &mut thp, fill, &pre, data)?;
+            if !sinks.staged.kept(bp.pi.p.pid).is_empty() {
+                written.push((pre.addr, pre.addr + data.len() as u64));
+            }
         } else {
             object_data(sinks, &pre, data)?;
         }
         inject::check("pages")?;
         next = source.next_record()?;
+    }
+    for bp in building.iter_mut() {
+        sinks.staged.drop_stale(bp, &written)?;
     }
     Ok(())
 }

@@ -729,9 +729,10 @@ impl Meta {
         })
     }
 
-    /// The pre-copied pages (`ckpt --live`), staged while read.
-    pub fn staged(&self) -> &super::precopy::Staging {
-        &self.staged
+    /// The pre-copied pages (`ckpt --live`), staged while read; taken
+    /// once, for the bulk data.
+    pub fn take_staged(&mut self) -> super::precopy::Staging {
+        std::mem::take(&mut self.staged)
     }
 
     /// The live processes, root first, each after its parent.

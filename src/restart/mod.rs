@@ -340,6 +340,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         // every process gets its own copy instead.
         plan.drop_sharing();
     }
+    // Pre-copied pages the root keeps where they were staged (`precopy`).
+    let mut staged = meta.take_staged();
+    let span = crate::progress::span("restore: keep pre-copied pages");
+    precopy::keep_in_place(&meta, &mut plan, &mut staged)?;
+    drop(span);
     crate::progress::phase(crate::progress::Phase::Building);
     let mut next = if matches!(source, spool::Source::Spooled(_)) {
         source.next_record()?
@@ -357,7 +362,15 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let (mut pins, mut building) = sessions(&meta, &mut tree, &held.tramp)?;
     drop(span);
     build_spaces(&meta, &mut building, &plan, &mut tree, &held)?;
-    fill_data(&meta, &mut ipc, &held, &mut building, next, &mut source)?;
+    fill_data(
+        &meta,
+        &mut ipc,
+        &mut staged,
+        &held,
+        &mut building,
+        next,
+        &mut source,
+    )?;
     held.open.finish_sockets()?;
     memfd::seal_all(meta.shmem(), &held.shm_fds)?;
     ipc.finish()?;
@@ -439,6 +452,7 @@ fn build_spaces(
 fn fill_data<R: Read>(
     meta: &Meta,
     ipc: &mut ipc::IpcRestore,
+    staged: &mut precopy::Staging,
     held: &Held,
     building: &mut [Building],
     next: Option<image::RawRecord>,
@@ -448,6 +462,7 @@ fn fill_data<R: Read>(
     let mut sinks = bulk::Sinks {
         meta,
         ipc,
+        staged,
         shm_fds: &held.shm_fds,
         shm_reused: &held.shm_reused,
         open: &held.open,
