@@ -7,20 +7,27 @@
 # namespaces, a real sshd on 10.77.251.2, as tests/host builds it) and
 # the largest gap in its own log is its downtime as it sees it.
 #
-#   benches/migrate.sh [MIB=1024] [LEVEL=3] [LIVE=0|1]   (as root; release build)
+#   benches/migrate.sh [MIB=1024] [LEVEL=3] [LIVE=0|1] [PROFILE=0|1]   (as root; release build)
 #
-# Prints the cr-migrate report and the largest gap. Everything it makes
+# Prints the cr-migrate report and the largest gap; PROFILE=1 also the
+# destination cr-restart's phases (CRTOOLS_PROFILE). Extra environment
+# for the destination's cr-restart (e.g. CRTOOLS_NO_KEEP=1) goes in
+# DEST_ENV. Everything it makes
 # (namespaces, veth pair, keys, files) is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIB=1024
 LEVEL=3
 LIVE=0
+PROFILE=0
 for a in "$@"; do
-    case "$a" in MIB=*|LEVEL=*|LIVE=*) declare "${a%%=*}=${a#*=}" ;; *) echo "usage: $0 [MIB=N] [LEVEL=N] [LIVE=0|1]" >&2; exit 2 ;; esac
+    case "$a" in MIB=*|LEVEL=*|LIVE=*|PROFILE=*) declare "${a%%=*}=${a#*=}" ;; *) echo "usage: $0 [MIB=N] [LEVEL=N] [LIVE=0|1] [PROFILE=0|1]" >&2; exit 2 ;; esac
 done
 live=()
 [ "$LIVE" = 1 ] && live=(--live -v)
+dest_env=${DEST_ENV:-}
+[ "$PROFILE" = 1 ] && dest_env="$dest_env CRTOOLS_PROFILE=1"
+restart=(--cr-restart "env $dest_env cr-restart")
 cargo build --release --bins --quiet
 B=$PWD/target/release
 work=$(mktemp -d /tmp/crtools-bench-migrate.XXXXXX)
@@ -122,7 +129,7 @@ for _ in $(seq 200); do ssh -F "$work/ssh_config" root@10.77.251.2 true 2>/dev/n
 pid=$!
 while ! grep -q ready "$work/out" 2>/dev/null; do sleep 0.1; done
 sleep 2
-"$B/cr-migrate" -F "$work/ssh_config" --level "$LEVEL" "${live[@]}" "$pid" root@10.77.251.2 2>&1 | tee "$work/report"
+"$B/cr-migrate" -F "$work/ssh_config" --level "$LEVEL" "${live[@]}" "${restart[@]}" "$pid" root@10.77.251.2 2>&1 | tee "$work/report"
 wait "$pid" 2>/dev/null || true
 pid=
 sleep 2

@@ -72,6 +72,7 @@ static PHASE: AtomicU8 = AtomicU8::new(Phase::Reading as u8);
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 static BYTES_PLACED: AtomicU64 = AtomicU64::new(0);
+static BYTES_KEPT: AtomicU64 = AtomicU64::new(0);
 
 /// The progress line being drawn, if any, and what it shows. Held while a
 /// frame is drawn, so that once [`clear_line`] has taken it no frame follows.
@@ -119,6 +120,30 @@ pub fn bytes_out() -> u64 {
 /// with their contents, not zeroed first), for `cr-restart -v`.
 pub fn add_placed(bytes: u64) {
     BYTES_PLACED.fetch_add(bytes, Relaxed);
+}
+
+static ROUNDS_END: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the end of a live image's pre-copy rounds (its first metadata
+/// record), once: from here on the source's tree is frozen.
+pub fn rounds_ended() {
+    let _ = ROUNDS_END.set(std::time::Instant::now());
+}
+
+/// Time since the end of the pre-copy rounds, for a live image.
+pub fn since_rounds_end() -> Option<Duration> {
+    ROUNDS_END.get().map(|t| t.elapsed())
+}
+
+/// Counts pre-copied page data a restored process kept where the
+/// restorer staged it (inherited, not copied), for `cr-restart -v`.
+pub fn add_kept(bytes: u64) {
+    BYTES_KEPT.fetch_add(bytes, Relaxed);
+}
+
+/// Pre-copied page data kept in place so far.
+pub fn bytes_kept() -> u64 {
+    BYTES_KEPT.load(Relaxed)
 }
 
 /// Page data placed with `UFFDIO_COPY` so far.

@@ -16,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 use common::*;
 use crtools::image::{
     self, DataPrefix, Fault, FdTable, File, Kind, MappingFault, Mm, Process, Reader, Record,
-    Thread, WriteOptions, Writer, wire,
+    SocketFault, Thread, WriteOptions, Writer, wire,
 };
 use crtools::restart::meta::{self, Meta};
 
@@ -669,5 +669,333 @@ fn pidfd_of_a_process_not_in_the_image() {
         },
         Some(|f| matches!(f, Fault::PidfdTarget { pid: 4_000_000, .. })),
         "refers to pid 4000000, which is not a process of the image",
+    );
+}
+
+/// The base image's first file turned into `ftype` referring to object
+/// `object_id`, for which the image has no record.
+fn file_without_object(ftype: u8, object_id: u64) -> impl FnOnce(&mut Vec<(Kind, Vec<u8>)>) {
+    let ifile = base().find(Kind::FILE);
+    move |v| {
+        edit::<File>(v, ifile, |f| {
+            f.ftype = ftype;
+            f.object_id = object_id;
+        })
+    }
+}
+
+/// The base image's first file turned into `ftype` referring to object
+/// `id`, and `rec` (that object's record, of kind `kind`) added.
+fn file_with_object(
+    ftype: u8,
+    id: u64,
+    kind: Kind,
+    rec: Vec<u8>,
+) -> impl FnOnce(&mut Vec<(Kind, Vec<u8>)>) {
+    let ifile = base().find(Kind::FILE);
+    move |v| {
+        edit::<File>(v, ifile, |f| {
+            f.ftype = ftype;
+            f.object_id = id;
+        });
+        v.insert(1, (kind, rec));
+    }
+}
+
+fn missing(f: &Fault, kind: Kind, id: u64) -> bool {
+    matches!(f, Fault::MissingObject { object, object_id, .. } if *object == kind && *object_id == id)
+}
+
+/// A descriptor of a pipe the image has no `PIPE` record of.
+#[test]
+fn pipe_file_without_its_record() {
+    refused(
+        file_without_object(image::FT_PIPE, 91),
+        Some(|f| missing(f, Kind::PIPE, 91)),
+        "has no pipe record",
+    );
+}
+
+/// A descriptor of a pty the image has no `PTY` record of.
+#[test]
+fn pty_file_without_its_record() {
+    refused(
+        file_without_object(image::FT_PTY_SLAVE, 92),
+        Some(|f| missing(f, Kind::PTY, 92)),
+        "has no pty record",
+    );
+}
+
+/// A descriptor of a TCP socket the image has no `INET` record of.
+#[test]
+fn inet_file_without_its_record() {
+    refused(
+        file_without_object(image::FT_INET, 93),
+        Some(|f| missing(f, Kind::INET, 93)),
+        "has no inet record",
+    );
+}
+
+/// A descriptor of a Unix socket the image has no `SOCKET` record of.
+#[test]
+fn unix_socket_file_without_its_record() {
+    refused(
+        file_without_object(image::FT_SOCKET, 94),
+        Some(|f| missing(f, Kind::SOCKET, 94)),
+        "has no socket record",
+    );
+}
+
+/// An eventfd with no `EVENT` record.
+#[test]
+fn event_file_without_its_record() {
+    refused(
+        file_without_object(image::FT_EVENTFD, 0),
+        Some(
+            |f| matches!(f, Fault::Event { why, .. } if *why == "the event file has no event record"),
+        ),
+        "the event file has no event record",
+    );
+}
+
+/// A memfd descriptor whose `SHMEM` object the image lacks.
+#[test]
+fn memfd_file_without_its_object() {
+    refused(
+        file_without_object(image::FT_MEMFD, 95),
+        Some(|f| matches!(f, Fault::MemfdObject { .. })),
+        "refers to a shared memory object the image lacks",
+    );
+}
+
+/// An inotify watch whose path has a NUL byte.
+#[test]
+fn inotify_path_with_a_nul_byte() {
+    let ifile = base().find(Kind::FILE);
+    refused(
+        move |v| {
+            let mut id = 0;
+            edit::<File>(v, ifile, |f| {
+                f.ftype = image::FT_INOTIFY;
+                id = f.id;
+            });
+            let e = image::EventFile {
+                file_id: id,
+                watches: vec![image::InotifyWatch {
+                    wd: 1,
+                    mask: 2,
+                    path: b"/tmp/a\0b".to_vec(),
+                    ..Default::default()
+                }]
+                .into(),
+                ..Default::default()
+            };
+            v.insert(1, (Kind::EVENT, wire::encode(&e)));
+        },
+        Some(|f| matches!(f, Fault::Event { why, .. } if why.contains("NUL"))),
+        "an inotify watch's path has a NUL byte",
+    );
+}
+
+fn inet(id: u64) -> image::InetSocket {
+    image::InetSocket {
+        id,
+        family: libc::AF_INET as u32,
+        stype: libc::SOCK_STREAM as u32,
+        local_addr: vec![127, 0, 0, 1],
+        local_port: 1,
+        ..Default::default()
+    }
+}
+
+/// An `INET` record of a socket type that is neither TCP's nor UDP's.
+#[test]
+fn inet_socket_of_an_unknown_type() {
+    let s = image::InetSocket {
+        stype: libc::SOCK_RAW as u32,
+        ..inet(96)
+    };
+    refused(
+        file_with_object(image::FT_INET, 96, Kind::INET, wire::encode(&s)),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Unknown {
+                    record: Kind::INET,
+                    id: 96,
+                    field: "socket type",
+                    value: 3,
+                }
+            )
+        }),
+        "inet record 96: unknown socket type 3",
+    );
+}
+
+/// An `INET` record of an address family that is neither IPv4 nor IPv6.
+#[test]
+fn inet_socket_of_an_unknown_family() {
+    let s = image::InetSocket {
+        family: libc::AF_UNIX as u32,
+        ..inet(97)
+    };
+    refused(
+        file_with_object(image::FT_INET, 97, Kind::INET, wire::encode(&s)),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Unknown {
+                    record: Kind::INET,
+                    field: "address family",
+                    value: 1,
+                    ..
+                }
+            )
+        }),
+        "inet record 97: unknown address family 1",
+    );
+}
+
+/// An established TCP connection without its peer's address.
+#[test]
+fn established_connection_without_its_peer() {
+    let s = image::InetSocket {
+        repair: true,
+        state: 1,
+        ..inet(98)
+    };
+    refused(
+        file_with_object(image::FT_INET, 98, Kind::INET, wire::encode(&s)),
+        Some(|f| matches!(f, Fault::Inet { id: 98, .. })),
+        "an established connection without its addresses",
+    );
+}
+
+/// A `PTY` record whose termios is cut short.
+#[test]
+fn pty_with_short_termios() {
+    let p = image::Pty {
+        id: 99,
+        index: 41,
+        termios: vec![0; 4],
+        winsize: vec![0; 8],
+        ..Default::default()
+    };
+    refused(
+        file_with_object(image::FT_PTY_MASTER, 99, Kind::PTY, wire::encode(&p)),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Pty {
+                    id: 99,
+                    index: 41,
+                    ..
+                }
+            )
+        }),
+        "pty 41 has short termios",
+    );
+}
+
+fn unix(id: u64) -> image::Socket {
+    image::Socket {
+        id,
+        family: libc::AF_UNIX as u32,
+        stype: libc::SOCK_STREAM as u32,
+        state: 7,
+        ..Default::default()
+    }
+}
+
+/// A `SOCKET` record of another family than `AF_UNIX`.
+#[test]
+fn unix_socket_of_another_family() {
+    let s = image::Socket {
+        family: libc::AF_INET as u32,
+        ..unix(100)
+    };
+    refused(
+        file_with_object(image::FT_SOCKET, 100, Kind::SOCKET, wire::encode(&s)),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Socket {
+                    id: 100,
+                    why: SocketFault::NotUnix { family: 2 }
+                }
+            )
+        }),
+        "socket 100: family 2 is not AF_UNIX",
+    );
+}
+
+/// A connection not yet accepted, held at a descriptor.
+#[test]
+fn pending_unix_connection_at_a_descriptor() {
+    let s = image::Socket {
+        listener: 5,
+        ..unix(101)
+    };
+    refused(
+        file_with_object(image::FT_SOCKET, 101, Kind::SOCKET, wire::encode(&s)),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Socket {
+                    id: 101,
+                    why: SocketFault::HeldWhilePending
+                }
+            )
+        }),
+        "a connection not yet accepted is held at a descriptor",
+    );
+}
+
+/// A listener whose pending connection has no record.
+#[test]
+fn unix_listener_with_a_missing_pending_connection() {
+    let s = image::Socket {
+        state: 10,
+        path: b"\0crtools-hostile".to_vec(),
+        backlog: 4,
+        pending: vec![7777].into(),
+        ..unix(102)
+    };
+    refused(
+        file_with_object(image::FT_SOCKET, 102, Kind::SOCKET, wire::encode(&s)),
+        Some(|f| {
+            matches!(
+                f,
+                Fault::Socket {
+                    id: 102,
+                    why: SocketFault::PendingMissing { pending: 7777 }
+                }
+            )
+        }),
+        "socket 102: pending connection 7777 has no record",
+    );
+}
+
+/// A shared pending signal that is not a whole `siginfo_t`.
+#[test]
+fn malformed_pending_signal() {
+    let ip = base().find(Kind::PROCESS);
+    refused(
+        |v| edit::<Process>(v, ip, |p| p.shared_pending.push(vec![9; 12])),
+        Some(|f| matches!(f, Fault::SignalMalformed { .. })),
+        "is malformed",
+    );
+}
+
+/// A thread's pending signal with an impossible number.
+#[test]
+fn pending_signal_number_99() {
+    let it = base().find(Kind::THREAD);
+    let mut info = vec![0; 128];
+    info[0] = 99;
+    refused(
+        move |v| edit::<Thread>(v, it, |t| t.pending.push(info)),
+        Some(|f| matches!(f, Fault::PendingSignal { signal: 99, .. })),
+        "pending signal 99 of pid",
     );
 }

@@ -103,6 +103,69 @@ fn live_checkpoint_restores_the_memory_at_the_freeze() {
     }
 }
 
+/// The mappings of `pid` as smaps shows them: each one's line and its
+/// `VmFlags`.
+fn layout(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("VmFlags:") || !l.contains(':') || l.contains('-'))
+        .filter(|l| !l.ends_with(" kB"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The destination builds the root's memory while the rounds arrive
+/// (issue 13): `cr-restart -v` says the root kept its pre-copied pages in
+/// place (not copied after the metadata); the restored process verifies
+/// all of its memory twice (pages it zeroed or dropped since their round
+/// included), holds no userfaultfd, and has exactly the mappings and
+/// flags of the same image restored the usual way (`CRTOOLS_NO_KEEP`).
+/// With burners on both cores, three times in a row.
+#[test]
+fn live_restore_keeps_the_pre_copied_pages_in_place() {
+    let _burn = Burners::start();
+    let dir = tempdir();
+    let img = dir.path().join("live.img");
+    for _ in 0..3 {
+        let mut orig = scribble("32");
+        ckpt_to_file(&["--live", "--kill"], orig.pid(), &img);
+        orig.expect_exit();
+        let pid = orig.pid();
+        let last = orig.last_count(None).expect("counts");
+        let mut layouts = Vec::new();
+        for keep in [true, false] {
+            let mut c = Command::new(bin("cr-restart"));
+            c.arg("-v");
+            if !keep {
+                c.env("CRTOOLS_NO_KEEP", "1");
+            }
+            let mut r = Pipeline::new().input(&img).restore_cmd(c);
+            r.restored.track(pid);
+            r.restored.expect_count(None, last + 2);
+            r.restored.assert_no_fail();
+            assert!(
+                wait_until(TIMEOUT, || r.restored.stderr().contains("restored from")),
+                "no summary: {}",
+                r.restored.stderr()
+            );
+            let err = r.restored.stderr();
+            assert_eq!(
+                err.contains("of pre-copied pages kept in place"),
+                keep,
+                "{err}"
+            );
+            assert_eq!(uffd_fds(pid), 0);
+            assert_eq!(uffd_vmas(pid), 0);
+            layouts.push(layout(pid));
+            r.restored.kill();
+            assert!(wait_pid_gone(pid, TIMEOUT), "pid {pid} still exists");
+        }
+        assert!(layouts[0].contains("VmFlags"), "{}", layouts[0]);
+        assert_eq!(layouts[0], layouts[1], "kept in place vs copied");
+    }
+}
+
 /// A live checkpoint whose output is cut during the rounds fails; the
 /// target keeps running with nothing of the tracking left. Likewise when
 /// ckpt is killed while it waits on its output.
@@ -247,6 +310,11 @@ fn broken_live_streams_are_refused_with_one_line() {
     // Truncated in the middle of the rounds.
     let bytes = std::fs::read(&img).unwrap();
     std::fs::write(&bad, &bytes[..bytes.len() / 3]).unwrap();
+    refused(&bad, "truncated", &cmdline);
+
+    // Cut in the final part: the tree was made (its root keeping its
+    // pre-copied pages in place), then killed.
+    std::fs::write(&bad, &bytes[..bytes.len() - 40]).unwrap();
     refused(&bad, "truncated", &cmdline);
 
     // A pre-copy record missing: the MM lists pages no round sent.

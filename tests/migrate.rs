@@ -514,8 +514,9 @@ fn interrupted_migration_resumes_the_source() {
 
 /// `cr-migrate --live`: a process rewriting its memory all the time moves
 /// with pre-copy rounds; it verifies all of its memory there (a stale or
-/// missing page fails it), its log goes on without gap or repeat, and the
-/// freeze is reported from the end of the last round.
+/// missing page fails it), its log goes on without gap or repeat, the
+/// freeze is reported from the end of the last round, and the destination
+/// kept the pre-copied pages in place.
 #[test]
 fn cr_migrate_live_moves_a_rewriting_workload() {
     let host = Host::start();
@@ -556,6 +557,12 @@ fn cr_migrate_live_moves_a_rewriting_workload() {
     assert!(report.contains("ckpt: pre-copy round 0: "), "{report}");
     assert!(report.contains("taken from pre-copy"), "{report}");
     assert!(!report.contains("pre-copy round 2:"), "{report}");
+    // The destination kept the root's pre-copied pages where they arrived
+    // (issue 13: nothing of them copied while the source is frozen).
+    assert!(
+        report.contains("of pre-copied pages kept in place"),
+        "{report}"
+    );
     assert!(
         report.contains(&format!(
             "cr-migrate: pid {pid} moved to {}: frozen ",

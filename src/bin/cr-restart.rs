@@ -230,8 +230,9 @@ fn main() -> ExitCode {
         if args.common.summary() {
             let (bytes, took) = (progress::bytes_in(), display.elapsed());
             let placed = progress::bytes_placed();
+            let kept = progress::bytes_kept();
             display.summary(&format!(
-                "{} restored from {} in {} ({}), root pid {}{}",
+                "{} restored from {} in {} ({}), root pid {}{}{}{}",
                 progress::count(r.pids.len() as u64, "process", "processes"),
                 progress::size(bytes),
                 progress::secs(took),
@@ -244,6 +245,21 @@ fn main() -> ExitCode {
                     )
                 } else {
                     String::new()
+                },
+                if kept > 0 {
+                    format!(
+                        "; {} of pre-copied pages kept in place",
+                        progress::size(kept)
+                    )
+                } else {
+                    String::new()
+                },
+                match progress::since_rounds_end() {
+                    Some(d) => format!(
+                        "; {:.0} ms from the end of the pre-copy rounds to the release",
+                        d.as_secs_f64() * 1e3
+                    ),
+                    None => String::new(),
                 }
             ));
         }

@@ -42,19 +42,16 @@ pub enum Section<'a> {
 /// Reads the VMAs of `pid` and which of their pages to dump.
 pub fn plan(pid: Pid, shmem: &mut HashMap<u64, Shmem>) -> Result<Vec<VmaPlan>> {
     let err = |e: proc::ProcError| Error::msg(format!("cannot checkpoint pid {pid}: {e}"));
-    let span = crate::progress::span("ckpt:   maps");
-    let maps = proc::maps(pid).map_err(err)?;
-    drop(span);
+    // One read of `smaps`: its header lines are `maps`'s.
     let span = crate::progress::span("ckpt:   smaps");
-    let smaps = proc::smaps_vmflags(pid).map_err(err)?;
+    let smaps = proc::smaps(pid).map_err(err)?;
     drop(span);
-    let flags_of: HashMap<u64, Vec<[u8; 2]>> = smaps.into_iter().collect();
     let pm = Pagemap::open(pid).map_err(err)?;
     let _span = crate::progress::span("ckpt:   pagemap scan");
-    let mut out = Vec::with_capacity(maps.len());
-    for m in maps {
-        let vmflags = flags_of.get(&m.start).cloned().unwrap_or_default();
-        let mut vma = vma_of(&m, &vmflags);
+    let mut out = Vec::with_capacity(smaps.len());
+    for e in smaps {
+        let m = e.map;
+        let mut vma = vma_of(&m, &e.vm_flags);
         let mut ranges = Vec::new();
         let mut private_file = false;
         let what = || String::from_utf8_lossy(&m.path).into_owned();

@@ -56,6 +56,80 @@ impl std::fmt::Display for DataTarget {
     }
 }
 
+/// Why a Unix socket (`SOCKET` record) was refused: its own fields, or
+/// how it fits with its peer, listener and pending connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketFault {
+    NotUnix {
+        family: u32,
+    },
+    /// Its name or its peer's name (shown as `@abstract` or a path).
+    BadName {
+        name: String,
+    },
+    BadListener,
+    HeldWhilePending,
+    NoListener,
+    NotPending,
+    NotListening,
+    PendingElsewhere {
+        pending: u64,
+        listener: u64,
+        stype: u32,
+    },
+    PendingMissing {
+        pending: u64,
+    },
+    ClientMismatch,
+    PendingTwice,
+    PeerNowhere,
+    /// Found while its data streams in.
+    DataUnsendable,
+    DataCut,
+}
+
+impl std::fmt::Display for SocketFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SocketFault::NotUnix { family } => write!(f, "family {family} is not AF_UNIX"),
+            SocketFault::BadName { name } => write!(f, "{name} is not a name a socket can have"),
+            SocketFault::BadListener => f.write_str("a listener with no name, or of datagrams"),
+            SocketFault::HeldWhilePending => {
+                f.write_str("a connection not yet accepted is held at a descriptor")
+            }
+            SocketFault::NoListener => {
+                f.write_str("its peer is pending on a listener that has no record")
+            }
+            SocketFault::NotPending => {
+                f.write_str("its peer is not among its listener's pending connections")
+            }
+            SocketFault::NotListening => {
+                f.write_str("has pending connections but is not listening")
+            }
+            SocketFault::PendingElsewhere {
+                pending,
+                listener,
+                stype,
+            } => write!(
+                f,
+                "pending connection {pending} is pending on {listener}, of type {stype}"
+            ),
+            SocketFault::PendingMissing { pending } => {
+                write!(f, "pending connection {pending} has no record")
+            }
+            SocketFault::ClientMismatch => {
+                f.write_str("its client's record does not name it as its peer")
+            }
+            SocketFault::PendingTwice => f.write_str("its client is pending twice"),
+            SocketFault::PeerNowhere => {
+                f.write_str("a connected stream socket whose peer is neither in the image nor gone")
+            }
+            SocketFault::DataUnsendable => f.write_str("it has data but nothing can send it to it"),
+            SocketFault::DataCut => f.write_str("its data is cut short"),
+        }
+    }
+}
+
 /// An image fault: which record, which field, what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Fault {
@@ -171,4 +245,48 @@ pub enum Fault {
     MqueueFile { file_id: u64 },
     #[error("pidfd file {file_id} refers to pid {pid}, which is not a process of the image")]
     PidfdTarget { file_id: u64, pid: u64 },
+    /// A `FILE` whose type needs an object record (`object`: `PIPE`,
+    /// `PTY`, `INET`, `SOCKET`) that the image lacks; `link` is how
+    /// `/proc` showed it (`pipe:[123]`).
+    #[error("{link} has no {} record", object.name())]
+    MissingObject {
+        file_id: u64,
+        link: String,
+        object: Kind,
+        object_id: u64,
+    },
+    #[error("data for {target} {id}, which no process holds")]
+    DataUnheld { target: DataTarget, id: u64 },
+    #[error("socket {id}: {why}")]
+    Socket { id: u64, why: SocketFault },
+    #[error("inet socket {id}: {why}")]
+    Inet { id: u64, why: &'static str },
+    #[error("pty {index} {why}")]
+    Pty {
+        id: u64,
+        index: u32,
+        why: &'static str,
+    },
+    /// A `FORK_PAGES` record where none may be: in a live image, after
+    /// other bulk data, or for processes out of order (`per_process`).
+    #[error("record {seq} ({}) {}", Kind::FORK_PAGES.name(), if *live {
+        "in a live image: its processes share no memory copy-on-write"
+    } else if *per_process {
+        "is out of order: fork pages come first, per process in image order, for processes whose children inherit them"
+    } else {
+        "is out of order: fork pages come first"
+    })]
+    ForkPages {
+        seq: u32,
+        live: bool,
+        per_process: bool,
+    },
+    /// `CARRY_FILE` and `CARRY_DATA` records: `file` is the carried
+    /// file's id or path.
+    #[error("carried file {file}: {why}")]
+    Carried { file: String, why: &'static str },
+    #[error("a pending signal of pid {pid} is malformed")]
+    SignalMalformed { pid: u32 },
+    #[error("pending signal {signal} of pid {pid}")]
+    PendingSignal { pid: u32, signal: i32 },
 }

@@ -1,10 +1,11 @@
 //! The closed sets of values some record fields hold (a file's type, what
-//! backs a mapping, a process's state, a lock's kind, a socket's type), as
-//! Rust enums. The wire keeps the integers of `records.rs` (`FT_*`,
-//! `VMA_*`, `STATE_*`, `LOCK_*`, `SOCK_*`): the restorer decodes each
-//! field once, when it validates the image (`restart::meta`), and refuses
-//! a value this version does not know with [`super::Fault::Unknown`];
-//! later code matches the enums exhaustively, with no catch-all arm.
+//! backs a mapping, a process's state, a lock's kind, a Unix socket's
+//! type, a TCP or UDP socket's type and family), as Rust enums. The wire
+//! keeps the integers of `records.rs` (`FT_*`, `VMA_*`, `STATE_*`,
+//! `LOCK_*`, `SOCK_*`, `AF_*`): the restorer decodes each field once,
+//! when it validates the image (`restart::meta`), and refuses a value
+//! this version does not know with [`super::Fault::Unknown`]; later code
+//! matches the enums exhaustively, with no catch-all arm.
 
 use super::records::*;
 
@@ -161,6 +162,33 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// A TCP or UDP socket's type ([`InetSocket::stype`], the `SOCK_*`
+    /// number): its protocol.
+    InetType: u32, "socket type" {
+        Tcp = libc::SOCK_STREAM as u32,
+        Udp = libc::SOCK_DGRAM as u32,
+    }
+}
+
+impl InetType {
+    /// The name messages use: `TCP`, `UDP`.
+    pub fn name(self) -> &'static str {
+        match self {
+            InetType::Tcp => "TCP",
+            InetType::Udp => "UDP",
+        }
+    }
+}
+
+closed_set! {
+    /// A TCP or UDP socket's address family ([`InetSocket::family`]).
+    InetFamily: u32, "address family" {
+        V4 = libc::AF_INET as u32,
+        V6 = libc::AF_INET6 as u32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +214,11 @@ mod tests {
             Some(SockType::Datagram)
         );
         assert_eq!(SockType::from_wire(libc::SOCK_RAW as u32), None);
+        assert_eq!(
+            InetType::from_wire(libc::SOCK_DGRAM as u32),
+            Some(InetType::Udp)
+        );
+        assert_eq!(InetType::from_wire(libc::SOCK_SEQPACKET as u32), None);
+        assert_eq!(InetFamily::from_wire(libc::AF_UNIX as u32), None);
     }
 }

@@ -19,9 +19,9 @@ pub mod synth;
 mod tests;
 pub mod wire;
 
-pub use fault::{DataTarget, Fault, MappingFault};
+pub use fault::{DataTarget, Fault, MappingFault, SocketFault};
 pub use hmac::Key;
-pub use kinds::{Backing, FileType, LockKind, ProcState, SockType};
+pub use kinds::{Backing, FileType, InetFamily, InetType, LockKind, ProcState, SockType};
 pub use records::*;
 pub use stream::{
     CHUNK, F_DIGEST, F_HMAC, F_ZSTD, Head, KeyCheck, MAX_PAYLOAD, RawRecord, Reader, Record,

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use super::files::OpenFiles;
 use super::meta::Meta;
 use super::{Building, inject, ipc, pages, spool};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::image::{self, DataPrefix, DataTarget, Fault, Kind, RawRecord};
 use crate::sys::mem;
 
@@ -19,6 +19,8 @@ use crate::sys::mem;
 pub(crate) struct Sinks<'a> {
     pub meta: &'a Meta,
     pub ipc: &'a mut ipc::IpcRestore,
+    /// The pre-copied pages (`ckpt --live`).
+    pub staged: &'a mut super::precopy::Staging,
     pub shm_fds: &'a HashMap<u64, OwnedFd>,
     /// Objects already holding their contents (a file of `/dev/shm` found
     /// identical).
@@ -46,10 +48,12 @@ pub(crate) fn stream_bulk<R: Read>(
     // Pre-copied pages first: the final part's pages are others. Placed
     // with `UFFDIO_COPY` where the process's userfaultfd takes them (each
     // page allocated with its contents, not zeroed first).
-    let staged = sinks.meta.staged();
+    let staged = &mut *sinks.staged;
     if building.iter().any(|bp| !bp.pi.mm.precopied.is_empty()) {
-        fill = Some(pages::Fill::new(building)?);
+        fill = Some(pages::Fill::new(building, staged)?);
     }
+    // What the final part wrote into the process keeping pages in place.
+    let mut written: Vec<(u64, u64)> = Vec::new();
     for bp in building.iter_mut() {
         let ranges = &bp.pi.mm.precopied;
         if ranges.is_empty() {
@@ -78,23 +82,24 @@ pub(crate) fn stream_bulk<R: Read>(
             }
         }
         super::precopy::Staging::write_pieces(bp.pid, &rest, &mut bp.b.mem)?;
+        crate::progress::add_kept(staged.kept_bytes(bp.pi.p.pid));
     }
+    // Every pre-copied page is in: the root's kept pages become its own
+    // alone.
+    staged.release_placed();
     while let Some(raw) = next {
         let rec = raw.decode()?;
         let (pre, data) =
             DataPrefix::parse(&rec.payload).ok_or(Fault::ShortData { seq: rec.seq })?;
         if rec.kind == Kind::FORK_PAGES {
-            if fork_section && fill.is_some() {
-                return Err(Error::msg(format!(
-                    "invalid image: record {} ({}) in a live image: its processes share no memory copy-on-write",
-                    rec.seq, rec.kind
-                )));
-            }
-            if !fork_section || pre.space != image::SPACE_PROCESS {
-                return Err(Error::msg(format!(
-                    "invalid image: record {} ({}) is out of order: fork pages come first",
-                    rec.seq, rec.kind
-                )));
+            let live = fork_section && fill.is_some();
+            if live || !fork_section || pre.space != image::SPACE_PROCESS {
+                return Err(Fault::ForkPages {
+                    seq: rec.seq,
+                    live,
+                    per_process: false,
+                }
+                .into());
             }
             let data = super::cow::fork_data(rec.seq, &pre, data, &zeros)?;
             let i = building
@@ -116,7 +121,7 @@ pub(crate) fn stream_bulk<R: Read>(
         fork_section = false;
         let fill = match &mut fill {
             Some(f) => f,
-            None => fill.insert(pages::Fill::new(building)?),
+            None => fill.insert(pages::Fill::new(building, sinks.staged)?),
         };
         let data: &[u8] = if rec.kind == Kind::ZERO {
             let len = data.get(..8).ok_or(Fault::ZeroNoLength { seq: rec.seq })?;
@@ -137,11 +142,17 @@ pub(crate) fn stream_bulk<R: Read>(
                 .find(|x| x.pi.p.pid as u64 == pre.id)
                 .ok_or(Fault::PagesUnknownProcess { id: pre.id })?;
             process_pages(bp, &mut thp, fill, &pre, data)?;
+            if !sinks.staged.kept(bp.pi.p.pid).is_empty() {
+                written.push((pre.addr, pre.addr + data.len() as u64));
+            }
         } else {
             object_data(sinks, &pre, data)?;
         }
         inject::check("pages")?;
         next = source.next_record()?;
+    }
+    for bp in building.iter_mut() {
+        sinks.staged.drop_stale(bp, &written)?;
     }
     Ok(())
 }

@@ -37,15 +37,15 @@ pub struct Carried {
     files: HashMap<u64, (CarryFile, Option<OwnedFd>, u64)>,
 }
 
-fn bad(what: String) -> Error {
-    Error::msg(format!("invalid image: {what}"))
+fn bad(file: String, why: &'static str) -> Error {
+    Fault::Carried { file, why }.into()
 }
 
 impl Carried {
     /// A `CARRY_FILE` record.
     pub fn add_file(&mut self, f: CarryFile) -> Result<()> {
         if self.files.contains_key(&f.id) || self.files.values().any(|(g, _, _)| g.path == f.path) {
-            return Err(bad(format!("carried file {} appears twice", f.id)));
+            return Err(bad(f.id.to_string(), "appears twice"));
         }
         let fd = if f.carried {
             let name = Path::new(OsStr::from_bytes(&f.path))
@@ -79,17 +79,14 @@ impl Carried {
     pub fn add_data(&mut self, seq: u32, payload: &[u8]) -> Result<()> {
         let (pre, data) = DataPrefix::parse(payload).ok_or(Fault::ShortData { seq })?;
         let Some((f, Some(fd), got)) = self.files.get_mut(&pre.id) else {
-            return Err(bad(format!(
-                "contents for carried file {}, which is not carried",
-                pre.id
-            )));
+            return Err(bad(pre.id.to_string(), "has contents but is not carried"));
         };
         let end = pre.addr.saturating_add(data.len() as u64);
         if pre.space != image::SPACE_CARRIED || pre.addr != *got || end > f.size {
-            return Err(bad(format!(
-                "contents of carried file {} out of order or past its size",
-                String::from_utf8_lossy(&f.path)
-            )));
+            return Err(bad(
+                String::from_utf8_lossy(&f.path).into_owned(),
+                "contents out of order or past its size",
+            ));
         }
         crate::sys::fds::pwrite_all(fd.as_raw_fd(), data, pre.addr)
             .ctx(|| "cannot write a carried copy".into())?;
@@ -156,10 +153,10 @@ pub fn resolve(meta: &mut Meta, remaps: &[(PathBuf, PathBuf)]) -> Result<()> {
     let carried = meta.take_carried();
     for (f, _, got) in carried.files.values() {
         if f.carried && *got != f.size {
-            return Err(bad(format!(
-                "the carried copy of {} is cut short",
-                String::from_utf8_lossy(&f.path)
-            )));
+            return Err(bad(
+                String::from_utf8_lossy(&f.path).into_owned(),
+                "its copy is cut short",
+            ));
         }
     }
     meta.for_each_path(|what, path| {

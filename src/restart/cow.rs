@@ -153,10 +153,12 @@ impl<'a, 'r, R: Read> EarlyFill<'a, 'r, R> {
 }
 
 fn out_of_order(r: &RawRecord) -> Error {
-    Error::msg(format!(
-        "invalid image: record {} ({}) is out of order: fork pages come first, per process in image order, for processes whose children inherit them",
-        r.head.seq, r.head.kind
-    ))
+    Fault::ForkPages {
+        seq: r.head.seq,
+        live: false,
+        per_process: true,
+    }
+    .into()
 }
 
 impl<R: Read> Fill for EarlyFill<'_, '_, R> {

@@ -32,7 +32,8 @@ fn is_any_event(kind: FileType) -> bool {
 /// Checks the `EVENT` records against the files (part of
 /// `Meta::validate`): each belongs to an event file, each event file has
 /// one, each epoll target is a file of the image at a possible number,
-/// and epolls nest neither in a loop nor deeper than the kernel allows.
+/// and epolls nest neither in a loop nor deeper than the kernel allows;
+/// inotify watches have possible numbers and paths.
 pub fn check(
     files: &HashMap<u64, FileImage>,
     evs: &HashMap<u64, EventFile>,
@@ -56,6 +57,9 @@ pub fn check(
         }
         if e.watches.iter().any(|w| w.wd <= 0) {
             return Err(fault(id, "an inotify watch has an impossible number"));
+        }
+        if e.watches.iter().any(|w| w.path.contains(&0)) {
+            return Err(fault(id, "an inotify watch's path has a NUL byte"));
         }
     }
     for f in files.values().filter(|f| is_any_event(f.kind)) {
@@ -97,8 +101,7 @@ fn nonblock(f: &File) -> i32 {
 /// Makes an eventfd, timerfd, signalfd or inotify from its record.
 pub fn open(f: &FileImage, ev: Option<&EventFile>) -> Result<OwnedFd> {
     let name = || String::from_utf8_lossy(&f.link).into_owned();
-    let ev =
-        ev.ok_or_else(|| Error::msg(format!("invalid image: {} has no event record", name())))?;
+    let ev = ev.ok_or_else(|| super::meta::unresolved(f))?;
     match f.kind {
         FileType::Eventfd => {
             let sem = if ev.semaphore { libc::EFD_SEMAPHORE } else { 0 };
@@ -173,9 +176,10 @@ fn inotify(f: &File, ev: &EventFile) -> Result<OwnedFd> {
     watches.sort_by_key(|w| w.wd);
     for w in watches {
         let shown = String::from_utf8_lossy(&w.path).into_owned();
+        // `check` refused a path with a NUL byte.
         let path = CString::new(w.path.clone()).map_err(|_| {
             Error::msg(format!(
-                "invalid image: inotify path {shown} has a NUL byte"
+                "internal error: inotify path {shown} has a NUL byte"
             ))
         })?;
         let mask = w.mask | libc::IN_DONT_FOLLOW;
@@ -217,17 +221,17 @@ impl OpenFiles {
         f: &FileImage,
         external: &dyn Fn(&File, u32) -> Result<OwnedFd>,
     ) -> Result<RawFd> {
-        let ev = self.events.get(&f.id).cloned().ok_or_else(|| {
-            Error::msg(format!(
-                "invalid image: {} has no event record",
-                String::from_utf8_lossy(&f.link)
-            ))
-        })?;
+        // `check` made sure of the record and of each target's file.
+        let ev = self
+            .events
+            .get(&f.id)
+            .cloned()
+            .ok_or_else(|| super::meta::unresolved(f))?;
         let mut regs = Vec::with_capacity(ev.targets.len());
         for t in ev.targets.iter() {
             let tf = self.files.get(&t.file_id).cloned().ok_or_else(|| {
                 Error::msg(format!(
-                    "invalid image: epoll target file {} is missing",
+                    "internal error: epoll target file {} lost after validation",
                     t.file_id
                 ))
             })?;

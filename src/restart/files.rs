@@ -15,7 +15,7 @@ use nix::sys::stat::Mode;
 
 use super::meta::FileImage;
 use crate::error::{Context, Error, Result};
-use crate::image::{self, File, FileType};
+use crate::image::{self, Fault, File, FileType};
 use crate::sys::fds;
 
 /// Where a descriptor that led outside the image is reconnected.
@@ -231,12 +231,10 @@ impl OpenFiles {
     /// Opens one end of a pipe or FIFO as its own description with the
     /// image's flags, making the pipe first.
     fn open_pipe(&mut self, f: &FileImage) -> Result<OwnedFd> {
-        let p = self.pipes.get(&f.object_id).ok_or_else(|| {
-            Error::msg(format!(
-                "invalid image: {} has no pipe record",
-                String::from_utf8_lossy(&f.link)
-            ))
-        })?;
+        let p = self
+            .pipes
+            .get(&f.object_id)
+            .ok_or_else(|| super::meta::unresolved(f))?;
         // A FIFO is checked (and made if missing) for every description,
         // with the credentials of the process it is for.
         let node = if f.kind == FileType::Fifo {
@@ -306,10 +304,9 @@ impl OpenFiles {
 
     /// Puts data that was waiting in a pipe back into it.
     pub fn fill_pipe(&self, id: u64, data: &[u8]) -> Result<()> {
-        let (_, wr) = self.made.get(&id).ok_or_else(|| {
-            Error::msg(format!(
-                "invalid image: data for pipe {id}, which no process holds"
-            ))
+        let (_, wr) = self.made.get(&id).ok_or(Fault::DataUnheld {
+            target: image::DataTarget::Pipe,
+            id,
         })?;
         let again = format!("/proc/self/fd/{}", wr.as_raw_fd());
         let fd = fds::open(

@@ -77,7 +77,7 @@ pub(crate) fn finish<'a>(
         let r = Remote::on(stopped, Gate::Trap(tramp.addr))?;
         let mut tb = Builder::new(r, pid, tramp);
         space::finish_thread(&mut tb, &t.t)?;
-        space::queue_signals(&mut tb, inner, Some(inner_tid), &t.t.pending)?;
+        space::queue_signals(&mut tb, inner, Some(inner_tid), &t.pending)?;
         super::asuser::restore_creds(&mut tb, tid, &pi.p)?;
         tb.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
         made.push((pid, tid, tb.r));
@@ -86,8 +86,8 @@ pub(crate) fn finish<'a>(
     if !single {
         space::finish_thread(b, &t.t)?;
     }
-    space::queue_signals(b, inner, None, &pi.p.shared_pending)?;
-    space::queue_signals(b, inner, Some(inner.main_thread()), &t.t.pending)?;
+    space::queue_signals(b, inner, None, &pi.shared_pending)?;
+    space::queue_signals(b, inner, Some(inner.main_thread()), &t.pending)?;
     space::posix_timers(b, &pi.p)?;
     super::locks::take_posix(b, pi)?;
     drop(span);

@@ -17,21 +17,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::meta::InetImage;
 use crate::error::{Error, Result};
-use crate::image::{File, InetSocket};
+use crate::image::{File, InetFamily, InetType};
 use crate::sys::inet;
 
 /// The image's TCP and UDP sockets and the ones made so far.
 #[derive(Default)]
 pub struct InetSockets {
     /// `INET` records, by id.
-    pub recs: HashMap<u64, InetSocket>,
+    pub recs: HashMap<u64, InetImage>,
     made: HashMap<u64, OwnedFd>,
     /// Established connections still in repair mode.
     repairing: Vec<u64>,
 }
 
-fn addr(ip: &[u8], port: u32, scope: u32) -> Option<SocketAddr> {
+/// An address of an `INET` record (4 or 16 bytes of IP); `None` when it
+/// has none or an impossible one.
+pub(super) fn addr(ip: &[u8], port: u32, scope: u32) -> Option<SocketAddr> {
     let port = u16::try_from(port).ok()?;
     match ip.len() {
         4 => {
@@ -52,13 +55,9 @@ fn addr(ip: &[u8], port: u32, scope: u32) -> Option<SocketAddr> {
 }
 
 /// `local -> peer` of a record, for messages.
-pub fn describe(r: &InetSocket) -> String {
+pub fn describe(r: &InetImage) -> String {
     let show = |a: Option<SocketAddr>| a.map_or_else(|| "*".into(), |a| a.to_string());
-    let proto = if r.stype == libc::SOCK_DGRAM as u32 {
-        "UDP"
-    } else {
-        "TCP"
-    };
+    let proto = r.proto.name();
     let local = show(addr(&r.local_addr, r.local_port, r.scope_id));
     match addr(&r.peer_addr, r.peer_port, 0) {
         Some(p) => format!("{proto} {local} -> {p}"),
@@ -86,28 +85,28 @@ fn retry(mut f: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
     }
 }
 
+/// Refuses an image with established connections unless asked to
+/// restore them (`cr-restart --tcp-established`).
+pub fn check_established(recs: &HashMap<u64, InetImage>, tcp_established: bool) -> Result<()> {
+    let mut kept: Vec<&InetImage> = recs.values().filter(|r| r.repair).collect();
+    if kept.is_empty() || tcp_established {
+        return Ok(());
+    }
+    kept.sort_by_key(|r| r.id);
+    let first = describe(kept[0]);
+    Err(Error::msg(format!(
+        "cannot restore: the image holds {} established TCP connection(s) ({first}{}); restore them with --tcp-established",
+        kept.len(),
+        if kept.len() > 1 { ", ..." } else { "" }
+    )))
+}
+
 impl InetSockets {
-    pub fn new(recs: HashMap<u64, InetSocket>) -> Self {
+    pub fn new(recs: HashMap<u64, InetImage>) -> Self {
         InetSockets {
             recs,
             ..Default::default()
         }
-    }
-
-    /// Refuses an image with established connections unless asked to
-    /// restore them (`cr-restart --tcp-established`).
-    pub fn check(&self, tcp_established: bool) -> Result<()> {
-        let mut kept: Vec<&InetSocket> = self.recs.values().filter(|r| r.repair).collect();
-        if kept.is_empty() || tcp_established {
-            return Ok(());
-        }
-        kept.sort_by_key(|r| r.id);
-        let first = describe(kept[0]);
-        Err(Error::msg(format!(
-            "cannot restore: the image holds {} established TCP connection(s) ({first}{}); restore them with --tcp-established",
-            kept.len(),
-            if kept.len() > 1 { ", ..." } else { "" }
-        )))
     }
 
     /// A descriptor for the socket of file `f`, with its status flags.
@@ -115,12 +114,10 @@ impl InetSockets {
         if self.made.is_empty() {
             self.make_all()?;
         }
-        let s = self.made.get(&f.object_id).ok_or_else(|| {
-            Error::msg(format!(
-                "invalid image: {} has no inet record",
-                String::from_utf8_lossy(&f.link)
-            ))
-        })?;
+        let s = self
+            .made
+            .get(&f.object_id)
+            .ok_or_else(|| super::meta::unresolved(f))?;
         let fd = s.try_clone().map_err(|e| Error::msg(format!("dup: {e}")))?;
         let nb = nix::fcntl::OFlag::from_bits_truncate(f.flags as i32 & libc::O_NONBLOCK);
         nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nb))
@@ -129,7 +126,7 @@ impl InetSockets {
     }
 
     fn make_all(&mut self) -> Result<()> {
-        let mut order: Vec<&InetSocket> = self.recs.values().collect();
+        let mut order: Vec<&InetImage> = self.recs.values().collect();
         order.sort_by_key(|r| (r.repair, r.id));
         for r in order {
             let fd = make(r).map_err(|e| {
@@ -182,14 +179,16 @@ fn set(
 }
 
 /// Makes one socket as its record says.
-fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
-    let bad = |what: &str| std::io::Error::other(format!("invalid image: {what}"));
-    let family = r.family as i32;
-    if family != libc::AF_INET && family != libc::AF_INET6 {
-        return Err(bad("family"));
-    }
-    let tcp = r.stype == libc::SOCK_STREAM as u32;
-    let fd = inet::socket(family, r.stype as i32, r.protocol as i32)?;
+fn make(r: &InetImage) -> std::io::Result<OwnedFd> {
+    let tcp = match r.proto {
+        InetType::Tcp => true,
+        InetType::Udp => false,
+    };
+    let fd = inet::socket(
+        r.family.wire() as i32,
+        r.proto.wire() as i32,
+        r.protocol as i32,
+    )?;
     let s = fd.as_fd();
     let local = addr(&r.local_addr, r.local_port, r.scope_id);
     let peer = addr(&r.peer_addr, r.peer_port, 0);
@@ -199,7 +198,7 @@ fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
     if r.reuseport != 0 {
         set(s, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
     }
-    if family == libc::AF_INET6 {
+    if r.family == InetFamily::V6 {
         set(
             s,
             libc::IPPROTO_IPV6,
@@ -268,11 +267,8 @@ fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
     if r.linger != 0 {
         inet::set_linger(s, r.linger - 1)?;
     }
-    if r.repair {
-        let (Some(local), Some(peer)) = (local, peer) else {
-            return Err(bad("an established connection without its addresses"));
-        };
-        repair_restore(s, r, &local, &peer)?;
+    if let Some((local, peer)) = &r.established {
+        repair_restore(s, r, local, peer)?;
         return Ok(fd);
     }
     if let Some(a) = local.filter(|a| a.port() != 0) {
@@ -291,7 +287,7 @@ fn make(r: &InetSocket) -> std::io::Result<OwnedFd> {
 /// Rebuilds an established connection in repair mode (CRIU's order).
 fn repair_restore(
     s: std::os::fd::BorrowedFd,
-    r: &InetSocket,
+    r: &InetImage,
     local: &SocketAddr,
     peer: &SocketAddr,
 ) -> std::io::Result<()> {

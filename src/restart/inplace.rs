@@ -89,6 +89,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     // SysV IPC objects with their ids (removed again if we fail before
     // the point of no return: `ipc` undoes on drop).
     let mut ipc = meta.take_ipc();
+    let mut staged = meta.take_staged();
     let plan = plan::plan(&meta, PlanOptions::default());
     // What the image asks beyond files (rlimits, exe link, SysV
     // attachments), checked as for any restore before anything is made.
@@ -136,6 +137,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
             meta: &meta,
             plan: plan.root(),
             ipc: &mut ipc,
+            staged: &mut staged,
             held: &mut held,
         };
         // Whatever happens in the helpers, they never return into the
@@ -213,6 +215,7 @@ struct Tracer<'a> {
     meta: &'a Meta,
     plan: &'a ProcPlan,
     ipc: &'a mut ipc::IpcRestore,
+    staged: &'a mut super::precopy::Staging,
     held: &'a mut Held,
 }
 
@@ -334,6 +337,7 @@ fn rebuild(
     let mut sinks = bulk::Sinks {
         meta: t.meta,
         ipc: t.ipc,
+        staged: t.staged,
         shm_fds: &held.shm_fds,
         shm_reused: &held.shm_reused,
         open: &held.open,

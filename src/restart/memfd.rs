@@ -68,10 +68,12 @@ impl OpenFiles {
     /// A new open of a memfd object, with the image's flags and offset.
     pub(super) fn open_memfd(&self, f: &File) -> Result<OwnedFd> {
         let name = || String::from_utf8_lossy(&f.link).into_owned();
+        // Validation (`check`) found the object; the restorer made a memfd
+        // of every object before any file is opened.
         let held: RawFd = *self
             .shm
             .get(&f.object_id)
-            .ok_or_else(|| Error::msg(format!("invalid image: {} has no object", name())))?;
+            .ok_or_else(|| super::meta::unresolved(f))?;
         let again = format!("/proc/self/fd/{held}");
         let fd = fds::open(
             again.as_str(),

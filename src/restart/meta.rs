@@ -7,8 +7,13 @@
 //! set of values (`image::kinds`) are decoded here, once: a file's type and
 //! its locks' kinds ([`FileImage`]), a process's state ([`Live::state`]),
 //! each mapping's backing ([`VmaImage`]), each Unix socket's type
-//! ([`SocketImage`]). An unknown value is a
-//! [`Fault::Unknown`].
+//! ([`SocketImage`]), each TCP or UDP socket's type and family
+//! ([`InetImage`]), each pending signal ([`Siginfo`]). An unknown value is
+//! a [`Fault::Unknown`]. Every object a `FILE` refers to (pipe, pty, TCP
+//! or UDP socket, Unix socket with its peer, listener and pending
+//! connections, event state, shared memory object, queue, pidfd's
+//! process) is looked up here ([`check_objects`]), so a missing or
+//! malformed one is a [`Fault`] before anything is made.
 //!
 //! Pure code: no syscalls (the fuzz target `plan` runs it on any bytes).
 //! What the restorer's own privileges allow is checked separately, by
@@ -19,8 +24,8 @@ use std::io::Read;
 
 use crate::error::{Error, Result};
 use crate::image::{
-    self, Backing, Fault, FdTable, File, FileType, Kind, MappingFault, Mm, ProcState, Process,
-    RawRecord, Reader, Shmem, SockType, Thread, Vma,
+    self, Backing, Fault, FdTable, File, FileType, InetFamily, InetType, Kind, MappingFault, Mm,
+    ProcState, Process, RawRecord, Reader, Shmem, SockType, Thread, Vma,
 };
 use crate::sys::ids::{Pid, Tid};
 use crate::sys::ptrace::{self, Regs};
@@ -185,11 +190,37 @@ impl RawMeta {
     }
 }
 
-/// A thread of a live process, its registers decoded.
+/// A thread of a live process, its registers and pending signals decoded.
 #[derive(Debug)]
 pub struct ThreadImage {
     pub t: Thread,
     pub regs: Regs,
+    /// Its own pending signals (the record's `pending`).
+    pub pending: Vec<Siginfo>,
+}
+
+/// A pending signal: its number (1 to 64) and its raw `siginfo_t`.
+#[derive(Debug, Clone)]
+pub struct Siginfo {
+    pub signo: i32,
+    pub raw: [u8; 128],
+}
+
+/// Decodes the raw `siginfo_t`s of process `pid`'s pending signals.
+fn siginfos(pid: u32, raw: &[Vec<u8>]) -> std::result::Result<Vec<Siginfo>, Fault> {
+    raw.iter()
+        .map(|info| {
+            let raw: [u8; 128] = info
+                .as_slice()
+                .try_into()
+                .map_err(|_| Fault::SignalMalformed { pid })?;
+            let signo = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            if !(1..=64).contains(&signo) {
+                return Err(Fault::PendingSignal { pid, signal: signo });
+            }
+            Ok(Siginfo { signo, raw })
+        })
+        .collect()
 }
 
 impl ThreadImage {
@@ -316,6 +347,60 @@ impl SocketImage {
     }
 }
 
+/// An `INET` (TCP or UDP socket) record of a validated image: its type and
+/// family decoded (the record's own fields through `Deref`; its raw
+/// `stype` and `family` are shadowed).
+#[derive(Debug, Clone)]
+pub struct InetImage {
+    pub proto: InetType,
+    pub family: InetFamily,
+    /// An established connection kept in repair mode (the record's
+    /// `repair`): its local and peer addresses.
+    pub established: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    pub s: image::InetSocket,
+}
+
+impl std::ops::Deref for InetImage {
+    type Target = image::InetSocket;
+    fn deref(&self) -> &image::InetSocket {
+        &self.s
+    }
+}
+
+impl InetImage {
+    /// Decodes an `INET` record's type and family; an established
+    /// connection must have both addresses.
+    pub fn new(s: image::InetSocket) -> std::result::Result<InetImage, Fault> {
+        let unknown = |field, value: u32| Fault::Unknown {
+            record: Kind::INET,
+            id: s.id,
+            field,
+            value: value.into(),
+        };
+        let proto = InetType::from_wire(s.stype).ok_or(unknown(InetType::WHAT, s.stype))?;
+        let family = InetFamily::from_wire(s.family).ok_or(unknown(InetFamily::WHAT, s.family))?;
+        let established = if s.repair {
+            let local = super::inet::addr(&s.local_addr, s.local_port, s.scope_id);
+            let peer = super::inet::addr(&s.peer_addr, s.peer_port, 0);
+            let (Some(local), Some(peer)) = (local, peer) else {
+                return Err(Fault::Inet {
+                    id: s.id,
+                    why: "an established connection without its addresses",
+                });
+            };
+            Some((local, peer))
+        } else {
+            None
+        };
+        Ok(InetImage {
+            proto,
+            family,
+            established,
+            s,
+        })
+    }
+}
+
 /// A descriptor of a live process with its file.
 #[derive(Debug)]
 pub struct FdImage {
@@ -333,6 +418,9 @@ pub struct Live {
     /// Index of its parent in [`Meta::live`]; `None` for the root.
     pub parent: Option<usize>,
     pub mm: MmImage,
+    /// Its shared (process-wide) pending signals (the record's
+    /// `shared_pending`).
+    pub shared_pending: Vec<Siginfo>,
     /// The main thread (tid = pid) first; never empty.
     pub threads: Vec<ThreadImage>,
     pub fds: Vec<FdImage>,
@@ -379,7 +467,7 @@ pub struct Meta {
     mqueues: HashMap<u64, image::PosixMqueue>,
     pipes: HashMap<u64, image::Pipe>,
     sockets: HashMap<u64, SocketImage>,
-    inet: HashMap<u64, image::InetSocket>,
+    inet: HashMap<u64, InetImage>,
     ptys: HashMap<u64, image::Pty>,
     events: HashMap<u64, image::EventFile>,
     ipc: ipc::IpcRestore,
@@ -424,13 +512,85 @@ fn proc_state(p: &image::Process) -> std::result::Result<ProcState, Fault> {
     })
 }
 
-/// A thread with its registers decoded and its id in range.
+/// A thread with its registers and pending signals decoded and its id in
+/// range.
 fn thread_image(t: image::Thread) -> std::result::Result<ThreadImage, Fault> {
     let regs = ptrace::regs_from_bytes(&t.regs).ok_or(Fault::RegsSize { tid: t.tid })?;
     if !pid_ok(t.tid) {
         return Err(Fault::Tid { tid: t.tid });
     }
-    Ok(ThreadImage { t, regs })
+    let pending = siginfos(t.pid, &t.pending)?;
+    Ok(ThreadImage { t, regs, pending })
+}
+
+/// The error for an object of file `f` that a lookup after validation did
+/// not find: [`check_objects`] makes sure every one is there, so this is a
+/// bug of the restorer, not of the image.
+pub(super) fn unresolved(f: &File) -> Error {
+    Error::msg(format!(
+        "internal error: {} (file {}) lost its object {} after validation",
+        String::from_utf8_lossy(&f.link),
+        f.id,
+        f.object_id
+    ))
+}
+
+/// The objects `FILE`s refer to (part of [`Meta::validate`]): each pipe,
+/// pty, TCP or UDP socket and Unix socket file has its record, and each
+/// kind's own check (`events`, `memfd`, `posixshm`, `mqueue`, `tty`,
+/// `unix`) passes.
+#[allow(clippy::too_many_arguments)]
+fn check_objects(
+    files: &HashMap<u64, FileImage>,
+    pipes: &HashMap<u64, image::Pipe>,
+    ptys: &HashMap<u64, image::Pty>,
+    inet: &HashMap<u64, InetImage>,
+    sockets: &HashMap<u64, SocketImage>,
+    events: &HashMap<u64, image::EventFile>,
+    shmem: &HashMap<u64, Shmem>,
+    posix_shm: &HashMap<u64, image::PosixShm>,
+    mqueues: &HashMap<u64, image::PosixMqueue>,
+) -> std::result::Result<(), Fault> {
+    for f in files.values() {
+        let has = |object: Kind, found: bool| {
+            if found {
+                return Ok(());
+            }
+            Err(Fault::MissingObject {
+                file_id: f.id,
+                link: String::from_utf8_lossy(&f.link).into_owned(),
+                object,
+                object_id: f.object_id,
+            })
+        };
+        let id = &f.object_id;
+        match f.kind {
+            FileType::Pipe | FileType::Fifo => has(Kind::PIPE, pipes.contains_key(id))?,
+            FileType::PtyMaster | FileType::PtySlave => has(Kind::PTY, ptys.contains_key(id))?,
+            FileType::Inet => has(Kind::INET, inet.contains_key(id))?,
+            FileType::Socket => has(Kind::SOCKET, sockets.contains_key(id))?,
+            FileType::Regular
+            | FileType::Directory
+            | FileType::CharDev
+            | FileType::BlockDev
+            | FileType::Memfd
+            | FileType::Eventfd
+            | FileType::Epoll
+            | FileType::Signalfd
+            | FileType::Timerfd
+            | FileType::Inotify
+            | FileType::External
+            | FileType::PosixShm
+            | FileType::Mqueue
+            | FileType::Pidfd => {}
+        }
+    }
+    super::tty::check(files, ptys)?;
+    super::unix::check(files, sockets)?;
+    super::events::check(files, events)?;
+    super::memfd::check(files, shmem)?;
+    super::posixshm::check(files, shmem, posix_shm)?;
+    super::mqueue::check(files, mqueues)
 }
 
 /// A process's descriptors with their files resolved, in image order.
@@ -488,6 +648,10 @@ impl Meta {
             .into_iter()
             .map(|(id, s)| Ok((id, SocketImage::new(s)?)))
             .collect::<std::result::Result<HashMap<_, _>, Fault>>()?;
+        let inet = inet
+            .into_iter()
+            .map(|(id, s)| Ok((id, InetImage::new(s)?)))
+            .collect::<std::result::Result<HashMap<_, _>, Fault>>()?;
         let root = procs
             .iter()
             .zip(&states)
@@ -534,10 +698,9 @@ impl Meta {
             order.push(Member::Live(live.len()));
             live.push(l);
         }
-        super::events::check(&files, &events)?;
-        super::memfd::check(&files, &shmem)?;
-        super::posixshm::check(&files, &shmem, &posix_shm)?;
-        super::mqueue::check(&files, &mqueues)?;
+        check_objects(
+            &files, &pipes, &ptys, &inet, &sockets, &events, &shmem, &posix_shm, &mqueues,
+        )?;
         let pids: std::collections::HashSet<u32> = order
             .iter()
             .map(|&m| match m {
@@ -566,9 +729,10 @@ impl Meta {
         })
     }
 
-    /// The pre-copied pages (`ckpt --live`), staged while read.
-    pub fn staged(&self) -> &super::precopy::Staging {
-        &self.staged
+    /// The pre-copied pages (`ckpt --live`), staged while read; taken
+    /// once, for the bulk data.
+    pub fn take_staged(&mut self) -> super::precopy::Staging {
+        std::mem::take(&mut self.staged)
     }
 
     /// The live processes, root first, each after its parent.
@@ -633,7 +797,7 @@ impl Meta {
         &self.pipes
     }
     /// TCP and UDP sockets, by id.
-    pub fn inet(&self) -> &HashMap<u64, image::InetSocket> {
+    pub fn inet(&self) -> &HashMap<u64, InetImage> {
         &self.inet
     }
 
@@ -744,6 +908,7 @@ fn live_process(
             .collect();
         staged.check(pid, &mm.precopied, &with_contents)?;
     }
+    let shared_pending = siginfos(pid, &pi.p.shared_pending)?;
     let fds = resolve_fds(pid, pi.fds.as_ref(), files)?;
     let locks = pi.fds.map(|t| t.locks.0).unwrap_or_default();
     super::locks::check_posix_locks(pid, &locks, &fds)?;
@@ -752,6 +917,7 @@ fn live_process(
         state,
         parent: parent.map(|(j, _)| j),
         mm,
+        shared_pending,
         threads,
         fds,
         locks,

@@ -299,7 +299,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let mut meta = meta::load(&mut reader)?;
     drop(span);
     check_fd_map(&meta, opts)?;
-    inet::InetSockets::new(meta.inet().clone()).check(opts.tcp_established)?;
+    inet::check_established(meta.inet(), opts.tcp_established)?;
     carry::resolve(&mut meta, &opts.remap)?;
     inject::check("meta")?;
     let terminal = opts.terminal_job.then(job::JobTerminal::find).flatten();
@@ -340,6 +340,11 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         // every process gets its own copy instead.
         plan.drop_sharing();
     }
+    // Pre-copied pages the root keeps where they were staged (`precopy`).
+    let mut staged = meta.take_staged();
+    let span = crate::progress::span("restore: keep pre-copied pages");
+    precopy::keep_in_place(&meta, &mut plan, &mut staged)?;
+    drop(span);
     crate::progress::phase(crate::progress::Phase::Building);
     let mut next = if matches!(source, spool::Source::Spooled(_)) {
         source.next_record()?
@@ -356,39 +361,16 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     let span = crate::progress::span("restore: sessions");
     let (mut pins, mut building) = sessions(&meta, &mut tree, &held.tramp)?;
     drop(span);
-    let span = crate::progress::span("restore: groups, ttys, ghosts");
-    join_groups(&mut building, &plan, &tree)?;
-    // Controlling terminals: their foreground groups exist now.
-    for bp in &mut building {
-        let held_tty = tty::ctty_file(&bp.pi.p, meta.files()).and_then(|f| held.open.get(f.id));
-        tty::set_foreground(&mut bp.b, &bp.pi.p, held_tty, &tree.inner)?;
-    }
-    reap_ghosts(&mut building, &plan, &mut tree)?;
-    drop(span);
-    for (bp, pp) in building.iter_mut().zip(&plan.procs) {
-        let _span = crate::progress::span("restore: map");
-        map::rebuild_space(bp, pp, &held.specials, &held.map_sources())?;
-    }
-    // Every process exists: pidfds of any of them can be made.
-    let same_pids = tree.inner.iter().all(|(a, b)| a == b);
-    for bp in &mut building {
-        pidfd::install(bp, &tree.inner, same_pids)?;
-    }
-    inject::check("map")?;
-
-    // Bulk data: page contents and file contents, streamed straight in.
-    crate::progress::phase(crate::progress::Phase::Memory);
-    let mut sinks = bulk::Sinks {
-        meta: &meta,
-        ipc: &mut ipc,
-        shm_fds: &held.shm_fds,
-        shm_reused: &held.shm_reused,
-        open: &held.open,
-    };
-    let span = crate::progress::span("restore: bulk data");
-    bulk::stream_bulk(&mut building, &mut sinks, next, &mut source)?;
-    drop(span);
-    // reader.next_raw() returned None: the end record was read and matched.
+    build_spaces(&meta, &mut building, &plan, &mut tree, &held)?;
+    fill_data(
+        &meta,
+        &mut ipc,
+        &mut staged,
+        &held,
+        &mut building,
+        next,
+        &mut source,
+    )?;
     held.open.finish_sockets()?;
     memfd::seal_all(meta.shmem(), &held.shm_fds)?;
     ipc.finish()?;
@@ -432,6 +414,63 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         pids: tree.outer,
         terminal,
     })
+}
+
+/// Every process in its groups, each session's terminal given its
+/// foreground group, the ghosts reaped, then each address space rebuilt
+/// and the pidfds made (every process exists by then).
+fn build_spaces(
+    meta: &Meta,
+    building: &mut [Building],
+    plan: &Plan,
+    tree: &mut Tree,
+    held: &Held,
+) -> Result<()> {
+    let span = crate::progress::span("restore: groups, ttys, ghosts");
+    join_groups(building, plan, tree)?;
+    // Controlling terminals: their foreground groups exist now.
+    for bp in building.iter_mut() {
+        let held_tty = tty::ctty_file(&bp.pi.p, meta.files()).and_then(|f| held.open.get(f.id));
+        tty::set_foreground(&mut bp.b, &bp.pi.p, held_tty, &tree.inner)?;
+    }
+    reap_ghosts(building, plan, tree)?;
+    drop(span);
+    for (bp, pp) in building.iter_mut().zip(&plan.procs) {
+        let _span = crate::progress::span("restore: map");
+        map::rebuild_space(bp, pp, &held.specials, &held.map_sources())?;
+    }
+    // Every process exists: pidfds of any of them can be made.
+    let same_pids = tree.inner.iter().all(|(a, b)| a == b);
+    for bp in building.iter_mut() {
+        pidfd::install(bp, &tree.inner, same_pids)?;
+    }
+    inject::check("map")
+}
+
+/// The bulk data (page contents, object contents) streamed straight in,
+/// from `next` on; when it returns, the end record was read and matched.
+fn fill_data<R: Read>(
+    meta: &Meta,
+    ipc: &mut ipc::IpcRestore,
+    staged: &mut precopy::Staging,
+    held: &Held,
+    building: &mut [Building],
+    next: Option<image::RawRecord>,
+    source: &mut spool::Source<'_, R>,
+) -> Result<()> {
+    crate::progress::phase(crate::progress::Phase::Memory);
+    let mut sinks = bulk::Sinks {
+        meta,
+        ipc,
+        staged,
+        shm_fds: &held.shm_fds,
+        shm_reused: &held.shm_reused,
+        open: &held.open,
+    };
+    let span = crate::progress::span("restore: bulk data");
+    bulk::stream_bulk(building, &mut sinks, next, source)?;
+    drop(span);
+    Ok(())
 }
 
 /// With original pids, waits (bounded) for the original processes to go

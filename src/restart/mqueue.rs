@@ -247,10 +247,12 @@ impl super::files::OpenFiles {
     /// restorer's descriptor.
     pub(super) fn open_mqueue(&self, f: &FileImage) -> Result<OwnedFd> {
         let shown = String::from_utf8_lossy(&f.link).into_owned();
+        // Validation (`check`) found the queue, made before any file is
+        // opened.
         let held = *self
             .mq
             .get(&f.object_id)
-            .ok_or_else(|| Error::msg(format!("invalid image: {shown} has no queue")))?;
+            .ok_or_else(|| super::meta::unresolved(f))?;
         let q = self.mqueues.get(&f.object_id);
         let flags = f.flags as i32 & (libc::O_ACCMODE | libc::O_NONBLOCK);
         let fd = match q {

@@ -104,7 +104,12 @@ impl Fill {
     /// mappings to fill (not those with huge pages, which a page-by-page
     /// fill would split). A process where the kernel refuses gets none:
     /// its pages are written as before.
-    pub(super) fn new(building: &mut [Building<'_>]) -> Result<Fill> {
+    /// Pages a process keeps in place (`staged.kept`) are present
+    /// already: their ranges are left out.
+    pub(super) fn new(
+        building: &mut [Building<'_>],
+        staged: &super::precopy::Staging,
+    ) -> Result<Fill> {
         let mut procs = Vec::new();
         if std::env::var_os("CRTOOLS_NO_UFFD").is_some_and(|v| !v.is_empty()) {
             return Ok(Fill { procs });
@@ -126,6 +131,7 @@ impl Fill {
                 .map(|v| (v.start, v.end))
                 .filter(|&(s, e)| bp.writable.iter().any(|&(ws, we)| ws <= s && e <= we))
                 .collect();
+            let want = image::ranges::subtract(&want, staged.kept(bp.pi.p.pid));
             if want.is_empty() {
                 continue;
             }
@@ -143,7 +149,10 @@ impl Fill {
         let Ok(fd) = bp.b.call(uffd::NR_USERFAULTFD, &[flags]) else {
             return Ok(None);
         };
-        let mine = unixdiag::steal_fd(bp.pid, Fd::from_raw(fd as i32));
+        // A descriptor number the kernel gave fits an `int`.
+        let mine = i32::try_from(fd)
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))
+            .and_then(|n| unixdiag::steal_fd(bp.pid, Fd::from_raw(n)));
         // The restored process must not keep it, whatever happened.
         bp.b.call(nr::CLOSE, &[fd]).map_err(|e| {
             Error::msg(format!(

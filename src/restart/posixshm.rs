@@ -240,10 +240,12 @@ impl super::files::OpenFiles {
     /// credentials, flags and offset; it must be the object's file.
     pub(super) fn open_posix_shm(&self, f: &FileImage) -> Result<OwnedFd> {
         let name = String::from_utf8_lossy(&f.path).into_owned();
+        // Validation (`check`) found the object, made before any file is
+        // opened.
         let held = *self
             .shm
             .get(&f.object_id)
-            .ok_or_else(|| Error::msg(format!("invalid image: {name} has no object")))?;
+            .ok_or_else(|| super::meta::unresolved(f))?;
         let p = CString::new(f.path.clone())
             .map_err(|_| Error::msg("a path in the image contains a NUL byte"))?;
         let fd = self.acting.run(|| {

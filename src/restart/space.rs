@@ -635,20 +635,15 @@ pub fn create_thread(b: &mut Builder, t: &Thread, same_ids: bool) -> Result<(Sto
 /// sees them): to the whole process when `tid` is `None`, else to that
 /// thread (which must be the one `b` runs in: the kernel lets only a task
 /// queue kernel-made siginfo to itself).
-pub fn queue_signals(b: &mut Builder, pid: Pid, tid: Option<Tid>, infos: &[Vec<u8>]) -> Result<()> {
+pub fn queue_signals(
+    b: &mut Builder,
+    pid: Pid,
+    tid: Option<Tid>,
+    infos: &[super::meta::Siginfo],
+) -> Result<()> {
     for info in infos {
-        if info.len() != 128 {
-            return Err(Error::msg(format!(
-                "invalid image: a pending signal of pid {pid} is malformed"
-            )));
-        }
-        let sig = i32::from_le_bytes(info[0..4].try_into().expect("4 bytes"));
-        if !(1..=64).contains(&sig) {
-            return Err(Error::msg(format!(
-                "invalid image: pending signal {sig} of pid {pid}"
-            )));
-        }
-        let at = b.put(info)?;
+        let sig = info.signo;
+        let at = b.put(&info.raw)?;
         let pid_arg = pid.as_u32() as u64;
         let r = match tid {
             None => b.call(nr::RT_SIGQUEUEINFO, &[pid_arg, sig as u64, at]),

@@ -525,8 +525,9 @@ fn collect_reports(
         let image_pid = i32::from_le_bytes([rep[0], rep[1], rep[2], rep[3]]);
         let seen_raw = i32::from_le_bytes([rep[4], rep[5], rep[6], rep[7]]);
         if seen_raw == child::FILL_REQUEST {
-            let idx = live.iter().position(|x| x.p.pid as i32 == image_pid);
-            let pid = tree.outer.get(&Pid::from_raw(image_pid)).copied();
+            let asked = Pid::from_raw(image_pid);
+            let idx = live.iter().position(|x| x.pid() == asked);
+            let pid = tree.outer.get(&asked).copied();
             let (Some(idx), Some(pid)) = (idx, pid) else {
                 return Err(Error::msg(
                     "cannot restore: a new process asked for memory with a wrong pid",

@@ -31,7 +31,7 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error, Result};
-use crate::image::{FileType, Process, Pty};
+use crate::image::{Fault, FileType, Process, Pty};
 use crate::sys::ids::Pid;
 use crate::sys::tty::{self, Termios};
 
@@ -44,6 +44,32 @@ const NR_IOCTL: i64 = 16;
 
 /// How long to wait for a pty index held by a dying process.
 const INDEX_WAIT: Duration = Duration::from_millis(500);
+
+/// Checks the ptys the image's files use (part of `Meta::validate`, which
+/// has made sure each has its record): termios and window size whole.
+pub fn check(
+    files: &HashMap<u64, FileImage>,
+    ptys: &HashMap<u64, Pty>,
+) -> std::result::Result<(), Fault> {
+    let used = files
+        .values()
+        .filter(|f| matches!(f.kind, FileType::PtyMaster | FileType::PtySlave))
+        .filter_map(|f| ptys.get(&f.object_id));
+    for p in used {
+        let bad = |why| Fault::Pty {
+            id: p.id,
+            index: p.index,
+            why,
+        };
+        if Termios::from_bytes(&p.termios).is_none() {
+            return Err(bad("has short termios"));
+        }
+        if p.winsize.len() != 8 {
+            return Err(bad("has a bad window size"));
+        }
+    }
+    Ok(())
+}
 
 /// The image's ptys and the masters made so far, by object id.
 #[derive(Default)]
@@ -63,12 +89,10 @@ impl Ptys {
     /// A new description for a `FT_PTY_MASTER` or `FT_PTY_SLAVE` file,
     /// making its pty first.
     pub fn open(&mut self, f: &FileImage) -> Result<OwnedFd> {
-        let p = self.records.get(&f.object_id).ok_or_else(|| {
-            Error::msg(format!(
-                "invalid image: {} has no pty record",
-                String::from_utf8_lossy(&f.link)
-            ))
-        })?;
+        let p = self
+            .records
+            .get(&f.object_id)
+            .ok_or_else(|| super::meta::unresolved(f))?;
         let index = p.index;
         let m = match self.made.entry(f.object_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -127,13 +151,13 @@ fn allocate(index: u32) -> Result<OwnedFd> {
 /// (non-blocking).
 fn make(p: &Pty) -> Result<OwnedFd> {
     let index = p.index;
+    // Both checked by `check`.
     let termios = Termios::from_bytes(&p.termios)
-        .ok_or_else(|| Error::msg(format!("invalid image: pty {index} has short termios")))?;
-    let winsize: [u8; 8] = p
-        .winsize
-        .as_slice()
-        .try_into()
-        .map_err(|_| Error::msg(format!("invalid image: pty {index} has a bad window size")))?;
+        .ok_or_else(|| Error::msg(format!("internal error: pty {index} has short termios")))?;
+    let winsize: [u8; 8] =
+        p.winsize.as_slice().try_into().map_err(|_| {
+            Error::msg(format!("internal error: pty {index} has a bad window size"))
+        })?;
     let m = allocate(index)?;
     let e = |what: &'static str| {
         move |err| Error::Io {

@@ -23,11 +23,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::sys::socket::SockType as NixSockType;
 
 use crate::error::{Context, Error, Result};
-use crate::image::{File, SockType};
+use crate::image::{Fault, File, FileType, SockType, SocketFault};
 use crate::sys::unixsock::{self, UnixOpts};
 
 use super::asuser::Acting;
-use super::meta::SocketImage;
+use super::meta::{FileImage, SocketImage};
 
 const LISTEN: u32 = 10;
 /// Key of a stand-in peer, closed once data is queued.
@@ -47,8 +47,142 @@ pub struct Made {
     sender: std::cell::OnceCell<OwnedFd>,
 }
 
-fn invalid(id: u64, what: &str) -> Error {
-    Error::msg(format!("invalid image: socket {id}: {what}"))
+fn invalid(id: u64, why: SocketFault) -> Error {
+    Fault::Socket { id, why }.into()
+}
+
+/// Checks the structure of the Unix sockets the image's files hold (part
+/// of `Meta::validate`, which has made sure each has its record): what
+/// every socket must have, and how each fits with its peer, its
+/// listener and that listener's pending connections, as [`ensure`] and
+/// [`listener`] will make them.
+pub fn check(
+    files: &HashMap<u64, FileImage>,
+    records: &HashMap<u64, SocketImage>,
+) -> std::result::Result<(), Fault> {
+    let held = files
+        .values()
+        .filter(|f| f.kind == FileType::Socket)
+        .filter_map(|f| records.get(&f.object_id));
+    for s in held {
+        check_held(records, s)?;
+    }
+    Ok(())
+}
+
+/// One socket held at a descriptor (see [`ensure`]).
+fn check_held(
+    records: &HashMap<u64, SocketImage>,
+    s: &SocketImage,
+) -> std::result::Result<(), Fault> {
+    let id = s.id;
+    let bad = |why| Fault::Socket { id, why };
+    check_record(s)?;
+    if s.listener != 0 {
+        return Err(bad(SocketFault::HeldWhilePending));
+    }
+    let peer = (s.peer != 0).then(|| records.get(&s.peer)).flatten();
+    if let Some(p) = peer.filter(|p| p.listener != 0) {
+        let l = records
+            .get(&p.listener)
+            .ok_or(bad(SocketFault::NoListener))?;
+        check_record(l)?;
+        check_listener(records, l)?;
+        // `listener` makes a client for each pending connection with one.
+        let client = |e: &u64| records.get(e).is_some_and(|em| em.peer == id);
+        if !l.pending.iter().any(client) {
+            return Err(bad(SocketFault::NotPending));
+        }
+        return Ok(());
+    }
+    if s.state == LISTEN {
+        return check_listener(records, s);
+    }
+    if peer.is_some_and(|p| is_pair(s, p)) || stands_in(s) {
+        return Ok(());
+    }
+    if connected_stream(s) {
+        return Err(bad(SocketFault::PeerNowhere));
+    }
+    Ok(())
+}
+
+/// A listener and its pending connections (see [`listener`]).
+fn check_listener(
+    records: &HashMap<u64, SocketImage>,
+    l: &SocketImage,
+) -> std::result::Result<(), Fault> {
+    if l.state != LISTEN {
+        return Err(Fault::Socket {
+            id: l.id,
+            why: SocketFault::NotListening,
+        });
+    }
+    let mut keys = HashSet::from([l.id]);
+    for &e in l.pending.iter() {
+        let em = pending_record(records, l, e).map_err(|why| Fault::Socket { id: l.id, why })?;
+        let key = client_key(records, e, em).map_err(|why| Fault::Socket { id: e, why })?;
+        if !keys.insert(key) {
+            return Err(Fault::Socket {
+                id: e,
+                why: SocketFault::PendingTwice,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The record of connection `e` pending on listener `l`.
+fn pending_record<'a>(
+    records: &'a HashMap<u64, SocketImage>,
+    l: &SocketImage,
+    e: u64,
+) -> std::result::Result<&'a SocketImage, SocketFault> {
+    match records.get(&e) {
+        Some(em) if em.listener == l.id && em.stype == l.stype => Ok(em),
+        Some(em) => Err(SocketFault::PendingElsewhere {
+            pending: e,
+            listener: em.listener,
+            stype: em.stype.wire(),
+        }),
+        None => Err(SocketFault::PendingMissing { pending: e }),
+    }
+}
+
+/// Under which key the client of pending connection `e` is made: its
+/// client's id, or a stand-in's.
+fn client_key(
+    records: &HashMap<u64, SocketImage>,
+    e: u64,
+    em: &SocketImage,
+) -> std::result::Result<u64, SocketFault> {
+    if em.peer == 0 {
+        return Ok(e | STAND_IN);
+    }
+    match records.get(&em.peer) {
+        Some(c) if c.peer == e && c.listener == 0 => Ok(em.peer),
+        _ => Err(SocketFault::ClientMismatch),
+    }
+}
+
+/// Both ends of a connection in the image, unnamed: made with
+/// `socketpair`.
+fn is_pair(s: &SocketImage, p: &SocketImage) -> bool {
+    p.peer == s.id
+        && p.stype == s.stype
+        && s.path.is_empty()
+        && p.path.is_empty()
+        && p.state != LISTEN
+}
+
+fn connected_stream(s: &SocketImage) -> bool {
+    s.state == 1 && s.stype != SockType::Datagram
+}
+
+/// A socket whose peer was gone: made with a stand-in peer, closed once
+/// data is queued.
+fn stands_in(s: &SocketImage) -> bool {
+    s.path.is_empty() && s.peer_path.is_empty() && (connected_stream(s) || s.data_len > 0)
 }
 
 fn shown(name: &[u8]) -> String {
@@ -107,29 +241,19 @@ fn ensure(
     if made.fds.contains_key(&id) {
         return Ok(());
     }
+    // `check` has checked every socket this reaches.
     let s = records
         .get(&id)
-        .ok_or_else(|| invalid(id, "a descriptor refers to it but it has no record"))?;
-    check(s)?;
-    if s.listener != 0 {
-        return Err(invalid(
-            id,
-            "a connection not yet accepted is held at a descriptor",
-        ));
-    }
+        .ok_or_else(|| Error::msg(format!("internal error: socket {id} lost its record")))?;
     let peer = (s.peer != 0).then(|| records.get(&s.peer)).flatten();
     if let Some(p) = peer.filter(|p| p.listener != 0) {
         // The client of a connection not yet accepted: made with its listener.
         let l = records
             .get(&p.listener)
-            .ok_or_else(|| invalid(id, "its peer is pending on a listener that has no record"))?;
-        check(l)?;
+            .ok_or(invalid(id, SocketFault::NoListener))?;
         listener(records, made, l, acting)?;
         if !made.fds.contains_key(&id) {
-            return Err(invalid(
-                id,
-                "its peer is not among its listener's pending connections",
-            ));
+            return Err(invalid(id, SocketFault::NotPending));
         }
         return Ok(());
     }
@@ -151,25 +275,15 @@ fn ensure(
         made.pairs.insert(other);
         Ok(())
     };
-    if let Some(p) = peer
-        && p.peer == id
-        && p.stype == s.stype
-        && s.path.is_empty()
-        && p.path.is_empty()
-        && p.state != LISTEN
-    {
+    if peer.is_some_and(|p| is_pair(s, p)) {
         return pair(made, s.peer);
     }
-    let connected_stream = s.state == 1 && s.stype != SockType::Datagram;
-    if s.path.is_empty() && s.peer_path.is_empty() && (connected_stream || s.data_len > 0) {
+    if stands_in(s) {
         // Its peer was gone: a stand-in peer, closed once data is queued.
         return pair(made, id | STAND_IN);
     }
-    if connected_stream {
-        return Err(invalid(
-            id,
-            "a connected stream socket whose peer is neither in the image nor gone",
-        ));
+    if connected_stream(s) {
+        return Err(invalid(id, SocketFault::PeerNowhere));
     }
     let sock = unixsock::new_socket(ty).ctx(|| "cannot create a socket".into())?;
     if !s.path.is_empty() {
@@ -182,25 +296,20 @@ fn ensure(
     Ok(())
 }
 
-/// Checks what every socket record must have (its type was decoded when
-/// the image was validated).
-fn check(s: &SocketImage) -> Result<()> {
+/// Checks what every socket record made must have (its type was decoded
+/// with the rest of the image).
+fn check_record(s: &SocketImage) -> std::result::Result<(), Fault> {
+    let bad = |why| Fault::Socket { id: s.id, why };
     if s.family != libc::AF_UNIX as u32 {
-        return Err(invalid(
-            s.id,
-            &format!("family {} is not AF_UNIX", s.family),
-        ));
+        return Err(bad(SocketFault::NotUnix { family: s.family }));
     }
     for name in [&s.path, &s.peer_path] {
         if name.len() > 107 || (!name.is_empty() && name[0] != 0 && name[0] != b'/') {
-            return Err(invalid(
-                s.id,
-                &format!("{} is not a name a socket can have", shown(name)),
-            ));
+            return Err(bad(SocketFault::BadName { name: shown(name) }));
         }
     }
     if s.state == LISTEN && (s.path.is_empty() || s.stype == SockType::Datagram) {
-        return Err(invalid(s.id, "a listener with no name, or of datagrams"));
+        return Err(bad(SocketFault::BadListener));
     }
     Ok(())
 }
@@ -254,10 +363,7 @@ fn listener(
         return Ok(());
     }
     if l.state != LISTEN {
-        return Err(invalid(
-            l.id,
-            "has pending connections but is not listening",
-        ));
+        return Err(invalid(l.id, SocketFault::NotListening));
     }
     let sock = unixsock::new_socket(nix_type(l.stype)).ctx(|| "cannot create a socket".into())?;
     bind(&sock, l, acting)?;
@@ -265,25 +371,7 @@ fn listener(
         .ctx(|| format!("cannot listen on {}", shown(&l.path)))?;
     made.fds.insert(l.id, sock);
     for &e in l.pending.iter() {
-        let em = match records.get(&e) {
-            Some(em) if em.listener == l.id && em.stype == l.stype => em,
-            Some(em) => {
-                return Err(invalid(
-                    l.id,
-                    &format!(
-                        "pending connection {e} is pending on {}, of type {}",
-                        em.listener,
-                        em.stype.wire()
-                    ),
-                ));
-            }
-            None => {
-                return Err(invalid(
-                    l.id,
-                    &format!("pending connection {e} has no record"),
-                ));
-            }
-        };
+        let em = pending_record(records, l, e).map_err(|why| invalid(l.id, why))?;
         let client =
             unixsock::new_socket(nix_type(l.stype)).ctx(|| "cannot create a socket".into())?;
         unixsock::connect_nonblock(client.as_fd(), &l.path).ctx(|| {
@@ -292,21 +380,9 @@ fn listener(
                 shown(&l.path)
             )
         })?;
-        let key = if em.peer == 0 {
-            e | STAND_IN
-        } else {
-            match records.get(&em.peer) {
-                Some(c) if c.peer == e && c.listener == 0 => em.peer,
-                _ => {
-                    return Err(invalid(
-                        e,
-                        "its client's record does not name it as its peer",
-                    ));
-                }
-            }
-        };
+        let key = client_key(records, e, em).map_err(|why| invalid(e, why))?;
         if made.fds.insert(key, client).is_some() {
-            return Err(invalid(e, "its client is pending twice"));
+            return Err(invalid(e, SocketFault::PendingTwice));
         }
     }
     Ok(())
@@ -320,9 +396,10 @@ pub fn fill(
     id: u64,
     mut data: &[u8],
 ) -> Result<()> {
-    let s = records
-        .get(&id)
-        .ok_or_else(|| Error::msg(format!("invalid image: data for unknown socket {id}")))?;
+    let s = records.get(&id).ok_or(Fault::DataUnknown {
+        target: crate::image::DataTarget::Socket,
+        id,
+    })?;
     let named_dgram = s.stype == SockType::Datagram
         && !s.path.is_empty()
         && made.fds.contains_key(&id)
@@ -340,17 +417,17 @@ pub fn fill(
         } else if named_dgram {
             (made.sender.get().expect("made").as_fd(), Some(&s.path[..]))
         } else {
-            return Err(invalid(id, "it has data but nothing can send it to it"));
+            return Err(invalid(id, SocketFault::DataUnsendable));
         };
     unixsock::raise_sndbuf(from, data.len() * 2 + (64 << 10));
     while !data.is_empty() {
         if data.len() < 4 {
-            return Err(invalid(id, "its data is cut short"));
+            return Err(invalid(id, SocketFault::DataCut));
         }
         let n = u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) as usize;
         let msg = data
             .get(4..4 + n)
-            .ok_or_else(|| invalid(id, "its data is cut short"))?;
+            .ok_or_else(|| invalid(id, SocketFault::DataCut))?;
         match unixsock::send_to(from, msg, to) {
             Ok(r) if r == n => {}
             Ok(r) => {
@@ -376,7 +453,8 @@ pub fn finish(records: &HashMap<u64, SocketImage>, made: &mut Made) -> Result<()
         let fd = &made.fds[&id];
         nix::sys::socket::connect(
             std::os::fd::AsRawFd::as_raw_fd(fd),
-            &unixsock::addr(&name).map_err(|e| invalid(id, &e.to_string()))?,
+            &unixsock::addr(&name)
+                .ctx(|| format!("cannot connect socket {id} to {} again", shown(&name)))?,
         )
         .ctx(|| format!("cannot connect socket {id} to {} again", shown(&name)))?;
     }

@@ -16,6 +16,7 @@ pub mod creds;
 pub mod events;
 pub mod fds;
 pub mod fileid;
+pub mod fixedmem;
 pub mod fork;
 pub mod ids;
 pub mod inet;

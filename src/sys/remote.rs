@@ -263,11 +263,11 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
             }
             Gate::Step(_) => loop {
                 self.resume_until(Resume::Step, |s| s == Stop::Signal(libc::SIGTRAP))?;
-                let at = self.regs()?.rip;
-                if at == ip + 2 {
-                    break;
+                let out = self.regs()?;
+                if out.rip == ip + 2 {
+                    return Ok(out.rax as i64);
                 }
-                if at != ip {
+                if out.rip != ip {
                     return Err(RemoteError::Unexpected {
                         tid,
                         stop: Stop::Signal(libc::SIGTRAP),

@@ -5,6 +5,8 @@ use super::*;
 /// What a checkpoint wants from one mapping of `/proc/PID/smaps`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SmapsEntry {
+    /// The mapping's header line, as `maps` shows it.
+    pub map: MapEntry,
     /// First address of the mapping.
     pub start: u64,
     /// One past the last address.
@@ -44,6 +46,7 @@ pub fn parse_smaps(buf: &[u8]) -> ParseResult<Vec<SmapsEntry>> {
             out.push(SmapsEntry {
                 start: m.start,
                 end: m.end,
+                map: m,
                 ..SmapsEntry::default()
             });
             has_flags.push(false);
@@ -112,6 +115,9 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].start, 0x55571e099000);
         assert_eq!(s[0].vm_flags, [*b"rd", *b"mr", *b"mw", *b"me"]);
+        // The header line parsed as `maps` parses it.
+        let first = SMAPS.split(|&b| b == b'\n').next().unwrap();
+        assert_eq!(s[0].map, parse_map_line(first).unwrap());
         assert_eq!(s[0].rss_kb, 8);
         assert_eq!((s[1].start, s[1].end), (0x7f0000000000, 0x7f0000400000));
         assert_eq!(
