@@ -54,39 +54,7 @@ pub(crate) fn stream_bulk<R: Read>(
     }
     // What the final part wrote into the process keeping pages in place.
     let mut written: Vec<(u64, u64)> = Vec::new();
-    for bp in building.iter_mut() {
-        let ranges = &bp.pi.mm.precopied;
-        if ranges.is_empty() {
-            continue;
-        }
-        for r in ranges.iter() {
-            if !bp.writable.iter().any(|&(s, e)| s <= r.start && r.end <= e) {
-                return Err(Fault::PagesOutside {
-                    id: bp.pi.p.pid as u64,
-                    start: r.start,
-                    end: r.end,
-                }
-                .into());
-            }
-            thp.before_write(bp, r.start)?;
-        }
-        let runs = staged.runs(bp.pi.p.pid, ranges)?;
-        let mut rest = Vec::new();
-        for (addr, data) in runs {
-            let done = match &mut fill {
-                Some(f) => f.write(bp.pid, addr, data)?,
-                None => 0,
-            };
-            if done < data.len() {
-                rest.push((addr + done as u64, &data[done..]));
-            }
-        }
-        super::precopy::Staging::write_pieces(bp.pid, &rest, &mut bp.b.mem)?;
-        crate::progress::add_kept(staged.kept_bytes(bp.pi.p.pid));
-    }
-    // Every pre-copied page is in: the root's kept pages become its own
-    // alone.
-    staged.release_placed();
+    place_precopied(building, &mut thp, &mut fill, staged)?;
     while let Some(raw) = next {
         let rec = raw.decode()?;
         let (pre, data) =
@@ -154,6 +122,52 @@ pub(crate) fn stream_bulk<R: Read>(
     for bp in building.iter_mut() {
         sinks.staged.drop_stale(bp, &written)?;
     }
+    Ok(())
+}
+
+/// Writes each process's pre-copied pages (its `precopied` ranges, from
+/// the staged rounds) before the final part's: through `fill` where its
+/// userfaultfd takes them, else with `process_vm_writev`; pages kept in
+/// place in the root need no copy.
+fn place_precopied(
+    building: &mut [Building],
+    thp: &mut pages::Thp,
+    fill: &mut Option<pages::Fill>,
+    staged: &mut super::precopy::Staging,
+) -> Result<()> {
+    for bp in building.iter_mut() {
+        let ranges = &bp.pi.mm.precopied;
+        if ranges.is_empty() {
+            continue;
+        }
+        for r in ranges.iter() {
+            if !bp.writable.iter().any(|&(s, e)| s <= r.start && r.end <= e) {
+                return Err(Fault::PagesOutside {
+                    id: bp.pi.p.pid as u64,
+                    start: r.start,
+                    end: r.end,
+                }
+                .into());
+            }
+            thp.before_write(bp, r.start)?;
+        }
+        let runs = staged.runs(bp.pi.p.pid, ranges)?;
+        let mut rest = Vec::new();
+        for (addr, data) in runs {
+            let done = match fill {
+                Some(f) => f.write(bp.pid, addr, data)?,
+                None => 0,
+            };
+            if done < data.len() {
+                rest.push((addr + done as u64, &data[done..]));
+            }
+        }
+        super::precopy::Staging::write_pieces(bp.pid, &rest, &mut bp.b.mem)?;
+        crate::progress::add_kept(staged.kept_bytes(bp.pi.p.pid));
+    }
+    // Every pre-copied page is in: the root's kept pages become its own
+    // alone.
+    staged.release_placed();
     Ok(())
 }
 

@@ -359,7 +359,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     drop(fill);
     inject::check("tree")?;
     let span = crate::progress::span("restore: sessions");
-    let (mut pins, mut building) = sessions(&meta, &mut tree, &held.tramp)?;
+    let (pins, mut building) = sessions(&meta, &mut tree, &held.tramp)?;
     drop(span);
     build_spaces(&meta, &mut building, &plan, &mut tree, &held)?;
     fill_data(
@@ -377,20 +377,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     inject::check("data")?;
 
     crate::progress::phase(crate::progress::Phase::Releasing);
-    let mut made = Vec::new();
-    for bp in &mut building {
-        let _span = crate::progress::span("restore: finish");
-        made.push(finish::finish(bp, &held.tramp, opts.original_pids)?);
-    }
-    inject::check("threads")?;
-    // Affinities back, last pinned first; threads made while pinned take
-    // their process's.
-    while let Some(p) = pins.pop() {
-        drop(p);
-    }
-    for (pid, tid, _) in made.iter().flatten() {
-        remote::copy_affinity(pid.main_thread(), *tid);
-    }
+    let made = finish_all(&mut building, &held.tramp, pins, opts)?;
     let root = tree.outer.get(&meta.root().pid()).copied();
     let root = root.ok_or_else(|| Error::msg("cannot restore: the root never started"))?;
     if let Some(t) = &terminal {
@@ -414,6 +401,30 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         pids: tree.outer,
         terminal,
     })
+}
+
+/// Each process's state and threads made again (`finish`), then every
+/// process's CPU affinity given back: last pinned first, and threads made
+/// while pinned take their process's.
+fn finish_all<'a>(
+    building: &mut [Building<'a>],
+    tramp: &'a Trampoline,
+    mut pins: Vec<remote::SameCpu>,
+    opts: &Options,
+) -> Result<Vec<Vec<finish::MadeThread>>> {
+    let mut made = Vec::new();
+    for bp in building.iter_mut() {
+        let _span = crate::progress::span("restore: finish");
+        made.push(finish::finish(bp, tramp, opts.original_pids)?);
+    }
+    inject::check("threads")?;
+    while let Some(p) = pins.pop() {
+        drop(p);
+    }
+    for (pid, tid, _) in made.iter().flatten() {
+        remote::copy_affinity(pid.main_thread(), *tid);
+    }
+    Ok(made)
 }
 
 /// Every process in its groups, each session's terminal given its
