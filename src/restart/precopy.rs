@@ -519,14 +519,20 @@ pub(crate) fn keep_in_place(meta: &Meta, plan: &mut Plan, staged: &mut Staging) 
         && !plan.shares()
         && !root.mm.precopied.is_empty();
     if fast {
+        let regions = placed.ranges();
+        // Only mappings the regions cover whole: in one kept in part, the
+        // kept part (inherited, with the restorer's anon_vma) and the part
+        // mapped anew could not merge, and the restored process would see
+        // two mappings where it had one.
         let vmas: Vec<(u64, u64)> = root
             .mm
             .vmas
             .iter()
             .filter(|v| keeps(v))
             .map(|v| (v.start, v.end))
+            .filter(|&v| image::ranges::subtract(&[v], &regions).is_empty())
             .collect();
-        let kept = image::ranges::clip(&placed.ranges(), &vmas, true);
+        let kept = image::ranges::clip(&regions, &vmas, true);
         let current: Vec<(u64, u64)> = root.mm.precopied.iter().map(|r| (r.start, r.end)).collect();
         // Staged but not current (written since their round, or zeroed):
         // the final part's pages go there; what it does not send is
