@@ -12,6 +12,9 @@
 //! records. The parent's pages in ranges any child inherits are written
 //! first (`FORK_PAGES`), so a restorer can fill them before it forks.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use super::memory::VmaPlan;
 use crate::error::{Error, Result};
 use crate::image::ranges::clip;
@@ -48,21 +51,54 @@ fn runs(start: u64, n: usize, f: impl Fn(usize) -> bool) -> Vec<(u64, u64)> {
     out
 }
 
-/// Finds what `child` (its VMA plans `cplans`) still shares with `parent`
-/// (`pvmas`) and rewrites the child's plans: in each inherited range only
-/// its own pages are read, zero runs are written (`VmaPlan::explicit`),
-/// and pages it lacks where the parent has some are written as zeros
-/// (`VmaPlan::zeros`).
-pub fn share(child: Pid, cplans: &mut [VmaPlan], parent: Pid, pvmas: &[Vma]) -> Result<Shared> {
-    let err = |pid: Pid| {
-        move |e: crate::sys::proc::ProcError| {
-            Error::msg(format!("cannot checkpoint pid {pid}: {e}"))
-        }
-    };
+fn err(pid: Pid) -> impl Fn(crate::sys::proc::ProcError) -> Error {
+    move |e| Error::msg(format!("cannot checkpoint pid {pid}: {e}"))
+}
+
+/// A parent's page map entries, read once for all its children (a frozen
+/// tree's pages do not move): by range `(start, pages)`.
+pub struct ParentPages {
+    pid: Pid,
+    pm: Pagemap,
+    read: HashMap<(u64, usize), Vec<u64>>,
+}
+
+impl ParentPages {
+    pub fn open(pid: Pid) -> Result<ParentPages> {
+        Ok(ParentPages {
+            pid,
+            pm: Pagemap::open(pid).map_err(err(pid))?,
+            read: HashMap::new(),
+        })
+    }
+
+    fn entries(&mut self, start: u64, n: usize) -> Result<&[u64]> {
+        let e = match self.read.entry((start, n)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let mut pe = Vec::new();
+                self.pm.read(start, n, &mut pe).map_err(err(self.pid))?;
+                v.insert(pe)
+            }
+        };
+        Ok(e)
+    }
+}
+
+/// Finds what `child` (its VMA plans `cplans`) still shares with its
+/// parent (`parent`, its VMAs `pvmas`) and rewrites the child's plans: in
+/// each inherited range only its own pages are read, zero runs are written
+/// (`VmaPlan::explicit`), and pages it lacks where the parent has some are
+/// written as zeros (`VmaPlan::zeros`).
+pub fn share(
+    child: Pid,
+    cplans: &mut [VmaPlan],
+    parent: &mut ParentPages,
+    pvmas: &[Vma],
+) -> Result<Shared> {
     let cpm = Pagemap::open(child).map_err(err(child))?;
-    let ppm = Pagemap::open(parent).map_err(err(parent))?;
     let mut out = Shared::default();
-    let (mut ce, mut pe) = (Vec::new(), Vec::new());
+    let mut ce = Vec::new();
     for cp in cplans.iter_mut().filter(|p| eligible(&p.vma)) {
         let (vs, ve) = (cp.vma.start, cp.vma.end);
         for pv in pvmas.iter().filter(|v| eligible(v)) {
@@ -72,9 +108,8 @@ pub fn share(child: Pid, cplans: &mut [VmaPlan], parent: Pid, pvmas: &[Vma]) -> 
             }
             let n = ((e - s) / PAGE) as usize;
             ce.clear();
-            pe.clear();
             cpm.read(s, n, &mut ce).map_err(err(child))?;
-            ppm.read(s, n, &mut pe).map_err(err(parent))?;
+            let pe = parent.entries(s, n)?;
             let shared = |i: usize| {
                 let (c, p) = (ce[i], pe[i]);
                 pagemap::present(c)

@@ -411,13 +411,30 @@ fn share_with_parent(
     i: usize,
     j: usize,
     fork: &mut [Vec<(u64, u64)>],
+    parents: &mut HashMap<usize, (usize, cow::ParentPages)>,
 ) -> Result<()> {
     let _span = crate::progress::span("ckpt: copy-on-write");
     let pvmas: Vec<image::Vma> = states[j].plans.iter().map(|p| p.vma.clone()).collect();
-    let ppid = Pid::from_u32(states[j].process.pid);
+    // Parents' page maps stay open for their next children, the most
+    // recently used `PARENTS_KEPT` of them (`i` orders the uses).
+    if !parents.contains_key(&j) && parents.len() >= PARENTS_KEPT {
+        let oldest = parents.iter().min_by_key(|(_, (used, _))| *used);
+        if let Some(k) = oldest.map(|(&k, _)| k) {
+            parents.remove(&k);
+        }
+    }
+    let parent = match parents.entry(j) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => v.insert((
+            i,
+            cow::ParentPages::open(Pid::from_u32(states[j].process.pid))?,
+        )),
+    };
+    parent.0 = i;
+    let parent = &mut parent.1;
     let s = &mut states[i];
     let pid = Pid::from_u32(s.process.pid);
-    let shared = cow::share(pid, &mut s.plans, ppid, &pvmas)?;
+    let shared = cow::share(pid, &mut s.plans, parent, &pvmas)?;
     if shared.inherited.is_empty() {
         return Ok(());
     }
@@ -526,6 +543,7 @@ fn read_processes(
     let mut fdtables = Vec::new();
     let mut fork: Vec<Vec<(u64, u64)>> = vec![Vec::new(); frozen.procs.len()];
     let mut index: HashMap<Pid, usize> = HashMap::new();
+    let mut parents = HashMap::new();
     let jobs: Vec<(Pid, Vec<Tid>)> = frozen
         .procs
         .iter()
@@ -551,7 +569,7 @@ fn read_processes(
             states.push(st);
             index.insert(pid, i);
             if let Some(&j) = index.get(&ppid).filter(|_| cow && pid != root) {
-                share_with_parent(&mut states, i, j, &mut fork)?;
+                share_with_parent(&mut states, i, j, &mut fork, &mut parents)?;
             }
         }
         Ok(())
@@ -915,6 +933,8 @@ fn perr(pid: Pid) -> impl Fn(proc::ProcError) -> Error {
 /// own, and how many processes that thread may read ahead.
 const AHEAD_MIN: usize = 4;
 const AHEAD: usize = 8;
+/// Parents whose page maps [`share_with_parent`] keeps open.
+const PARENTS_KEPT: usize = 16;
 /// Processes from which on two threads read `/proc` (`READERS`).
 const READERS_MIN: usize = 16;
 const READERS: usize = 2;
