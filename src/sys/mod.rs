@@ -33,6 +33,7 @@ pub mod rlimit;
 pub mod threadcreds;
 pub mod tty;
 pub mod uffd;
+pub mod worker;
 pub mod unixdiag;
 pub mod unixsock;
 pub mod wptrack;
