@@ -23,6 +23,7 @@ pub(crate) fn finish<'a>(
     bp: &mut Building<'a>,
     tramp: &'a Trampoline,
     same_ids: bool,
+    own: &super::asuser::OwnCreds,
 ) -> Result<Vec<MadeThread>> {
     let pi = bp.pi;
     let mm = &pi.mm;
@@ -78,7 +79,7 @@ pub(crate) fn finish<'a>(
         let mut tb = Builder::new(r, pid, tramp);
         space::finish_thread(&mut tb, &t.t)?;
         space::queue_signals(&mut tb, inner, Some(inner_tid), &t.pending)?;
-        super::asuser::restore_creds(&mut tb, tid, &pi.p)?;
+        super::asuser::restore_creds(&mut tb, tid, &pi.p, own)?;
         tb.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
         made.push((pid, tid, tb.r));
     }
@@ -92,7 +93,7 @@ pub(crate) fn finish<'a>(
     super::locks::take_posix(b, pi)?;
     drop(span);
     let span = crate::progress::span("restore:  credentials");
-    super::asuser::restore_creds(b, pid.main_thread(), &pi.p)?;
+    super::asuser::restore_creds(b, pid.main_thread(), &pi.p, own)?;
     drop(span);
     let _span = crate::progress::span("restore:  unmap trampoline");
     // The last syscall unmaps the trampoline itself; stop at its exit.

@@ -588,14 +588,18 @@ fn finish_all<'a>(
     opts: &Options,
     two: Two,
 ) -> Result<Vec<Vec<finish::MadeThread>>> {
+    let wall = crate::progress::span("restore: finish, both tracers");
     let parts = halves(two.worker, two.tracers, building, |part, _| {
+        // This thread's own credentials: each process's are compared with them.
+        let own = asuser::OwnCreds::read()?;
         let mut made = Vec::new();
         for bp in part.iter_mut() {
             let _span = crate::progress::span("restore: finish");
-            made.push(finish::finish(bp, tramp, opts.original_pids)?);
+            made.push(finish::finish(bp, tramp, opts.original_pids, &own)?);
         }
         Ok(made)
     })?;
+    drop(wall);
     let made: Vec<Vec<finish::MadeThread>> = parts.into_iter().flatten().collect();
     inject::check("threads")?;
     let Pins {
@@ -684,6 +688,7 @@ fn build_spaces(
     let always = two.tracers.is_some() && pages::thp_always();
     let sources = held.map_sources();
     let half = building.len() / 2;
+    let _wall = crate::progress::span("restore: map, both tracers");
     halves(two.worker, two.tracers, building, |part, first| {
         for (i, bp) in part.iter_mut().enumerate() {
             let _span = crate::progress::span("restore: map");

@@ -192,6 +192,34 @@ pub(crate) fn high(fd: OwnedFd, base: RawFd) -> Result<OwnedFd> {
     crate::sys::fds::dup_above(fd.as_raw_fd(), base).ctx(|| "cannot duplicate a descriptor".into())
 }
 
+/// What the restorer holds for the new processes while they are made:
+/// descriptors above every number the image uses, and of them the
+/// directories opened so far, by path and credentials (processes with the
+/// same working directory and credentials share one descriptor: every
+/// process forked inherits every descriptor held, a tree of 256 each of
+/// them 256 times).
+#[derive(Default)]
+pub(crate) struct Kept {
+    fds: Vec<OwnedFd>,
+    dirs: std::collections::HashMap<(Vec<u8>, asuser::Acting), RawFd>,
+}
+
+impl Kept {
+    /// Directory `path` opened as `acting` says (see [`asuser::open_dir`])
+    /// and held above `base`, or the one held already.
+    fn dir(&mut self, acting: &asuser::Acting, path: &[u8], base: RawFd) -> Result<RawFd> {
+        let key = (path.to_vec(), acting.clone());
+        if let Some(&fd) = self.dirs.get(&key) {
+            return Ok(fd);
+        }
+        let fd = high(asuser::open_dir(acting, path)?, base)?;
+        let raw = fd.as_raw_fd();
+        self.fds.push(fd);
+        self.dirs.insert(key, raw);
+        Ok(raw)
+    }
+}
+
 /// The raw plan one new process (or the in-place caller) follows: the
 /// planned steps with the descriptors the restorer opened for it (held
 /// above every number the image uses, in `keep`): its files, root and
@@ -201,7 +229,7 @@ pub(crate) fn child_plan(
     pp: &ProcPlan,
     opts: &Options,
     open: &mut OpenFiles,
-    keep: &mut Vec<OwnedFd>,
+    keep: &mut Kept,
 ) -> Result<ChildPlan> {
     let p = &pi.p;
     let mut plan = ChildPlan {
@@ -240,17 +268,15 @@ pub(crate) fn child_plan(
         plan.fds.push((place.fd as RawFd, src, place.cloexec));
     }
     let cwd = if p.cwd.is_empty() { b"/" } else { &p.cwd[..] };
-    let cwd = asuser::open_dir(&open.acting, cwd)
+    let cwd = keep
+        .dir(&open.acting, cwd, open.base)
         .map_err(|e| Error::msg(format!("cannot restore pid {}: cwd: {e}", p.pid)))?;
-    let cwd = high(cwd, open.base)?;
-    plan.cwd = Some(cwd.as_raw_fd());
-    keep.push(cwd);
+    plan.cwd = Some(cwd);
     if !p.root.is_empty() && p.root != b"/" {
-        let r = asuser::open_dir(&open.acting, &p.root)
+        let r = keep
+            .dir(&open.acting, &p.root, open.base)
             .map_err(|e| Error::msg(format!("cannot restore pid {}: root: {e}", p.pid)))?;
-        let r = high(r, open.base)?;
-        plan.root = Some(r.as_raw_fd());
-        keep.push(r);
+        plan.root = Some(r);
     }
     open.acting = asuser::Acting::restorer();
     Ok(plan)
@@ -456,7 +482,7 @@ pub(crate) fn spawn_tree(
     if !plan.free_ids.is_empty() {
         wait_for_ids(&plan.free_ids, opts.pid_wait)?;
     }
-    let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut keep = Kept::default();
     let mut plans: Vec<ChildPlan> = Vec::new();
     for (pi, pp) in meta.live().iter().zip(&plan.procs) {
         let mut cp = child_plan(pi, pp, opts, open, &mut keep)?;
