@@ -367,14 +367,10 @@ fn wait_child(c: &mut Child, slot: &AtomicI32) -> std::io::Result<ExitStatus> {
     st
 }
 
-fn migrate(a: &Args) -> Result<Report, Failed> {
-    if kill(Pid::from_raw(a.pid), None).is_err() {
-        return Err(anyhow::anyhow!("pid {}: no such process", a.pid).into());
-    }
-    let opts = ZstdOptions {
-        level: a.level,
-        threads: cli::threads(a.threads),
-    };
+/// Starts `cr-restart` on the destination through ssh and waits until it
+/// says it is ready; the pid is not touched before that. Returns ssh, the
+/// channel that says when the restore was confirmed, and ssh's stdin.
+fn start_destination(a: &Args) -> Result<(Child, mpsc::Receiver<Instant>, ChildStdin), Failed> {
     let mut ssh = ssh_command(a)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -399,8 +395,11 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
     }
     let restored = watch_output(out);
     let stdin: ChildStdin = ssh.stdin.take().expect("ssh stdin");
+    Ok((ssh, restored, stdin))
+}
 
-    let frozen_from = Instant::now();
+/// The `ckpt --stop` command line for this migration (without the pid).
+fn ckpt_command(a: &Args) -> Command {
     let mut ckpt = Command::new(sibling("ckpt"));
     ckpt.arg("--stop");
     if a.verbose || a.live {
@@ -423,7 +422,20 @@ fn migrate(a: &Args) -> Result<Report, Failed> {
     if let Some(m) = &a.carry_max {
         ckpt.args(["--carry-max", m]);
     }
-    let mut ckpt = ckpt
+    ckpt
+}
+
+fn migrate(a: &Args) -> Result<Report, Failed> {
+    if kill(Pid::from_raw(a.pid), None).is_err() {
+        return Err(anyhow::anyhow!("pid {}: no such process", a.pid).into());
+    }
+    let opts = ZstdOptions {
+        level: a.level,
+        threads: cli::threads(a.threads),
+    };
+    let (mut ssh, restored, stdin) = start_destination(a)?;
+    let frozen_from = Instant::now();
+    let mut ckpt = ckpt_command(a)
         .arg(a.pid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

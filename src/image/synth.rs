@@ -147,14 +147,32 @@ pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
         ..synth_header(stream_id, 0)
     };
     let mut w = Writer::new(out, &header, opts)?;
-
-    let pages_total = spec.data.div_ceil(PAGE);
-    let procs = spec.processes as u64;
-    let pid_of = |i: u32| 1000 + i * 10;
+    // Shared objects before the records that refer to them.
+    write_files(&mut w, &mut rng, spec)?;
     // Pages and mappings of each process: (pid, [(start, pages)]).
     let mut layout: Vec<(u32, Vec<(u64, u64)>)> = Vec::new();
+    let mut next_file = 1u64;
+    for i in 0..spec.processes {
+        layout.push(write_process(&mut w, &mut rng, spec, i, &mut next_file)?);
+    }
+    // Bulk data last.
+    write_pages(&mut w, &mut rng, spec, &layout)?;
+    if spec.extras {
+        write_extras(&mut w)?;
+    }
+    if spec.unknown {
+        w.write_record(Kind(0x8001), b"an optional record from a newer writer")?;
+    }
+    w.finish()
+}
 
-    // Shared objects before the records that refer to them.
+/// The pid of the `i`th synthetic process.
+fn pid_of(i: u32) -> u32 {
+    1000 + i * 10
+}
+
+/// `spec.files` FILE records per process, ids counting from 1.
+fn write_files<W: Write>(w: &mut Writer<W>, rng: &mut XorShift, spec: &Spec) -> Result<()> {
     let mut file_id = 1u64;
     for i in 0..spec.processes {
         for f in 0..spec.files {
@@ -179,139 +197,162 @@ pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
             file_id += 1;
         }
     }
+    Ok(())
+}
 
-    let mut next_file = 1u64;
-    for i in 0..spec.processes {
-        let pid = pid_of(i);
-        let ppid = if i == 0 { 0 } else { pid_of(0) };
-        let tids: Vec<u32> = (0..spec.threads.max(1)).map(|t| pid + t).collect();
+/// The `i`th process's PROCESS, THREAD, MM and FDTABLE records; returns
+/// its pid and the ranges whose pages [`write_pages`] fills.
+fn write_process<W: Write>(
+    w: &mut Writer<W>,
+    rng: &mut XorShift,
+    spec: &Spec,
+    i: u32,
+    next_file: &mut u64,
+) -> Result<(u32, Vec<(u64, u64)>)> {
+    let pid = pid_of(i);
+    let ppid = if i == 0 { 0 } else { pid_of(0) };
+    let tids: Vec<u32> = (0..spec.threads.max(1)).map(|t| pid + t).collect();
+    w.write(
+        Kind::PROCESS,
+        &Process {
+            pid,
+            ppid,
+            pgid: pid_of(0),
+            sid: pid_of(0),
+            state: if i == 2 { STATE_STOPPED } else { STATE_RUNNING },
+            exit_signal: 17,
+            comm: format!("synth-{i}").into_bytes(),
+            exe: b"/usr/bin/synth".to_vec(),
+            cwd: b"/tmp".to_vec(),
+            root: b"/".to_vec(),
+            cmdline: format!("synth\0--worker\0{i}\0").into_bytes(),
+            umask: 0o022,
+            rlimits: List(
+                (0..16)
+                    .map(|r| Rlimit {
+                        resource: r,
+                        cur: u64::MAX,
+                        max: u64::MAX,
+                    })
+                    .collect(),
+            ),
+            tids: List(tids.clone()),
+            dumpable: 1,
+            ..Process::default()
+        },
+    )?;
+    for &tid in &tids {
+        let mut regs = vec![0u8; 27 * 8];
+        rng.fill(&mut regs);
         w.write(
-            Kind::PROCESS,
-            &Process {
+            Kind::THREAD,
+            &Thread {
                 pid,
-                ppid,
-                pgid: pid_of(0),
-                sid: pid_of(0),
-                state: if i == 2 { STATE_STOPPED } else { STATE_RUNNING },
-                exit_signal: 17,
+                tid,
+                regs,
+                xstate: vec![0u8; 2696],
                 comm: format!("synth-{i}").into_bytes(),
-                exe: b"/usr/bin/synth".to_vec(),
-                cwd: b"/tmp".to_vec(),
-                root: b"/".to_vec(),
-                cmdline: format!("synth\0--worker\0{i}\0").into_bytes(),
-                umask: 0o022,
-                rlimits: List(
-                    (0..16)
-                        .map(|r| Rlimit {
-                            resource: r,
-                            cur: u64::MAX,
-                            max: u64::MAX,
-                        })
-                        .collect(),
-                ),
-                tids: List(tids.clone()),
-                dumpable: 1,
-                ..Process::default()
+                rseq: Some(Rseq {
+                    addr: 0x7f00_0000_0000 + tid as u64 * 0x1000,
+                    len: 32,
+                    flags: 0,
+                    sig: 0x5305_3053,
+                }),
+                ..Thread::default()
             },
         )?;
-        for &tid in &tids {
-            let mut regs = vec![0u8; 27 * 8];
-            rng.fill(&mut regs);
-            w.write(
-                Kind::THREAD,
-                &Thread {
-                    pid,
-                    tid,
-                    regs,
-                    xstate: vec![0u8; 2696],
-                    comm: format!("synth-{i}").into_bytes(),
-                    rseq: Some(Rseq {
-                        addr: 0x7f00_0000_0000 + tid as u64 * 0x1000,
-                        len: 32,
-                        flags: 0,
-                        sig: 0x5305_3053,
-                    }),
-                    ..Thread::default()
-                },
-            )?;
-        }
-        // This process's share of the pages, spread over its mappings.
-        let mine = pages_total / procs + u64::from((i as u64) < pages_total % procs);
-        let nmaps = spec.mappings.max(1) as u64;
-        let mut vmas = Vec::new();
-        let mut dumped = Vec::new();
-        let mut addr = 0x5555_0000_0000u64;
-        for m in 0..nmaps {
-            let pages = mine / nmaps + u64::from(m < mine % nmaps);
-            let len = (pages + 1 + rng.below(4)) * PAGE;
-            let file = m % 4 == 1;
-            vmas.push(Vma {
-                start: addr,
-                end: addr + len,
-                prot: if file { 5 } else { 3 },
-                flags: 0,
-                backing: if file { VMA_FILE } else { VMA_ANON },
-                pgoff: 0,
-                path: if file {
-                    format!("/usr/lib/libsynth{m}.so").into_bytes()
-                } else {
-                    Vec::new()
-                },
-                dev: if file { 0x801 } else { 0 },
-                ino: if file { 100 + m } else { 0 },
-                dumped_pages: pages,
-                ..Vma::default()
-            });
-            if pages > 0 {
-                dumped.push((addr, pages));
-            }
-            addr += len + PAGE * (1 + rng.below(16));
-        }
-        w.write(
-            Kind::MM,
-            &Mm {
-                pid,
-                start_code: 0x5555_0000_0000,
-                brk: addr,
-                start_brk: addr,
-                start_stack: 0x7ffc_0000_0000,
-                auxv: vec![0u8; 16],
-                vmas: List(vmas),
-                ..Mm::default()
-            },
-        )?;
-        let fds: Vec<Fd> = (0..spec.files)
-            .map(|f| {
-                let fd = Fd {
-                    fd: f + 3,
-                    cloexec: f % 2 == 1,
-                    file_id: next_file,
-                };
-                next_file += 1;
-                fd
-            })
-            .collect();
-        w.write(
-            Kind::FDTABLE,
-            &FdTable {
-                pid,
-                fds: List(fds),
-                ..Default::default()
-            },
-        )?;
-        layout.push((pid, dumped));
     }
+    let (vmas, dumped, brk) = layout_mappings(rng, spec, i);
+    w.write(
+        Kind::MM,
+        &Mm {
+            pid,
+            start_code: 0x5555_0000_0000,
+            brk,
+            start_brk: brk,
+            start_stack: 0x7ffc_0000_0000,
+            auxv: vec![0u8; 16],
+            vmas: List(vmas),
+            ..Mm::default()
+        },
+    )?;
+    let fds: Vec<Fd> = (0..spec.files)
+        .map(|f| {
+            let fd = Fd {
+                fd: f + 3,
+                cloexec: f % 2 == 1,
+                file_id: *next_file,
+            };
+            *next_file += 1;
+            fd
+        })
+        .collect();
+    w.write(
+        Kind::FDTABLE,
+        &FdTable {
+            pid,
+            fds: List(fds),
+            ..Default::default()
+        },
+    )?;
+    Ok((pid, dumped))
+}
 
-    // Bulk data last.
+/// Process `i`'s share of the pages spread over its mappings: the VMAs,
+/// the dumped ranges `(start, pages)`, and the address after the last.
+fn layout_mappings(rng: &mut XorShift, spec: &Spec, i: u32) -> (Vec<Vma>, Vec<(u64, u64)>, u64) {
+    let pages_total = spec.data.div_ceil(PAGE);
+    let procs = spec.processes as u64;
+    let mine = pages_total / procs + u64::from((i as u64) < pages_total % procs);
+    let nmaps = spec.mappings.max(1) as u64;
+    let mut vmas = Vec::new();
+    let mut dumped = Vec::new();
+    let mut addr = 0x5555_0000_0000u64;
+    for m in 0..nmaps {
+        let pages = mine / nmaps + u64::from(m < mine % nmaps);
+        let len = (pages + 1 + rng.below(4)) * PAGE;
+        let file = m % 4 == 1;
+        vmas.push(Vma {
+            start: addr,
+            end: addr + len,
+            prot: if file { 5 } else { 3 },
+            flags: 0,
+            backing: if file { VMA_FILE } else { VMA_ANON },
+            pgoff: 0,
+            path: if file {
+                format!("/usr/lib/libsynth{m}.so").into_bytes()
+            } else {
+                Vec::new()
+            },
+            dev: if file { 0x801 } else { 0 },
+            ino: if file { 100 + m } else { 0 },
+            dumped_pages: pages,
+            ..Vma::default()
+        });
+        if pages > 0 {
+            dumped.push((addr, pages));
+        }
+        addr += len + PAGE * (1 + rng.below(16));
+    }
+    (vmas, dumped, addr)
+}
+
+/// PAGES records for every dumped range, at most `CHUNK` bytes each.
+fn write_pages<W: Write>(
+    w: &mut Writer<W>,
+    rng: &mut XorShift,
+    spec: &Spec,
+    layout: &[(u32, Vec<(u64, u64)>)],
+) -> Result<()> {
     let mut buf = vec![0u8; CHUNK];
-    for (pid, maps) in &layout {
+    for (pid, maps) in layout {
         for &(start, pages) in maps {
             let mut done = 0u64;
             while done < pages {
                 let n = (pages - done).min((CHUNK as u64) / PAGE);
                 let data = &mut buf[..(n * PAGE) as usize];
                 for page in data.chunks_mut(PAGE as usize) {
-                    fill_page(&mut rng, spec.fill, page);
+                    fill_page(rng, spec.fill, page);
                 }
                 let prefix = DataPrefix {
                     space: SPACE_PROCESS,
@@ -324,33 +365,32 @@ pub fn write<W: Write>(out: W, spec: &Spec, opts: WriteOptions) -> Result<W> {
             }
         }
     }
-    if spec.extras {
-        let zero = DataPrefix {
-            space: SPACE_PROCESS,
-            flags: 0,
-            id: pid_of(0) as u64,
-            addr: 0x7f00_0000_0000,
-        };
-        let mut payload = zero.to_bytes().to_vec();
-        payload.extend_from_slice(&(64 * PAGE).to_le_bytes());
-        w.write_record(Kind::ZERO, &payload)?;
-        let blob = DataPrefix {
-            space: SPACE_FILE,
-            flags: 0,
-            id: 1,
-            addr: 0,
-        };
-        let mut text = Vec::new();
-        while text.len() < 10_000 {
-            text.extend_from_slice(b"deleted file contents, line after line\n");
-        }
-        text.truncate(10_000);
-        w.write_parts(Kind::BLOB, &[&blob.to_bytes(), &text])?;
+    Ok(())
+}
+
+/// A ZERO record and the deleted file's contents as a BLOB.
+fn write_extras<W: Write>(w: &mut Writer<W>) -> Result<()> {
+    let zero = DataPrefix {
+        space: SPACE_PROCESS,
+        flags: 0,
+        id: pid_of(0) as u64,
+        addr: 0x7f00_0000_0000,
+    };
+    let mut payload = zero.to_bytes().to_vec();
+    payload.extend_from_slice(&(64 * PAGE).to_le_bytes());
+    w.write_record(Kind::ZERO, &payload)?;
+    let blob = DataPrefix {
+        space: SPACE_FILE,
+        flags: 0,
+        id: 1,
+        addr: 0,
+    };
+    let mut text = Vec::new();
+    while text.len() < 10_000 {
+        text.extend_from_slice(b"deleted file contents, line after line\n");
     }
-    if spec.unknown {
-        w.write_record(Kind(0x8001), b"an optional record from a newer writer")?;
-    }
-    w.finish()
+    text.truncate(10_000);
+    w.write_parts(Kind::BLOB, &[&blob.to_bytes(), &text])
 }
 
 /// A synthetic image in memory.
