@@ -534,7 +534,7 @@ pub(crate) fn restore_creds(b: &mut Builder, tid: Tid, p: &Process, own: &OwnCre
         amb: c.cap_amb & known,
         no_new_privs: c.no_new_privs || own.no_new_privs,
     };
-    let mine = Want::of(&own);
+    let mine = Want::of(own);
     if want == mine && own_sb == c.securebits {
         return Ok(());
     }

@@ -53,11 +53,11 @@ use crate::sys::ids::Pid;
 use crate::sys::ptrace::Stopped;
 use crate::sys::remote::{self, Gate, Remote, nr};
 
+use crate::sys::worker::Worker;
 pub use files::FdSource;
 use meta::{Live, Meta};
 use plan::{Leader, Plan, PlanOptions};
 use space::{Builder, Trampoline};
-use crate::sys::worker::Worker;
 use spawn::{Tracers, Tree, Undo};
 
 /// How to restore.
@@ -693,7 +693,10 @@ fn build_spaces(
         for (i, bp) in part.iter_mut().enumerate() {
             let _span = crate::progress::span("restore: map");
             let pp = plan.procs.get(first + i).ok_or_else(|| {
-                Error::msg(format!("cannot restore pid {}: no plan for it", bp.pi.p.pid))
+                Error::msg(format!(
+                    "cannot restore pid {}: no plan for it",
+                    bp.pi.p.pid
+                ))
             })?;
             map::rebuild_space(bp, pp, &held.specials, &sources)?;
             // Made here, by its tracer, for the bulk data (`pages`).

@@ -33,9 +33,9 @@ pub mod rlimit;
 pub mod threadcreds;
 pub mod tty;
 pub mod uffd;
-pub mod worker;
 pub mod unixdiag;
 pub mod unixsock;
+pub mod worker;
 pub mod wptrack;
 
 pub use ids::{Fd, Pid, Tid};

@@ -68,9 +68,7 @@ impl Worker {
         // sent on (or dropped) only then, and the job touches nothing it
         // borrowed after that send. So nothing the job borrows for `'a`
         // is used after `'a` ends, as with `std::thread::scope`.
-        let job: Job = unsafe {
-            std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, Job>(job)
-        };
+        let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, Job>(job) };
         match &self.tx {
             Some(tx) => tx.send(job).is_ok(),
             None => false,
