@@ -505,3 +505,27 @@ fn three_itimers_survive_twenty_checkpoints_under_load() {
     orig.assert_no_fail();
     check_consecutive(&orig.counts(None)).unwrap();
 }
+
+#[test]
+fn a_tree_read_by_two_proc_readers_keeps_its_memory_and_ids() {
+    // 18 processes (cowtree's most): from 16 on, ckpt reads /proc with two
+    // threads taking turns, and finds each child's copy-on-write sharing
+    // while they read on. cowtree's processes check their memory (their
+    // own writes, their ancestors', the pattern elsewhere) every iteration.
+    let names: Vec<String> = (0..16)
+        .map(|k| format!("c{k}"))
+        .chain(["g".to_string(), "parent".to_string()])
+        .collect();
+    let t: Vec<Option<&str>> = names.iter().map(|s| Some(s.as_str())).collect();
+    let orig = Workload::spawn(
+        workload("cowtree"),
+        &["-m", "4", "-c", "16", "-g", "-d", "40"],
+    );
+    let (orig, r) = migrate_tree(orig, &t, &[], 2, 4);
+    assert_eq!(orig.tree().len(), 18, "{:?}", orig.tree());
+    assert_eq!(
+        tree_of(r.restored.pid()).len(),
+        18 + 1,
+        "cr-restart and the tree"
+    );
+}

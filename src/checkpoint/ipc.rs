@@ -12,7 +12,8 @@
 //! - **The tree shares ckpt's namespace** (usually the host's): the objects
 //!   the tree uses, as far as the kernel tells:
 //!   - segments attached by a tree process (`/SYSV%08x` mappings in
-//!     `/proc/PID/maps`, whose inode is the segment id);
+//!     `/proc/PID/maps`, whose inode is the segment id; a checkpoint
+//!     passes them from the mappings it read already, `collect_attached`);
 //!   - segments whose creator (`cpid`) or last attach/detach (`lpid`) is a
 //!     tree process;
 //!   - queues whose last `msgsnd` (`lspid`) or `msgrcv` (`lrpid`) was a tree
@@ -57,7 +58,8 @@ use nix::unistd::{Whence, lseek};
 
 use crate::error::{Context, Error, Result};
 use crate::image::{
-    self, DataPrefix, IpcPerm, Kind, Message, MsgQueue, SPACE_SYSV_SHM, SemSet, SysvShm, Writer,
+    self, DataPrefix, IpcPerm, Kind, Message, MsgQueue, SPACE_SYSV_SHM, SemSet, SysvShm, Vma,
+    Writer,
 };
 use crate::sys::ipc::{self as sys, Class, Perm, SHM_DEST, ShmAttach};
 use crate::sys::pagemap::page_size;
@@ -109,9 +111,37 @@ struct Mapped {
 
 /// Reads the IPC objects of a tree; see the module documentation for which.
 /// `own_ns`: the tree (its root, `tree_pids[0]`) lives in an IPC namespace
-/// of its own, whose every object is taken.
+/// of its own, whose every object is taken. The segments the tree
+/// attaches are found in each process's `/proc/PID/maps`.
 pub fn collect(tree_pids: &[i32], own_ns: bool) -> Result<IpcDump> {
-    let mapped = mapped_segments(tree_pids)?;
+    collect_from(tree_pids, own_ns, mapped_segments(tree_pids)?)
+}
+
+/// [`collect`] for a checkpoint that has read the tree's mappings
+/// already: `attached`, each process's mappings that attach a SysV
+/// segment (`VMA_SYSV_SHM`).
+pub fn collect_attached<'a>(
+    tree_pids: &[i32],
+    own_ns: bool,
+    attached: impl IntoIterator<Item = (i32, &'a Vma)>,
+) -> Result<IpcDump> {
+    let mut mapped: HashMap<i32, Vec<Mapped>> = HashMap::new();
+    for (pid, v) in attached {
+        mapped.entry(v.shmem_id as i32).or_default().push(Mapped {
+            pid,
+            start: v.start,
+            end: v.end,
+            key: sys::sysv_key_of_path(&v.path).unwrap_or(0),
+        });
+    }
+    collect_from(tree_pids, own_ns, mapped)
+}
+
+fn collect_from(
+    tree_pids: &[i32],
+    own_ns: bool,
+    mapped: HashMap<i32, Vec<Mapped>>,
+) -> Result<IpcDump> {
     if own_ns {
         let root = *tree_pids
             .first()
@@ -123,7 +153,7 @@ pub fn collect(tree_pids: &[i32], own_ns: bool) -> Result<IpcDump> {
     }
 }
 
-/// SysV attachments of the tree by segment id.
+/// SysV attachments of the tree by segment id, from `/proc/PID/maps`.
 fn mapped_segments(tree_pids: &[i32]) -> Result<HashMap<i32, Vec<Mapped>>> {
     let mut out: HashMap<i32, Vec<Mapped>> = HashMap::new();
     for &pid in tree_pids {

@@ -186,11 +186,26 @@ pub fn count_posix(proc_locks: &[u8], pids: &[Pid]) -> Vec<usize> {
     n
 }
 
+/// Reads `/proc/locks` in a thread of its own, for [`check_complete`].
+/// The read waits for an RCU grace period (the kernel takes its lock
+/// table's `percpu_rw_semaphore` for writing), milliseconds of sleep that
+/// the caller overlaps with its own work. Start it once the tree is
+/// frozen: its locks cannot change after.
+pub fn read_proc_locks() -> ProcLocks {
+    ProcLocks(std::thread::spawn(|| std::fs::read("/proc/locks")))
+}
+
+/// `/proc/locks` being read (see [`read_proc_locks`]).
+pub struct ProcLocks(std::thread::JoinHandle<std::io::Result<Vec<u8>>>);
+
 /// Checks against `/proc/locks` that every POSIX lock of a process of the
 /// tree was found through its descriptors.
-pub fn check_complete(fdtables: &[FdTable]) -> Result<()> {
+pub fn check_complete(fdtables: &[FdTable], proc_locks: ProcLocks) -> Result<()> {
     let pids: Vec<Pid> = fdtables.iter().map(|t| Pid::from_u32(t.pid)).collect();
-    let all = std::fs::read("/proc/locks")
+    let all = proc_locks
+        .0
+        .join()
+        .map_err(|_| Error::msg("cannot read /proc/locks: its reader thread died"))?
         .map_err(|e| Error::msg(format!("cannot read /proc/locks: {e}")))?;
     for (t, held) in fdtables.iter().zip(count_posix(&all, &pids)) {
         if held > t.locks.len() {

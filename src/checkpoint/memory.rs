@@ -384,15 +384,20 @@ pub fn dump_pages<W: Write>(
         zeros.extend(part(&p.zeros, sect, fork));
     }
     let mut applied = vec![false; patches.len()];
-    let readers = READERS.min(
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-    );
     // Reader threads pay off for large processes only: starting two
-    // threads costs more than reading a few MiB inline.
+    // threads costs more than reading a few MiB inline. (The CPU count is
+    // asked only then: std reads cgroup files for it, every time.)
     let bytes: usize = jobs.iter().map(|j| j.len).sum();
-    if bytes < INLINE_BYTES || jobs.len() < 4 || readers < 2 {
+    let readers = if bytes < INLINE_BYTES || jobs.len() < 4 {
+        1
+    } else {
+        READERS.min(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
+    };
+    if readers < 2 {
         let mut memf = None;
         for &job in &jobs {
             let d = read_chunk(pid, job, std::mem::take(buf), patches, &mut memf)?;

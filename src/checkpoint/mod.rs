@@ -245,7 +245,9 @@ fn checkpoint_live<W: Write>(
         threads: frozen.threads.len(),
         ..Default::default()
     };
-    let mut tree = read_tree(&mut frozen, pid, opts)?;
+    // No copy-on-write sharing in a live image: its pre-copied pages are
+    // per process (cr-image(5) PRE-COPY), so every process keeps its own.
+    let mut tree = read_tree(&mut frozen, pid, opts, false)?;
     let ns = NsPids::read(pid, &frozen)?;
     phases.mark("read");
     let now = stream_header(&tree, &ns, pid);
@@ -266,10 +268,7 @@ fn checkpoint_live<W: Write>(
             .map(|s| (Pid::from_u32(s.process.pid), &s.mm.vmas[..]));
         summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
     }
-    // No copy-on-write sharing in a live image: its pre-copied pages are
-    // per process (cr-image(5) PRE-COPY), so every process keeps its own.
-    let no_fork = vec![Vec::new(); tree.states.len()];
-    let stats = write_bulk(&mut w, &tree, &no_fork, &ns, pid, opts)?;
+    let stats = write_bulk(&mut w, &tree, &ns, pid, opts)?;
     let out = w.finish()?;
     phases.mark("write");
     summary.pages = stats.pages;
@@ -333,6 +332,8 @@ fn live_header(frozen: &mut Frozen, ns: &Option<NsPids>, root: Pid) -> Result<St
 
 struct ProcState {
     process: Process,
+    /// `tty_nr` and `tpgid` of its `/proc/PID/stat`.
+    tty: (i32, i32),
     threads: Vec<Thread>,
     mm: Mm,
     plans: Vec<memory::VmaPlan>,
@@ -341,6 +342,9 @@ struct ProcState {
 /// Everything read from the frozen tree, before anything is written.
 struct TreeState {
     states: Vec<ProcState>,
+    /// Per process, the ranges its children inherit copy-on-write (none
+    /// in a live image).
+    fork_ranges: Vec<Vec<(u64, u64)>>,
     fdtables: Vec<image::FdTable>,
     files: files::FileTable,
     shmem: HashMap<u64, Shmem>,
@@ -369,10 +373,7 @@ fn write_image<W: Write>(
     summary: &mut Summary,
     opts: &Options,
 ) -> Result<(W, inet::Repaired)> {
-    let mut tree = read_tree(frozen, root, opts)?;
-    let span = crate::progress::span("ckpt: copy-on-write");
-    let fork_ranges = share_with_parents(&mut tree)?;
-    drop(span);
+    let mut tree = read_tree(frozen, root, opts, true)?;
     // Shared anonymous memory may be mapped by processes outside the tree:
     // refuse rather than split it.
     let ns = NsPids::read(root, frozen)?;
@@ -389,7 +390,7 @@ fn write_image<W: Write>(
         summary.carried = carry::write(&mut w, procs, &tree.fdtables, &tree.files.files, cap)?;
     }
     let span = crate::progress::span("ckpt: write bulk");
-    let stats = write_bulk(&mut w, &tree, &fork_ranges, &ns, root, opts)?;
+    let stats = write_bulk(&mut w, &tree, &ns, root, opts)?;
     drop(span);
     let span = crate::progress::span("ckpt: flush");
     let out = w.finish()?;
@@ -400,49 +401,50 @@ fn write_image<W: Write>(
     Ok((out, std::mem::take(&mut tree.repaired)))
 }
 
-/// Finds the pages each process still shares copy-on-write with its
-/// parent ([`cow`]), records them in its `Mm`, and returns, per process,
-/// the ranges its children inherit (written first, as `FORK_PAGES`).
-fn share_with_parents(tree: &mut TreeState) -> Result<Vec<Vec<(u64, u64)>>> {
-    let mut fork: Vec<Vec<(u64, u64)>> = vec![Vec::new(); tree.states.len()];
-    for i in 0..tree.states.len() {
-        let ppid = tree.states[i].process.ppid;
-        let Some(j) = tree
-            .states
-            .iter()
-            .position(|s| s.process.pid == ppid && ppid != 0)
-        else {
-            continue;
-        };
-        let pvmas: Vec<image::Vma> = tree.states[j].plans.iter().map(|p| p.vma.clone()).collect();
-        let s = &mut tree.states[i];
-        let pid = Pid::from_u32(s.process.pid);
-        let shared = cow::share(pid, &mut s.plans, Pid::from_u32(ppid), &pvmas)?;
-        if shared.inherited.is_empty() {
-            continue;
-        }
-        s.mm.vmas = s
-            .plans
-            .iter()
-            .map(|p| p.vma.clone())
-            .collect::<Vec<_>>()
-            .into();
-        fork[j].extend(shared.inherited.iter().map(|r| (r.start, r.end)));
-        s.mm.inherited = shared.inherited.into();
-        s.mm.shared_pages = shared.pages;
+/// Finds the pages the process `states[i]` still shares copy-on-write
+/// with its parent `states[j]` ([`cow`]), records them in its `Mm`, and
+/// adds the ranges it inherits to `fork[j]` (what the parent's children
+/// inherit, written first, as `FORK_PAGES`). The parent's own sharing with
+/// its parent, found before, changes nothing of what this looks at.
+fn share_with_parent(
+    states: &mut [ProcState],
+    i: usize,
+    j: usize,
+    fork: &mut [Vec<(u64, u64)>],
+) -> Result<()> {
+    let _span = crate::progress::span("ckpt: copy-on-write");
+    let pvmas: Vec<image::Vma> = states[j].plans.iter().map(|p| p.vma.clone()).collect();
+    let ppid = Pid::from_u32(states[j].process.pid);
+    let s = &mut states[i];
+    let pid = Pid::from_u32(s.process.pid);
+    let shared = cow::share(pid, &mut s.plans, ppid, &pvmas)?;
+    if shared.inherited.is_empty() {
+        return Ok(());
     }
-    Ok(fork.into_iter().map(image::ranges::union).collect())
+    s.mm.vmas = s
+        .plans
+        .iter()
+        .map(|p| p.vma.clone())
+        .collect::<Vec<_>>()
+        .into();
+    fork[j].extend(shared.inherited.iter().map(|r| (r.start, r.end)));
+    s.mm.inherited = shared.inherited.into();
+    s.mm.shared_pages = shared.pages;
+    Ok(())
 }
 
 /// Reads every process, descriptor, pipe, socket, pty and IPC object of
-/// the frozen tree.
-fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState> {
+/// the frozen tree; with `cow`, what each child still shares with its
+/// parent (see [`share_with_parent`]).
+fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options, cow: bool) -> Result<TreeState> {
     let mut shmem: HashMap<u64, Shmem> = HashMap::new();
     let mut files = files::FileTable::new();
     files.external_unix = opts.external_unix;
-    let (mut states, fdtables) = read_processes(frozen, root, &mut files, &mut shmem)?;
+    let proc_locks = locks::read_proc_locks();
+    let (mut states, fdtables, fork_ranges) =
+        read_processes(frozen, root, &mut files, &mut shmem, cow)?;
     let _span = crate::progress::span("ckpt: tree-wide state");
-    locks::check_complete(&fdtables)?;
+    locks::check_complete(&fdtables, proc_locks)?;
     let zombies = frozen
         .zombies
         .iter()
@@ -469,7 +471,14 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
     set_controlling_terminals(&mut states, &fdtables, &mut files, &ptys)?;
     let own_ipc = std::fs::read_link(format!("/proc/{root}/ns/ipc")).ok()
         != std::fs::read_link("/proc/self/ns/ipc").ok();
-    let ipc = ipc::collect(&tree_pids, own_ipc)?;
+    let attached = states.iter().flat_map(|s| {
+        let pid = s.process.pid as i32;
+        s.plans
+            .iter()
+            .filter(|p| p.vma.backing == image::VMA_SYSV_SHM)
+            .map(move |p| (pid, &p.vma))
+    });
+    let ipc = ipc::collect_attached(&tree_pids, own_ipc, attached)?;
     let mut pipes = Vec::new();
     for (mut pipe, pid, fd) in files.pipes(&tree_pids, &fdtables) {
         let (cap, data) = files::peek_pipe(pid, fd)?;
@@ -479,6 +488,7 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
     }
     Ok(TreeState {
         states,
+        fork_ranges,
         fdtables,
         files,
         shmem,
@@ -498,17 +508,24 @@ fn read_tree(frozen: &mut Frozen, root: Pid, opts: &Options) -> Result<TreeState
 }
 
 /// Reads each process of the frozen tree and its descriptors, in tree
-/// order. What `/proc` tells of each process is read by a thread of its
-/// own, ahead of this one, which asks the processes themselves (ptrace
-/// ties each to the thread that seized it) and reads their descriptors.
+/// order (parents before children). What `/proc` tells of each process is
+/// read by a thread of its own, ahead of this one, which asks the
+/// processes themselves (ptrace ties each to the thread that seized it),
+/// reads their descriptors and, with `cow`, finds what each shares with
+/// its parent (while the other thread reads on). Returns the processes,
+/// their descriptor tables and, per process, the ranges its children
+/// inherit.
 fn read_processes(
     frozen: &mut Frozen,
     root: Pid,
     files: &mut files::FileTable,
     shmem: &mut HashMap<u64, Shmem>,
-) -> Result<(Vec<ProcState>, Vec<image::FdTable>)> {
+    cow: bool,
+) -> Result<ProcessesRead> {
     let mut states = Vec::new();
     let mut fdtables = Vec::new();
+    let mut fork: Vec<Vec<(u64, u64)>> = vec![Vec::new(); frozen.procs.len()];
+    let mut index: HashMap<Pid, usize> = HashMap::new();
     let jobs: Vec<(Pid, Vec<Tid>)> = frozen
         .procs
         .iter()
@@ -530,7 +547,12 @@ fn read_processes(
             let span = crate::progress::span("ckpt: descriptors");
             fdtables.push(files.read_fds(pid.as_raw())?);
             drop(span);
+            let i = states.len();
             states.push(st);
+            index.insert(pid, i);
+            if let Some(&j) = index.get(&ppid).filter(|_| cow && pid != root) {
+                share_with_parent(&mut states, i, j, &mut fork)?;
+            }
         }
         Ok(())
     };
@@ -541,27 +563,45 @@ fn read_processes(
             read_proc_files(*pid, tids)
         })?;
     } else {
+        // Readers take turns (process i goes to reader i % n), so the
+        // tracer takes their answers in tree order, one reader after the
+        // other. The tracer waits on its tracees much of the time: a second
+        // reader uses that CPU time.
+        let readers = if jobs.len() < READERS_MIN { 1 } else { READERS };
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ProcFiles>>(AHEAD);
-            let jobs = &jobs;
-            scope.spawn(move || {
-                for (pid, tids) in jobs {
-                    let r = check_abort().and_then(|_| read_proc_files(*pid, tids));
-                    let failed = r.is_err();
-                    // The receiver is gone when the checkpoint failed.
-                    if tx.send(r).is_err() || failed {
-                        return;
+            let mut rxs = Vec::with_capacity(readers);
+            for k in 0..readers {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ProcFiles>>(AHEAD);
+                rxs.push(rx);
+                let jobs = &jobs;
+                scope.spawn(move || {
+                    for (pid, tids) in jobs.iter().skip(k).step_by(readers) {
+                        let r = check_abort().and_then(|_| read_proc_files(*pid, tids));
+                        let failed = r.is_err();
+                        // The receiver is gone when the checkpoint failed.
+                        if tx.send(r).is_err() || failed {
+                            return;
+                        }
                     }
-                }
-            });
+                });
+            }
+            let mut next = 0;
             each(&mut || {
+                let _span = crate::progress::span("ckpt: wait for /proc");
+                let rx = &rxs[next % readers];
+                next += 1;
                 rx.recv()
-                    .map_err(|_| Error::msg("the /proc reader thread died"))?
+                    .map_err(|_| Error::msg("a /proc reader thread died"))?
             })
         })?;
     }
-    Ok((states, fdtables))
+    fork.truncate(states.len());
+    let fork = fork.into_iter().map(image::ranges::union).collect();
+    Ok((states, fdtables, fork))
 }
+
+/// What [`read_processes`] returns.
+type ProcessesRead = (Vec<ProcState>, Vec<image::FdTable>, Vec<Vec<(u64, u64)>>);
 
 /// Each process's controlling terminal: one the tree holds, one outside
 /// it, or a pty of the tree nobody holds open (added as a file).
@@ -572,8 +612,7 @@ fn set_controlling_terminals(
     ptys: &[image::Pty],
 ) -> Result<()> {
     for (s, t) in states.iter_mut().zip(fdtables) {
-        let pid = Pid::from_u32(s.process.pid);
-        let (ctty, pgrp) = match tty::controlling_terminal(pid, &files.files, ptys, t)? {
+        let (ctty, pgrp) = match tty::controlling_terminal(s.tty, &files.files, ptys, t)? {
             tty::Ctty::None => (0, 0),
             tty::Ctty::Outside => {
                 s.process.outside_tty = true;
@@ -702,7 +741,6 @@ fn write_meta<W: Write>(
 fn write_bulk<W: Write>(
     w: &mut Writer<W>,
     tree: &TreeState,
-    fork_ranges: &[Vec<(u64, u64)>],
     ns: &Option<NsPids>,
     root: Pid,
     opts: &Options,
@@ -712,7 +750,7 @@ fn write_bulk<W: Write>(
     crate::progress::phase(crate::progress::Phase::Memory);
     // What children inherit first (cr-image(5) ORDERING), then the rest.
     for fork in [true, false] {
-        for (s, ranges) in tree.states.iter().zip(fork_ranges) {
+        for (s, ranges) in tree.states.iter().zip(&tree.fork_ranges) {
             if fork && ranges.is_empty() {
                 continue;
             }
@@ -877,6 +915,9 @@ fn perr(pid: Pid) -> impl Fn(proc::ProcError) -> Error {
 /// own, and how many processes that thread may read ahead.
 const AHEAD_MIN: usize = 4;
 const AHEAD: usize = 8;
+/// Processes from which on two threads read `/proc` (`READERS`).
+const READERS_MIN: usize = 16;
+const READERS: usize = 2;
 
 /// What `/proc` (and `prlimit`) tell of one frozen process: no ptrace, so
 /// any thread may read it.
@@ -1007,11 +1048,17 @@ fn read_process(
         ..Default::default()
     };
     let span = crate::progress::span("ckpt:  threads");
-    let mut out_threads = threads
+    let (mut out_threads, known): (Vec<Thread>, Vec<(ptrace::Regs, u64)>) = threads
         .iter()
         .zip(pf.comms)
         .map(|(t, comm)| thread_record(pid, t, comm))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .map(|(t, regs)| {
+            let mask = t.sigmask;
+            (t, (regs, mask))
+        })
+        .unzip();
     drop(span);
     // What only the process can tell: ask it with remote syscalls.
     let vdso =
@@ -1022,11 +1069,13 @@ fn read_process(
         process: &mut process,
         mm: &mut mm,
         threads: &mut out_threads,
+        known: &known,
         timers: &pf.timers,
     };
     ask_remotely(threads, pid, vdso, pin, asked)?;
     Ok(ProcState {
         process,
+        tty: (stat.tty_nr, stat.tpgid),
         threads: out_threads,
         mm,
         plans,
@@ -1092,8 +1141,8 @@ fn process_record(
     Ok(process)
 }
 
-/// One thread's record as ptrace shows it.
-fn thread_record(pid: Pid, t: &FrozenThread, comm: Vec<u8>) -> Result<Thread> {
+/// One thread's record as ptrace shows it, and its registers.
+fn thread_record(pid: Pid, t: &FrozenThread, comm: Vec<u8>) -> Result<(Thread, ptrace::Regs)> {
     let regs = (t.tracee.regs()).ctx(|| format!("cannot read registers of thread {}", t.tid))?;
     let xstate =
         (t.tracee.xstate()).ctx(|| format!("cannot read FPU state of thread {}", t.tid))?;
@@ -1110,7 +1159,7 @@ fn thread_record(pid: Pid, t: &FrozenThread, comm: Vec<u8>) -> Result<Thread> {
             sig: c.sig,
         });
     let (robust_list, robust_len) = robust_list(t.tid)?;
-    Ok(Thread {
+    let thread = Thread {
         pid: pid.as_u32(),
         tid: t.tid.as_u32(),
         regs: ptrace::regs_to_bytes(&regs),
@@ -1127,7 +1176,8 @@ fn thread_record(pid: Pid, t: &FrozenThread, comm: Vec<u8>) -> Result<Thread> {
         comm,
         stopped: t.was_stopped,
         ..Default::default()
-    })
+    };
+    Ok((thread, regs))
 }
 
 /// What the remote syscalls fill in: the process record, its `Mm` (brk),
@@ -1139,6 +1189,8 @@ struct Asked<'a> {
     process: &'a mut Process,
     mm: &'a mut Mm,
     threads: &'a mut [Thread],
+    /// Each thread's registers and signal mask, as just read.
+    known: &'a [(ptrace::Regs, u64)],
     timers: &'a [proc::PosixTimerInfo],
 }
 
@@ -1179,8 +1231,8 @@ fn ask_remotely(
     let tid = first.tid;
     let span = crate::progress::span("ckpt:   remote: inject");
     let _pin = pin_on(tid);
-    let mut r = Remote::on(&mut first.tracee, gate)?;
-    r.let_traps_through()?;
+    let (regs, mask) = asked.known[0];
+    let mut r = Remote::on_read(&mut first.tracee, gate, regs, mask)?;
     // A page of our own for the batch loop and its lists, unmapped below on
     // every path (a failure of a thread, of the process, or an abort).
     let page = Injected::map(&mut r)?;
@@ -1200,14 +1252,13 @@ fn ask_remotely(
                 asked.timers,
             )
         });
-    for (ft, t) in others.iter_mut().zip(out_others) {
+    for ((ft, t), &(regs, mask)) in others.iter_mut().zip(out_others).zip(&asked.known[1..]) {
         if res.is_err() {
             break;
         }
         let _tpin = pin_on(ft.tid);
         res = check_abort().and_then(|_| {
-            let mut tr = Remote::on(&mut ft.tracee, gate)?;
-            tr.let_traps_through()?;
+            let mut tr = Remote::on_read(&mut ft.tracee, gate, regs, mask)?;
             let r2 = ask_thread(&mut tr, place, t);
             let deferred = tr.finish()?;
             remote::redeliver(pid, ft.tid, &deferred);

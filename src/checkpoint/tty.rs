@@ -56,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::image::{self, FdTable, File, Pty};
 use crate::sys::tty::{self, PTS_MAJOR};
 use crate::sys::unixdiag::steal_fd;
-use crate::sys::{Fd, Pid, proc};
+use crate::sys::{Fd, Pid};
 
 /// The object id of pty `index` in `FILE` and `PTY` records: the index
 /// plus one, so it is never 0.
@@ -201,27 +201,27 @@ pub enum Ctty {
     Unheld(File, u32),
 }
 
-/// The controlling terminal of `pid` when it is a pty of the image.
+/// The controlling terminal of a process when it is a pty of the image:
+/// `tty_nr` and `tpgid` as its `/proc/PID/stat` showed them while it was
+/// frozen.
 pub fn controlling_terminal(
-    pid: Pid,
+    (tty_nr, tpgid): (i32, i32),
     files: &[File],
     ptys: &[Pty],
     fdtable: &FdTable,
 ) -> Result<Ctty> {
-    let st =
-        proc::stat(pid).map_err(|e| Error::msg(format!("cannot checkpoint pid {pid}: {e}")))?;
-    if st.tty_nr == 0 {
+    if tty_nr == 0 {
         return Ok(Ctty::None);
     }
     // `tty_nr` is the kernel's `new_encode_dev` of the device.
-    let nr = st.tty_nr as u32;
+    let nr = tty_nr as u32;
     let major = (nr >> 8) & 0xfff;
     let minor = (nr & 0xff) | ((nr >> 12) & 0xfff00);
     if major != PTS_MAJOR || !ptys.iter().any(|p| p.index == minor) {
         return Ok(Ctty::Outside);
     }
     let obj = object_id(minor);
-    let pgrp = st.tpgid.max(0) as u32;
+    let pgrp = tpgid.max(0) as u32;
     let slave = |f: &&File| f.ftype == image::FT_PTY_SLAVE && f.object_id == obj;
     let own = files
         .iter()

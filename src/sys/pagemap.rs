@@ -319,7 +319,14 @@ impl Pagemap {
                 reason: format!("PAGEMAP_SCAN: bad range {start:#x}-{end:#x}"),
             });
         }
-        let mut buf = vec![Region::default(); SCAN_BATCH];
+        // A region holds a page at least: a small range needs a small
+        // buffer (filling 4096 regions for each of a process's dozens of
+        // small mappings cost more than the scans themselves).
+        let pages = (end - start).div_ceil(page_size());
+        let len = usize::try_from(pages)
+            .unwrap_or(SCAN_BATCH)
+            .clamp(1, SCAN_BATCH);
+        let mut buf = vec![Region::default(); len];
         let mut at = start;
         while at < end {
             let mut arg = PmScanArg {

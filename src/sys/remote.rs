@@ -186,6 +186,27 @@ impl<T: BorrowMut<Stopped>> Remote<T> {
         })
     }
 
+    /// [`Remote::on`] for a thread whose registers and signal mask the
+    /// caller read just before (nothing ran it since), with `SIGTRAP` let
+    /// through from the start (see [`Remote::let_traps_through`]): one
+    /// ptrace request instead of four.
+    pub fn on_read(mut tracee: T, gate: Gate, regs: Regs, mask: u64) -> Result<Self> {
+        let t = tracee.borrow_mut();
+        let tid = t.tid();
+        let trap = 1u64 << (libc::SIGTRAP - 1);
+        t.set_sigmask(!trap)
+            .map_err(|e| perr("SETSIGMASK", tid, e))?;
+        Ok(Remote {
+            tracee,
+            tid,
+            gate,
+            saved: regs,
+            saved_mask: mask,
+            deferred: Vec::new(),
+            restore: Some(regs),
+        })
+    }
+
     pub fn tid(&self) -> Tid {
         self.tid
     }

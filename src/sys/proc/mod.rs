@@ -201,10 +201,58 @@ fn dec_u32(b: &[u8]) -> Option<u32> {
 
 /// Lines of a file, without their `\n`. A final line without `\n` is kept;
 /// the empty string after a final `\n` is not.
-fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
-    let empty = buf.is_empty();
-    body.split(|&c| c == b'\n').filter(move |_| !empty)
+fn lines(buf: &[u8]) -> Lines<'_> {
+    Lines {
+        rest: (!buf.is_empty()).then(|| buf.strip_suffix(b"\n").unwrap_or(buf)),
+    }
+}
+
+/// The iterator of [`lines`]: `\n` found eight bytes at a time (a byte
+/// at a time, splitting was most of the time `smaps` took to parse).
+struct Lines<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let r = self.rest?;
+        match find_byte(r, b'\n') {
+            Some(i) => {
+                self.rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(r)
+            }
+        }
+    }
+}
+
+/// Where `b` first occurs in `hay`, looked for eight bytes at a time: in
+/// `v`, the word XOR eight copies of `b`, `(v - 0x01..01) & !v & 0x80..80`
+/// has its lowest set bit in the first zero byte (a borrow only runs
+/// upwards, past that byte).
+fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pat = LO * u64::from(b);
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let v = u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ pat;
+        let z = v.wrapping_sub(LO) & !v & HI;
+        if z != 0 {
+            return Some(at + (z.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b)
+        .map(|i| at + i)
 }
 
 /// Whitespace-separated words (spaces and tabs).
@@ -410,7 +458,32 @@ mod tests {
     }
 
     #[test]
+    fn finding_bytes() {
+        let hay: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) | 1).collect();
+        for at in 0..hay.len() {
+            for b in [0u8, b'\n', 0x80, 0xff, 1] {
+                let mut h = hay.clone();
+                h[at] = b;
+                let want = h.iter().position(|&c| c == b);
+                assert_eq!(find_byte(&h, b), want, "{b:#x} at {at}");
+                assert_eq!(find_byte(&h[at..], b), Some(0));
+            }
+        }
+        assert_eq!(find_byte(b"", b'a'), None);
+        assert_eq!(
+            find_byte(b"\x01\x00\x01\x00\x01\x00\x01\x00\x01", 0),
+            Some(1)
+        );
+        assert_eq!(
+            find_byte(&[0x0a, 0x0b, 0, 0, 0, 0, 0, 0, 0x0a], 0x0b),
+            Some(1)
+        );
+    }
+
+    #[test]
     fn lines_and_nul_splitting() {
+        assert_eq!(lines(b"\n").collect::<Vec<_>>(), [&b""[..]]);
+        assert_eq!(lines(b"a\n\n").collect::<Vec<_>>(), [&b"a"[..], b""]);
         assert_eq!(lines(b"").count(), 0);
         assert_eq!(lines(b"a\nb").collect::<Vec<_>>(), [&b"a"[..], b"b"]);
         assert_eq!(

@@ -35,13 +35,33 @@ fn kb(v: &[u8]) -> Option<u64> {
 }
 
 /// Parse an `smaps` file: a `maps`-style header line per mapping, followed
-/// by `Key: value` lines. Every mapping must have a `VmFlags:` line.
+/// by `Key: value` lines (a line whose first word ends with `:`). Every
+/// mapping must have a `VmFlags:` line. Only the values of the keys kept
+/// are looked at.
 pub fn parse_smaps(buf: &[u8]) -> ParseResult<Vec<SmapsEntry>> {
     let mut out: Vec<SmapsEntry> = Vec::new();
     let mut has_flags: Vec<bool> = Vec::new();
     for line in lines(buf) {
-        let first = words(line).next().unwrap_or_default();
-        if !first.ends_with(b":") {
+        // The first word (spaces and tabs separate words), and the first
+        // `:` in it: a key line's key ends there.
+        let skip = line
+            .iter()
+            .position(|&c| c != b' ' && c != b'\t')
+            .unwrap_or(line.len());
+        let t = &line[skip..];
+        let mut colon = None;
+        let mut end = t.len();
+        for (i, &c) in t.iter().enumerate() {
+            match c {
+                b' ' | b'\t' => {
+                    end = i;
+                    break;
+                }
+                b':' if colon.is_none() => colon = Some(i),
+                _ => {}
+            }
+        }
+        let Some(colon) = colon.filter(|_| t[..end].ends_with(b":")) else {
             let m = parse_map_line(line)?;
             out.push(SmapsEntry {
                 start: m.start,
@@ -51,21 +71,21 @@ pub fn parse_smaps(buf: &[u8]) -> ParseResult<Vec<SmapsEntry>> {
             });
             has_flags.push(false);
             continue;
-        }
+        };
         let Some(cur) = out.last_mut() else {
             return bad(format!("{:?} before any mapping", show(line)));
         };
-        let Some((key, v)) = key_value(line) else {
-            continue;
-        };
-        let err = || ParseError(format!("bad {} line: {:?}", show(key), show(v)));
+        let key = t[..colon].trim_ascii();
+        let value = || t[colon + 1..].trim_ascii();
+        let err = |v: &[u8]| ParseError(format!("bad {} line: {:?}", show(key), show(v)));
         let slot = match key {
             b"VmFlags" => {
-                let mut flags = Vec::new();
+                let v = value();
+                let mut flags = Vec::with_capacity(v.len().div_ceil(3));
                 for w in words(v) {
                     match w {
                         [a, b] => flags.push([*a, *b]),
-                        _ => return Err(err()),
+                        _ => return Err(err(v)),
                     }
                 }
                 cur.vm_flags = flags;
@@ -78,7 +98,8 @@ pub fn parse_smaps(buf: &[u8]) -> ParseResult<Vec<SmapsEntry>> {
             b"Swap" => &mut cur.swap_kb,
             _ => continue,
         };
-        *slot = kb(v).ok_or_else(err)?;
+        let v = value();
+        *slot = kb(v).ok_or_else(|| err(v))?;
     }
     if let Some(i) = has_flags.iter().position(|h| !h) {
         return bad(format!(
@@ -108,6 +129,92 @@ pub fn smaps_vmflags(pid: impl Into<Pid>) -> Result<Vec<(u64, Vec<[u8; 2]>)>> {
 mod tests {
     use super::*;
     use crate::sys::proc::samples::SMAPS;
+
+    /// The parser as it was before it skipped what it does not keep: the
+    /// same answers (and errors) on every cut of the sample and on other
+    /// odd input.
+    fn reference(buf: &[u8]) -> ParseResult<Vec<SmapsEntry>> {
+        let mut out: Vec<SmapsEntry> = Vec::new();
+        let mut has_flags: Vec<bool> = Vec::new();
+        for line in lines(buf) {
+            let first = words(line).next().unwrap_or_default();
+            if !first.ends_with(b":") {
+                let m = parse_map_line(line)?;
+                out.push(SmapsEntry {
+                    start: m.start,
+                    end: m.end,
+                    map: m,
+                    ..SmapsEntry::default()
+                });
+                has_flags.push(false);
+                continue;
+            }
+            let Some(cur) = out.last_mut() else {
+                return bad(format!("{:?} before any mapping", show(line)));
+            };
+            let Some((key, v)) = key_value(line) else {
+                continue;
+            };
+            let err = || ParseError(format!("bad {} line: {:?}", show(key), show(v)));
+            let slot = match key {
+                b"VmFlags" => {
+                    let mut flags = Vec::new();
+                    for w in words(v) {
+                        match w {
+                            [a, b] => flags.push([*a, *b]),
+                            _ => return Err(err()),
+                        }
+                    }
+                    cur.vm_flags = flags;
+                    *has_flags.last_mut().expect("pushed with out") = true;
+                    continue;
+                }
+                b"Rss" => &mut cur.rss_kb,
+                b"Anonymous" => &mut cur.anonymous_kb,
+                b"AnonHugePages" => &mut cur.anon_huge_pages_kb,
+                b"Swap" => &mut cur.swap_kb,
+                _ => continue,
+            };
+            *slot = kb(v).ok_or_else(err)?;
+        }
+        if let Some(i) = has_flags.iter().position(|h| !h) {
+            return bad(format!(
+                "mapping {:x}-{:x} has no VmFlags line",
+                out[i].start, out[i].end
+            ));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn same_as_the_reference() {
+        let same = |b: &[u8]| {
+            let (x, y) = (parse_smaps(b), reference(b));
+            match (&x, &y) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(a.0, b.0),
+                _ => panic!("{x:?} vs {y:?} for {:?}", show(b)),
+            }
+        };
+        for cut in 0..=SMAPS.len() {
+            same(&SMAPS[..cut]);
+        }
+        let own = std::fs::read("/proc/self/smaps").unwrap();
+        assert!(parse_smaps(&own).is_ok());
+        same(&own);
+        for odd in [
+            &b"\n"[..],
+            b"  \t \n",
+            b"Rss: 4 kB\n",
+            b"7f00-7f01 r--p 0 00:00 0\n  Rss:\t  8 kB \n\tVmFlags: rd  mr\n",
+            b"7f00-7f01 r--p 0 00:00 0\nA:b: 1\nRss:x 1\nSwap: 1 2 kB\nVmFlags: rd\n",
+            b"7f00-7f01 r--p 0 00:00 0\nVmFlags: rdx\n",
+            b"7f00-7f01 r--p 0 00:00 0\nRss :  3 kB\nVmFlags:\n\n",
+            b"7f00-7f01 r--p 0 00:00 0\n\x0cRss: 3 kB\nVmFlags: rd\nSwap:: 1\n",
+        ] {
+            same(odd);
+        }
+    }
 
     #[test]
     fn smaps_sample() {
