@@ -144,6 +144,12 @@ fn workload(role: &str) -> ! {
     // A session of its own: the tree is killed as one group.
     // SAFETY: setsid has no memory effects.
     unsafe { libc::setsid() };
+    // Nothing but stdio from whoever ran the bench (a shell's pipes, a
+    // build tool's jobserver): a pipe whose other end is outside the tree
+    // makes `ckpt` look for its holders in all of /proc, which is not what
+    // a workload here measures (see `ready_and_wait`).
+    // SAFETY: closes descriptors this process has not opened itself.
+    unsafe { libc::close_range(3, u32::MAX, 0) };
     match role.split(':').next().unwrap_or("") {
         "limits" => measure_limits(arg(1), arg(2).max(1)),
         // big:MIB:HUGE - MIB MiB of random data.

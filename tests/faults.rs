@@ -74,6 +74,46 @@ fn failed_checkpoint_leaves_no_page_behind() {
     orig.assert_no_fail();
 }
 
+/// A memory reader thread fails midway through the pages
+/// (`CRTOOLS_FAIL_AT=read`: its second chunk, after records were written):
+/// ckpt fails with one line, leaves no output file, and the process runs on
+/// with its mappings as they were, three times in a row.
+#[test]
+fn failed_memory_reader_leaves_the_process_running() {
+    let d = tempdir();
+    let img = d.path().join("img");
+    let orig = Workload::spawn(workload("bigmem"), &["-d", "20", "-m", "48", "-k", "2"]);
+    orig.expect_count(None, 3);
+    let pid = orig.pid().to_string();
+    let maps = || std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let before = maps();
+    for round in 0..3 {
+        let f = Command::new(bin("ckpt"))
+            .args(["-o", img.to_str().unwrap(), &pid])
+            .env("CRTOOLS_FAIL_AT", "read")
+            .output()
+            .expect("ckpt");
+        let err = String::from_utf8_lossy(&f.stderr);
+        assert_eq!(f.status.code(), Some(1), "round {round}: {err}");
+        assert!(err.contains("injected failure at stage read"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "round {round}: {err}");
+        assert!(!img.exists(), "round {round}: a partial image was left");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            0,
+            "round {round}: a temporary file was left"
+        );
+        assert_eq!(maps(), before, "round {round}: the mappings changed");
+        assert_eq!(
+            proc_state(orig.pid()).map(|s| s != 'T' && s != 't'),
+            Some(true)
+        );
+    }
+    let n = orig.last_count(None).unwrap();
+    orig.expect_count(None, n + 2);
+    orig.assert_no_fail();
+}
+
 /// A `vfork` child and its parent (which cannot be stopped) are refused
 /// clearly, and the tree goes on.
 #[test]

@@ -945,7 +945,7 @@ fn read_proc_files(pid: Pid, tids: &[Tid]) -> Result<ProcFiles> {
     let stat = proc::stat(pid).map_err(perr(pid))?;
     let mut shmem = HashMap::new();
     let span = crate::progress::span("ckpt:   mappings");
-    let plans = memory::plan(pid, &mut shmem)?;
+    let plans = memory::plan(pid, stat.rss, &mut shmem)?;
     drop(span);
     let status = proc::status(pid).map_err(perr(pid))?;
     let auxv = proc::auxv(pid).map_err(perr(pid))?;

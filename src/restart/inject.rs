@@ -22,8 +22,10 @@
 //! | `threads` | per-process state and threads restored                        |
 //! | `release` | registers set, just before the tree is let go                 |
 //!
-//! One stage is `ckpt`'s: `remote`, a process's batch page injected and
-//! its state not yet asked (a failure there must leave the page unmapped).
+//! Two stages are `ckpt`'s: `remote`, a process's batch page injected and
+//! its state not yet asked (a failure there must leave the page unmapped);
+//! `read`, a memory reader thread failing on its second chunk while pages
+//! are being written (`checkpoint::memory`, processes of 8 MiB and more).
 
 use std::sync::OnceLock;
 
@@ -38,7 +40,7 @@ pub const STAGES: &[&str] = &[
 ];
 
 /// The stages a checkpoint checks (`ckpt`, not `cr-restart`).
-pub const CKPT_STAGES: &[&str] = &["remote"];
+pub const CKPT_STAGES: &[&str] = &["remote", "read"];
 
 fn known(stage: &str) -> bool {
     STAGES.contains(&stage) || CKPT_STAGES.contains(&stage)

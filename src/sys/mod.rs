@@ -12,6 +12,7 @@ pub mod arena;
 pub mod batch;
 pub mod clone;
 pub mod codepage;
+pub mod crc32c;
 pub mod creds;
 pub mod events;
 pub mod fds;
