@@ -281,6 +281,18 @@ fn failed_restores_leave_nothing_multitask() {
     fail_at_every_stage(orig, &exe, Some("A1"));
 }
 
+/// Sixteen processes: two tracer threads rebuild them, and stage `half`
+/// fails in the second one's half while the first rebuilds its own; every
+/// other stage fails with both tracers holding processes.
+#[test]
+fn failed_restores_leave_nothing_two_tracers() {
+    let bin_dir = tempdir();
+    let exe = bin_dir.path().join("forest-failures");
+    std::fs::copy(workload("forest"), &exe).expect("copy the workload");
+    let orig = Workload::spawn(&exe, &["-d", "10", "-c", "15", "-p"]);
+    fail_at_every_stage(orig, &exe, Some("c15"));
+}
+
 #[test]
 fn failed_restores_leave_nothing_ipc_namespace() {
     let bin_dir = tempdir();

@@ -455,6 +455,26 @@ fn four_zombies_and_a_live_child_twenty_round_trips_under_load() {
     round_trips(orig, &[None], 20);
 }
 
+/// Sixteen processes, rebuilt by two tracer threads (the restorer's and a
+/// second one from process 8 on, each on a CPU of its own), children in
+/// pairs of groups, one pair across the two halves (child 8 joins child
+/// 7's group): pids, parents, groups and sessions kept and every process
+/// counting on, five round trips in a row with CPU burners beside.
+#[test]
+fn sixteen_in_groups_across_two_tracers_five_round_trips_under_load() {
+    let _burn = cpu_burners();
+    let orig = Workload::spawn_session(workload("forest"), &["-d", "20", "-c", "15", "-p"]);
+    let mut names = vec!["root".to_string()];
+    names.extend((1..=15).map(|k| format!("c{k}")));
+    let t: Vec<Option<&str>> = names.iter().map(|s| Some(s.as_str())).collect();
+    for &x in &t {
+        orig.expect_count(x, 2);
+    }
+    // Each round checks every pid, parent, group and session, and that
+    // every process counts on without a gap.
+    round_trips(orig, &t, 5);
+}
+
 /// ITIMER_REAL, ITIMER_VIRTUAL and ITIMER_PROF all periodic at 10 ms in a
 /// process burning CPU, with two CPU-bound processes beside it: after each
 /// of 20 round trips all three keep firing with their intervals (itimer

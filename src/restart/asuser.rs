@@ -73,7 +73,7 @@ struct Target {
 
 /// With whose credentials the filesystem actions of a restore are done:
 /// the restorer's own (the default), or a process's.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Acting(Option<Target>);
 
 thread_local! {
@@ -463,6 +463,27 @@ impl Want {
     }
 }
 
+/// The calling thread's own credentials, as [`restore_creds`] compares
+/// them with each process's: read once by each tracer thread before it
+/// finishes its processes (between actions, every thread of the restorer
+/// has the restorer's credentials; `Acting` gives them back after each).
+pub(crate) struct OwnCreds {
+    status: crate::sys::proc::Status,
+    securebits: u32,
+    /// The capabilities this kernel knows.
+    known: u64,
+}
+
+impl OwnCreds {
+    pub(crate) fn read() -> Result<OwnCreds> {
+        Ok(OwnCreds {
+            status: status("/proc/thread-self/status")?,
+            securebits: threadcreds::securebits(),
+            known: known_caps(),
+        })
+    }
+}
+
 fn status(path: &str) -> Result<crate::sys::proc::Status> {
     let b = std::fs::read(path).ctx(|| format!("cannot read {path}"))?;
     crate::sys::proc::parse_status(&b).map_err(|e| Error::msg(format!("{path}: {e}")))
@@ -489,11 +510,14 @@ fn capset_args(b: &mut Builder, want: &Want) -> Result<[u64; 2]> {
     Ok([b.put(&hdr)?, b.put(&data)?])
 }
 
-pub(crate) fn restore_creds(b: &mut Builder, tid: Tid, p: &Process) -> Result<()> {
+pub(crate) fn restore_creds(b: &mut Builder, tid: Tid, p: &Process, own: &OwnCreds) -> Result<()> {
     let c = &p.creds;
-    let own = status("/proc/thread-self/status")?;
-    let own_sb = threadcreds::securebits();
-    let known = known_caps();
+    let OwnCreds {
+        status: own,
+        securebits: own_sb,
+        known,
+    } = own;
+    let (own_sb, known) = (*own_sb, *known);
     let set_groups = has(own.cap_eff, CAP_SETGID);
     let want = Want {
         uid: [c.uid, c.euid, c.suid, c.fsuid],
@@ -510,7 +534,7 @@ pub(crate) fn restore_creds(b: &mut Builder, tid: Tid, p: &Process) -> Result<()
         amb: c.cap_amb & known,
         no_new_privs: c.no_new_privs || own.no_new_privs,
     };
-    let mine = Want::of(&own);
+    let mine = Want::of(own);
     if want == mine && own_sb == c.securebits {
         return Ok(());
     }

@@ -496,7 +496,12 @@ pub fn child_main(plans: &[ChildView], idx: usize, shared: &Shared) -> ! {
             let child = &plans[c];
             match fork_retry(child.want, child.exit_signal) {
                 Ok(Forked::Child) => child_main(plans, c, shared),
-                Ok(Forked::Parent(_)) => {}
+                // Only the child reads its sync pipe: the children forked
+                // after it need not inherit it (a tree of 256 forked by
+                // its root copies half as many of them).
+                Ok(Forked::Parent(_)) => {
+                    libc::close(child.sync_rd);
+                }
                 Err(_) => fail(child, shared, Step::Fork),
             }
         }

@@ -23,6 +23,7 @@ pub(crate) fn finish<'a>(
     bp: &mut Building<'a>,
     tramp: &'a Trampoline,
     same_ids: bool,
+    own: &super::asuser::OwnCreds,
 ) -> Result<Vec<MadeThread>> {
     let pi = bp.pi;
     let mm = &pi.mm;
@@ -78,7 +79,7 @@ pub(crate) fn finish<'a>(
         let mut tb = Builder::new(r, pid, tramp);
         space::finish_thread(&mut tb, &t.t)?;
         space::queue_signals(&mut tb, inner, Some(inner_tid), &t.pending)?;
-        super::asuser::restore_creds(&mut tb, tid, &pi.p)?;
+        super::asuser::restore_creds(&mut tb, tid, &pi.p, own)?;
         tb.r.set_final(space::restart_regs(t.regs), t.t.sigmask);
         made.push((pid, tid, tb.r));
     }
@@ -92,7 +93,7 @@ pub(crate) fn finish<'a>(
     super::locks::take_posix(b, pi)?;
     drop(span);
     let span = crate::progress::span("restore:  credentials");
-    super::asuser::restore_creds(b, pid.main_thread(), &pi.p)?;
+    super::asuser::restore_creds(b, pid.main_thread(), &pi.p, own)?;
     drop(span);
     let _span = crate::progress::span("restore:  unmap trampoline");
     // The last syscall unmaps the trampoline itself; stop at its exit.
@@ -128,16 +129,35 @@ pub(crate) type Ready = (Pid, Tid, Remote, bool);
 /// stopped), then gets back the signals that arrived while it was built.
 /// `inject`: whether the `release` failure-injection stage applies.
 pub(crate) fn release(order: Vec<Ready>, inject: bool) -> Result<()> {
-    let mut deferred = Vec::new();
-    for (pid, tid, r, stopped) in order {
-        let (thread, sigs) = r.end()?;
-        deferred.push((pid, tid, thread, sigs, stopped));
-    }
+    let ended = end_all(order)?;
     if inject {
         super::inject::check("release")?;
     }
-    let mut released = Vec::with_capacity(deferred.len());
-    for (pid, tid, thread, sigs, stopped) in deferred {
+    let released = let_go(ended)?;
+    redeliver_all(&released);
+    Ok(())
+}
+
+/// A thread at its final registers, its session ended: `(pid, tid,
+/// thread, signals to deliver again, stays stopped)`.
+pub(crate) type Ended = (Pid, Tid, crate::sys::ptrace::Stopped, Vec<i32>, bool);
+
+/// Ends every session of `order` (on their tracer's thread): each thread
+/// at its final registers, still stopped.
+pub(crate) fn end_all(order: Vec<Ready>) -> Result<Vec<Ended>> {
+    let mut ended = Vec::with_capacity(order.len());
+    for (pid, tid, r, stopped) in order {
+        let (thread, sigs) = r.end()?;
+        ended.push((pid, tid, thread, sigs, stopped));
+    }
+    Ok(ended)
+}
+
+/// Detaches every thread of `ended`, in order (on their tracer's thread);
+/// returns what [`redeliver_all`] sends them.
+pub(crate) fn let_go(ended: Vec<Ended>) -> Result<Vec<(Pid, Tid, Vec<i32>)>> {
+    let mut released = Vec::with_capacity(ended.len());
+    for (pid, tid, thread, sigs, stopped) in ended {
         if stopped {
             // It was in a job-control stop: it stays stopped.
             let _ = kill(pid.nix(), Signal::SIGSTOP);
@@ -147,8 +167,12 @@ pub(crate) fn release(order: Vec<Ready>, inject: bool) -> Result<()> {
             .ctx(|| format!("cannot release thread {tid} of process {pid}"))?;
         released.push((pid, tid, sigs));
     }
-    for (pid, tid, sigs) in &released {
+    Ok(released)
+}
+
+/// The signals that arrived while the threads were built, sent again.
+pub(crate) fn redeliver_all(released: &[(Pid, Tid, Vec<i32>)]) {
+    for (pid, tid, sigs) in released {
         remote::redeliver(*pid, *tid, sigs);
     }
-    Ok(())
 }

@@ -15,6 +15,7 @@
 //! | `meta`    | metadata read and validated; nothing created                  |
 //! | `ipc`     | SysV objects (and an IPC namespace) created; no process yet   |
 //! | `tree`    | every process forked with its pid, stopped, descriptors placed |
+//! | `half`    | half the address spaces rebuilt (two tracers: by the second)  |
 //! | `map`     | address spaces cleared and every mapping made                 |
 //! | `pages`   | the first bulk record written into a process (mid stream)     |
 //! | `data`    | all bulk data in, the end record verified                     |
@@ -35,7 +36,7 @@ pub const VAR: &str = "CRTOOLS_FAIL_AT";
 
 /// Every stage a restore checks, in the order it reaches them.
 pub const STAGES: &[&str] = &[
-    "meta", "ipc", "tree", "map", "pages", "data", "threads", "release",
+    "meta", "ipc", "tree", "half", "map", "pages", "data", "threads", "release",
 ];
 
 /// The stages a checkpoint checks (`ckpt`, not `cr-restart`).

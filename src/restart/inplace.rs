@@ -96,7 +96,7 @@ pub fn restore_in_place<R: Read>(mut reader: Reader<R>, opts: &Options) -> Resul
     super::asuser::check(&meta, &plan, &ipc)?;
     ipc.create()?;
     let mut held = Held::new(&meta, &ipc)?;
-    let mut keep = Vec::new();
+    let mut keep = super::spawn::Kept::default();
     let cplan = child_plan(meta.root(), plan.root(), opts, &mut held.open, &mut keep)?;
     // Its POSIX locks are taken after the point of no return: refuse now
     // if someone holds one in the way.
@@ -351,7 +351,8 @@ fn rebuild(
     held.open.finish_sockets()?;
     super::memfd::seal_all(t.meta.shmem(), &held.shm_fds)?;
     t.ipc.finish()?;
-    let made = finish::finish(&mut bp, &held.tramp, false)?;
+    let own = super::asuser::OwnCreds::read()?;
+    let made = finish::finish(&mut bp, &held.tramp, false, &own)?;
     debug_assert!(made.is_empty(), "single-threaded image");
     let stopped = pi.state == image::ProcState::Stopped;
     held.open.inet.repair_off()?;

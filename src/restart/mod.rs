@@ -53,11 +53,12 @@ use crate::sys::ids::Pid;
 use crate::sys::ptrace::Stopped;
 use crate::sys::remote::{self, Gate, Remote, nr};
 
+use crate::sys::worker::Worker;
 pub use files::FdSource;
 use meta::{Live, Meta};
 use plan::{Leader, Plan, PlanOptions};
 use space::{Builder, Trampoline};
-use spawn::{Tree, Undo};
+use spawn::{Tracers, Tree, Undo};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -114,6 +115,8 @@ pub(crate) struct Building<'a> {
     b: Builder<'a>,
     /// (start, end) of mappings whose contents the image may carry.
     writable: Vec<(u64, u64)>,
+    /// Its userfaultfd, when made ahead of the bulk data (`pages`).
+    uffd: pages::Early,
 }
 
 impl<'a> Building<'a> {
@@ -133,6 +136,7 @@ impl<'a> Building<'a> {
             inner,
             b: Builder::new(r, pid, tramp),
             writable: Vec::new(),
+            uffd: pages::Early::NotYet,
         })
     }
 }
@@ -268,19 +272,76 @@ pub(crate) fn check_fd_map(meta: &Meta, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The CPU pins of a tree being rebuilt: each process with its tracer
+/// (see [`remote::SameCpu`]), the restorer's thread on one CPU and the
+/// second tracer on another. Given back by [`finish_all`].
+struct Pins {
+    mine: Vec<remote::SameCpu>,
+    /// Pins made on the second tracer, given back there.
+    theirs: Vec<remote::SameCpu>,
+    thread: Option<ThreadPin>,
+}
+
 /// A remote-syscall session for each live process of `tree`, each pinned
-/// to the restorer's CPU while it is rebuilt (remote syscalls are a few
-/// times cheaper there); affinities go back at the release.
+/// to its tracer's CPU while it is rebuilt (remote syscalls are a few
+/// times cheaper there); affinities go back at the release. With a second
+/// tracer, each thread makes the sessions of its own half, on CPUs apart.
 fn sessions<'a>(
     meta: &'a Meta,
     tree: &mut spawn::Tree,
     tramp: &'a Trampoline,
+    worker: Option<&Worker>,
+    tracers: Option<Tracers>,
+) -> Result<(Pins, Vec<Building<'a>>)> {
+    let live = meta.live();
+    let mut stopped = std::mem::take(&mut tree.stopped);
+    let inner = &tree.inner;
+    let (Some(w), Some(t)) = (worker, tracers) else {
+        let (mine, building) = sessions_of(live, stopped, inner, tramp)?;
+        let pins = Pins {
+            mine,
+            theirs: Vec::new(),
+            thread: None,
+        };
+        return Ok((pins, building));
+    };
+    let split = t.split.min(stopped.len());
+    let theirs = stopped.split_off(split);
+    let cpu = nix::sched::sched_getcpu().ok();
+    let thread = cpu.and_then(ThreadPin::to);
+    let (second, first) = w.join(
+        || {
+            // Kept off the restorer thread's CPU (best effort; the thread
+            // ends with the restore).
+            std::mem::forget(cpu.and_then(ThreadPin::avoiding));
+            sessions_of(&live[split..], theirs, inner, tramp)
+        },
+        || sessions_of(&live[..split], stopped, inner, tramp),
+    );
+    let (mine, mut building) = first?;
+    let (theirs, rest) = second.map_err(gone)??;
+    building.extend(rest);
+    let pins = Pins {
+        mine,
+        theirs,
+        thread,
+    };
+    Ok((pins, building))
+}
+
+/// The sessions of the processes `live`, whose main threads are `stopped`
+/// (in that order), each pinned beside the calling thread.
+fn sessions_of<'a>(
+    live: &'a [Live],
+    stopped: Vec<Stopped>,
+    inner_pids: &BTreeMap<Pid, Pid>,
+    tramp: &'a Trampoline,
 ) -> Result<(Vec<remote::SameCpu>, Vec<Building<'a>>)> {
     let mut pins = Vec::new();
     let mut building = Vec::new();
-    for (pi, main) in meta.live().iter().zip(std::mem::take(&mut tree.stopped)) {
+    for (pi, main) in live.iter().zip(stopped) {
         let image_pid = pi.pid();
-        let Some(&inner) = tree.inner.get(&image_pid) else {
+        let Some(&inner) = inner_pids.get(&image_pid) else {
             return Err(Error::msg(format!(
                 "cannot restore pid {image_pid}: it never started"
             )));
@@ -289,6 +350,102 @@ fn sessions<'a>(
         building.push(Building::new(pi, main, inner, tramp)?);
     }
     Ok((pins, building))
+}
+
+/// The error for a second tracer that is gone.
+fn gone(g: crate::sys::worker::Gone) -> Error {
+    Error::msg(format!("cannot restore: the second tracer thread: {g}"))
+}
+
+/// Runs `f` on the processes `items` (in [`Meta::live`] order), each on
+/// its tracer's thread: with a second tracer, those from the split on
+/// there and the rest here, at the same time. `f` gets a part and the
+/// index of its first item; returns the results of the parts in order.
+fn halves<T: Send, R: Send>(
+    worker: Option<&Worker>,
+    tracers: Option<Tracers>,
+    items: &mut [T],
+    f: impl Fn(&mut [T], usize) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let (Some(w), Some(t)) = (worker, tracers) else {
+        return Ok(vec![f(items, 0)?]);
+    };
+    let split = t.split.min(items.len());
+    let (a, b) = items.split_at_mut(split);
+    let (rb, ra) = w.join(|| f(b, split), || f(a, 0));
+    let ra = ra?;
+    let rb = rb.map_err(gone)??;
+    Ok(vec![ra, rb])
+}
+
+/// The calling thread kept on some CPUs until dropped, when it gets its
+/// affinity back. Best effort: `None` where it cannot be set.
+struct ThreadPin {
+    before: nix::sched::CpuSet,
+}
+
+impl ThreadPin {
+    fn set(to: impl Fn(usize) -> bool) -> Option<ThreadPin> {
+        use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+        let me = nix::unistd::Pid::from_raw(0);
+        let before = sched_getaffinity(me).ok()?;
+        let mut set = CpuSet::new();
+        let mut any = false;
+        for c in (0..CpuSet::count()).filter(|&c| before.is_set(c).unwrap_or(false) && to(c)) {
+            any |= set.set(c).is_ok();
+        }
+        (any && sched_setaffinity(me, &set).is_ok()).then_some(ThreadPin { before })
+    }
+
+    /// On `cpu` alone.
+    fn to(cpu: usize) -> Option<ThreadPin> {
+        Self::set(|c| c == cpu)
+    }
+
+    /// On every CPU it may use but `cpu`.
+    fn avoiding(cpu: usize) -> Option<ThreadPin> {
+        Self::set(|c| c != cpu)
+    }
+}
+
+impl Drop for ThreadPin {
+    fn drop(&mut self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.before);
+    }
+}
+
+/// The least number of processes rebuilt by two tracer threads.
+const TWO_TRACERS_MIN: usize = 8;
+
+/// Whether the tree is rebuilt by two tracer threads, and how it is split
+/// (see [`Tracers`]): for a tree of [`TWO_TRACERS_MIN`] processes or more,
+/// on a restorer that may use two CPUs, unless `CRTOOLS_ONE_TRACER` is set.
+/// The bulk data is written from the restorer's thread, so not when that
+/// needs remote syscalls in the processes: pre-copied pages (`staged`),
+/// mappings advised huge pages before their data (`pages::Thp`).
+fn two_tracers(meta: &Meta, staged: &precopy::Staging) -> Option<Tracers> {
+    let live = meta.live();
+    if live.len() < TWO_TRACERS_MIN
+        || !staged.is_empty()
+        || std::env::var_os("CRTOOLS_ONE_TRACER").is_some_and(|v| !v.is_empty())
+    {
+        return None;
+    }
+    let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let n = (0..nix::sched::CpuSet::count())
+        .filter(|&c| cpus.is_set(c).unwrap_or(false))
+        .count();
+    let needs_remote = live.iter().any(|pi| {
+        !pi.mm.precopied.is_empty()
+            || pi
+                .mm
+                .vmas
+                .iter()
+                .any(|v| v.flags & image::VMA_F_HUGEPAGE != 0 && v.dumped_pages > 0)
+    });
+    (n >= 2 && !needs_remote).then_some(Tracers {
+        split: live.len() / 2,
+    })
 }
 
 /// Restores the image from `reader`; on success the tree runs.
@@ -311,7 +468,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     };
     let mut plan = plan::plan(&meta, popts);
     let terminal = terminal.filter(|_| plan.foreground);
-    let mut undo = Undo { pids: Vec::new() };
+    let mut undo = Undo::new();
     let first = meta.take_first_bulk();
     let spooled = if popts.original_pids && !popts.pidns && !popts.ns_init {
         let _span = crate::progress::span("restore: wait for original pids");
@@ -351,17 +508,28 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     } else {
         first
     };
+    let tracers = two_tracers(&meta, &staged);
     let mut fill = cow::EarlyFill::new(&meta, &plan, &mut next, &mut source);
     let span = crate::progress::span("restore: fork the tree");
-    let mut tree = spawn::spawn_tree(&meta, &plan, opts, &mut held.open, &mut undo, &mut fill)?;
+    let mut tree = spawn::spawn_tree(
+        &meta,
+        &plan,
+        opts,
+        &mut held.open,
+        &mut undo,
+        &mut fill,
+        tracers,
+    )?;
     drop(span);
     fill.done()?;
     drop(fill);
     inject::check("tree")?;
     let span = crate::progress::span("restore: sessions");
-    let (pins, mut building) = sessions(&meta, &mut tree, &held.tramp)?;
+    let worker = undo.worker.as_ref();
+    let (pins, mut building) = sessions(&meta, &mut tree, &held.tramp, worker, tracers)?;
     drop(span);
-    build_spaces(&meta, &mut building, &plan, &mut tree, &held)?;
+    let two = Two { worker, tracers };
+    build_spaces(&meta, &mut building, &plan, &mut tree, &held, two)?;
     fill_data(
         &meta,
         &mut ipc,
@@ -377,7 +545,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     inject::check("data")?;
 
     crate::progress::phase(crate::progress::Phase::Releasing);
-    let made = finish_all(&mut building, &held.tramp, pins, opts)?;
+    let made = finish_all(&mut building, &held.tramp, pins, opts, two)?;
     let root = tree.outer.get(&meta.root().pid()).copied();
     let root = root.ok_or_else(|| Error::msg("cannot restore: the root never started"))?;
     if let Some(t) = &terminal {
@@ -388,7 +556,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     // failed before closed them without a word on the wire.
     held.open.inet.repair_off()?;
     let span = crate::progress::span("restore: release");
-    finish::release(release_order(building, made, &plan), true)?;
+    release(building, made, &plan, two)?;
     drop(span);
     undo.pids.clear();
     ipc.commit();
@@ -403,58 +571,148 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
     })
 }
 
+/// The second tracer, if any, and its half of the tree.
+#[derive(Clone, Copy)]
+struct Two<'w> {
+    worker: Option<&'w Worker>,
+    tracers: Option<Tracers>,
+}
+
 /// Each process's state and threads made again (`finish`), then every
 /// process's CPU affinity given back: last pinned first, and threads made
 /// while pinned take their process's.
 fn finish_all<'a>(
     building: &mut [Building<'a>],
     tramp: &'a Trampoline,
-    mut pins: Vec<remote::SameCpu>,
+    pins: Pins,
     opts: &Options,
+    two: Two,
 ) -> Result<Vec<Vec<finish::MadeThread>>> {
-    let mut made = Vec::new();
-    for bp in building.iter_mut() {
-        let _span = crate::progress::span("restore: finish");
-        made.push(finish::finish(bp, tramp, opts.original_pids)?);
-    }
+    let wall = crate::progress::span("restore: finish, both tracers");
+    let parts = halves(two.worker, two.tracers, building, |part, _| {
+        // This thread's own credentials: each process's are compared with them.
+        let own = asuser::OwnCreds::read()?;
+        let mut made = Vec::new();
+        for bp in part.iter_mut() {
+            let _span = crate::progress::span("restore: finish");
+            made.push(finish::finish(bp, tramp, opts.original_pids, &own)?);
+        }
+        Ok(made)
+    })?;
+    drop(wall);
+    let made: Vec<Vec<finish::MadeThread>> = parts.into_iter().flatten().collect();
     inject::check("threads")?;
-    while let Some(p) = pins.pop() {
+    let Pins {
+        mut mine,
+        mut theirs,
+        thread,
+    } = pins;
+    if let Some(w) = two.worker {
+        w.run(move || {
+            while let Some(p) = theirs.pop() {
+                drop(p);
+            }
+        })
+        .map_err(gone)?;
+    }
+    while let Some(p) = mine.pop() {
         drop(p);
     }
+    drop(thread);
     for (pid, tid, _) in made.iter().flatten() {
         remote::copy_affinity(pid.main_thread(), *tid);
     }
     Ok(made)
 }
 
+/// Every thread let go, in the plan's release order; with a second
+/// tracer each thread ends its own sessions, and the second lets its
+/// half go after the first (the root's).
+fn release(
+    building: Vec<Building>,
+    made: Vec<Vec<finish::MadeThread>>,
+    plan: &Plan,
+    two: Two,
+) -> Result<()> {
+    let (Some(w), Some(t)) = (two.worker, two.tracers) else {
+        return finish::release(release_order(building, made, plan, usize::MAX).0, true);
+    };
+    let (mine, theirs) = release_order(building, made, plan, t.split);
+    let (second, first) = w.join(|| finish::end_all(theirs), || finish::end_all(mine));
+    let first = first?;
+    let second = second.map_err(gone)??;
+    inject::check("release")?;
+    let mut released = finish::let_go(first)?;
+    released.extend(w.run(|| finish::let_go(second)).map_err(gone)??);
+    finish::redeliver_all(&released);
+    Ok(())
+}
+
 /// Every process in its groups, each session's terminal given its
 /// foreground group, the ghosts reaped, then each address space rebuilt
-/// and the pidfds made (every process exists by then).
+/// and the pidfds made (every process exists by then). Each step on each
+/// process's tracer thread; the address spaces on both at once.
 fn build_spaces(
     meta: &Meta,
     building: &mut [Building],
     plan: &Plan,
     tree: &mut Tree,
     held: &Held,
+    two: Two,
 ) -> Result<()> {
     let span = crate::progress::span("restore: groups, ttys, ghosts");
-    join_groups(building, plan, tree)?;
+    let inner = &tree.inner;
+    let ghost_pids = &tree.ghost_pids;
+    halves(two.worker, two.tracers, building, |part, first| {
+        join_groups(part, first, plan, inner, ghost_pids)
+    })?;
     // Controlling terminals: their foreground groups exist now.
-    for bp in building.iter_mut() {
-        let held_tty = tty::ctty_file(&bp.pi.p, meta.files()).and_then(|f| held.open.get(f.id));
-        tty::set_foreground(&mut bp.b, &bp.pi.p, held_tty, &tree.inner)?;
-    }
-    reap_ghosts(building, plan, tree)?;
+    let ttys: Vec<Option<RawFd>> = building
+        .iter()
+        .map(|bp| tty::ctty_file(&bp.pi.p, meta.files()).and_then(|f| held.open.get(f.id)))
+        .collect();
+    halves(two.worker, two.tracers, building, |part, first| {
+        for (bp, &held_tty) in part.iter_mut().zip(&ttys[first..]) {
+            tty::set_foreground(&mut bp.b, &bp.pi.p, held_tty, inner)?;
+        }
+        Ok(())
+    })?;
+    drop(tree.ghost_wr.take());
+    let ghost_pids = &tree.ghost_pids;
+    halves(two.worker, two.tracers, building, |part, first| {
+        reap_ghosts(part, first, plan, ghost_pids)
+    })?;
     drop(span);
-    for (bp, pp) in building.iter_mut().zip(&plan.procs) {
-        let _span = crate::progress::span("restore: map");
-        map::rebuild_space(bp, pp, &held.specials, &held.map_sources())?;
-    }
-    // Every process exists: pidfds of any of them can be made.
-    let same_pids = tree.inner.iter().all(|(a, b)| a == b);
-    for bp in building.iter_mut() {
-        pidfd::install(bp, &tree.inner, same_pids)?;
-    }
+    let inner = &tree.inner;
+    let same_pids = inner.iter().all(|(a, b)| a == b);
+    let always = two.tracers.is_some() && pages::thp_always();
+    let sources = held.map_sources();
+    let half = building.len() / 2;
+    let _wall = crate::progress::span("restore: map, both tracers");
+    halves(two.worker, two.tracers, building, |part, first| {
+        for (i, bp) in part.iter_mut().enumerate() {
+            let _span = crate::progress::span("restore: map");
+            let pp = plan.procs.get(first + i).ok_or_else(|| {
+                Error::msg(format!(
+                    "cannot restore pid {}: no plan for it",
+                    bp.pi.p.pid
+                ))
+            })?;
+            map::rebuild_space(bp, pp, &held.specials, &sources)?;
+            // Made here, by its tracer, for the bulk data (`pages`).
+            if two.tracers.is_some() {
+                pages::Fill::prepare(bp, always)?;
+            }
+            if first + i == half {
+                inject::check("half")?;
+            }
+        }
+        // Every process exists: pidfds of any of them can be made.
+        for bp in part.iter_mut() {
+            pidfd::install(bp, inner, same_pids)?;
+        }
+        Ok(())
+    })?;
     inject::check("map")
 }
 
@@ -523,14 +781,22 @@ fn wait_for_original<R: Read>(
 }
 
 /// Process groups led by another process of the tree: leaders made theirs
-/// before forking, members join now, from inside.
-fn join_groups(building: &mut [Building], plan: &Plan, tree: &Tree) -> Result<()> {
+/// before forking, members join now, from inside. `part` are the
+/// processes from index `first` on.
+fn join_groups(
+    part: &mut [Building],
+    first: usize,
+    plan: &Plan,
+    inner: &BTreeMap<Pid, Pid>,
+    ghost_pids: &[Pid],
+) -> Result<()> {
     for j in &plan.joins {
         let leader = match j.leader {
-            Leader::Process(_) => tree.inner.get(&Pid::from_u32(j.pgid)).copied(),
-            Leader::Ghost(g) => tree.ghost_pids.get(g).copied(),
+            Leader::Process(_) => inner.get(&Pid::from_u32(j.pgid)).copied(),
+            Leader::Ghost(g) => ghost_pids.get(g).copied(),
         };
-        let (Some(g), Some(bp)) = (leader, building.get_mut(j.process)) else {
+        let bp = j.process.checked_sub(first).and_then(|i| part.get_mut(i));
+        let (Some(g), Some(bp)) = (leader, bp) else {
             continue;
         };
         bp.b.call(nr::SETPGID, &[0, g.as_u32() as u64])
@@ -544,12 +810,12 @@ fn join_groups(building: &mut [Building], plan: &Plan, tree: &Tree) -> Result<()
     Ok(())
 }
 
-/// Members joined: the ghosts exit and their parents reap them (and drop
-/// the `SIGCHLD`, which is not part of the image).
-fn reap_ghosts(building: &mut [Building], plan: &Plan, tree: &mut Tree) -> Result<()> {
-    drop(tree.ghost_wr.take());
-    for (g, &ghost) in plan.ghosts.iter().zip(&tree.ghost_pids) {
-        let Some(bp) = building.get_mut(g.parent) else {
+/// Members joined: the ghosts exit and their parents (of `part`, the
+/// processes from index `first` on) reap them (and drop the `SIGCHLD`,
+/// which is not part of the image).
+fn reap_ghosts(part: &mut [Building], first: usize, plan: &Plan, ghost_pids: &[Pid]) -> Result<()> {
+    for (g, &ghost) in plan.ghosts.iter().zip(ghost_pids) {
+        let Some(bp) = g.parent.checked_sub(first).and_then(|i| part.get_mut(i)) else {
             continue;
         };
         bp.b.call(
@@ -564,12 +830,14 @@ fn reap_ghosts(building: &mut [Building], plan: &Plan, tree: &mut Tree) -> Resul
     Ok(())
 }
 
-/// Every thread's session in the plan's release order.
+/// Every thread's session in the plan's release order: those of the
+/// processes before `split`, then the others (the second tracer's).
 fn release_order(
     building: Vec<Building>,
     made: Vec<Vec<finish::MadeThread>>,
     plan: &Plan,
-) -> Vec<finish::Ready> {
+    split: usize,
+) -> (Vec<finish::Ready>, Vec<finish::Ready>) {
     let mut mains: Vec<Option<finish::Ready>> = building
         .into_iter()
         .map(|bp| {
@@ -581,7 +849,7 @@ fn release_order(
         .into_iter()
         .map(|v| v.into_iter().map(Some).collect())
         .collect();
-    let mut order = Vec::new();
+    let (mut first, mut second) = (Vec::new(), Vec::new());
     for &(p, t) in &plan.release {
         let ready = if t == 0 {
             mains.get_mut(p).and_then(Option::take)
@@ -592,9 +860,13 @@ fn release_order(
                 .and_then(Option::take)
                 .map(|(pid, tid, r)| (pid, tid, r, false))
         };
-        order.extend(ready);
+        if p < split {
+            first.extend(ready);
+        } else {
+            second.extend(ready);
+        }
     }
-    order
+    (first, second)
 }
 
 /// Waits for our child `pid` to exit, forwarding SIGINT, SIGTERM and SIGHUP

@@ -74,9 +74,45 @@ impl Thp {
 /// Whether the kernel gives every anonymous mapping huge pages unless it
 /// was advised otherwise (THP `always`): then a page-by-page fill would
 /// lose them.
-fn thp_always() -> bool {
+pub(super) fn thp_always() -> bool {
     std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
         .is_ok_and(|s| s.contains("[always]"))
+}
+
+/// `CRTOOLS_NO_UFFD`: every page goes through `process_vm_writev`.
+fn no_uffd() -> bool {
+    std::env::var_os("CRTOOLS_NO_UFFD").is_some_and(|v| !v.is_empty())
+}
+
+/// The anonymous private mappings of `bp` a userfaultfd would fill (not
+/// those with huge pages, which a page-by-page fill would split, nor,
+/// when the kernel gives huge pages to every mapping (`always`), those
+/// not advised otherwise); pages kept in place are not left out here.
+fn wanted(bp: &Building<'_>, always: bool) -> Vec<(u64, u64)> {
+    bp.pi
+        .mm
+        .vmas
+        .iter()
+        .filter(|v| {
+            v.backing == image::Backing::Anon
+                && v.flags & image::VMA_F_SHARED == 0
+                && v.flags & image::VMA_F_HUGEPAGE == 0
+                && (!always || v.flags & image::VMA_F_NOHUGEPAGE != 0)
+                && v.dumped_pages > 0
+        })
+        .map(|v| (v.start, v.end))
+        .filter(|&(s, e)| bp.writable.iter().any(|&(ws, we)| ws <= s && e <= we))
+        .collect()
+}
+
+/// A process's userfaultfd made ahead ([`Fill::prepare`]) or not.
+#[derive(Default)]
+pub(crate) enum Early {
+    #[default]
+    NotYet,
+    /// The kernel refused one.
+    Refused,
+    Ready(uffd::Uffd),
 }
 
 /// One process's userfaultfd and the ranges registered with it.
@@ -111,28 +147,15 @@ impl Fill {
         staged: &super::precopy::Staging,
     ) -> Result<Fill> {
         let mut procs = Vec::new();
-        if std::env::var_os("CRTOOLS_NO_UFFD").is_some_and(|v| !v.is_empty()) {
+        if no_uffd() {
             return Ok(Fill { procs });
         }
         let always = thp_always();
         for bp in building.iter_mut() {
-            let want: Vec<(u64, u64)> = bp
-                .pi
-                .mm
-                .vmas
-                .iter()
-                .filter(|v| {
-                    v.backing == image::Backing::Anon
-                        && v.flags & image::VMA_F_SHARED == 0
-                        && v.flags & image::VMA_F_HUGEPAGE == 0
-                        && (!always || v.flags & image::VMA_F_NOHUGEPAGE != 0)
-                        && v.dumped_pages > 0
-                })
-                .map(|v| (v.start, v.end))
-                .filter(|&(s, e)| bp.writable.iter().any(|&(ws, we)| ws <= s && e <= we))
-                .collect();
+            let want = wanted(bp, always);
             let want = image::ranges::subtract(&want, staged.kept(bp.pi.p.pid));
             if want.is_empty() {
+                bp.uffd = Early::NotYet;
                 continue;
             }
             if let Some(f) = Self::open(bp, want)? {
@@ -142,9 +165,48 @@ impl Fill {
         Ok(Fill { procs })
     }
 
+    /// Makes `bp`'s userfaultfd ahead of [`Fill::new`], if it will want
+    /// one (`always`: [`thp_always`]): on the tracer thread of the
+    /// process, while it builds the address spaces, since the bulk data
+    /// is written from the restorer's thread, which may not be that
+    /// process's tracer. Nothing is registered yet.
+    pub(super) fn prepare(bp: &mut Building<'_>, always: bool) -> Result<()> {
+        if no_uffd() || wanted(bp, always).is_empty() {
+            return Ok(());
+        }
+        bp.uffd = match Self::make(bp)? {
+            Some(u) => Early::Ready(u),
+            None => Early::Refused,
+        };
+        Ok(())
+    }
+
     /// A userfaultfd made by `bp`'s process, its descriptor there closed
     /// again, with `want` registered; `None` if the kernel refuses.
     fn open(bp: &mut Building<'_>, want: Vec<(u64, u64)>) -> Result<Option<Filled>> {
+        let made = match std::mem::take(&mut bp.uffd) {
+            Early::NotYet => Self::make(bp)?,
+            Early::Refused => None,
+            Early::Ready(u) => Some(u),
+        };
+        let Some(uffd) = made else {
+            return Ok(None);
+        };
+        let ranges: Vec<(u64, u64)> = want
+            .into_iter()
+            .filter(|&(s, e)| uffd.register(s, e).is_ok())
+            .collect();
+        Ok((!ranges.is_empty()).then_some(Filled {
+            pid: bp.pid,
+            uffd,
+            ranges,
+        }))
+    }
+
+    /// A userfaultfd made by `bp`'s process (remote syscalls: on its
+    /// tracer thread), taken, and its descriptor there closed again;
+    /// `None` if the kernel refuses.
+    fn make(bp: &mut Building<'_>) -> Result<Option<uffd::Uffd>> {
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | uffd::UFFD_USER_MODE_ONLY;
         let Ok(fd) = bp.b.call(uffd::NR_USERFAULTFD, &[flags]) else {
             return Ok(None);
@@ -160,18 +222,7 @@ impl Fill {
                 bp.pid
             ))
         })?;
-        let Ok(uffd) = mine.and_then(uffd::Uffd::new) else {
-            return Ok(None);
-        };
-        let ranges: Vec<(u64, u64)> = want
-            .into_iter()
-            .filter(|&(s, e)| uffd.register(s, e).is_ok())
-            .collect();
-        Ok((!ranges.is_empty()).then_some(Filled {
-            pid: bp.pid,
-            uffd,
-            ranges,
-        }))
+        Ok(mine.and_then(uffd::Uffd::new).ok())
     }
 
     /// Places what it can of `data` at `addr` of process `pid` with

@@ -22,10 +22,24 @@ use crate::sys::arena::{Arena, HeapNoFork};
 use crate::sys::ids::Pid;
 use crate::sys::proc;
 use crate::sys::ptrace::{self, Running, Stop, Stopped, Waited};
+use crate::sys::worker::Worker;
 
 /// Kills every process it holds unless disarmed: restore is all or nothing.
 pub(crate) struct Undo {
     pub pids: Vec<Pid>,
+    /// The second tracer thread, tracer of the processes from `split` on
+    /// (see [`Tracers`]). Dropped only after they are killed: a tracer
+    /// thread that exits lets its tracees run on, half built.
+    pub worker: Option<Worker>,
+}
+
+impl Undo {
+    pub(crate) fn new() -> Undo {
+        Undo {
+            pids: Vec::new(),
+            worker: None,
+        }
+    }
 }
 
 impl Drop for Undo {
@@ -34,7 +48,19 @@ impl Drop for Undo {
             let _ = kill(pid.nix(), Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid.nix(), Some(nix::sys::wait::WaitPidFlag::__WALL));
         }
+        // Now `worker`, if any, ends (a field, dropped after this).
     }
+}
+
+/// How the live processes (in [`Meta::live`] order) are shared between
+/// the restorer's thread and a second tracer thread ([`Undo::worker`]):
+/// those from `split` on are the second thread's, from their seizure to
+/// their release (ptrace answers only the thread that seized). Both
+/// threads rebuild their halves at the same time, each pinned with its
+/// processes to a CPU of its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tracers {
+    pub split: usize,
 }
 
 /// The processes [`spawn_tree`] made.
@@ -50,8 +76,9 @@ pub(crate) struct Tree {
     /// Closing this lets the ghosts exit.
     pub ghost_wr: Option<OwnedFd>,
     /// The main thread of each live process, seized, by the pid the
-    /// restorer sees (emptied by [`wait_first_stops`]).
-    running: BTreeMap<Pid, Running>,
+    /// restorer sees (emptied by [`wait_first_stops`]); `[1]` holds those
+    /// the second tracer seized.
+    running: [BTreeMap<Pid, Running>; 2],
     /// The main thread of each live process, in [`Meta::live`] order, in
     /// the stop it made itself when done with its own steps.
     pub stopped: Vec<Stopped>,
@@ -165,6 +192,34 @@ pub(crate) fn high(fd: OwnedFd, base: RawFd) -> Result<OwnedFd> {
     crate::sys::fds::dup_above(fd.as_raw_fd(), base).ctx(|| "cannot duplicate a descriptor".into())
 }
 
+/// What the restorer holds for the new processes while they are made:
+/// descriptors above every number the image uses, and of them the
+/// directories opened so far, by path and credentials (processes with the
+/// same working directory and credentials share one descriptor: every
+/// process forked inherits every descriptor held, a tree of 256 each of
+/// them 256 times).
+#[derive(Default)]
+pub(crate) struct Kept {
+    fds: Vec<OwnedFd>,
+    dirs: std::collections::HashMap<(Vec<u8>, asuser::Acting), RawFd>,
+}
+
+impl Kept {
+    /// Directory `path` opened as `acting` says (see [`asuser::open_dir`])
+    /// and held above `base`, or the one held already.
+    fn dir(&mut self, acting: &asuser::Acting, path: &[u8], base: RawFd) -> Result<RawFd> {
+        let key = (path.to_vec(), acting.clone());
+        if let Some(&fd) = self.dirs.get(&key) {
+            return Ok(fd);
+        }
+        let fd = high(asuser::open_dir(acting, path)?, base)?;
+        let raw = fd.as_raw_fd();
+        self.fds.push(fd);
+        self.dirs.insert(key, raw);
+        Ok(raw)
+    }
+}
+
 /// The raw plan one new process (or the in-place caller) follows: the
 /// planned steps with the descriptors the restorer opened for it (held
 /// above every number the image uses, in `keep`): its files, root and
@@ -174,7 +229,7 @@ pub(crate) fn child_plan(
     pp: &ProcPlan,
     opts: &Options,
     open: &mut OpenFiles,
-    keep: &mut Vec<OwnedFd>,
+    keep: &mut Kept,
 ) -> Result<ChildPlan> {
     let p = &pi.p;
     let mut plan = ChildPlan {
@@ -213,17 +268,15 @@ pub(crate) fn child_plan(
         plan.fds.push((place.fd as RawFd, src, place.cloexec));
     }
     let cwd = if p.cwd.is_empty() { b"/" } else { &p.cwd[..] };
-    let cwd = asuser::open_dir(&open.acting, cwd)
+    let cwd = keep
+        .dir(&open.acting, cwd, open.base)
         .map_err(|e| Error::msg(format!("cannot restore pid {}: cwd: {e}", p.pid)))?;
-    let cwd = high(cwd, open.base)?;
-    plan.cwd = Some(cwd.as_raw_fd());
-    keep.push(cwd);
+    plan.cwd = Some(cwd);
     if !p.root.is_empty() && p.root != b"/" {
-        let r = asuser::open_dir(&open.acting, &p.root)
+        let r = keep
+            .dir(&open.acting, &p.root, open.base)
             .map_err(|e| Error::msg(format!("cannot restore pid {}: root: {e}", p.pid)))?;
-        let r = high(r, open.base)?;
-        plan.root = Some(r.as_raw_fd());
-        keep.push(r);
+        plan.root = Some(r);
     }
     open.acting = asuser::Acting::restorer();
     Ok(plan)
@@ -424,11 +477,12 @@ pub(crate) fn spawn_tree(
     open: &mut OpenFiles,
     undo: &mut Undo,
     fill: &mut dyn Fill,
+    tracers: Option<Tracers>,
 ) -> Result<Tree> {
     if !plan.free_ids.is_empty() {
         wait_for_ids(&plan.free_ids, opts.pid_wait)?;
     }
-    let mut keep: Vec<OwnedFd> = Vec::new();
+    let mut keep = Kept::default();
     let mut plans: Vec<ChildPlan> = Vec::new();
     for (pi, pp) in meta.live().iter().zip(&plan.procs) {
         let mut cp = child_plan(pi, pp, opts, open, &mut keep)?;
@@ -453,6 +507,14 @@ pub(crate) fn spawn_tree(
     let shared = pipes.shared(&arena)?;
     let root_pid = fork_root(plan, views, &shared, opts)?;
     undo.pids.push(root_pid);
+    // Started after the root's fork: the restorer has one thread for it
+    // (`HeapNoFork`), and before any process is seized.
+    if tracers.is_some() {
+        let w = Worker::spawn("cr-restart-tracer")
+            .ctx(|| "cannot start a second tracer thread".into())?;
+        undo.worker = Some(w);
+    }
+    let split = tracers.map_or(usize::MAX, |t| t.split);
     let Pipes {
         keep: sync_keep,
         sync_wr,
@@ -472,14 +534,40 @@ pub(crate) fn spawn_tree(
         init,
         ghost_pids: vec![Pid::from_raw(0); plan.ghosts.len()],
         ghost_wr: Some(ghost_wr),
-        running: BTreeMap::new(),
+        running: [BTreeMap::new(), BTreeMap::new()],
         stopped: Vec::new(),
     };
     collect_reports(
-        meta, plan, &plans, root_pid, &report_rd, &err_rd, &sync_wr, &mut tree, undo, fill,
+        meta, plan, &plans, root_pid, &report_rd, &err_rd, &sync_wr, &mut tree, undo, fill, split,
     )?;
     drop(sync_wr);
-    tree.stopped = wait_first_stops(meta, &mut tree, &err_rd, undo)?;
+    let live = meta.live();
+    let split = split.min(live.len());
+    let [mine, theirs] = std::mem::take(&mut tree.running);
+    let first = wait_first_stops(&live[..split], &tree.outer, mine, &err_rd);
+    let first = match first {
+        Ok(v) => v,
+        Err((e, gone)) => {
+            undo.pids.retain(|&x| Some(x) != gone);
+            return Err(e);
+        }
+    };
+    tree.stopped = first;
+    if let Some(w) = &undo.worker {
+        let outer = &tree.outer;
+        let err = &err_rd;
+        let second = w
+            .run(move || wait_first_stops(&live[split..], outer, theirs, err))
+            .map_err(|g| (Error::msg(format!("cannot restore: {g}")), None))
+            .and_then(|r| r);
+        match second {
+            Ok(v) => tree.stopped.extend(v),
+            Err((e, gone)) => {
+                undo.pids.retain(|&x| Some(x) != gone);
+                return Err(e);
+            }
+        }
+    }
     drop(keep);
     drop(sync_keep);
     drop(ghost_rd);
@@ -499,6 +587,7 @@ fn collect_reports(
     tree: &mut Tree,
     undo: &mut Undo,
     fill: &mut dyn Fill,
+    split: usize,
 ) -> Result<()> {
     let live = meta.live();
     let report = std::fs::File::from(report_rd.try_clone().ctx(|| "dup".into())?);
@@ -570,39 +659,59 @@ fn collect_reports(
         if pid != root_pid {
             undo.pids.push(pid);
         }
-        let running = ptrace::seize_thread(pid.main_thread(), true)
-            .ctx(|| format!("cannot trace new process {pid}"))?;
-        tree.running.insert(pid, running);
+        let seize = move || {
+            ptrace::seize_thread(pid.main_thread(), true)
+                .ctx(|| format!("cannot trace new process {pid}"))
+        };
+        // The second tracer's processes are seized by it.
+        let (running, half) = match &undo.worker {
+            Some(w) if idx >= split => (
+                w.run(seize)
+                    .map_err(|g| Error::msg(format!("cannot trace new process {pid}: {g}")))??,
+                1,
+            ),
+            _ => (seize()?, 0),
+        };
+        tree.running[half].insert(pid, running);
         nix::unistd::write(&sync_wr[idx], &[1]).ctx(|| "cannot start a new process".into())?;
         tree.outer.insert(image_pid, pid);
     }
     Ok(())
 }
 
-/// Waits until every new process has stopped itself, done with its own
-/// steps; returns their main threads so stopped, in [`Meta::live`] order.
+/// Waits until every process of `live` (seized, in `running`) has
+/// stopped itself, done with its own steps; returns their main threads so
+/// stopped, in order. Runs on their tracer thread. An error says which
+/// process is gone already (reaped here: not to be killed again).
 fn wait_first_stops(
-    meta: &Meta,
-    tree: &mut Tree,
+    live: &[Live],
+    outer: &BTreeMap<Pid, Pid>,
+    mut running: BTreeMap<Pid, Running>,
     err_rd: &OwnedFd,
-    undo: &mut Undo,
-) -> Result<Vec<Stopped>> {
-    let mut stopped = Vec::with_capacity(meta.live().len());
-    for pi in meta.live() {
+) -> std::result::Result<Vec<Stopped>, (Error, Option<Pid>)> {
+    let mut stopped = Vec::with_capacity(live.len());
+    for pi in live {
         let image_pid = pi.pid();
-        let pid = *tree.outer.get(&image_pid).ok_or_else(|| {
-            Error::msg(format!("cannot restore pid {image_pid}: it never started"))
+        let pid = *outer.get(&image_pid).ok_or_else(|| {
+            (
+                Error::msg(format!("cannot restore pid {image_pid}: it never started")),
+                None,
+            )
         })?;
-        let mut running = tree.running.remove(&pid).ok_or_else(|| {
-            Error::msg(format!(
-                "cannot restore pid {image_pid}: it was never traced"
-            ))
+        let mut thread = running.remove(&pid).ok_or_else(|| {
+            (
+                Error::msg(format!(
+                    "cannot restore pid {image_pid}: it was never traced"
+                )),
+                None,
+            )
         })?;
         loop {
-            match running
+            let waited = thread
                 .wait()
-                .ctx(|| format!("waiting for new process {pid}"))?
-            {
+                .ctx(|| format!("waiting for new process {pid}"))
+                .map_err(|e| (e, None))?;
+            match waited {
                 Waited::Stopped(t, Stop::Signal(libc::SIGSTOP)) => {
                     stopped.push(t);
                     break;
@@ -610,18 +719,19 @@ fn wait_first_stops(
                 // SIGCHLD from a zombie child it just made: the original parent
                 // had that one already.
                 Waited::Stopped(t, Stop::Signal(libc::SIGCHLD)) => {
-                    running = t
+                    thread = t
                         .resume(ptrace::Resume::Cont, None)
-                        .ctx(|| format!("resuming new process {pid}"))?;
+                        .ctx(|| format!("resuming new process {pid}"))
+                        .map_err(|e| (e, None))?;
                 }
-                Waited::Gone(..) => {
-                    undo.pids.retain(|&x| x != pid);
-                    return Err(child_failed(err_rd));
-                }
+                Waited::Gone(..) => return Err((child_failed(err_rd), Some(pid))),
                 Waited::Stopped(_, other) => {
-                    return Err(Error::msg(format!(
-                        "cannot restore pid {image_pid}: unexpected first stop {other:?}"
-                    )));
+                    return Err((
+                        Error::msg(format!(
+                            "cannot restore pid {image_pid}: unexpected first stop {other:?}"
+                        )),
+                        None,
+                    ));
                 }
             }
         }

@@ -44,7 +44,7 @@ pub struct Made {
     /// Datagram sockets to connect by name once their queues are filled.
     connects: Vec<(u64, Vec<u8>)>,
     /// A socket of the restorer's that sends queued datagrams to names.
-    sender: std::cell::OnceCell<OwnedFd>,
+    sender: std::sync::OnceLock<OwnedFd>,
 }
 
 fn invalid(id: u64, why: SocketFault) -> Error {

@@ -36,6 +36,7 @@ pub mod tty;
 pub mod uffd;
 pub mod unixdiag;
 pub mod unixsock;
+pub mod worker;
 pub mod wptrack;
 
 pub use ids::{Fd, Pid, Tid};
