@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::sync::{Condvar, Mutex};
 
 use crate::error::{Context, Error, Result};
 use crate::image::{self, DataPrefix, Kind, Shmem, Vma, Writer};
@@ -248,8 +247,7 @@ fn apply_patches(base: u64, chunk: &mut [u8], patches: &[Patch], applied: &mut [
 /// Bytes one `process_vm_readv` reads: small enough that the zero check
 /// and the CRC find them still in the cache.
 const PIECE: usize = 256 << 10;
-/// Threads reading memory, the caller's (which also writes the records)
-/// included.
+/// Threads reading memory while the caller's thread writes records.
 const READERS: usize = 2;
 /// Up to this many bytes of a process are read by the writing thread
 /// itself, without reader threads: a tree of small processes paid about
@@ -390,142 +388,13 @@ fn read_chunk(
     })
 }
 
-/// Chunks read but not yet written, at most: with the chunk each reader
-/// holds, the buffers in flight (1 MiB each).
-const WINDOW: usize = 4;
-
-/// Which chunks are taken and written (see [`Ahead`]).
-#[derive(Default)]
-struct Claim {
-    /// The next chunk nobody reads yet.
-    next: usize,
-    /// Chunks written so far; a reader takes chunk `i` only if `i <
-    /// written + WINDOW`.
-    written: usize,
-    /// Set when the writing thread returns (done or failed).
-    stop: bool,
-}
-
-/// The chunks of a process read by helper threads and by the writing
-/// thread itself, each taking the next chunk not yet taken: the writing
-/// thread reads one whenever the chunk it must write next is not ready, and
-/// waits only when every chunk in the window is taken. So on two CPUs two
-/// threads read, without a third one to wake, and a reader held up (by
-/// another process on its CPU) delays only its own chunk.
-struct Ahead<'a> {
-    pid: Pid,
-    jobs: &'a [Job],
-    patches: &'a [Patch],
-    claim: Mutex<Claim>,
-    moved: Condvar,
-    /// Buffers written out, for the next chunks.
-    pool: Mutex<Vec<Vec<u8>>>,
-}
-
-/// Locks `m`; a thread that panicked holding it has left plain data behind.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Ahead<'_> {
-    /// The next chunk to read, if one is left and inside the window;
-    /// `wait`: wait for the window to move rather than return `None`.
-    fn take(&self, wait: bool) -> Option<usize> {
-        let mut c = lock(&self.claim);
-        loop {
-            if c.stop || c.next >= self.jobs.len() {
-                return None;
-            }
-            if c.next < c.written + WINDOW {
-                c.next += 1;
-                return Some(c.next - 1);
-            }
-            if !wait {
-                return None;
-            }
-            c = self
-                .moved
-                .wait(c)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    fn read(&self, i: usize, memf: &mut Option<std::fs::File>) -> Result<Done> {
-        let buf = lock(&self.pool).pop().unwrap_or_default();
-        read_chunk(self.pid, self.jobs[i], buf, self.patches, memf)
-    }
-
-    /// Reads every chunk with `helpers` threads besides this one, and hands
-    /// each to `write` in order (which gives its buffer back).
-    fn run(&self, helpers: usize, mut write: impl FnMut(Done) -> Result<Vec<u8>>) -> Result<()> {
-        std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Done>)>();
-            for _ in 0..helpers {
-                let tx = tx.clone();
-                scope.spawn(move || {
-                    let mut memf = None;
-                    let mut n = 0;
-                    while let Some(i) = self.take(true) {
-                        n += 1;
-                        let r = if n == 2 {
-                            crate::restart::inject::check("read")
-                        } else {
-                            Ok(())
-                        };
-                        let r = r.and_then(|()| self.read(i, &mut memf));
-                        let failed = r.is_err();
-                        // The receiver is gone when the writing thread failed.
-                        if tx.send((i, r)).is_err() || failed {
-                            return;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            // However this returns, the helpers take no more chunks and
-            // leave their wait; the scope then joins them.
-            struct Stop<'b, 'a>(&'b Ahead<'a>);
-            impl Drop for Stop<'_, '_> {
-                fn drop(&mut self) {
-                    lock(&self.0.claim).stop = true;
-                    self.0.moved.notify_all();
-                }
-            }
-            let _stop = Stop(self);
-            let mut ready: Vec<Option<Done>> = (0..WINDOW).map(|_| None).collect();
-            let mut memf = None;
-            for i in 0..self.jobs.len() {
-                while ready[i % WINDOW].is_none() {
-                    let (j, d) = match self.take(false) {
-                        Some(j) => (j, self.read(j, &mut memf)?),
-                        None => {
-                            let (j, r) = rx
-                                .recv()
-                                .map_err(|_| Error::msg("a memory reader thread died"))?;
-                            (j, r?)
-                        }
-                    };
-                    ready[j % WINDOW] = Some(d);
-                }
-                let d = ready[i % WINDOW].take().expect("ready");
-                let buf = write(d)?;
-                lock(&self.pool).push(buf);
-                lock(&self.claim).written = i + 1;
-                self.moved.notify_all();
-            }
-            Ok(())
-        })
-    }
-}
-
 /// Reads the pages of the given plans and writes them as `PAGES` records
 /// (`ZERO` records for zero runs of private file mappings).
 ///
 /// Threads read the chunks (a `process_vm_readv` per [`PIECE`], zero check
-/// and CRC32C while the bytes are in the cache), this one too whenever the
-/// next chunk to write is not ready ([`Ahead`]); this thread writes the
-/// records in order. The stream is the same, byte for byte, as a single
-/// thread would write.
+/// and CRC32C while the bytes are in the cache) while this thread writes
+/// the records in order, each with one vectored write. The stream is the
+/// same, byte for byte, as a single thread would write.
 #[allow(clippy::too_many_arguments)]
 pub fn dump_pages<W: Write>(
     pid: Pid,
@@ -601,18 +470,42 @@ pub fn dump_pages<W: Write>(
             *buf = d.buf;
         }
     } else {
-        let ahead = Ahead {
-            pid,
-            jobs: &jobs,
-            patches,
-            claim: Mutex::new(Claim::default()),
-            moved: Condvar::new(),
-            pool: Mutex::new(Vec::new()),
-        };
-        ahead.run(readers - 1, |d| {
-            emit(image_pid, &d, w, stats)?;
-            d.applied.iter().for_each(|&i| applied[i] = true);
-            Ok(d.buf)
+        std::thread::scope(|scope| -> Result<()> {
+            let mut results = Vec::new();
+            let mut returns = Vec::new();
+            for k in 0..readers {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Done>>(1);
+                let (ret_tx, ret_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+                results.push(rx);
+                returns.push(ret_tx);
+                let jobs = &jobs;
+                scope.spawn(move || {
+                    let mut memf = None;
+                    for (n, &job) in jobs.iter().skip(k).step_by(readers).enumerate() {
+                        let b = ret_rx.try_recv().unwrap_or_default();
+                        let r = if n == 1 {
+                            crate::restart::inject::check("read")
+                        } else {
+                            Ok(())
+                        };
+                        let r = r.and_then(|()| read_chunk(pid, job, b, patches, &mut memf));
+                        let failed = r.is_err();
+                        if tx.send(r).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+            }
+            // On an error return, dropping the receivers stops the readers.
+            for i in 0..jobs.len() {
+                let d = results[i % readers]
+                    .recv()
+                    .map_err(|_| Error::msg("a memory reader thread died"))??;
+                emit(image_pid, &d, w, stats)?;
+                d.applied.iter().for_each(|&i| applied[i] = true);
+                let _ = returns[i % readers].send(d.buf);
+            }
+            Ok(())
         })?;
     }
     emit_zeros(image_pid, fork, &zeros, w, stats)?;
