@@ -168,7 +168,15 @@ fn live_self_fds_and_fdinfo() {
     // SAFETY: closing the descriptor created above.
     unsafe { libc::close(efd) };
     assert_eq!(fi.unwrap().get(b"eventfd-count"), Some(&b"7"[..]));
-    let e = fdinfo(me, efd).unwrap_err();
+    // A closed descriptor is "gone". Not `efd` itself: the unit tests run
+    // in parallel threads, which may be given its number again at once. A
+    // copy at a number none of them reaches, closed, is asked for instead.
+    // SAFETY: F_DUPFD_CLOEXEC of a descriptor this test owns.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 700) };
+    assert!(high >= 700, "{}", std::io::Error::last_os_error());
+    // SAFETY: closing the copy made above.
+    unsafe { libc::close(high) };
+    let e = fdinfo(me, high).unwrap_err();
     assert!(e.is_gone(), "{e}");
 }
 
