@@ -1,14 +1,14 @@
 //! A region of our own memory holding code for other processes: mapped
 //! readable, writable and executable at a chosen address, never over an
-//! existing mapping, and unmapped on drop. The restorer's trampoline
-//! (`restart::space::Trampoline`) is one; its children inherit it.
+//! existing mapping, and unmapped on drop (a [`FixedMem`] mapped
+//! executable). The restorer's trampoline (`restart::space::Trampoline`)
+//! is one; its children inherit it.
+
+use super::fixedmem::FixedMem;
 
 /// A mapped region `addr..addr + len`.
 #[derive(Debug)]
-pub struct CodeRegion {
-    addr: u64,
-    len: u64,
-}
+pub struct CodeRegion(FixedMem);
 
 impl CodeRegion {
     /// Maps `len` bytes at exactly `addr` (`MAP_FIXED_NOREPLACE`) and
@@ -17,52 +17,21 @@ impl CodeRegion {
         if code.len() as u64 > len {
             return None;
         }
-        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
-        // we own the new region.
-        let p = unsafe {
-            libc::mmap(
-                addr as *mut libc::c_void,
-                len as usize,
-                libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
-        // Owned from here: dropped (unmapped) if it is not where we asked.
-        let region = CodeRegion {
-            addr: p as u64,
-            len,
-        };
-        if region.addr != addr {
-            return None;
-        }
-        // SAFETY: the region is ours, mapped writable, at least `code.len()`
-        // bytes long (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), p.cast::<u8>(), code.len()) };
-        Some(region)
+        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        let mut region = FixedMem::map_with(addr, len, prot).ok()?;
+        region.write(0, code);
+        Some(CodeRegion(region))
     }
 
     pub fn addr(&self) -> u64 {
-        self.addr
+        self.0.addr()
     }
 
     pub fn len(&self) -> u64 {
-        self.len
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Drop for CodeRegion {
-    fn drop(&mut self) {
-        // SAFETY: the region was mapped by `map_at`, is ours, and nothing
-        // in this process refers to it any more.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
+        self.0.is_empty()
     }
 }

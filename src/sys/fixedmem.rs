@@ -29,13 +29,25 @@ impl FixedMem {
     /// Maps `len` bytes at exactly `addr` (`MAP_FIXED_NOREPLACE`);
     /// `EEXIST` if anything is mapped there.
     pub fn map_at(addr: u64, len: u64) -> io::Result<FixedMem> {
+        Self::map_with(addr, len, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    /// [`map_at`](Self::map_at) with protection `prot` (which must include
+    /// `PROT_READ | PROT_WRITE`: [`write`](Self::write) and
+    /// [`bytes`](Self::bytes) rely on it).
+    pub fn map_with(addr: u64, len: u64, prot: libc::c_int) -> io::Result<FixedMem> {
+        assert_eq!(
+            prot & (libc::PROT_READ | libc::PROT_WRITE),
+            libc::PROT_READ | libc::PROT_WRITE,
+            "a FixedMem is readable and writable"
+        );
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping;
         // we own the new region.
         let p = unsafe {
             libc::mmap(
                 addr as *mut libc::c_void,
                 len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
+                prot,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
                 -1,
                 0,
