@@ -452,6 +452,15 @@ pub fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// A duration that may be short: `45.3 ms` under a second, else `1.23 s`.
+pub fn short_secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        secs(d)
+    }
+}
+
 /// Output as a share of input: `25.0%`.
 pub fn ratio(out: u64, input: u64) -> String {
     if input == 0 {

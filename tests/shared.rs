@@ -61,6 +61,19 @@ fn pipe_in_one_process_with_data_in_flight() {
     roundtrip("pipes2", &["-d", "20"], &[None], false);
 }
 
+/// A real python3 program holds the write end of a pipe whose read end is
+/// closed and the read end of one whose write end is closed. Nobody
+/// outside holds their other ends (the kernel's count says so, without a
+/// search of `/proc`), so both are pipes of the image: after the restore
+/// writing still fails with EPIPE and reading finds end of file (the
+/// program prints FAIL otherwise), while its stdout, a pipe the test
+/// holds, still leads to the test.
+#[test]
+fn pipes_whose_other_end_is_closed() {
+    let mut orig = Workload::spawn("python3", &[script("widowed.py").to_str().unwrap(), "20"]);
+    migrate_and_continue(&mut orig, &[None], &[], 3, 5);
+}
+
 #[test]
 fn fifo_with_buffered_data() {
     let dir = tempdir();

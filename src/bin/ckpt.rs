@@ -188,7 +188,7 @@ fn main() -> ExitCode {
                 progress::count(s.processes as u64, "process", "processes"),
                 progress::secs(took),
                 progress::rate(bytes, took),
-                progress::secs(s.frozen_for),
+                progress::short_secs(s.frozen_for),
                 progress::count(s.threads as u64, "thread", "threads"),
                 s.pages,
                 s.zero_pages,

@@ -40,29 +40,48 @@ fn is_terminal_path(p: &[u8]) -> bool {
         || p == b"/dev/ptmx"
 }
 
+/// Whether pipe `ino`, whose ends in the tree are all of one kind (`end`,
+/// a descriptor of one of them, and `writers`: they are write ends), has
+/// an end of the other kind anywhere. The kernel counts a pipe's readers
+/// and writers, and `poll` on a duplicate says when that count is zero
+/// (`POLLERR` for a write end, `POLLHUP` for a read end): then nobody
+/// outside holds it and `/proc` need not be searched. `None`: not known.
+fn pipe_has_peer(end: Option<(Pid, SysFd)>, writers: bool) -> Option<bool> {
+    use std::os::fd::AsFd;
+    let (pid, fd) = end?;
+    let dup = crate::sys::unixdiag::steal_fd(pid, fd).ok()?;
+    let ev = process::poll_now(dup.as_fd()).ok()?;
+    let none = if writers {
+        libc::POLLERR
+    } else {
+        libc::POLLHUP
+    };
+    Some(ev & none == 0)
+}
+
 /// Whether any process outside `tree` holds a descriptor for pipe `ino`.
+/// Processes are searched nearest pid to the tree's root first: the other
+/// end of a pipeline's pipe is usually its neighbour, or the shell that
+/// started both, not long before.
 fn pipe_held_outside(ino: u64, tree: &[i32]) -> bool {
     let want = format!("pipe:[{ino}]");
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return true;
     };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if tree.contains(&pid) || pid as u32 == std::process::id() {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == want.as_str()) {
-                return true;
-            }
-        }
-    }
-    false
+    let mut pids: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .filter(|p| !tree.contains(p) && *p as u32 != std::process::id())
+        .collect();
+    let root = tree.first().copied().unwrap_or(0);
+    pids.sort_by_key(|p| p.abs_diff(root));
+    pids.into_iter().any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == want.as_str())
+            })
+        })
+    })
 }
 
 /// Copies the data waiting in a pipe or FIFO without consuming it: `tee`
@@ -200,7 +219,15 @@ impl FileTable {
             let acc = |f: &&File| f.flags as i32 & libc::O_ACCMODE;
             let reader = ends.iter().any(|f| acc(f) != libc::O_WRONLY);
             let writer = ends.iter().any(|f| acc(f) != libc::O_RDONLY);
-            if !(fifo || reader && writer) && pipe_held_outside(ino, tree) {
+            // Only one kind of end in the tree: the pipe is external when
+            // someone outside holds the other (searched for in `/proc`
+            // only when the kernel says the other kind has holders).
+            let one_kind = !(fifo || reader && writer);
+            if one_kind
+                && pipe_has_peer(ends.iter().find_map(|f| holder(fdtables, f.id)), writer)
+                    != Some(false)
+                && pipe_held_outside(ino, tree)
+            {
                 for f in self
                     .files
                     .iter_mut()

@@ -105,6 +105,15 @@ pub fn readable_bytes(fd: BorrowedFd) -> io::Result<usize> {
     Ok(avail.max(0) as usize)
 }
 
+/// The events descriptor `fd` reports now (`poll` without waiting):
+/// `POLLERR` and `POLLHUP` are always among those asked for.
+pub fn poll_now(fd: BorrowedFd) -> io::Result<i16> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN | PollFlags::POLLOUT)];
+    poll(&mut fds, PollTimeout::ZERO)?;
+    Ok(fds[0].revents().map_or(0, |r| r.bits()))
+}
+
 /// `tee`: copies up to `len` bytes from pipe `from` into pipe `to` without
 /// consuming them, never blocking.
 pub fn tee_nonblock(from: BorrowedFd, to: BorrowedFd, len: usize) -> io::Result<usize> {
