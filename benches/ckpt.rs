@@ -738,7 +738,7 @@ impl Bench {
     /// checksummed with CRC32C, by as many threads as there are CPUs. The
     /// wall time is a floor for `ckpt > /dev/null`; the CPU time divided
     /// by the CPUs is a floor even for a tool that overlapped everything.
-    fn floor(&mut self, w: &Work, lim: &Limits) {
+    fn floor(&mut self, w: &Work, lim: &Limits) -> f64 {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut cpu = Vec::new();
         let t = self.timed(|| {
@@ -780,6 +780,7 @@ impl Bench {
             c / cpus as f64 / lim.memcpy
         ));
         eprintln!("  floor {} (CPU {})", ms(t), ms(c));
+        t
     }
 
     fn big(&mut self, lim: &Limits, huge: bool) {
@@ -792,6 +793,7 @@ impl Bench {
         let pid_s = w.pid.to_string();
         let devnull = Path::new("/dev/null");
         let img = self.dir.join(format!("big{tag}.img"));
+        let mut floor = None;
         if !huge {
             let mut rb = ReadBuf::new(MIB);
             let buf = rb.get();
@@ -808,7 +810,7 @@ impl Bench {
                 t / lim.memcpy
             ));
             eprintln!("  process_vm_readv limit {}", ms(t));
-            self.floor(&w, lim);
+            floor = Some(self.floor(&w, lim));
         }
 
         let mut frozen = Vec::new();
@@ -825,6 +827,19 @@ impl Bench {
             Some(("memcpy", lim.memcpy)),
             1.5,
         );
+        if let Some(fl) = floor {
+            self.info(
+                &format!("ckpt {gib} > /dev/null against the floor"),
+                format!(
+                    "{:.2}x the floor ({}, {:.2}x memcpy)",
+                    t / fl,
+                    ms(fl),
+                    fl / lim.memcpy
+                ),
+                "report",
+                None,
+            );
+        }
         let f = median(frozen);
         self.info(
             &format!("freeze time, ckpt {gib} > /dev/null"),
