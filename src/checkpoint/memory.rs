@@ -250,8 +250,9 @@ const PIECE: usize = 256 << 10;
 /// Threads reading memory while the caller's thread writes records.
 const READERS: usize = 2;
 /// Chunk buffers of each reader thread: one being read into, one waiting
-/// for the writer or being written.
-const BUFFERS: usize = 2;
+/// for the writer, one being written (with two, `ckpt | cat` was slower:
+/// the reader waited for the pipe).
+const BUFFERS: usize = 3;
 /// Up to this many bytes of a process are read by the writing thread
 /// itself, without reader threads: a tree of small processes paid about
 /// 1 ms a process for starting and joining them.
