@@ -429,3 +429,28 @@ fn describe(pid: i32, fd: i32, link: &[u8], info: &proc::FdInfo) -> Result<File>
     }
     Ok(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    fn end(fd: &OwnedFd) -> Option<(Pid, SysFd)> {
+        Some((Pid::this(), SysFd::from_raw(fd.as_raw_fd())))
+    }
+
+    /// The kernel's count answers for both kinds of end: a write end
+    /// whose readers are all closed, a read end whose writers are.
+    #[test]
+    fn pipe_peer_from_the_kernels_count() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        assert_eq!(pipe_has_peer(end(&w), true), Some(true));
+        assert_eq!(pipe_has_peer(end(&r), false), Some(true));
+        drop(r);
+        assert_eq!(pipe_has_peer(end(&w), true), Some(false));
+        let (r, w) = nix::unistd::pipe().unwrap();
+        drop(w);
+        assert_eq!(pipe_has_peer(end(&r), false), Some(false));
+        assert_eq!(pipe_has_peer(None, false), None);
+    }
+}
