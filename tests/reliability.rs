@@ -23,10 +23,13 @@ fn write_key(dir: &Path, name: &str, bytes: &[u8]) -> String {
 }
 
 /// The processes running the program `exe`.
-fn running(exe: &Path) -> Vec<i32> {
+/// Processes running `exe` whose command line contains `mark` (other
+/// tests of this file run the same workloads at the same time).
+fn running(exe: &Path, mark: &str) -> Vec<i32> {
     all_pids()
         .into_iter()
         .filter(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe))
+        .filter(|&p| cmdline_of(p).is_some_and(|c| c.contains(mark)))
         .collect()
 }
 
@@ -117,7 +120,8 @@ fn keyed_images_round_trip_and_refuse_the_rest() {
     // plain, the summed, and the other key's image: the original keeps
     // its pid and nothing new appears.
     let exe = workload("onetask");
-    let before = running(&exe);
+    // This test's onetask alone runs with `-s 256`.
+    let before = running(&exe, "-s 256");
     for (name, img, want) in [
         ("plain", &plain_bytes, "no keyed digest"),
         ("summed", &summed.stdout, "no keyed digest"),
@@ -131,7 +135,11 @@ fn keyed_images_round_trip_and_refuse_the_rest() {
         );
         assert_one_line_failure(&f, want);
     }
-    assert_eq!(running(&exe), before, "processes left by refused restores");
+    assert_eq!(
+        running(&exe, "-s 256"),
+        before,
+        "processes left by refused restores"
+    );
 
     // Tampered: a page changed and its CRC recomputed, digest kept. The
     // CRC passes, the keyed digest does not; the restore, already under
@@ -158,7 +166,11 @@ fn keyed_images_round_trip_and_refuse_the_rest() {
         Some(&tampered),
     );
     assert_one_line_failure(&f, "keyed digest");
-    assert_eq!(running(&exe), before, "processes left by a refused restore");
+    assert_eq!(
+        running(&exe, "-s 256"),
+        before,
+        "processes left by a refused restore"
+    );
 
     // The round trip: ckpt --kill | cr-sum --key | cr-zstd | cr-restart --require-key.
     let pid_s = pid.to_string();
@@ -241,7 +253,7 @@ fn fail_at_every_stage(mut orig: Workload, exe: &Path, tag: Option<&str>) {
             );
         }
         assert_eq!(
-            running(exe),
+            running(exe, ""),
             Vec::<i32>::new(),
             "stage {stage}: processes left"
         );

@@ -302,6 +302,15 @@ impl OpenFiles {
         super::unix::finish(&self.sockets, &mut self.socks)
     }
 
+    /// Closes the restorer's own ends of every pipe and FIFO, once their
+    /// data is back in them and before the tree runs: held on, they made
+    /// a pipe whose readers were all gone take a restored process's write
+    /// (instead of `EPIPE`) and one whose writers were gone block its read
+    /// (instead of end of file) until the restorer exited.
+    pub fn close_pipes(&mut self) {
+        self.made.clear();
+    }
+
     /// Puts data that was waiting in a pipe back into it.
     pub fn fill_pipe(&self, id: u64, data: &[u8]) -> Result<()> {
         let (_, wr) = self.made.get(&id).ok_or(Fault::DataUnheld {

@@ -349,6 +349,7 @@ fn rebuild(
         &mut source,
     )?;
     held.open.finish_sockets()?;
+    held.open.close_pipes();
     super::memfd::seal_all(t.meta.shmem(), &held.shm_fds)?;
     t.ipc.finish()?;
     let own = super::asuser::OwnCreds::read()?;

@@ -540,6 +540,7 @@ pub fn restore<R: Read>(mut reader: Reader<R>, opts: &Options) -> Result<Restore
         &mut source,
     )?;
     held.open.finish_sockets()?;
+    held.open.close_pipes();
     memfd::seal_all(meta.shmem(), &held.shm_fds)?;
     ipc.finish()?;
     inject::check("data")?;
