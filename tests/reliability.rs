@@ -22,7 +22,6 @@ fn write_key(dir: &Path, name: &str, bytes: &[u8]) -> String {
     p.to_str().expect("utf-8 path").to_string()
 }
 
-/// The processes running the program `exe`.
 /// Processes running `exe` whose command line contains `mark` (other
 /// tests of this file run the same workloads at the same time).
 fn running(exe: &Path, mark: &str) -> Vec<i32> {

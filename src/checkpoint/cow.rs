@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::memory::VmaPlan;
-use crate::error::{Error, Result};
+use super::perr;
+use crate::error::Result;
 use crate::image::ranges::clip;
 use crate::image::{self, PageRange, Vma};
 use crate::sys::Pid;
@@ -51,10 +52,6 @@ fn runs(start: u64, n: usize, f: impl Fn(usize) -> bool) -> Vec<(u64, u64)> {
     out
 }
 
-fn err(pid: Pid) -> impl Fn(crate::sys::proc::ProcError) -> Error {
-    move |e| Error::msg(format!("cannot checkpoint pid {pid}: {e}"))
-}
-
 /// A parent's page map entries, read once for all its children (a frozen
 /// tree's pages do not move): by range `(start, pages)`.
 pub struct ParentPages {
@@ -67,7 +64,7 @@ impl ParentPages {
     pub fn open(pid: Pid) -> Result<ParentPages> {
         Ok(ParentPages {
             pid,
-            pm: Pagemap::open(pid).map_err(err(pid))?,
+            pm: Pagemap::open(pid).map_err(perr(pid))?,
             read: HashMap::new(),
         })
     }
@@ -77,7 +74,7 @@ impl ParentPages {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => {
                 let mut pe = Vec::new();
-                self.pm.read(start, n, &mut pe).map_err(err(self.pid))?;
+                self.pm.read(start, n, &mut pe).map_err(perr(self.pid))?;
                 v.insert(pe)
             }
         };
@@ -96,7 +93,7 @@ pub fn share(
     parent: &mut ParentPages,
     pvmas: &[Vma],
 ) -> Result<Shared> {
-    let cpm = Pagemap::open(child).map_err(err(child))?;
+    let cpm = Pagemap::open(child).map_err(perr(child))?;
     let mut out = Shared::default();
     let mut ce = Vec::new();
     for cp in cplans.iter_mut().filter(|p| eligible(&p.vma)) {
@@ -108,7 +105,7 @@ pub fn share(
             }
             let n = ((e - s) / PAGE) as usize;
             ce.clear();
-            cpm.read(s, n, &mut ce).map_err(err(child))?;
+            cpm.read(s, n, &mut ce).map_err(perr(child))?;
             let pe = parent.entries(s, n)?;
             let shared = |i: usize| {
                 let (c, p) = (ce[i], pe[i]);
